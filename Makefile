@@ -1,0 +1,86 @@
+# clearhouse developer entry points. `make run` starts everything locally;
+# `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PORT ?= 8000
+DATABASE_URL ?= postgresql+psycopg2://postgres@127.0.0.1:5432/clearhouse
+REDIS_URL ?= redis://127.0.0.1:6379/0
+TEST_ARGS ?=
+export PORT DATABASE_URL REDIS_URL
+
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# First interpreter >= 3.11 on PATH (override: make PYTHON=/path/to/python3.12 venv).
+PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
+	command -v $$p >/dev/null 2>&1 && \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && \
+	{ echo $$p; break; }; done)
+
+.PHONY: help venv services migrate run test bench lint fmt clean
+
+help:
+	@echo "make venv      create .venv and install the package with dev extras"
+	@echo "make services  make sure Postgres and Redis are up (starts local ones in var/)"
+	@echo "make migrate   create the database and apply migrations"
+	@echo "make run       run API, workers, beat and Flower in the foreground (PORT=$(PORT))"
+	@echo "make test      ruff + pytest (TEST_ARGS='-k foo -x' to pass pytest arguments)"
+	@echo "make bench     load benchmark (tests.load.bench)"
+	@echo "make lint      ruff check + ruff format --check;  make fmt  to reformat"
+	@echo "make clean     remove runtime files in var/ (keeps .venv)"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@if [ -z "$(PYTHON)" ]; then \
+		echo "error: need Python >= 3.11 on PATH (or make PYTHON=/path/to/python3.x)" >&2; exit 1; fi
+	@if [ ! -x $(BIN)/python ]; then \
+		echo "creating $(VENV) with $(PYTHON)"; \
+		$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+		echo "error: '$(PYTHON) -m venv' failed (Debian/Ubuntu: apt-get install python3-venv)" >&2; \
+		exit 1; }; fi
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+services:
+	bash deploy/dev/services.sh
+
+migrate: venv services
+	$(BIN)/clearhouse db upgrade
+
+run: venv services migrate
+	@mkdir -p var
+	@echo "----------------------------------------------------------------------"
+	@echo " API          http://127.0.0.1:$(PORT)/"
+	@echo " API metrics  http://127.0.0.1:$(PORT)/metrics"
+	@echo " Flower       http://127.0.0.1:5555/"
+	@echo " Postgres     $(DATABASE_URL)"
+	@echo " Redis        $(REDIS_URL)"
+	@echo " Processes    deploy/Procfile (api, worker_pipeline, worker_instant,"
+	@echo "              worker_background, beat, flower); Ctrl-C stops them all"
+	@echo "----------------------------------------------------------------------"
+	exec $(BIN)/honcho -f deploy/Procfile -p $(PORT) start
+
+test: venv services
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest tests -p no:cacheprovider $(TEST_ARGS)
+
+bench: venv services
+	$(BIN)/python -m tests.load.bench
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# Runtime files only. Local Postgres/Redis data (var/postgres, var/redis) stays:
+# they may still be running. Stop them first, then `rm -rf var` to reset fully.
+clean:
+	rm -rf var/celerybeat-schedule* var/run/*.pid bench-results*.json
+	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+	rm -rf .pytest_cache .ruff_cache

@@ -1,0 +1,135 @@
+"""The ``clearhouse`` command: operator tasks (migrations, merchants, wallets)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from shared.config import get_settings
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not the usage block: scripts read stderr
+        self.exit(2, f"clearhouse: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="clearhouse", description=__doc__)
+    sub = p.add_subparsers(dest="group", required=True, parser_class=Parser)
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="cmd", required=True)
+    db.add_parser("upgrade", help="create the database if needed and migrate to the latest schema")
+
+    m = sub.add_parser("merchant", help="merchants").add_subparsers(dest="cmd", required=True)
+    c = m.add_parser("create", help="create a merchant and its API credentials")
+    c.add_argument("--name", required=True)
+    c.add_argument("--webhook-url")
+    c.add_argument("--json", action="store_true", help="one line of JSON")
+    lim = m.add_parser("set-limits", help="limits in minor units for one currency and scope")
+    lim.add_argument("--merchant", required=True)
+    lim.add_argument("--currency", required=True, type=str.upper)
+    lim.add_argument("--scope", choices=("merchant", "payer"), default="merchant")
+    lim.add_argument("--per-transaction", type=_positive_int)
+    lim.add_argument("--daily", type=_positive_int)
+    lim.add_argument("--monthly", type=_positive_int)
+    thr = m.add_parser("set-fraud-threshold", help="block at this risk score (0-100)")
+    thr.add_argument("--merchant", required=True)
+    thr.add_argument("--threshold", required=True, type=int, choices=range(0, 101), metavar="0-100")
+
+    w = sub.add_parser("wallet", help="payer wallets").add_subparsers(dest="cmd", required=True)
+    wc = w.add_parser("create", help="create a payer wallet")
+    wc.add_argument("--owner", required=True)
+    wc.add_argument("--currency", required=True, type=str.upper)
+    wc.add_argument("--json", action="store_true")
+    wf = w.add_parser("fund", help="credit a wallet (minor units)")
+    wf.add_argument("--wallet", required=True)
+    wf.add_argument("--amount", required=True, type=_positive_int)
+    wf.add_argument("--json", action="store_true")
+
+    b = sub.add_parser("blocklist", help="fraud blocklist").add_subparsers(
+        dest="cmd", required=True
+    )
+    ba = b.add_parser("add", help="block a card fingerprint, wallet, IP or customer")
+    ba.add_argument(
+        "--kind", required=True, choices=("card_fingerprint", "wallet", "ip", "customer")
+    )
+    ba.add_argument("--value", required=True)
+    ba.add_argument("--reason")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    try:
+        return _run(args, settings)
+    except Exception as exc:  # one line for operators; no traceback, no secrets
+        message = getattr(exc, "message", None) or str(exc).splitlines()[0]
+        print(f"clearhouse: error: {message}", file=sys.stderr)
+        return 1
+
+
+def _run(args, settings) -> int:
+    if args.group == "db":
+        from shared.db.migrate import upgrade
+
+        upgrade(settings.database_url)
+        print("database is at the latest schema")
+        return 0
+
+    from shared.db.engine import get_engine
+    from shared.db.uow import UnitOfWork
+    from shared.security.vault import Vault
+    from shared.services import merchants
+
+    with UnitOfWork(get_engine(settings.database_url)) as uow:
+        out = _command(args, uow.conn, merchants, Vault.from_settings(settings))
+        uow.commit()
+    if getattr(args, "json", False):
+        print(json.dumps(out, separators=(",", ":")))
+    else:
+        for key, value in out.items():
+            print(f"{key}: {value}")
+    return 0
+
+
+def _command(args, conn, merchants, vault) -> dict:
+    key = (args.group, args.cmd)
+    if key == ("merchant", "create"):
+        return merchants.create_merchant(conn, vault, args.name, args.webhook_url)
+    if key == ("merchant", "set-limits"):
+        merchants.set_limits(
+            conn,
+            args.merchant,
+            args.currency,
+            args.scope,
+            per_transaction=args.per_transaction,
+            daily=args.daily,
+            monthly=args.monthly,
+        )
+        return {"merchant_id": args.merchant, "limits": "updated"}
+    if key == ("merchant", "set-fraud-threshold"):
+        merchants.set_fraud_threshold(conn, args.merchant, args.threshold)
+        return {"merchant_id": args.merchant, "fraud_block_threshold": args.threshold}
+    if key == ("wallet", "create"):
+        return merchants.create_wallet(conn, args.owner, args.currency)
+    if key == ("wallet", "fund"):
+        return merchants.fund_wallet(conn, args.wallet, args.amount)
+    if key == ("blocklist", "add"):
+        return merchants.block(conn, args.kind, args.value, args.reason)
+    raise ValueError(f"unknown command {' '.join(key)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Periodic jobs: re-drive stuck intents, expire holds, prune idempotency keys."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import Connection, select, text
+
+from shared.db.tables import payment_intents as pi
+from shared.domain import ledger as L
+from shared.domain.intent import Status
+from shared.services import outcomes
+from shared.services.stages.common import now
+
+log = logging.getLogger(__name__)
+BATCH = 1000
+
+
+def stuck_intents(conn: Connection, older_than_s: int) -> dict[str, list[str]]:
+    """Intents that stopped advancing, grouped by the stage they wait at.
+
+    Postgres is the truth: whatever Redis lost (a flush, a restart without
+    persistence, a publish that failed after commit) shows up here.
+    """
+    rows = conn.execute(
+        text(
+            "SELECT stage, id FROM payment_intents WHERE status = 'processing'"
+            " AND stage_changed_at < now() - make_interval(secs => :s)"
+            " ORDER BY stage_changed_at LIMIT :n"
+        ),
+        {"s": older_than_s, "n": BATCH * 10},
+    )
+    out: dict[str, list[str]] = {}
+    for stage, intent_id in rows:
+        out.setdefault(stage, []).append(intent_id)
+    return out
+
+
+def unsettled_instant(conn: Connection, older_than_s: int) -> list[str]:
+    """Instant intents that succeeded but whose settlement message was lost."""
+    return list(
+        conn.execute(
+            text(
+                "SELECT id FROM payment_intents WHERE status = 'succeeded'"
+                " AND priority = 'instant' AND settlement_status = 'pending'"
+                " AND finalized_at < now() - make_interval(secs => :s) LIMIT :n"
+            ),
+            {"s": older_than_s, "n": BATCH * 10},
+        ).scalars()
+    )
+
+
+def expire_holds(conn: Connection) -> list[str]:
+    """Void holds past their expiry; the intents become canceled (expired)."""
+    rows = conn.execute(
+        select(pi)
+        .where(pi.c.status == Status.REQUIRES_CAPTURE, pi.c.hold_expires_at <= now(conn))
+        .order_by(pi.c.id)
+        .limit(BATCH)
+        # A capture in flight holds the row: skip it, the next run will see.
+        .with_for_update(skip_locked=True)
+    ).all()
+    outcomes.cancel(conn, rows, "expired", L.EXPIRE_PENDING)
+    return [r.id for r in rows]
+
+
+def prune_idempotency_keys(conn: Connection, retention_h: int) -> int:
+    """Delete idempotency keys older than the retention (at least 24 h)."""
+    cutoff = now(conn) - timedelta(hours=max(retention_h, 24))
+    result = conn.execute(text("DELETE FROM idempotency_keys WHERE created_at < :c"), {"c": cutoff})
+    return result.rowcount

@@ -1,0 +1,118 @@
+"""Settings: one frozen object built from the environment at start.
+
+Every setting has a default that works on a developer machine; the README
+lists them all. Tests build their own with ``Settings.from_env(**overrides)``
+or ``dataclasses.replace``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"setting {name} must be an integer, got {raw!r}") from exc
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"setting {name} must be a number, got {raw!r}") from exc
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _str(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/clearhouse"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Where generated dev keys (JWT signing key, card encryption keys) live
+    # when they are not given explicitly. Git-ignored.
+    key_dir: str = "var/keys"
+    jwt_issuer: str = "clearhouse"
+    jwt_audience: str = "clearhouse-api"
+    access_token_ttl_s: int = 900
+    refresh_token_ttl_s: int = 30 * 24 * 3600
+    # Sandbox acquirer: simulated network latency and injected failures.
+    acquirer_latency_ms: int = 0
+    acquirer_failure_rate: float = 0.0
+    # Authorization retries for transient acquirer errors (processing_error).
+    auth_max_attempts: int = 3
+    auth_retry_base_s: float = 0.5
+    hold_ttl_s: int = 7 * 24 * 3600
+    fraud_block_threshold: int = 75
+    # First-stage batching (celery-batches): flush at N messages or after T ms.
+    batch_max: int = 100
+    batch_interval_ms: int = 10
+    # Intents not advanced for this long are re-enqueued by the scheduler.
+    redrive_after_s: int = 60
+    redrive_interval_s: int = 30
+    hold_expiry_interval_s: int = 30
+    idempotency_retention_h: int = 24
+    # A key whose first request crashed mid-flight may be retried after this.
+    idempotency_lock_timeout_s: int = 60
+    max_body_bytes: int = 64 * 1024
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, **overrides) -> Settings:
+        d = cls()
+        values = dict(
+            database_url=_str("DATABASE_URL", d.database_url),
+            redis_url=_str("REDIS_URL", d.redis_url),
+            key_dir=_str("CLEARHOUSE_KEY_DIR", d.key_dir),
+            jwt_issuer=_str("JWT_ISSUER", d.jwt_issuer),
+            jwt_audience=_str("JWT_AUDIENCE", d.jwt_audience),
+            access_token_ttl_s=min(_int("ACCESS_TOKEN_TTL_S", d.access_token_ttl_s), 900),
+            refresh_token_ttl_s=_int("REFRESH_TOKEN_TTL_S", d.refresh_token_ttl_s),
+            acquirer_latency_ms=_int("ACQUIRER_LATENCY_MS", d.acquirer_latency_ms),
+            acquirer_failure_rate=_float("ACQUIRER_FAILURE_RATE", d.acquirer_failure_rate),
+            auth_max_attempts=_int("AUTH_MAX_ATTEMPTS", d.auth_max_attempts),
+            auth_retry_base_s=_float("AUTH_RETRY_BASE_S", d.auth_retry_base_s),
+            hold_ttl_s=_int("HOLD_TTL_S", d.hold_ttl_s),
+            fraud_block_threshold=_int("FRAUD_BLOCK_THRESHOLD", d.fraud_block_threshold),
+            batch_max=_int("BATCH_MAX", d.batch_max),
+            batch_interval_ms=_int("BATCH_INTERVAL_MS", d.batch_interval_ms),
+            redrive_after_s=_int("REDRIVE_AFTER_S", d.redrive_after_s),
+            redrive_interval_s=_int("REDRIVE_INTERVAL_S", d.redrive_interval_s),
+            hold_expiry_interval_s=_int("HOLD_EXPIRY_INTERVAL_S", d.hold_expiry_interval_s),
+            idempotency_retention_h=_int("IDEMPOTENCY_RETENTION_H", d.idempotency_retention_h),
+            idempotency_lock_timeout_s=_int(
+                "IDEMPOTENCY_LOCK_TIMEOUT_S", d.idempotency_lock_timeout_s
+            ),
+            max_body_bytes=_int("MAX_BODY_BYTES", d.max_body_bytes),
+            log_level=_str("LOG_LEVEL", d.log_level),
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, read once from the environment."""
+    return Settings.from_env()

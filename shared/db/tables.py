@@ -1,0 +1,286 @@
+"""Tables, as SQLAlchemy Core. Services write SQL against these; no ORM.
+
+Money columns are NUMERIC(38,0): ETH has 18 decimals, BIGINT is not enough.
+The migration in ``migrations/versions`` creates exactly these tables plus the
+trigger that makes ledger transfers immutable.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
+
+
+class Money(TypeDecorator):
+    """NUMERIC(38,0) that reads back as ``int`` (never Decimal, never float)."""
+
+    impl = Numeric(38, 0)
+    cache_ok = True
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else int(value)
+
+
+metadata = MetaData()
+
+
+def _now():
+    return Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+merchants = Table(
+    "merchants",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("webhook_url", Text),
+    # AES-GCM ciphertext (the secret must be recoverable to sign webhooks).
+    Column("webhook_secret_enc", Text, nullable=False),
+    Column("fraud_block_threshold", Integer),
+    # {"bps": {"instant": 290, ...}, "fixed": {"USD": 30, ...}}; NULL = default plan.
+    Column("fee_plan", JSONB),
+    _now(),
+)
+
+api_clients = Table(
+    "api_clients",
+    metadata,
+    Column("client_id", String(40), primary_key=True),
+    Column("merchant_id", String(40), ForeignKey("merchants.id"), nullable=False),
+    Column("secret_hash", Text, nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+    _now(),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("family_id", String(40), nullable=False, index=True),
+    Column("client_id", String(40), ForeignKey("api_clients.client_id"), nullable=False),
+    Column("merchant_id", String(40), nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    _now(),
+)
+
+merchant_limits = Table(
+    "merchant_limits",
+    metadata,
+    Column("merchant_id", String(40), ForeignKey("merchants.id"), nullable=False),
+    Column("currency", String(8), nullable=False),
+    # 'merchant': totals of the merchant; 'payer': totals of one card or wallet.
+    Column("scope", String(16), nullable=False),
+    Column("per_transaction", Money),
+    Column("daily", Money),
+    Column("monthly", Money),
+    PrimaryKeyConstraint("merchant_id", "currency", "scope"),
+)
+
+# Running totals reserved against limits, one row per (subject, period).
+limit_counters = Table(
+    "limit_counters",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("used", Money, nullable=False, server_default=text("0")),
+    CheckConstraint("used >= 0", name="limit_counters_used_nonnegative"),
+)
+
+blocklist = Table(
+    "blocklist",
+    metadata,
+    # 'card_fingerprint', 'wallet', 'ip', 'customer'
+    Column("kind", String(32), nullable=False),
+    Column("value", Text, nullable=False),
+    Column("reason", Text),
+    _now(),
+    PrimaryKeyConstraint("kind", "value"),
+)
+
+ledger_accounts = Table(
+    "ledger_accounts",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("code", Text, nullable=False, unique=True),
+    Column("currency", String(8), nullable=False),
+    # TigerBeetle's four balances; a transfer moves amounts between them.
+    Column("debits_pending", Money, nullable=False, server_default=text("0")),
+    Column("debits_posted", Money, nullable=False, server_default=text("0")),
+    Column("credits_pending", Money, nullable=False, server_default=text("0")),
+    Column("credits_posted", Money, nullable=False, server_default=text("0")),
+    # debits (pending + posted) must never exceed posted credits: payer wallets.
+    Column("no_overdraft", Boolean, nullable=False, server_default=text("false")),
+    _now(),
+    CheckConstraint(
+        "NOT no_overdraft OR debits_pending + debits_posted <= credits_posted",
+        name="ledger_accounts_no_overdraft",
+    ),
+)
+
+ledger_transfers = Table(
+    "ledger_transfers",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    # posted | pending | post_pending | void_pending | expire_pending
+    Column("kind", String(16), nullable=False),
+    Column("debit_account_id", BigInteger, ForeignKey("ledger_accounts.id"), nullable=False),
+    Column("credit_account_id", BigInteger, ForeignKey("ledger_accounts.id"), nullable=False),
+    Column("amount", Money, nullable=False),
+    Column("currency", String(8), nullable=False),
+    # For post/void/expire: the pending transfer it resolves; unique, so a hold
+    # is resolved at most once whatever races happen.
+    Column("pending_id", BigInteger, ForeignKey("ledger_transfers.id"), unique=True),
+    Column("timeout_at", DateTime(timezone=True)),
+    Column("intent_id", String(40), index=True),
+    # authorization | capture | fee | settlement | wallet_funding | refund
+    Column("reason", String(32), nullable=False),
+    _now(),
+    CheckConstraint("amount > 0", name="ledger_transfers_amount_positive"),
+    CheckConstraint("debit_account_id <> credit_account_id", name="ledger_transfers_two_sides"),
+)
+
+wallets = Table(
+    "wallets",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("owner", Text, nullable=False),
+    Column("currency", String(8), nullable=False),
+    Column("account_id", BigInteger, ForeignKey("ledger_accounts.id"), nullable=False),
+    _now(),
+)
+
+payment_intents = Table(
+    "payment_intents",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("merchant_id", String(40), nullable=False),
+    Column("amount", Money, nullable=False),
+    Column("currency", String(8), nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("stage", String(24), nullable=False),
+    Column("capture_method", String(16), nullable=False),
+    Column("priority", String(16), nullable=False),
+    Column("pm_type", String(16), nullable=False),
+    Column("card_token", Text),
+    Column("card_fingerprint", String(64)),
+    Column("card_last4", String(4)),
+    Column("card_brand", String(16)),
+    Column("card_exp_month", Integer),
+    Column("card_exp_year", Integer),
+    Column("wallet_id", String(40)),
+    # The payer's identity for limits and fraud history: card fingerprint or wallet id.
+    Column("payer_key", Text, nullable=False),
+    Column("description", Text),
+    Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("customer", Text),
+    Column("client_ip", String(64)),
+    Column("request_id", String(64)),
+    Column("risk_score", Integer),
+    Column("risk_reasons", JSONB),
+    Column("fee_amount", Money),
+    Column("amount_capturable", Money, nullable=False, server_default=text("0")),
+    Column("amount_received", Money, nullable=False, server_default=text("0")),
+    Column("amount_refunded", Money, nullable=False, server_default=text("0")),
+    Column("failure_code", String(32)),
+    Column("failure_message", Text),
+    Column("cancellation_reason", String(32)),
+    Column("settlement_status", String(16)),
+    # What is currently counted against limits, and the day it was counted on.
+    Column("limit_reserved", Money, nullable=False, server_default=text("0")),
+    Column("limit_day", Date),
+    Column("hold_transfer_id", BigInteger),
+    Column("hold_expires_at", DateTime(timezone=True)),
+    Column("auth_attempts", Integer, nullable=False, server_default=text("0")),
+    _now(),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("stage_changed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("finalized_at", DateTime(timezone=True)),
+    Column("settled_at", DateTime(timezone=True)),
+    CheckConstraint("amount > 0", name="payment_intents_amount_positive"),
+    Index("ix_intents_merchant_created", "merchant_id", "created_at", "id"),
+    Index("ix_intents_fingerprint_created", "card_fingerprint", "created_at"),
+    Index("ix_intents_payer_currency", "payer_key", "currency"),
+    Index(
+        "ix_intents_processing",
+        "stage_changed_at",
+        postgresql_where=text("status = 'processing'"),
+    ),
+    Index(
+        "ix_intents_holds",
+        "hold_expires_at",
+        postgresql_where=text("status = 'requires_capture'"),
+    ),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("merchant_id", String(40), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("request_method", String(8), nullable=False),
+    Column("request_path", Text, nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    # NULL while the first request is in flight.
+    Column("response_status", Integer),
+    Column("response_body", JSONB),
+    Column("locked_at", DateTime(timezone=True)),
+    _now(),
+    PrimaryKeyConstraint("merchant_id", "key"),
+    Index("ix_idempotency_created", "created_at"),
+)
+
+LEDGER_IMMUTABLE_SQL = """
+CREATE OR REPLACE FUNCTION ledger_transfers_immutable() RETURNS trigger AS $$
+BEGIN
+    -- Corrections are new transfers; a posted entry is never changed or removed.
+    RAISE EXCEPTION 'ledger transfers are immutable: % refused', TG_OP
+        USING ERRCODE = 'integrity_constraint_violation';
+END;
+$$ LANGUAGE plpgsql;
+
+CREATE TRIGGER ledger_transfers_no_update_delete
+    BEFORE UPDATE OR DELETE ON ledger_transfers
+    FOR EACH ROW EXECUTE FUNCTION ledger_transfers_immutable();
+
+CREATE TRIGGER ledger_transfers_no_truncate
+    BEFORE TRUNCATE ON ledger_transfers
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_transfers_immutable();
+"""
+
+__all__ = [
+    "Money",
+    "metadata",
+    "merchants",
+    "api_clients",
+    "refresh_tokens",
+    "merchant_limits",
+    "limit_counters",
+    "blocklist",
+    "ledger_accounts",
+    "ledger_transfers",
+    "wallets",
+    "payment_intents",
+    "idempotency_keys",
+    "LEDGER_IMMUTABLE_SQL",
+]

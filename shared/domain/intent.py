@@ -1,0 +1,55 @@
+"""The payment intent's lifecycle: statuses, pipeline stages, outcomes."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    PROCESSING = "processing"
+    REQUIRES_CAPTURE = "requires_capture"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class Stage(StrEnum):
+    RECEIVED = "received"
+    LIMITS_CHECKED = "limits_checked"
+    RISK_SCORED = "risk_scored"
+    FEE_COMPUTED = "fee_computed"
+    AUTHORIZED = "authorized"
+
+
+class FailureCode(StrEnum):
+    LIMIT_EXCEEDED = "limit_exceeded"
+    FRAUD_SUSPECTED = "fraud_suspected"
+    CARD_DECLINED = "card_declined"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    EXPIRED_CARD = "expired_card"
+    PROCESSING_ERROR = "processing_error"
+
+
+CAPTURE_METHODS = ("automatic", "manual")
+PRIORITIES = ("instant", "standard", "economy")
+FINAL_STATUSES = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELED})
+# Statuses from which a merchant may cancel.
+CANCELABLE = frozenset({Status.PROCESSING, Status.REQUIRES_CAPTURE})
+
+FAILURE_MESSAGES = {
+    FailureCode.LIMIT_EXCEEDED: "The payment exceeds a transaction, daily or monthly limit.",
+    FailureCode.FRAUD_SUSPECTED: "The payment was blocked as likely fraudulent.",
+    FailureCode.CARD_DECLINED: "Your card was declined.",
+    FailureCode.INSUFFICIENT_FUNDS: "The payer has insufficient funds.",
+    FailureCode.EXPIRED_CARD: "Your card has expired.",
+    FailureCode.PROCESSING_ERROR: "An error occurred while processing the payment.",
+}
+
+# The stage an intent must be at for each pipeline step to take it, and the
+# queue that step runs on. The scheduler's re-drive uses the same map.
+STAGE_QUEUE = {
+    Stage.RECEIVED: "limits",
+    Stage.LIMITS_CHECKED: "fraud",
+    Stage.RISK_SCORED: "fees",
+    Stage.FEE_COMPUTED: "authorize",
+}

@@ -1,0 +1,221 @@
+"""Payment intent use cases: create, read, list, capture, cancel."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, and_, func, insert, or_, select
+
+from shared.db.tables import merchants, wallets
+from shared.db.tables import payment_intents as pi
+from shared.domain import ledger as L
+from shared.domain.fees import compute_fee
+from shared.domain.intent import CANCELABLE, Stage, Status
+from shared.domain.validation import CreateIntent, ValidationError, amount_param
+from shared.services import outcomes
+from shared.services.errors import InvalidState, NotFound
+from shared.services.stages import authorize
+from shared.services.stages.fees import merchant_fee_plans
+
+Dispatch = Callable[[str, list[str]], None]
+CANCELLATION_REASONS = ("duplicate", "fraudulent", "requested_by_customer", "abandoned")
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+def create(
+    conn: Connection,
+    vault,
+    merchant_id: str,
+    req: CreateIntent,
+    *,
+    client_ip: str | None,
+    request_id: str | None,
+):
+    """Insert a new intent at stage ``received``; the caller enqueues it after commit."""
+    intent_id = new_id("pi")
+    values = dict(
+        id=intent_id,
+        merchant_id=merchant_id,
+        amount=req.amount,
+        currency=req.currency,
+        status=Status.PROCESSING.value,
+        stage=Stage.RECEIVED.value,
+        capture_method=req.capture_method,
+        priority=req.priority,
+        description=req.description,
+        metadata=req.metadata,
+        customer=req.customer,
+        client_ip=client_ip,
+        request_id=request_id,
+    )
+    if req.card is not None:
+        fingerprint = vault.fingerprint(req.card.pan)
+        values.update(
+            pm_type="card",
+            # Bound to the intent id (AAD): a token copied to another row won't decrypt.
+            card_token=vault.encrypt(req.card.pan, aad=intent_id),
+            card_fingerprint=fingerprint,
+            card_last4=req.card.last4,
+            card_brand=req.card.brand,
+            card_exp_month=req.card.exp_month,
+            card_exp_year=req.card.exp_year,
+            payer_key=f"card:{fingerprint}",
+        )
+    else:
+        wallet = conn.execute(select(wallets).where(wallets.c.id == req.wallet_id)).first()
+        if wallet is None:
+            raise ValidationError(
+                "payment_method[wallet_id]", f"No such wallet: {req.wallet_id}", "resource_missing"
+            )
+        if wallet.currency != req.currency:
+            raise ValidationError(
+                "currency", f"Wallet {wallet.id} holds {wallet.currency}, not {req.currency}."
+            )
+        values.update(pm_type="wallet", wallet_id=wallet.id, payer_key=f"wallet:{wallet.id}")
+    return conn.execute(insert(pi).values(**values).returning(pi)).one()
+
+
+def get(conn: Connection, merchant_id: str, intent_id: str, *, lock: bool = False):
+    """One intent of this merchant; NotFound (never another merchant's)."""
+    query = select(pi).where(pi.c.id == intent_id, pi.c.merchant_id == merchant_id)
+    if lock:
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    if row is None:
+        raise NotFound("payment_intent", intent_id)
+    return row
+
+
+def list_(conn: Connection, merchant_id: str, *, status=None, limit=10, starting_after=None):
+    """Newest first; return (rows, has_more)."""
+    query = select(pi).where(pi.c.merchant_id == merchant_id)
+    if status:
+        query = query.where(pi.c.status == status)
+    if starting_after:
+        cursor = get(conn, merchant_id, starting_after)
+        query = query.where(
+            or_(
+                pi.c.created_at < cursor.created_at,
+                and_(pi.c.created_at == cursor.created_at, pi.c.id < cursor.id),
+            )
+        )
+    rows = conn.execute(
+        query.order_by(pi.c.created_at.desc(), pi.c.id.desc()).limit(limit + 1)
+    ).all()
+    return rows[:limit], len(rows) > limit
+
+
+def capture(conn: Connection, merchant_id: str, intent_id: str, amount: object, dispatch: Dispatch):
+    """Capture all or part of a held amount; the remainder is released."""
+    row = get(conn, merchant_id, intent_id, lock=True)
+    if row.status != Status.REQUIRES_CAPTURE:
+        raise InvalidState(
+            f"This PaymentIntent could not be captured because it has a status of {row.status}."
+        )
+    if row.hold_expires_at is not None and row.hold_expires_at <= _now(conn):
+        outcomes.cancel(conn, [row], "expired", L.EXPIRE_PENDING)
+        raise InvalidState("The authorization on this PaymentIntent has expired.")
+    to_capture = (
+        row.amount_capturable
+        if amount is None
+        else amount_param(amount, row.currency, "amount_to_capture")
+    )
+    if to_capture > row.amount_capturable:
+        raise ValidationError(
+            "amount_to_capture",
+            f"amount_to_capture must be at most the capturable amount {row.amount_capturable}.",
+            "amount_too_large",
+        )
+    plan = merchant_fee_plans(conn, [merchant_id])[merchant_id]
+    fee = compute_fee(to_capture, row.currency, row.priority, plan)
+    authorize.capture(conn, [row], {row.id: to_capture}, {row.id: fee})
+    if to_capture < row.amount:
+        # The released part of the hold no longer counts against limits.
+        outcomes.release_limits(conn, [row], {row.id: row.amount - to_capture})
+    if row.priority == "instant":
+        dispatch("settle_instant", [row.id])
+    return get(conn, merchant_id, intent_id)
+
+
+def cancel(conn: Connection, merchant_id: str, intent_id: str, reason: object):
+    """Cancel a processing or requires_capture intent, releasing what it holds."""
+    if reason is not None and reason not in CANCELLATION_REASONS:
+        raise ValidationError(
+            "cancellation_reason",
+            f"cancellation_reason must be one of: {', '.join(CANCELLATION_REASONS)}.",
+        )
+    row = get(conn, merchant_id, intent_id, lock=True)
+    if row.status not in CANCELABLE:
+        raise InvalidState(
+            f"You cannot cancel this PaymentIntent because it has a status of {row.status}."
+        )
+    outcomes.cancel(conn, [row], reason or "requested_by_customer")
+    return get(conn, merchant_id, intent_id)
+
+
+def merchant_exists(conn: Connection, merchant_id: str) -> bool:
+    return (
+        conn.execute(select(merchants.c.id).where(merchants.c.id == merchant_id)).first()
+        is not None
+    )
+
+
+def _now(conn: Connection) -> datetime:
+    return conn.execute(select(func.now())).scalar_one()
+
+
+def to_json(row) -> dict:
+    """The public representation: never the card number, never the token."""
+    if row.pm_type == "card":
+        payment_method = {
+            "type": "card",
+            "card": {
+                "brand": row.card_brand,
+                "last4": row.card_last4,
+                "exp_month": row.card_exp_month,
+                "exp_year": row.card_exp_year,
+                "fingerprint": row.card_fingerprint,
+            },
+        }
+    else:
+        payment_method = {"type": "wallet", "wallet_id": row.wallet_id}
+    return {
+        "id": row.id,
+        "object": "payment_intent",
+        "amount": row.amount,
+        "amount_capturable": row.amount_capturable,
+        "amount_received": row.amount_received,
+        "amount_refunded": row.amount_refunded,
+        "currency": row.currency,
+        "status": row.status,
+        "stage": row.stage,
+        "capture_method": row.capture_method,
+        "priority": row.priority,
+        "payment_method": payment_method,
+        "description": row.description,
+        "metadata": row.metadata or {},
+        "customer": row.customer,
+        "fee": row.fee_amount,
+        "net": None
+        if row.fee_amount is None or not row.amount_received
+        else row.amount_received - row.fee_amount,
+        "risk": None
+        if row.risk_score is None
+        else {"score": row.risk_score, "reasons": row.risk_reasons or []},
+        "failure_code": row.failure_code,
+        "failure_message": row.failure_message,
+        "cancellation_reason": row.cancellation_reason,
+        "settlement_status": row.settlement_status,
+        "hold_expires_at": _ts(row.hold_expires_at),
+        "created": _ts(row.created_at),
+        "livemode": False,
+    }
+
+
+def _ts(value: datetime | None) -> int | None:
+    return None if value is None else int(value.astimezone(UTC).timestamp())

@@ -1,0 +1,239 @@
+"""Stage 4: hold the funds, ask the acquirer, then capture, keep or release.
+
+Three steps, because the acquirer call must not run inside a transaction:
+1. ``place_holds``: a pending ledger transfer per intent (a wallet without
+   the funds fails here), committed before anyone is asked for money;
+2. ``ask_acquirer``: outside any transaction, concurrently;
+3. ``apply``: compare-and-set on the stage again, so a duplicate delivery
+   that raced us changes nothing; approved automatic captures post the
+   hold and the fee, manual ones keep it with an expiry; declines void it.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from sqlalchemy import Connection, bindparam, func
+
+from shared.connectors.base import AuthRequest, AuthResult
+from shared.db.tables import payment_intents as pi
+from shared.db.tables import wallets
+from shared.domain import ledger as L
+from shared.domain.intent import FailureCode, Stage, Status
+from shared.services import ledger, outcomes
+from shared.services.stages.common import StageResult, claim, now
+
+APPROVED_WALLET = AuthResult(outcome="approved", reference="wallet")
+_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="acquirer")
+
+
+def place_holds(conn: Connection, ids, hold_ttl_s: int) -> list:
+    """Hold funds for every claimed intent; return the rows ready to authorize."""
+    rows = claim(conn, ids, Stage.FEE_COMPUTED)
+    fresh = [r for r in rows if r.hold_transfer_id is None]
+    if not fresh:
+        return rows
+    t = now(conn)
+    payers = _payer_accounts(conn, fresh)
+    merchant = ledger.account_ids(
+        conn,
+        {
+            L.account_code("merchant_pending", r.currency, r.merchant_id): (r.currency, False)
+            for r in fresh
+        },
+    )
+    balances = ledger.lock_balances(conn, [a for a in payers.values() if a is not None])
+    holdable, broke = [], []
+    for r in fresh:
+        account = payers[r.id]
+        bal = balances.get(account)
+        if account is None or (bal and bal.no_overdraft and bal.spendable() < r.amount):
+            broke.append(r)
+            continue
+        if bal:
+            bal.debits_pending += r.amount
+        holdable.append(r)
+    transfer_ids = ledger.record(
+        conn,
+        [
+            L.Transfer(
+                kind=L.PENDING,
+                debit=payers[r.id],
+                credit=merchant[L.account_code("merchant_pending", r.currency, r.merchant_id)],
+                amount=r.amount,
+                currency=r.currency,
+                reason="authorization",
+                intent_id=r.id,
+                timeout_at=t + timedelta(seconds=hold_ttl_s),
+            )
+            for r in holdable
+        ],
+    )
+    if holdable:
+        conn.execute(
+            pi.update()
+            .where(pi.c.id == bindparam("_id"))
+            .values(hold_transfer_id=bindparam("hold"), updated_at=func.now()),
+            [{"_id": r.id, "hold": h} for r, h in zip(holdable, transfer_ids, strict=True)],
+        )
+    outcomes.fail(conn, broke, FailureCode.INSUFFICIENT_FUNDS)
+    broke_ids = {r.id for r in broke}
+    return [r for r in rows if r.id not in broke_ids]
+
+
+def ask_acquirer(rows, acquirer, vault) -> dict[str, AuthResult]:
+    """Authorize card intents concurrently (wallet holds need no acquirer)."""
+
+    def one(r) -> AuthResult:
+        if r.pm_type == "wallet":
+            return APPROVED_WALLET
+        req = AuthRequest(
+            intent_id=r.id,
+            amount=r.amount,
+            currency=r.currency,
+            pan=vault.decrypt(r.card_token, aad=r.id),
+            exp_month=r.card_exp_month,
+            exp_year=r.card_exp_year,
+        )
+        try:
+            return acquirer.authorize(req)
+        except Exception as exc:  # a broken connector is a transient error, not a crash
+            return AuthResult(outcome="transient_error", code="processing_error", message=str(exc))
+
+    results = list(_pool.map(one, rows))
+    return {r.id: res for r, res in zip(rows, results, strict=True)}
+
+
+def apply(
+    conn: Connection, results: dict[str, AuthResult], *, max_attempts: int, hold_ttl_s: int
+) -> StageResult:
+    """Record the acquirer's answers for intents still waiting at this stage."""
+    rows = claim(conn, results, Stage.FEE_COMPUTED)
+    result = StageResult()
+    rows = [r for r in rows if r.hold_transfer_id is not None]
+    if not rows:
+        return result
+    t = now(conn)
+    approved = [r for r in rows if results[r.id].outcome == "approved"]
+    automatic = [r for r in approved if r.capture_method == "automatic"]
+    manual = [r for r in approved if r.capture_method == "manual"]
+    capture(
+        conn,
+        automatic,
+        {r.id: r.amount for r in automatic},
+        {r.id: r.fee_amount for r in automatic},
+    )
+    if manual:
+        conn.execute(
+            pi.update()
+            .where(pi.c.id.in_([r.id for r in manual]))
+            .values(
+                status=Status.REQUIRES_CAPTURE,
+                stage=Stage.AUTHORIZED,
+                amount_capturable=pi.c.amount,
+                hold_expires_at=t + timedelta(seconds=hold_ttl_s),
+                finalized_at=func.now(),
+                updated_at=func.now(),
+                stage_changed_at=func.now(),
+            )
+        )
+    for r in rows:
+        res = results[r.id]
+        if res.outcome == "declined":
+            outcomes.fail(conn, [r], FailureCode(res.code), res.message)
+            result.failed.append(r.id)
+        elif res.outcome == "transient_error":
+            if r.auth_attempts + 1 >= max_attempts:
+                outcomes.fail(conn, [r], FailureCode.PROCESSING_ERROR)
+                result.failed.append(r.id)
+            else:
+                conn.execute(
+                    pi.update()
+                    .where(pi.c.id == r.id)
+                    .values(auth_attempts=pi.c.auth_attempts + 1, updated_at=func.now())
+                )
+                result.retry.append(r.id)
+    result.advanced = [r.id for r in approved]
+    result.settle_now = [r.id for r in automatic if r.priority == "instant"]
+    return result
+
+
+def capture(conn: Connection, rows, amounts: dict[str, int], fees: dict[str, int]) -> None:
+    """Post each hold (``amounts`` may be less: the rest is released) and its fee."""
+    if not rows:
+        return
+    holds = ledger.pending_transfers(conn, [r.hold_transfer_id for r in rows])
+    fee_accounts = ledger.account_ids(
+        conn, {L.account_code("fees", r.currency): (r.currency, False) for r in rows}
+    )
+    transfers = []
+    for r in rows:
+        hold = holds[r.hold_transfer_id]
+        transfers.append(
+            L.Transfer(
+                kind=L.POST_PENDING,
+                debit=hold.debit_account_id,
+                credit=hold.credit_account_id,
+                amount=amounts[r.id],
+                pending_amount=hold.amount,
+                currency=r.currency,
+                reason="capture",
+                intent_id=r.id,
+                pending_id=hold.id,
+            )
+        )
+        if fees[r.id] > 0:
+            transfers.append(
+                L.Transfer(
+                    kind=L.POSTED,
+                    debit=hold.credit_account_id,
+                    credit=fee_accounts[L.account_code("fees", r.currency)],
+                    amount=fees[r.id],
+                    currency=r.currency,
+                    reason="fee",
+                    intent_id=r.id,
+                )
+            )
+    ledger.record(conn, transfers)
+    conn.execute(
+        pi.update()
+        .where(pi.c.id == bindparam("_id"))
+        .values(
+            status=Status.SUCCEEDED,
+            stage=Stage.AUTHORIZED,
+            amount_received=bindparam("received"),
+            fee_amount=bindparam("fee"),
+            amount_capturable=0,
+            settlement_status="pending",
+            finalized_at=func.now(),
+            updated_at=func.now(),
+            stage_changed_at=func.now(),
+        ),
+        [{"_id": r.id, "received": amounts[r.id], "fee": fees[r.id]} for r in rows],
+    )
+
+
+def _payer_accounts(conn: Connection, rows) -> dict[str, int | None]:
+    """The account each payer pays from: card clearing, or the wallet's own."""
+    wallet_ids = sorted({r.wallet_id for r in rows if r.wallet_id})
+    wallet_rows = {}
+    if wallet_ids:
+        found = conn.execute(wallets.select().where(wallets.c.id.in_(wallet_ids)))
+        wallet_rows = {w.id: w for w in found}
+    clearing = ledger.account_ids(
+        conn,
+        {
+            L.account_code("card_clearing", r.currency): (r.currency, False)
+            for r in rows
+            if r.pm_type == "card"
+        },
+    )
+    out: dict[str, int | None] = {}
+    for r in rows:
+        if r.pm_type == "card":
+            out[r.id] = clearing[L.account_code("card_clearing", r.currency)]
+        else:
+            w = wallet_rows.get(r.wallet_id)
+            out[r.id] = w.account_id if w is not None and w.currency == r.currency else None
+    return out

@@ -1,0 +1,90 @@
+"""The project's task decorator and the batch runner every stage uses."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from shared.domain.intent import FailureCode, Status
+from shared.services import outcomes
+from shared.services.stages.common import StageResult
+from workers import runtime
+from workers.celery_app import app
+
+log = logging.getLogger(__name__)
+
+# Worth retrying: the database or broker was briefly away, a deadlock or
+# serialization failure was detected. Anything else is a bug or bad data.
+TRANSIENT = (OperationalError, BrokerError, RedisConnectionError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, TRANSIENT):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def stage_task(name: str, **options):
+    """Declare a task with the project's defaults (one place, so no option typos)."""
+    defaults = dict(
+        name=name,
+        bind=True,
+        acks_late=True,
+        autoretry_for=TRANSIENT,
+        retry_backoff=1,
+        retry_backoff_max=30,
+        retry_jitter=True,
+        max_retries=5,
+    )
+    return app.task(**{**defaults, **options})
+
+
+def run_batch(step: Callable, ids: list[str]) -> StageResult:
+    """Run ``step(conn, ids)`` in one transaction; isolate intents that break it.
+
+    A transient error propagates (the task retries the whole batch). Any
+    other error re-runs each intent on its own so the healthy ones go on, and
+    an intent that still fails alone is failed with ``processing_error``
+    rather than blocking its batch or being re-driven forever.
+    """
+    try:
+        return _once(step, ids)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        if len(ids) == 1:
+            log.exception("intent %s failed in %s; failing it", ids[0], step.__name__)
+            _fail_broken(ids[0])
+            return StageResult(failed=list(ids))
+        log.warning("batch of %d failed in %s; isolating", len(ids), step.__name__)
+    merged = StageResult()
+    for intent_id in ids:
+        one = run_batch(step, [intent_id])
+        for field in ("advanced", "failed", "retry", "settle_now"):
+            getattr(merged, field).extend(getattr(one, field))
+    return merged
+
+
+def _once(step: Callable, ids: list[str]) -> StageResult:
+    with runtime.uow() as uow:
+        result = step(uow.conn, ids)
+        uow.commit()
+    return result
+
+
+def _fail_broken(intent_id: str) -> None:
+    from shared.db.tables import payment_intents as pi
+
+    with runtime.uow() as uow:
+        row = uow.conn.execute(
+            pi.select()
+            .where(pi.c.id == intent_id, pi.c.status == Status.PROCESSING)
+            .with_for_update()
+        ).first()
+        if row is not None:
+            outcomes.fail(uow.conn, [row], FailureCode.PROCESSING_ERROR)
+        uow.commit()

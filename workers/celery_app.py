@@ -1,0 +1,73 @@
+"""The one Celery app: every setting lives here, each with the reason for it."""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from scheduler.schedule import BEAT_SCHEDULE
+from shared.config import get_settings
+from shared.db.engine import dispose_engines
+
+settings = get_settings()
+
+# Each pipeline step runs on its own queue so each can have its own pool.
+QUEUES = (
+    "limits",
+    "fraud",
+    "fees",
+    "authorize",
+    "settlement.instant",
+    "settlement.standard",
+    "settlement.economy",
+    "notifications",
+)
+
+app = Celery(
+    "clearhouse", broker=settings.redis_url, include=["workers.pipeline", "scheduler.tasks"]
+)
+app.conf.update(
+    # Ack only after the task ran: a worker killed mid-task leaves the message
+    # to be redelivered, and every task is idempotent (compare-and-set).
+    task_acks_late=True,
+    # ... and a child killed by the OOM killer or SIGKILL counts as "not run".
+    task_reject_on_worker_lost=True,
+    # Results are in Postgres; a result backend would only cost round trips.
+    task_ignore_result=True,
+    task_store_errors_even_if_ignored=False,
+    task_serializer="json",
+    accept_content=["json"],
+    # Tasks are short; a stuck one is killed and its message redelivered.
+    task_soft_time_limit=60,
+    task_time_limit=90,
+    # The first stage gathers messages into batches (celery-batches); a worker
+    # must be allowed to hold at least a full batch unacknowledged.
+    worker_prefetch_multiplier=max(settings.batch_max // 2, 4),
+    # Redis redelivers an unacked message after this long. Longer than any
+    # task or countdown we use (retries are seconds; multi-day waits live in
+    # Postgres and are dispatched by the scheduler).
+    broker_transport_options={"visibility_timeout": 3600},
+    broker_connection_retry_on_startup=True,
+    broker_pool_limit=20,
+    # Flower shows tasks from these events.
+    worker_send_task_events=True,
+    task_send_sent_event=False,
+    task_default_queue="limits",
+    task_routes={
+        "clearhouse.limits": {"queue": "limits"},
+        "clearhouse.fraud": {"queue": "fraud"},
+        "clearhouse.fees": {"queue": "fees"},
+        "clearhouse.authorize": {"queue": "authorize"},
+        "clearhouse.settle_instant": {"queue": "settlement.instant"},
+    },
+    beat_schedule=BEAT_SCHEDULE,
+    worker_hijack_root_logger=False,
+    timezone="UTC",
+    enable_utc=True,
+)
+
+
+@worker_process_init.connect
+def _fresh_connections_after_fork(**_):
+    # Pooled Postgres connections must not be shared with the parent process.
+    dispose_engines()

@@ -1,0 +1,31 @@
+"""Per-process collaborators of the tasks, built once from the settings."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from shared.config import get_settings
+from shared.connectors.sandbox import FRAUD_TEST_CARDS, SandboxAcquirer
+from shared.db.engine import get_engine
+from shared.db.uow import UnitOfWork
+from shared.security.vault import Vault
+
+
+def uow() -> UnitOfWork:
+    return UnitOfWork(get_engine(get_settings().database_url))
+
+
+@cache
+def vault() -> Vault:
+    return Vault.from_settings(get_settings())
+
+
+@cache
+def acquirer() -> SandboxAcquirer:
+    return SandboxAcquirer.from_settings(get_settings())
+
+
+@cache
+def fraud_fingerprints() -> frozenset[str]:
+    """Fingerprints of the sandbox's fraud test cards (no card is decrypted)."""
+    return frozenset(vault().fingerprint(pan) for pan in FRAUD_TEST_CARDS)
