@@ -61,7 +61,7 @@ run: venv services migrate
 	@echo " Processes    deploy/Procfile (api, worker_pipeline, worker_instant,"
 	@echo "              worker_background, beat, flower); Ctrl-C stops them all"
 	@echo "----------------------------------------------------------------------"
-	exec $(BIN)/honcho -f deploy/Procfile -p $(PORT) start
+	exec $(BIN)/honcho -f deploy/Procfile start -p $(PORT)
 
 test: venv services
 	$(BIN)/ruff check .

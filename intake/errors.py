@@ -1,0 +1,125 @@
+"""Every error leaves the API as one RFC 9457 ``application/problem+json`` body.
+
+One handler, registered for every exception type, so a 404 from the router, a
+domain ValidationError and an unexpected crash all look alike to merchants.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import falcon
+
+from shared.domain.validation import ValidationError
+from shared.services.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://docs.clearhouse.dev/errors/"
+
+# Codes for errors falcon raises itself (routing, headers), which carry none.
+STATUS_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "resource_missing",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable_entity",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+
+class ApiError(falcon.HTTPError):
+    """An HTTP error with a machine-readable ``code`` and the offending ``param``."""
+
+    def __init__(self, status: int, code: str, detail: str, *, param=None, title=None, headers=None):
+        super().__init__(status, title=title, description=detail, headers=headers)
+        self.api_code = code
+        self.param = param
+
+
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    title: str | None = None,
+    param: str | None = None,
+    request_id: str | None = None,
+    extra: dict | None = None,
+) -> dict:
+    """Build a problem object; ``extra`` adds extension members (never overrides)."""
+    body = {
+        "type": TYPE_BASE + code,
+        "title": title or _status_title(status),
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if param is not None:
+        body["param"] = param
+    if request_id is not None:
+        body["request_id"] = request_id
+    for key, value in (extra or {}).items():
+        body.setdefault(key, value)
+    return body
+
+
+def problem_for(exc: Exception, request_id: str | None) -> tuple[dict, dict]:
+    """Map any exception to (problem body, extra response headers)."""
+    if isinstance(exc, ValidationError):
+        return problem(
+            400, exc.code, exc.message, param=exc.param, request_id=request_id,
+            title="Invalid request",
+        ), {}
+    if isinstance(exc, ServiceError):
+        extra = getattr(exc, "extensions", None)
+        headers = getattr(exc, "headers", None) or {}
+        return problem(
+            exc.status, exc.code, exc.message, title=exc.title, param=exc.param,
+            request_id=request_id, extra=extra,
+        ), headers
+    if isinstance(exc, falcon.HTTPError):
+        status = exc.status_code
+        code = getattr(exc, "api_code", None) or STATUS_CODES.get(status, "http_error")
+        detail = exc.description or exc.title or _status_title(status)
+        param = getattr(exc, "param", None)
+        return problem(
+            status, code, detail, title=exc.title, param=param, request_id=request_id
+        ), dict(exc.headers or {})
+    return problem(
+        500, "internal_error", "An unexpected error occurred; it has been logged.",
+        request_id=request_id,
+    ), {}
+
+
+def handle(req: falcon.Request, resp: falcon.Response, exc: Exception, params) -> None:
+    """The app's only error handler."""
+    request_id = getattr(req.context, "request_id", None)
+    body, headers = problem_for(exc, request_id)
+    if body["status"] >= 500:
+        # Traceback only: the body may hold card numbers and is never logged.
+        log.error(
+            "unhandled error on %s %s (request_id=%s)", req.method, req.path, request_id,
+            exc_info=exc,
+        )
+    write(resp, body, headers)
+
+
+def write(resp: falcon.Response, body: dict, headers: dict | None = None) -> None:
+    resp.status = body["status"]
+    resp.set_headers(headers or {})
+    resp.content_type = PROBLEM_JSON
+    # Serialized here: falcon's media handlers only know plain application/json.
+    resp.data = json.dumps(body).encode()
+
+
+def _status_title(status: int) -> str:
+    return falcon.code_to_http_status(status).split(" ", 1)[1]

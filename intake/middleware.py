@@ -1,0 +1,165 @@
+"""Request id, bearer auth and JSON body parsing, as falcon middleware.
+
+Resources opt in with class attributes: ``auth_required`` (a Bearer token is
+needed) and ``accepts_form`` (the body may also be form-encoded, for OAuth).
+Request bodies are never logged: they carry card numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from urllib.parse import parse_qsl
+
+import falcon
+
+from intake.errors import ApiError
+from shared.security.signing import InvalidToken, SigningKeys
+
+_SANE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+FORM = "application/x-www-form-urlencoded"
+REQUIRED_SCOPE = "payments"
+
+
+def sanitize_request_id(value: str | None) -> str:
+    """Keep a caller's id if it is short and plain (it ends up in logs), else make one."""
+    if value and _SANE_ID.fullmatch(value):
+        return value
+    return "req_" + secrets.token_hex(12)
+
+
+class RequestId:
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.request_id = sanitize_request_id(req.get_header("X-Request-Id"))
+        # Set now, not in process_response, so error responses carry it too.
+        resp.set_header("X-Request-Id", req.context.request_id)
+
+
+def unauthorized(detail: str, error: str | None = None) -> ApiError:
+    challenge = 'Bearer realm="clearhouse"'
+    if error:
+        # RFC 6750 §3: the challenge names the error; the reason is safe to show.
+        challenge += f', error="{error}"'
+    return ApiError(
+        401, error or "unauthorized", detail, headers={"WWW-Authenticate": challenge}
+    )
+
+
+class Auth:
+    def __init__(self, keys: SigningKeys, audience: str, issuer: str):
+        self._keys = keys
+        self._audience = audience
+        self._issuer = issuer
+
+    def process_resource(self, req, resp, resource, params) -> None:
+        if resource is None or not getattr(resource, "auth_required", False):
+            return
+        scheme, _, token = (req.get_header("Authorization") or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise unauthorized("A Bearer access token is required (POST /v1/oauth/token).")
+        try:
+            claims = self._keys.verify(token, audience=self._audience, issuer=self._issuer)
+        except InvalidToken as exc:
+            raise unauthorized(
+                f"The access token is invalid: {exc.reason}.", "invalid_token"
+            ) from None
+        if REQUIRED_SCOPE not in str(claims.get("scope", "")).split():
+            raise ApiError(
+                403, "insufficient_scope", f"The access token lacks the `{REQUIRED_SCOPE}` scope.",
+                headers={"WWW-Authenticate": 'Bearer realm="clearhouse", error="insufficient_scope"'},
+            )
+        req.context.merchant_id = claims["sub"]
+        req.context.client_id = claims.get("client_id")
+
+
+class JSONBody:
+    """Parse the body of POST/PUT/PATCH into ``req.context.body`` (``{}`` when empty)."""
+
+    def __init__(self, max_bytes: int):
+        self._max = max_bytes
+
+    def process_resource(self, req, resp, resource, params) -> None:
+        req.context.body = None
+        if resource is None or req.method not in BODY_METHODS:
+            return
+        media = (req.content_type or "").split(";", 1)[0].strip().lower()
+        form_ok = getattr(resource, "accepts_form", False)
+        raw = read_body(req, self._max)
+        if not raw and not media:
+            req.context.body = {}
+        elif media == "application/json" or media.endswith("+json"):
+            req.context.body = parse_json(raw) if raw.strip() else {}
+        elif media == FORM and form_ok:
+            req.context.body = parse_form(raw)
+        else:
+            allowed = "application/json" + (f" or {FORM}" if form_ok else "")
+            raise ApiError(
+                415, "unsupported_media_type", f"Send the request body as {allowed}.",
+                param="Content-Type",
+            )
+
+
+def read_body(req: falcon.Request, limit: int) -> bytes:
+    """Read at most ``limit`` bytes; 413 past it, whatever Content-Length claimed."""
+    length = req.content_length
+    if length is not None:
+        if length > limit:
+            raise too_large(limit)
+        stream = req.bounded_stream
+    elif req.env.get("wsgi.input_terminated"):
+        # Chunked upload: the server (gunicorn) ends the stream at the last chunk.
+        stream = req.stream
+    elif "chunked" in (req.get_header("Transfer-Encoding") or "").lower():
+        # Without the server's end-of-input guarantee a read could block forever.
+        raise ApiError(411, "length_required", "Send a Content-Length header.")
+    else:
+        return b""
+    chunks, total = [], 0
+    while True:
+        chunk = stream.read(min(65536, limit + 1 - total))
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+
+
+def too_large(limit: int) -> ApiError:
+    return ApiError(413, "request_too_large", f"The request body exceeds {limit} bytes.")
+
+
+def _no_duplicates(pairs: list) -> dict:
+    # {"amount": 1, "amount": 100000} must not mean whatever the parser picks.
+    keys = [k for k, _ in pairs]
+    if len(keys) != len(set(keys)):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise ValueError(f"duplicate key {dup!r}")
+    return dict(pairs)
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json(raw: bytes):
+    try:
+        return json.loads(
+            raw.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant
+        )
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        reason = "invalid UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)[:200]
+        raise ApiError(
+            400, "invalid_json", f"The request body is not valid JSON ({reason})."
+        ) from None
+
+
+def parse_form(raw: bytes) -> dict:
+    try:
+        pairs = parse_qsl(raw.decode("ascii"), keep_blank_values=True, strict_parsing=bool(raw))
+        return _no_duplicates(pairs)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ApiError(400, "invalid_request", f"Malformed form body ({exc}).") from None

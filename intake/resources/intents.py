@@ -1,0 +1,128 @@
+"""/v1/payment_intents: create, poll, list, capture, cancel."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+
+from intake.idempotent import IdempotentRunner
+from shared.db.uow import UnitOfWork
+from shared.domain.intent import Status
+from shared.domain.validation import (
+    ValidationError,
+    reject_unknown,
+    require_object,
+    validate_create,
+)
+from shared.services import intents
+from shared.services.errors import NotFound
+from shared.services.intents import Dispatch
+
+LIST_PARAMS = {"limit", "starting_after", "status"}
+MAX_LIMIT = 100
+
+
+class _Base:
+    auth_required = True
+
+    def __init__(self, engine: Engine, vault, dispatch: Dispatch, runner: IdempotentRunner):
+        self._engine = engine
+        self._vault = vault
+        self._dispatch = dispatch
+        self._runner = runner
+
+    def _later(self, uow: UnitOfWork) -> Dispatch:
+        """A dispatch that enqueues only once ``uow`` has committed."""
+        return lambda step, ids: uow.after_commit(lambda: self._dispatch(step, ids))
+
+
+class Collection(_Base):
+    def on_post(self, req, resp) -> None:
+        # Validated before the idempotency key is claimed: a rejected body stores nothing.
+        create = validate_create(req.context.body, datetime.now(UTC).date())
+        merchant_id = req.context.merchant_id
+
+        def effect(uow: UnitOfWork):
+            row = intents.create(
+                uow.conn, self._vault, merchant_id, create,
+                client_ip=req.remote_addr, request_id=req.context.request_id,
+            )
+            self._later(uow)("limits", [row.id])
+            return 202, intents.to_json(row)
+
+        self._runner.run(req, resp, effect)
+
+    def on_get(self, req, resp) -> None:
+        query = list_query(req.params)
+        with UnitOfWork(self._engine) as uow:
+            try:
+                rows, has_more = intents.list_(uow.conn, req.context.merchant_id, **query)
+            except NotFound:
+                raise NotFound(
+                    "payment_intent", query["starting_after"], "starting_after"
+                ) from None
+        resp.media = {
+            "object": "list",
+            "data": [intents.to_json(r) for r in rows],
+            "has_more": has_more,
+            "url": "/v1/payment_intents",
+        }
+
+
+class Item(_Base):
+    def on_get(self, req, resp, intent_id: str) -> None:
+        with UnitOfWork(self._engine) as uow:
+            row = intents.get(uow.conn, req.context.merchant_id, intent_id)
+        resp.media = intents.to_json(row)
+
+
+class Capture(_Base):
+    def on_post(self, req, resp, intent_id: str) -> None:
+        body = require_object(req.context.body)
+        reject_unknown(body, {"amount_to_capture"})
+        merchant_id = req.context.merchant_id
+
+        def effect(uow: UnitOfWork):
+            row = intents.capture(
+                uow.conn, merchant_id, intent_id, body.get("amount_to_capture"), self._later(uow)
+            )
+            return 200, intents.to_json(row)
+
+        self._runner.run(req, resp, effect)
+
+
+class Cancel(_Base):
+    def on_post(self, req, resp, intent_id: str) -> None:
+        body = require_object(req.context.body)
+        reject_unknown(body, {"cancellation_reason"})
+        merchant_id = req.context.merchant_id
+
+        def effect(uow: UnitOfWork):
+            row = intents.cancel(uow.conn, merchant_id, intent_id, body.get("cancellation_reason"))
+            return 200, intents.to_json(row)
+
+        self._runner.run(req, resp, effect)
+
+
+def list_query(params: dict) -> dict:
+    """Validate list query parameters (unknown or repeated ones are errors)."""
+    for name, value in params.items():
+        if name not in LIST_PARAMS:
+            raise ValidationError(name, f"Received unknown parameter: {name}", "parameter_unknown")
+        if not isinstance(value, str):
+            raise ValidationError(name, f"`{name}` may be given only once.")
+    raw_limit = params.get("limit", "10")
+    digits = raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) <= 3
+    if not (digits and 1 <= int(raw_limit) <= MAX_LIMIT):
+        raise ValidationError("limit", f"`limit` must be an integer from 1 to {MAX_LIMIT}.")
+    status = params.get("status")
+    if status is not None and status not in {s.value for s in Status}:
+        raise ValidationError(
+            "status", f"`status` must be one of: {', '.join(s.value for s in Status)}."
+        )
+    return {
+        "limit": int(raw_limit),
+        "status": status,
+        "starting_after": params.get("starting_after") or None,
+    }

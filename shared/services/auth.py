@@ -1,0 +1,158 @@
+"""OAuth 2 client credentials with rotating refresh tokens (families, reuse detection).
+
+Only hashes of client secrets and refresh tokens are stored. A refresh token
+is good for one use: using it again means it leaked, so its whole family
+(every token descended from the same login) is revoked (OAuth 2.0 Security
+BCP §4.14).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from shared.config import Settings
+from shared.db.tables import api_clients, refresh_tokens as rt
+from shared.security.signing import SigningKeys
+from shared.security.tokens import (
+    hash_secret,
+    issue_access_token,
+    new_refresh_token,
+    verify_secret,
+)
+from shared.services.errors import ServiceError
+from shared.services.intents import new_id
+
+SCOPES = ("payments",)
+DEFAULT_SCOPE = "payments"
+# Compared against when the client id is unknown, so both paths cost the same.
+_DUMMY_HASH = hash_secret("not-a-client-secret")
+
+
+class OAuthError(ServiceError):
+    """An RFC 6749 §5.2 error; ``code`` is the OAuth error code."""
+
+    def __init__(self, code: str, message: str, status: int = 400, param: str | None = None):
+        super().__init__(message, param)
+        self.code = code
+        self.status = status
+        self.title = "OAuth error"
+        # OAuth client libraries read these members; problem+json allows extensions.
+        self.extensions = {"error": code, "error_description": message}
+
+
+class RefreshTokenReused(OAuthError):
+    """Raised after the family was revoked: the caller must commit, then respond."""
+
+
+def authenticate_client(conn: Connection, client_id: str | None, client_secret: str | None):
+    """The active api_clients row for these credentials, or 401 invalid_client."""
+    row = None
+    if client_id:
+        row = conn.execute(
+            select(api_clients).where(
+                api_clients.c.client_id == client_id, api_clients.c.revoked_at.is_(None)
+            )
+        ).first()
+    ok = verify_secret(client_secret, row.secret_hash if row else _DUMMY_HASH)
+    if row is None or not ok:
+        raise OAuthError("invalid_client", "Client authentication failed.", 401)
+    return row
+
+
+def client_credentials(
+    conn: Connection, keys: SigningKeys, settings: Settings, client_id, client_secret, scope=None
+) -> dict:
+    """Issue an access token and a new refresh-token family to an authenticated client."""
+    scope = _check_scope(scope)
+    client = authenticate_client(conn, client_id, client_secret)
+    family = new_id("rtf")
+    return _issue(conn, keys, settings, client.client_id, client.merchant_id, scope, family)
+
+
+def refresh(
+    conn: Connection,
+    keys: SigningKeys,
+    settings: Settings,
+    token,
+    client_id=None,
+    client_secret=None,
+) -> dict:
+    """Rotate a refresh token: the old one is spent, a new one joins its family."""
+    if not token or not isinstance(token, str):
+        raise OAuthError(
+            "invalid_request", "Missing required param: refresh_token.", param="refresh_token"
+        )
+    client = authenticate_client(conn, client_id, client_secret) if client_id else None
+    now = conn.execute(select(func.now())).scalar_one()
+    # FOR UPDATE: two concurrent uses of one token serialize; the second sees used_at.
+    row = conn.execute(
+        select(rt).where(rt.c.token_hash == hash_secret(token)).with_for_update()
+    ).first()
+    invalid = OAuthError("invalid_grant", "The refresh token is invalid, expired or revoked.")
+    if row is None or row.revoked_at is not None or row.expires_at <= now:
+        raise invalid
+    if client is not None and client.client_id != row.client_id:
+        raise invalid
+    if row.used_at is not None:
+        revoke_family(conn, row.family_id)
+        raise RefreshTokenReused("invalid_grant", "The refresh token was already used.")
+    active = conn.execute(
+        select(api_clients.c.client_id).where(
+            api_clients.c.client_id == row.client_id, api_clients.c.revoked_at.is_(None)
+        )
+    ).first()
+    if active is None:
+        raise invalid
+    conn.execute(update(rt).where(rt.c.token_hash == row.token_hash).values(used_at=now))
+    return _issue(conn, keys, settings, row.client_id, row.merchant_id, row.scope, row.family_id)
+
+
+def revoke(conn: Connection, token, client_id: str | None = None) -> None:
+    """Revoke the family of a refresh token; unknown tokens are ignored (RFC 7009)."""
+    if not token or not isinstance(token, str):
+        return
+    row = conn.execute(select(rt).where(rt.c.token_hash == hash_secret(token))).first()
+    if row is None or (client_id is not None and row.client_id != client_id):
+        return
+    revoke_family(conn, row.family_id)
+
+
+def revoke_family(conn: Connection, family_id: str) -> int:
+    return conn.execute(
+        update(rt)
+        .where(rt.c.family_id == family_id, rt.c.revoked_at.is_(None))
+        .values(revoked_at=func.now())
+    ).rowcount
+
+
+def _check_scope(scope) -> str:
+    if scope in (None, ""):
+        return DEFAULT_SCOPE
+    wanted = str(scope).split()
+    if not wanted or any(s not in SCOPES for s in wanted):
+        raise OAuthError("invalid_scope", f"Supported scopes: {', '.join(SCOPES)}.", param="scope")
+    return " ".join(dict.fromkeys(wanted))
+
+
+def _issue(conn, keys, settings, client_id, merchant_id, scope, family_id) -> dict:
+    access, expires_in = issue_access_token(keys, settings, merchant_id, client_id, scope)
+    refresh_token = new_refresh_token()
+    conn.execute(
+        insert(rt).values(
+            token_hash=hash_secret(refresh_token),
+            family_id=family_id,
+            client_id=client_id,
+            merchant_id=merchant_id,
+            scope=scope,
+            expires_at=func.now() + timedelta(seconds=settings.refresh_token_ttl_s),
+        )
+    )
+    return {
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": expires_in,
+        "scope": scope,
+        "refresh_token": refresh_token,
+    }

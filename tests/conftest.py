@@ -1,0 +1,132 @@
+"""Shared fixtures: a private Postgres database and Redis db per test process.
+
+The environment is set here, before any project module reads its settings,
+so the test process, the Celery workers and gunicorn it starts all agree.
+Every test uses random ids, so nothing needs cleaning between tests.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_base_db = os.environ.get("DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+_base_redis = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+_n = int(_worker[2:] or 0) if _worker.startswith("gw") else 0
+
+# One database per test process (xdist worker), named so leftovers are obvious.
+TEST_DB = f"clearhouse_test_{_n}_{secrets.token_hex(3)}"
+TEST_ENV = {
+    "DATABASE_URL": _base_db.rsplit("/", 1)[0] + "/" + TEST_DB,
+    # Redis db 8 + worker number: queues of parallel test processes never mix.
+    "REDIS_URL": _base_redis.rsplit("/", 1)[0] + f"/{8 + _n}",
+    "CLEARHOUSE_KEY_DIR": tempfile.mkdtemp(prefix="clearhouse-keys-"),
+    "BATCH_INTERVAL_MS": "5",
+    "AUTH_RETRY_BASE_S": "0.05",
+    "AUTH_MAX_ATTEMPTS": "3",
+    "LOG_LEVEL": "WARNING",
+}
+os.environ.update(TEST_ENV)
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url.replace("+psycopg2", ""))
+    try:
+        with socket.create_connection((parts.hostname, parts.port or default_port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _ensure_services() -> None:
+    if _reachable(TEST_ENV["DATABASE_URL"], 5432) and _reachable(TEST_ENV["REDIS_URL"], 6379):
+        return
+    # A fresh machine: start (installing if needed) local Postgres and Redis.
+    subprocess.run(["bash", str(ROOT / "deploy/dev/services.sh")], check=True, cwd=ROOT)
+
+
+@pytest.fixture(scope="session")
+def settings():
+    from shared.config import get_settings
+
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def database(settings):
+    from shared.db.migrate import drop_database, upgrade
+
+    _ensure_services()
+    upgrade(settings.database_url)
+    yield settings.database_url
+    from shared.db.engine import dispose_engines
+
+    dispose_engines()
+    drop_database(settings.database_url)
+
+
+@pytest.fixture(scope="session")
+def engine(database):
+    from shared.db.engine import get_engine
+
+    return get_engine(database)
+
+
+@pytest.fixture(scope="session")
+def redis_client(settings, database):
+    import redis
+
+    client = redis.Redis.from_url(settings.redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture
+def uow(engine):
+    from shared.db.uow import UnitOfWork
+
+    return lambda: UnitOfWork(engine)
+
+
+@pytest.fixture(scope="session")
+def vault(settings):
+    from shared.security.vault import Vault
+
+    return Vault.from_settings(settings)
+
+
+@pytest.fixture
+def make_merchant(engine, vault):
+    """Factory: a fresh merchant (with credentials) per call."""
+    from shared.db.uow import UnitOfWork
+    from shared.services import merchants
+
+    def make(name: str = "Test merchant", webhook_url: str | None = None) -> dict:
+        with UnitOfWork(engine) as u:
+            m = merchants.create_merchant(u.conn, vault, name, webhook_url)
+            u.commit()
+        return m
+
+    return make
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def python_bin(name: str) -> str:
+    """An executable installed beside this interpreter (celery, gunicorn)."""
+    return str(Path(sys.executable).parent / name)

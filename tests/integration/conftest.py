@@ -1,0 +1,55 @@
+"""Integration fixtures: a real Celery worker process, intents via the services."""
+
+from __future__ import annotations
+
+import random
+from datetime import date
+
+import pytest
+
+from tests.support import processes
+
+
+@pytest.fixture(scope="session")
+def worker(database, redis_client):
+    """One real Celery worker (prefork, 2 children) consuming every queue."""
+    with processes.celery_worker("integration") as w:
+        yield w
+
+
+@pytest.fixture
+def submit(engine, vault):
+    """Create intents the way the API does: insert, commit, then enqueue."""
+    from shared.db.uow import UnitOfWork
+    from shared.domain.validation import validate_create
+    from shared.services import intents
+    from workers.dispatch import dispatch
+
+    # A documentation-range address per test, so IP velocity stays per test.
+    client_ip = f"198.51.100.{random.randrange(1, 255)}"
+
+    def submit(merchant_id: str, body: dict, enqueue: bool = True) -> str:
+        req = validate_create(body, date.today())
+        with UnitOfWork(engine) as u:
+            row = intents.create(
+                u.conn, vault, merchant_id, req, client_ip=client_ip, request_id=None
+            )
+            if enqueue:
+                u.after_commit(lambda: dispatch("limits", [row.id]))
+            u.commit()
+        return row.id
+
+    return submit
+
+
+@pytest.fixture
+def books_balance(engine):
+    """Assert the whole ledger reconciles."""
+    from shared.services.reconcile import discrepancies
+
+    def check():
+        with engine.connect() as conn:
+            problems = discrepancies(conn)
+        assert problems == []
+
+    return check

@@ -1,0 +1,291 @@
+"""The pipeline on real Postgres, Redis and a real Celery worker process."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+from sqlalchemy import func, select, text
+
+from shared.db.tables import ledger_transfers, limit_counters, payment_intents as pi
+from tests import factories as f
+
+pytestmark = pytest.mark.integration
+
+
+def _transfers(engine, intent_id):
+    with engine.connect() as conn:
+        return conn.execute(
+            select(ledger_transfers.c.kind, ledger_transfers.c.reason, ledger_transfers.c.amount)
+            .where(ledger_transfers.c.intent_id == intent_id)
+            .order_by(ledger_transfers.c.id)
+        ).all()
+
+
+def _counters(engine, merchant_id):
+    with engine.connect() as conn:
+        return dict(
+            conn.execute(
+                select(limit_counters.c.key, limit_counters.c.used).where(
+                    limit_counters.c.key.like(f"%{merchant_id}%")
+                )
+            ).all()
+        )
+
+
+def _drain(redis_client, timeout=15):
+    """Wait until no queue holds a message and the worker had time to ack."""
+    from workers.celery_app import QUEUES
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(redis_client.llen(q) for q in QUEUES) == 0:
+            time.sleep(1.0)
+            if sum(redis_client.llen(q) for q in QUEUES) == 0:
+                return
+        time.sleep(0.1)
+    raise AssertionError("queues did not drain")
+
+
+def test_every_test_card_reaches_its_outcome_and_the_books_balance(
+    worker, make_merchant, submit, engine, books_balance
+):
+    merchant = make_merchant()["merchant_id"]
+    expected = {
+        f.APPROVE: ("succeeded", None),
+        f.DECLINE: ("failed", "card_declined"),
+        f.INSUFFICIENT: ("failed", "insufficient_funds"),
+        f.EXPIRED: ("failed", "expired_card"),
+        f.PROCESSING_ERROR: ("failed", "processing_error"),
+        f.FRAUD: ("failed", "fraud_suspected"),
+    }
+    ids = {}
+    for number in expected:
+        for priority in ("instant", "standard", "economy"):
+            ids[submit(merchant, f.card_body(number, 1500, priority=priority))] = number
+    rows = f.wait_until_final(engine, list(ids))
+    for intent_id, number in ids.items():
+        row = rows[intent_id]
+        assert (row.status, row.failure_code) == expected[number], (number, row.failure_message)
+        if row.status == "succeeded":
+            assert row.amount_received == 1500
+            assert row.fee_amount > 0
+    settled = f.wait_until_final(
+        engine,
+        [i for i, n in ids.items() if n == f.APPROVE and rows[i].priority == "instant"],
+        final={"succeeded"},
+    )
+    deadline = time.monotonic() + 10
+    while any(r.settlement_status != "settled" for r in settled.values()):
+        assert time.monotonic() < deadline, "instant intents were not settled"
+        time.sleep(0.1)
+        settled = f.wait_until_final(engine, list(settled), final={"succeeded"})
+    books_balance()
+
+
+def test_processing_error_is_retried_then_fails_releasing_hold_and_limits(
+    worker, make_merchant, submit, engine, books_balance
+):
+    merchant = make_merchant()["merchant_id"]
+    intent_id = submit(merchant, f.card_body(f.PROCESSING_ERROR, 2500))
+    row = f.wait_until_final(engine, [intent_id])[intent_id]
+    assert row.status == "failed" and row.failure_code == "processing_error"
+    assert row.auth_attempts == 2  # three tries: two recorded retries, then the failure
+    assert row.limit_reserved == 0
+    kinds = [t.kind for t in _transfers(engine, intent_id)]
+    assert kinds == ["pending", "void_pending"]
+    assert set(_counters(engine, merchant).values()) == {0}
+    books_balance()
+
+
+def test_duplicate_deliveries_change_nothing(
+    worker, make_merchant, submit, engine, redis_client, books_balance
+):
+    from workers.dispatch import dispatch
+
+    merchant = make_merchant()["merchant_id"]
+    rng = random.Random()
+    ids = [
+        submit(merchant, f.card_body(f.random_visa(rng), 700, priority="instant")) for _ in range(3)
+    ]
+    f.wait_until_final(engine, ids)
+    _drain(redis_client)
+    before = ({i: _transfers(engine, i) for i in ids}, _counters(engine, merchant))
+    with engine.connect() as conn:
+        rows_before = conn.execute(select(pi).where(pi.c.id.in_(ids)).order_by(pi.c.id)).all()
+    for _ in range(2):  # every stage's message, delivered again, twice
+        for step in ("limits", "fraud", "fees", "authorize", "settle_instant"):
+            dispatch(step, ids)
+    _drain(redis_client)
+    after = ({i: _transfers(engine, i) for i in ids}, _counters(engine, merchant))
+    with engine.connect() as conn:
+        rows_after = conn.execute(select(pi).where(pi.c.id.in_(ids)).order_by(pi.c.id)).all()
+    assert after == before
+    assert [r._asdict() for r in rows_after] == [r._asdict() for r in rows_before]
+    books_balance()
+
+
+def test_two_racing_deliveries_of_one_stage_advance_an_intent_once(make_merchant, submit, engine):
+    """Two real transactions run the limits stage on the same ids at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shared.db.uow import UnitOfWork
+    from shared.services.stages import limits
+
+    merchant = make_merchant()["merchant_id"]
+    ids = [submit(merchant, f.card_body(amount=300), enqueue=False) for _ in range(20)]
+
+    def deliver(_):
+        with UnitOfWork(engine) as u:
+            result = limits.run(u.conn, ids)
+            u.commit()
+        return result.advanced
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(deliver, range(4)))
+    advanced = [i for r in results for i in r]
+    assert sorted(advanced) == sorted(ids)  # each id advanced by exactly one delivery
+    counters = _counters(engine, merchant)
+    assert max(counters.values()) == 300 * 20
+
+
+def test_fifty_concurrent_intents_never_overshoot_a_daily_limit(make_merchant, submit, engine):
+    """50 transactions race for a daily limit that fits exactly 10 of them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shared.db.uow import UnitOfWork
+    from shared.services import merchants
+    from shared.services.stages import limits
+
+    merchant = make_merchant()["merchant_id"]
+    with UnitOfWork(engine) as u:
+        merchants.set_limits(u.conn, merchant, "USD", "merchant", daily=10 * 1000)
+        u.commit()
+    rng = random.Random(7)
+    ids = [
+        submit(merchant, f.card_body(f.random_visa(rng), 1000), enqueue=False) for _ in range(50)
+    ]
+
+    def deliver(intent_id):
+        with UnitOfWork(engine) as u:
+            result = limits.run(u.conn, [intent_id])
+            u.commit()
+        return result
+
+    with ThreadPoolExecutor(50) as pool:
+        results = list(pool.map(deliver, ids))
+    assert sum(len(r.advanced) for r in results) == 10
+    assert sum(len(r.failed) for r in results) == 40
+    with engine.connect() as conn:
+        failed = conn.execute(
+            select(func.count()).where(
+                pi.c.id.in_(ids), pi.c.status == "failed", pi.c.failure_code == "limit_exceeded"
+            )
+        ).scalar_one()
+    assert failed == 40
+    daily = [v for k, v in _counters(engine, merchant).items() if k.startswith("m:") and ":d:" in k]
+    assert daily == [10 * 1000]
+
+
+def test_limits_through_the_worker_never_overshoot(worker, make_merchant, submit, engine):
+    from shared.db.uow import UnitOfWork
+    from shared.services import merchants
+
+    merchant = make_merchant()["merchant_id"]
+    with UnitOfWork(engine) as u:
+        merchants.set_limits(u.conn, merchant, "USD", "merchant", daily=10 * 1000)
+        u.commit()
+    rng = random.Random(11)
+    ids = [submit(merchant, f.card_body(f.random_visa(rng), 1000)) for _ in range(50)]
+    rows = f.wait_until_final(engine, ids)
+    statuses = [r.status for r in rows.values()]
+    assert statuses.count("succeeded") == 10
+    assert {r.failure_code for r in rows.values() if r.status == "failed"} == {"limit_exceeded"}
+
+
+def test_wallet_never_goes_below_zero(worker, make_merchant, submit, engine, books_balance):
+    from shared.db.uow import UnitOfWork
+    from shared.services import merchants
+
+    merchant = make_merchant()["merchant_id"]
+    with UnitOfWork(engine) as u:
+        wallet = merchants.create_wallet(u.conn, "payer", "USD")["wallet_id"]
+        merchants.fund_wallet(u.conn, wallet, 5000)
+        u.commit()
+    body = {
+        "amount": 1000,
+        "currency": "USD",
+        "payment_method": {"type": "wallet", "wallet_id": wallet},
+    }
+    ids = [submit(merchant, body) for _ in range(8)]
+    rows = f.wait_until_final(engine, ids)
+    outcomes = sorted((r.status, r.failure_code) for r in rows.values())
+    assert outcomes.count(("succeeded", None)) == 5
+    assert outcomes.count(("failed", "insufficient_funds")) == 3
+    with UnitOfWork(engine) as u:
+        assert merchants.wallet_balance(u.conn, wallet) == 0
+    books_balance()
+
+
+def test_manual_capture_partial_releases_the_rest_and_cancel_voids(
+    worker, make_merchant, submit, engine, books_balance
+):
+    from shared.db.uow import UnitOfWork
+    from shared.services import intents
+
+    merchant = make_merchant()["merchant_id"]
+    rng = random.Random()
+    first = submit(merchant, f.card_body(f.random_visa(rng), 1000, capture_method="manual"))
+    second = submit(merchant, f.card_body(f.random_visa(rng), 400, capture_method="manual"))
+    rows = f.wait_until_final(engine, [first, second])
+    assert rows[first].status == rows[second].status == "requires_capture", (
+        rows[first].failure_message,
+        rows[first].risk_reasons,
+    )
+    assert rows[first].amount_capturable == 1000
+    dispatched = []
+    with UnitOfWork(engine) as u:
+        captured = intents.capture(u.conn, merchant, first, 600, lambda *a: dispatched.append(a))
+        canceled = intents.cancel(u.conn, merchant, second, None)
+        u.commit()
+    assert (captured.status, captured.amount_received, captured.amount_capturable) == (
+        "succeeded",
+        600,
+        0,
+    )
+    assert captured.limit_reserved == 600
+    assert canceled.status == "canceled" and canceled.limit_reserved == 0
+    assert [t.kind for t in _transfers(engine, first)] == ["pending", "post_pending", "posted"]
+    assert [t.kind for t in _transfers(engine, second)] == ["pending", "void_pending"]
+    books_balance()
+
+
+def test_losing_every_redis_key_loses_no_payment(
+    worker, make_merchant, submit, engine, redis_client, books_balance
+):
+    """Intents whose messages vanished are found in Postgres and re-driven."""
+    from scheduler import jobs
+    from workers.dispatch import STAGE_STEP, dispatch
+
+    merchant = make_merchant()["merchant_id"]
+    rng = random.Random()
+    lost = [
+        submit(merchant, f.card_body(f.random_visa(rng), 900), enqueue=False) for _ in range(10)
+    ]
+    redis_client.flushdb()  # as if Redis restarted without persistence
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE payment_intents SET stage_changed_at = now() - interval '1 hour'"
+                " WHERE id = ANY(:ids)"
+            ),
+            {"ids": lost},
+        )
+        stuck = jobs.stuck_intents(conn, 60)
+    assert set(lost) <= {i for ids in stuck.values() for i in ids}
+    for stage, ids in stuck.items():
+        dispatch(STAGE_STEP[stage], ids)
+    rows = f.wait_until_final(engine, lost)
+    assert {r.status for r in rows.values()} == {"succeeded"}
+    books_balance()

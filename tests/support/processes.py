@@ -1,0 +1,150 @@
+"""Real processes for integration and e2e tests: Celery workers, gunicorn."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+ALL_QUEUES = (
+    "limits,fraud,fees,authorize,settlement.instant,settlement.standard,"
+    "settlement.economy,notifications"
+)
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+class Process:
+    """A child process with its output in a temp file, stopped on exit."""
+
+    def __init__(self, name: str, argv: list[str], env: dict | None = None):
+        self.name = name
+        self.log = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")
+
+    def wait_for(self, text: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.output():
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not print {text!r}:\n{self.output()[-3000:]}")
+
+    def kill(self, sig=signal.SIGKILL) -> None:
+        """Kill the whole process group (a prefork worker's children too)."""
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.proc.poll() is None:
+            self.kill(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill(signal.SIGKILL)
+                self.proc.wait(5)
+        self.log.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def celery_worker(
+    name: str = "test",
+    queues: str = ALL_QUEUES,
+    pool: str = "prefork",
+    concurrency: int = 2,
+    env: dict | None = None,
+) -> Process:
+    """Start a real Celery worker and wait until it consumes."""
+    argv = [
+        _bin("celery"),
+        "-A",
+        "workers.celery_app",
+        "worker",
+        "-Q",
+        queues,
+        "-n",
+        f"{name}-{os.getpid()}@%h",
+        "--pool",
+        pool,
+        "-c",
+        str(concurrency),
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    p = Process(f"worker-{name}", argv, env)
+    p.wait_for("ready.", timeout=60)
+    return p
+
+
+def celery_beat(env: dict | None = None, schedule_dir: str | None = None) -> Process:
+    directory = schedule_dir or tempfile.mkdtemp(prefix="beat-")
+    argv = [
+        _bin("celery"),
+        "-A",
+        "workers.celery_app",
+        "beat",
+        "--loglevel",
+        "INFO",
+        "--schedule",
+        str(Path(directory) / "schedule"),
+    ]
+    p = Process("beat", argv, env)
+    p.wait_for("beat: Starting", timeout=30)
+    return p
+
+
+def gunicorn(port: int, workers: int = 2, env: dict | None = None) -> Process:
+    """Start the API under gunicorn and wait for /health."""
+    argv = [
+        _bin("gunicorn"),
+        "-c",
+        "deploy/gunicorn.conf.py",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "intake.app:get_app()",
+    ]
+    p = Process("gunicorn", argv, env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return p
+        except requests.RequestException:
+            pass
+        if p.proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    p.stop()
+    raise RuntimeError(f"gunicorn did not come up:\n{p.output()[-3000:]}")
