@@ -97,6 +97,18 @@ def create_database(database_url: str) -> bool:
         engine.dispose()
 
 
+def _can_connect(database_url: str) -> bool:
+    """True if the database exists and accepts us (no maintenance-db access needed then)."""
+    engine = create_engine(_render(make_url(database_url)), poolclass=pool.NullPool)
+    try:
+        with engine.connect():
+            return True
+    except OperationalError:
+        return False
+    finally:
+        engine.dispose()
+
+
 def drop_database(database_url: str) -> None:
     """Drop the database named in ``database_url`` if it exists, ending its sessions (FORCE)."""
     url = make_url(database_url)
@@ -135,7 +147,8 @@ def _run_locked(database_url: str, action) -> None:
 
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Create the database if needed and migrate it to ``revision`` (default: newest)."""
-    create_database(database_url)
+    if not _can_connect(database_url):
+        create_database(database_url)
     _run_locked(database_url, lambda cfg: command.upgrade(cfg, revision))
 
 

@@ -174,7 +174,9 @@ def card_param(value: object, today: date) -> CardInput:
         )
     if not cards.expiry_valid(month, year, today):
         raise ValidationError(
-            f"{p}[exp_year]", "Your card's expiration date is in the past (or over 50 years ahead).", "invalid_expiry_year"
+            f"{p}[exp_year]",
+            "Your card's expiration date is in the past (or over 50 years ahead).",
+            "invalid_expiry_year",
         )
     brand = cards.card_brand(pan)
     cvc = card.get("cvc")

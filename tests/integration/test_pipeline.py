@@ -8,7 +8,8 @@ import time
 import pytest
 from sqlalchemy import func, select, text
 
-from shared.db.tables import ledger_transfers, limit_counters, payment_intents as pi
+from shared.db.tables import ledger_transfers, limit_counters
+from shared.db.tables import payment_intents as pi
 from tests import factories as f
 
 pytestmark = pytest.mark.integration

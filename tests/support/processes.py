@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -28,7 +29,10 @@ class Process:
 
     def __init__(self, name: str, argv: list[str], env: dict | None = None):
         self.name = name
-        self.log = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log", delete=False)
+        # Kept open for the child's lifetime; closed in stop().
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115
+            prefix=f"{name}-", suffix=".log", delete=False
+        )
         self.proc = subprocess.Popen(
             argv,
             cwd=ROOT,
@@ -53,10 +57,8 @@ class Process:
 
     def kill(self, sig=signal.SIGKILL) -> None:
         """Kill the whole process group (a prefork worker's children too)."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def stop(self, timeout: float = 15) -> None:
         if self.proc.poll() is None:

@@ -1,0 +1,84 @@
+"""The Falcon app: ``create_app(settings, ...)`` for tests, ``get_app()`` for gunicorn."""
+
+from __future__ import annotations
+
+import falcon
+
+from intake import errors
+from intake.idempotent import IdempotentRunner
+from intake.metrics import Metrics, MetricsResource
+from intake.middleware import Auth, JSONBody, RequestId
+from intake.resources import balance, intents, oauth, ops
+from shared.config import Settings
+from shared.db.engine import get_engine
+from shared.domain.validation import ValidationError
+from shared.security.signing import SigningKeys
+from shared.security.vault import Vault
+from shared.services.errors import ServiceError
+
+
+def _celery_dispatch(step: str, ids: list[str]) -> None:
+    # Imported on first use: building the app (tests, /health) needs no broker.
+    from workers.dispatch import dispatch
+
+    dispatch(step, ids)
+
+
+def _redis_client(url: str):
+    import redis
+
+    return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine=None,
+    dispatch=None,
+    keys: SigningKeys | None = None,
+    vault: Vault | None = None,
+    redis_client=None,
+) -> falcon.App:
+    """Build the API; collaborators not given are built from ``settings``."""
+    engine = engine or get_engine(settings.database_url)
+    keys = keys or SigningKeys.from_settings(settings)
+    vault = vault or Vault.from_settings(settings)
+    dispatch = dispatch or _celery_dispatch
+    redis_client = redis_client or _redis_client(settings.redis_url)
+
+    app = falcon.App(
+        middleware=[
+            RequestId(),
+            Metrics(),
+            Auth(keys, audience=settings.jwt_audience, issuer=settings.jwt_issuer),
+            JSONBody(settings.max_body_bytes),
+        ]
+    )
+    # `?limit=` must be refused, not silently read as "no limit given".
+    app.req_options.keep_blank_qs_values = True
+    app.req_options.strip_url_path_trailing_slash = True
+    # Most specific type wins, so falcon's own HTTPError handler is replaced too.
+    for exc_type in (Exception, falcon.HTTPError, ValidationError, ServiceError):
+        app.add_error_handler(exc_type, errors.handle)
+
+    # Request hashes are keyed: the bodies they digest contain card numbers.
+    runner = IdempotentRunner(engine, settings, mac=vault.fingerprint)
+    deps = (engine, vault, dispatch, runner)
+    app.add_route("/v1/oauth/token", oauth.Token(engine, keys, settings))
+    app.add_route("/v1/oauth/revoke", oauth.Revoke(engine))
+    app.add_route("/.well-known/jwks.json", oauth.JWKS(keys))
+    app.add_route("/v1/payment_intents", intents.Collection(*deps))
+    app.add_route("/v1/payment_intents/{intent_id}", intents.Item(*deps))
+    app.add_route("/v1/payment_intents/{intent_id}/capture", intents.Capture(*deps))
+    app.add_route("/v1/payment_intents/{intent_id}/cancel", intents.Cancel(*deps))
+    app.add_route("/v1/balance", balance.Balance(engine))
+    app.add_route("/health", ops.Health())
+    app.add_route("/ready", ops.Ready(engine, redis_client))
+    app.add_route("/metrics", MetricsResource())
+    app.add_route("/openapi.json", ops.OpenAPI())
+    return app
+
+
+def get_app() -> falcon.App:
+    """The gunicorn entry point (``intake.app:get_app()``), configured from the environment."""
+    return create_app(Settings.from_env())

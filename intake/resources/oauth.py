@@ -1,0 +1,144 @@
+"""OAuth 2 token and revocation endpoints, and the public JWKS."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from urllib.parse import unquote
+
+from sqlalchemy import Engine
+
+from shared.config import Settings
+from shared.db.uow import UnitOfWork
+from shared.security.signing import SigningKeys
+from shared.services import auth
+from shared.services.auth import OAuthError
+
+GRANTS = ("client_credentials", "refresh_token")
+
+
+def _param(body: dict, name: str) -> str | None:
+    value = body.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    raise OAuthError("invalid_request", f"`{name}` must be a string.", param=name)
+
+
+def client_credentials(req, body: dict) -> tuple[str | None, str | None, bool]:
+    """(client_id, client_secret, via_basic) from HTTP Basic or the body, never both."""
+    scheme, _, encoded = (req.get_header("Authorization") or "").partition(" ")
+    if scheme.lower() != "basic":
+        return _param(body, "client_id"), _param(body, "client_secret"), False
+    if body.get("client_secret") is not None:
+        raise OAuthError("invalid_request", "Use one client authentication method, not two.")
+    try:
+        user, sep, password = base64.b64decode(encoded.strip(), validate=True).decode().partition(
+            ":"
+        )
+    except (binascii.Error, UnicodeDecodeError):
+        user, sep, password = "", "", ""
+    if not sep:
+        raise _basic_failed()
+    # RFC 6749 §2.3.1: both parts are form-urlencoded before base64.
+    return unquote(user.replace("+", " ")), unquote(password.replace("+", " ")), True
+
+
+def _basic_failed() -> OAuthError:
+    exc = OAuthError("invalid_client", "Client authentication failed.", 401)
+    # RFC 6749 §5.2: a client that tried Basic gets a Basic challenge back.
+    exc.headers = {"WWW-Authenticate": 'Basic realm="clearhouse"'}
+    return exc
+
+
+def _body(req) -> dict:
+    body = req.context.body
+    if not isinstance(body, dict):
+        raise OAuthError("invalid_request", "The request body must be an object.")
+    return body
+
+
+class Token:
+    accepts_form = True
+
+    def __init__(self, engine: Engine, keys: SigningKeys, settings: Settings):
+        self._engine = engine
+        self._keys = keys
+        self._settings = settings
+
+    def on_post(self, req, resp) -> None:
+        body = _body(req)
+        grant = _param(body, "grant_type")
+        if not grant:
+            raise OAuthError(
+                "invalid_request", "Missing required param: grant_type.", param="grant_type"
+            )
+        if grant not in GRANTS:
+            raise OAuthError(
+                "unsupported_grant_type", f"grant_type must be one of: {', '.join(GRANTS)}.",
+                param="grant_type",
+            )
+        client_id, secret, via_basic = client_credentials(req, body)
+        try:
+            result = self._grant(grant, body, client_id, secret)
+        except OAuthError as exc:
+            if via_basic and exc.code == "invalid_client":
+                raise _basic_failed() from None
+            raise
+        # RFC 6749 §5.1: token responses must not be cached.
+        resp.set_header("Cache-Control", "no-store")
+        resp.set_header("Pragma", "no-cache")
+        resp.media = result
+
+    def _grant(self, grant: str, body: dict, client_id, secret) -> dict:
+        keys, settings = self._keys, self._settings
+        with UnitOfWork(self._engine) as uow:
+            if grant == "client_credentials":
+                result = auth.client_credentials(
+                    uow.conn, keys, settings, client_id, secret, _param(body, "scope")
+                )
+            else:
+                try:
+                    result = auth.refresh(
+                        uow.conn, keys, settings, _param(body, "refresh_token"), client_id, secret
+                    )
+                except auth.RefreshTokenReused:
+                    uow.commit()  # keep the family's revocation, then refuse
+                    raise
+            uow.commit()
+        return result
+
+
+class Revoke:
+    accepts_form = True
+
+    def __init__(self, engine: Engine):
+        self._engine = engine
+
+    def on_post(self, req, resp) -> None:
+        body = _body(req)
+        token = _param(body, "token")
+        if not token:
+            raise OAuthError("invalid_request", "Missing required param: token.", param="token")
+        client_id, secret, via_basic = client_credentials(req, body)
+        with UnitOfWork(self._engine) as uow:
+            client = None
+            if client_id is not None:
+                try:
+                    client = auth.authenticate_client(uow.conn, client_id, secret)
+                except OAuthError:
+                    if via_basic:
+                        raise _basic_failed() from None
+                    raise
+            auth.revoke(uow.conn, token, client.client_id if client else None)
+            uow.commit()
+        # RFC 7009 §2.2: 200 whether or not the token was known.
+        resp.media = {}
+
+
+class JWKS:
+    def __init__(self, keys: SigningKeys):
+        self._keys = keys
+
+    def on_get(self, req, resp) -> None:
+        resp.set_header("Cache-Control", "public, max-age=300")
+        resp.media = self._keys.jwks()

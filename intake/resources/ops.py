@@ -1,0 +1,52 @@
+"""Liveness, readiness and the OpenAPI document."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import Engine, text
+
+from intake.errors import ApiError
+from intake.openapi import spec
+
+log = logging.getLogger(__name__)
+
+
+class Health:
+    def on_get(self, req, resp) -> None:
+        # Liveness only: a database outage must not make the orchestrator kill us.
+        resp.media = {"status": "ok"}
+
+
+class Ready:
+    def __init__(self, engine: Engine, redis_client):
+        self._engine = engine
+        self._redis = redis_client
+
+    def on_get(self, req, resp) -> None:
+        checks = {"postgres": self._postgres(), "redis": self._redis_ping()}
+        down = [name for name, ok in checks.items() if not ok]
+        if down:
+            raise ApiError(503, "not_ready", f"Dependencies unavailable: {', '.join(down)}.")
+        resp.media = {"status": "ready", "checks": {name: "ok" for name in checks}}
+
+    def _postgres(self) -> bool:
+        try:
+            with self._engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            log.warning("readiness: postgres check failed", exc_info=True)
+            return False
+
+    def _redis_ping(self) -> bool:
+        try:
+            return bool(self._redis.ping())
+        except Exception:
+            log.warning("readiness: redis check failed", exc_info=True)
+            return False
+
+
+class OpenAPI:
+    def on_get(self, req, resp) -> None:
+        resp.media = spec()
