@@ -39,7 +39,7 @@ STATUS_CODES = {
 class ApiError(falcon.HTTPError):
     """An HTTP error with a machine-readable ``code`` and the offending ``param``."""
 
-    def __init__(self, status: int, code: str, detail: str, *, param=None, title=None, headers=None):
+    def __init__(self, status, code, detail, *, param=None, title=None, headers=None):
         super().__init__(status, title=title, description=detail, headers=headers)
         self.api_code = code
         self.param = param
@@ -76,15 +76,24 @@ def problem_for(exc: Exception, request_id: str | None) -> tuple[dict, dict]:
     """Map any exception to (problem body, extra response headers)."""
     if isinstance(exc, ValidationError):
         return problem(
-            400, exc.code, exc.message, param=exc.param, request_id=request_id,
+            400,
+            exc.code,
+            exc.message,
+            param=exc.param,
+            request_id=request_id,
             title="Invalid request",
         ), {}
     if isinstance(exc, ServiceError):
         extra = getattr(exc, "extensions", None)
         headers = getattr(exc, "headers", None) or {}
         return problem(
-            exc.status, exc.code, exc.message, title=exc.title, param=exc.param,
-            request_id=request_id, extra=extra,
+            exc.status,
+            exc.code,
+            exc.message,
+            title=exc.title,
+            param=exc.param,
+            request_id=request_id,
+            extra=extra,
         ), headers
     if isinstance(exc, falcon.HTTPError):
         status = exc.status_code
@@ -95,7 +104,9 @@ def problem_for(exc: Exception, request_id: str | None) -> tuple[dict, dict]:
             status, code, detail, title=exc.title, param=param, request_id=request_id
         ), dict(exc.headers or {})
     return problem(
-        500, "internal_error", "An unexpected error occurred; it has been logged.",
+        500,
+        "internal_error",
+        "An unexpected error occurred; it has been logged.",
         request_id=request_id,
     ), {}
 
@@ -107,7 +118,10 @@ def handle(req: falcon.Request, resp: falcon.Response, exc: Exception, params) -
     if body["status"] >= 500:
         # Traceback only: the body may hold card numbers and is never logged.
         log.error(
-            "unhandled error on %s %s (request_id=%s)", req.method, req.path, request_id,
+            "unhandled error on %s %s (request_id=%s)",
+            req.method,
+            req.path,
+            request_id,
             exc_info=exc,
         )
     write(resp, body, headers)

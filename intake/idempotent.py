@@ -67,7 +67,12 @@ class IdempotentRunner:
         req_hash = idempotency.request_hash(req.method, req.path, req.context.body, self._mac)
         with UnitOfWork(self._engine) as uow:
             replay = idempotency.begin(
-                uow.conn, merchant_id, key, req.method, req.path, req_hash,
+                uow.conn,
+                merchant_id,
+                key,
+                req.method,
+                req.path,
+                req_hash,
                 lock_timeout_s=self._settings.idempotency_lock_timeout_s,
                 retention_h=self._settings.idempotency_retention_h,
             )

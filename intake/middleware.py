@@ -42,9 +42,7 @@ def unauthorized(detail: str, error: str | None = None) -> ApiError:
     if error:
         # RFC 6750 §3: the challenge names the error; the reason is safe to show.
         challenge += f', error="{error}"'
-    return ApiError(
-        401, error or "unauthorized", detail, headers={"WWW-Authenticate": challenge}
-    )
+    return ApiError(401, error or "unauthorized", detail, headers={"WWW-Authenticate": challenge})
 
 
 class Auth:
@@ -67,9 +65,12 @@ class Auth:
                 f"The access token is invalid: {exc.reason}.", "invalid_token"
             ) from None
         if REQUIRED_SCOPE not in str(claims.get("scope", "")).split():
+            challenge = 'Bearer realm="clearhouse", error="insufficient_scope"'
             raise ApiError(
-                403, "insufficient_scope", f"The access token lacks the `{REQUIRED_SCOPE}` scope.",
-                headers={"WWW-Authenticate": 'Bearer realm="clearhouse", error="insufficient_scope"'},
+                403,
+                "insufficient_scope",
+                f"The access token lacks the `{REQUIRED_SCOPE}` scope.",
+                headers={"WWW-Authenticate": challenge},
             )
         req.context.merchant_id = claims["sub"]
         req.context.client_id = claims.get("client_id")
@@ -97,7 +98,9 @@ class JSONBody:
         else:
             allowed = "application/json" + (f" or {FORM}" if form_ok else "")
             raise ApiError(
-                415, "unsupported_media_type", f"Send the request body as {allowed}.",
+                415,
+                "unsupported_media_type",
+                f"Send the request body as {allowed}.",
                 param="Content-Type",
             )
 

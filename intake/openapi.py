@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from shared.domain.intent import CAPTURE_METHODS, PRIORITIES, Status
-from shared.money import CURRENCIES
-
-
-def _ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
+from intake.openapi_schemas import INT, ref, schemas
+from shared.domain.intent import Status
 
 
 def _json(schema: dict, description: str) -> dict:
@@ -17,7 +13,7 @@ def _json(schema: dict, description: str) -> dict:
 
 
 def _errors(*statuses: int) -> dict:
-    problem = {"content": {"application/problem+json": {"schema": _ref("Problem")}}}
+    problem = {"content": {"application/problem+json": {"schema": ref("Problem")}}}
     return {str(s): {"description": "Error", **problem} for s in statuses}
 
 
@@ -36,123 +32,25 @@ def _op(summary: str, responses: dict, *, body=None, params=(), auth=True, idem=
 
 
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-_INT = {"type": "integer", "minimum": 1}
-_STR = {"type": ["string", "null"]}
-
-
-def _schemas() -> dict:
-    card_in = {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["number", "exp_month", "exp_year"],
-        "properties": {
-            "number": {"type": "string"},
-            "exp_month": {"type": "integer", "minimum": 1, "maximum": 12},
-            "exp_year": {"type": "integer"},
-            "cvc": {"type": "string", "description": "Checked, never stored."},
-        },
-    }
-    payment_method = {
-        "oneOf": [
-            {"type": "object", "required": ["type", "card"], "additionalProperties": False,
-             "properties": {"type": {"const": "card"}, "card": card_in}},
-            {"type": "object", "required": ["type", "wallet_id"], "additionalProperties": False,
-             "properties": {"type": {"const": "wallet"}, "wallet_id": {"type": "string"}}},
-        ]
-    }
-    return {
-        "Problem": {
-            "type": "object",
-            "description": "RFC 9457 problem details.",
-            "required": ["type", "title", "status", "detail"],
-            "properties": {
-                "type": {"type": "string", "format": "uri"},
-                "title": {"type": "string"},
-                "status": {"type": "integer"},
-                "detail": {"type": "string"},
-                "code": {"type": "string"},
-                "param": {"type": "string"},
-                "request_id": {"type": "string"},
-            },
-        },
-        "CreatePaymentIntent": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["amount", "currency", "payment_method"],
-            "properties": {
-                "amount": {**_INT, "description": "Integer, in the currency's minor unit."},
-                "currency": {"enum": list(CURRENCIES)},
-                "payment_method": payment_method,
-                "capture_method": {"enum": list(CAPTURE_METHODS), "default": "automatic"},
-                "priority": {"enum": list(PRIORITIES), "default": "standard"},
-                "description": {"type": "string", "maxLength": 1000},
-                "metadata": {"type": "object", "maxProperties": 50,
-                             "additionalProperties": {"type": "string", "maxLength": 500}},
-                "customer": {"type": "string", "maxLength": 255},
-            },
-        },
-        "PaymentIntent": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "string"},
-                "object": {"const": "payment_intent"},
-                "amount": _INT,
-                "amount_capturable": {"type": "integer"},
-                "amount_received": {"type": "integer"},
-                "amount_refunded": {"type": "integer"},
-                "currency": {"type": "string"},
-                "status": {"enum": [s.value for s in Status]},
-                "stage": {"type": "string"},
-                "capture_method": {"enum": list(CAPTURE_METHODS)},
-                "priority": {"enum": list(PRIORITIES)},
-                "payment_method": {"type": "object"},
-                "description": _STR,
-                "metadata": {"type": "object"},
-                "customer": _STR,
-                "fee": {"type": ["integer", "null"]},
-                "net": {"type": ["integer", "null"]},
-                "risk": {"type": ["object", "null"]},
-                "failure_code": _STR,
-                "failure_message": _STR,
-                "cancellation_reason": _STR,
-                "settlement_status": _STR,
-                "hold_expires_at": {"type": ["integer", "null"]},
-                "created": {"type": "integer"},
-                "livemode": {"type": "boolean"},
-            },
-        },
-        "PaymentIntentList": {
-            "type": "object",
-            "properties": {
-                "object": {"const": "list"},
-                "data": {"type": "array", "items": _ref("PaymentIntent")},
-                "has_more": {"type": "boolean"},
-                "url": {"type": "string"},
-            },
-        },
-        "Token": {
-            "type": "object",
-            "properties": {
-                "access_token": {"type": "string"},
-                "token_type": {"const": "Bearer"},
-                "expires_in": {"type": "integer"},
-                "scope": {"type": "string"},
-                "refresh_token": {"type": "string"},
-            },
-        },
-    }
 
 
 @lru_cache(maxsize=1)
 def spec() -> dict:
     """The OpenAPI document (built once; it never changes while running)."""
-    intent = _json(_ref("PaymentIntent"), "The payment intent")
-    token_body = {"type": "object", "properties": {
-        k: {"type": "string"} for k in
-        ("grant_type", "client_id", "client_secret", "refresh_token", "scope")}}
+    intent = _json(ref("PaymentIntent"), "The payment intent")
+    token_body = {
+        "type": "object",
+        "properties": {
+            k: {"type": "string"}
+            for k in ("grant_type", "client_id", "client_secret", "refresh_token", "scope")
+        },
+    }
     list_params = [
-        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
-                                                     "maximum": 100, "default": 10}},
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
+        },
         {"name": "starting_after", "in": "query", "schema": {"type": "string"}},
         {"name": "status", "in": "query", "schema": {"enum": [s.value for s in Status]}},
     ]
@@ -162,48 +60,87 @@ def spec() -> dict:
         "info": {"title": "clearhouse API", "version": "v1"},
         "security": [{"bearer": []}],
         "paths": {
-            "/v1/oauth/token": {"post": _op(
-                "Issue an access token (client_credentials or refresh_token)",
-                {"200": _json(_ref("Token"), "Tokens"), **_errors(400, 401)},
-                body=token_body, auth=False)},
-            "/v1/oauth/revoke": {"post": _op(
-                "Revoke a refresh token and its family", {**plain, **_errors(400, 401)},
-                body={"type": "object", "properties": {"token": {"type": "string"}}},
-                auth=False)},
+            "/v1/oauth/token": {
+                "post": _op(
+                    "Issue an access token (client_credentials or refresh_token)",
+                    {"200": _json(ref("Token"), "Tokens"), **_errors(400, 401)},
+                    body=token_body,
+                    auth=False,
+                )
+            },
+            "/v1/oauth/revoke": {
+                "post": _op(
+                    "Revoke a refresh token and its family",
+                    {**plain, **_errors(400, 401)},
+                    body={"type": "object", "properties": {"token": {"type": "string"}}},
+                    auth=False,
+                )
+            },
             "/.well-known/jwks.json": {"get": _op("Public signing keys", plain, auth=False)},
             "/v1/payment_intents": {
-                "post": _op("Create a payment intent",
-                            {"202": intent, **_errors(400, 401, 409, 413, 415, 422)},
-                            body=_ref("CreatePaymentIntent"), idem=True),
-                "get": _op("List payment intents, newest first",
-                           {"200": _json(_ref("PaymentIntentList"), "A page"),
-                            **_errors(400, 401, 404)}, params=list_params),
+                "post": _op(
+                    "Create a payment intent",
+                    {"202": intent, **_errors(400, 401, 409, 413, 415, 422)},
+                    body=ref("CreatePaymentIntent"),
+                    idem=True,
+                ),
+                "get": _op(
+                    "List payment intents, newest first",
+                    {"200": _json(ref("PaymentIntentList"), "A page"), **_errors(400, 401, 404)},
+                    params=list_params,
+                ),
             },
-            "/v1/payment_intents/{id}": {"get": _op(
-                "Retrieve a payment intent", {"200": intent, **_errors(401, 404)}, params=[_ID])},
-            "/v1/payment_intents/{id}/capture": {"post": _op(
-                "Capture a held payment intent", {"200": intent, **_errors(400, 401, 404, 409)},
-                body={"type": "object", "additionalProperties": False,
-                      "properties": {"amount_to_capture": _INT}}, params=[_ID], idem=True)},
-            "/v1/payment_intents/{id}/cancel": {"post": _op(
-                "Cancel a payment intent", {"200": intent, **_errors(400, 401, 404, 409)},
-                body={"type": "object", "additionalProperties": False,
-                      "properties": {"cancellation_reason": {"type": "string"}}},
-                params=[_ID], idem=True)},
-            "/v1/balance": {"get": _op("Ledger balances per currency", {
-                **plain, **_errors(401)})},
+            "/v1/payment_intents/{id}": {
+                "get": _op(
+                    "Retrieve a payment intent", {"200": intent, **_errors(401, 404)}, params=[_ID]
+                )
+            },
+            "/v1/payment_intents/{id}/capture": {
+                "post": _op(
+                    "Capture a held payment intent",
+                    {"200": intent, **_errors(400, 401, 404, 409)},
+                    body={
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {"amount_to_capture": INT},
+                    },
+                    params=[_ID],
+                    idem=True,
+                )
+            },
+            "/v1/payment_intents/{id}/cancel": {
+                "post": _op(
+                    "Cancel a payment intent",
+                    {"200": intent, **_errors(400, 401, 404, 409)},
+                    body={
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {"cancellation_reason": {"type": "string"}},
+                    },
+                    params=[_ID],
+                    idem=True,
+                )
+            },
+            "/v1/balance": {"get": _op("Ledger balances per currency", {**plain, **_errors(401)})},
             "/health": {"get": _op("Liveness", plain, auth=False)},
-            "/ready": {"get": _op("Readiness (Postgres and Redis)",
-                                  {**plain, **_errors(503)}, auth=False)},
+            "/ready": {
+                "get": _op("Readiness (Postgres and Redis)", {**plain, **_errors(503)}, auth=False)
+            },
             "/metrics": {"get": _op("Prometheus metrics", plain, auth=False)},
             "/openapi.json": {"get": _op("This document", plain, auth=False)},
         },
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "bearerFormat": "JWT"}},
-            "parameters": {"IdempotencyKey": {
-                "name": "Idempotency-Key", "in": "header", "required": False,
-                "schema": {"type": "string", "minLength": 1, "maxLength": 255}}},
-            "schemas": _schemas(),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+            "parameters": {
+                "IdempotencyKey": {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                }
+            },
+            "schemas": schemas(),
         },
     }

@@ -62,11 +62,13 @@ def compute_fees(self, ids):
 @stage_task("clearhouse.authorize")
 def authorize_payments(self, ids):
     hold = functools.partial(authorize.place_holds, hold_ttl_s=settings.hold_ttl_s)
-    with runtime.uow() as uow:
-        rows = hold(uow.conn, ids)
-        uow.commit()
-    if not rows:
+    hold.__name__ = "place_holds"
+    ready = run_batch(hold, ids).advanced
+    if not ready:
         return
+    with runtime.uow() as uow:
+        rows = authorize.held(uow.conn, ready)
+    # Outside any transaction: the acquirer may take its time.
     answers = authorize.ask_acquirer(rows, runtime.acquirer(), runtime.vault())
 
     def record(conn, batch):
@@ -83,9 +85,8 @@ def authorize_payments(self, ids):
     if result.retry:
         # Transient acquirer errors: try again shortly, with jitter. The
         # attempt count lives on the intent, so the bound survives redelivery.
-        dispatch(
-            "authorize", result.retry, countdown=settings.auth_retry_base_s * (1 + random.random())
-        )
+        countdown = settings.auth_retry_base_s * (1 + random.random())
+        dispatch("authorize", result.retry, countdown=countdown)
 
 
 @stage_task("clearhouse.settle_instant", queue="settlement.instant")

@@ -13,13 +13,13 @@ def merchant_balances(conn: Connection, merchant_id: str) -> dict:
     prefix = f"merchant:{merchant_id}:"
     rows = conn.execute(
         # autoescape: ids contain `_`, a LIKE wildcard.
-        select(la.c.code, la.c.currency, la.c.credits_posted, la.c.debits_posted,
-               la.c.credits_pending)
-        .where(la.c.code.startswith(prefix, autoescape=True))
+        select(
+            la.c.code, la.c.currency, la.c.credits_posted, la.c.debits_posted, la.c.credits_pending
+        ).where(la.c.code.startswith(prefix, autoescape=True))
     )
     out: dict[str, dict] = {}
     for row in rows:
-        kind = row.code[len(prefix):].split(":", 1)[0]
+        kind = row.code[len(prefix) :].split(":", 1)[0]
         if kind not in ("pending", "available"):
             continue
         entry = out.setdefault(row.currency, {"pending": 0, "held": 0, "available": 0})
@@ -41,9 +41,7 @@ class Balance:
         currencies = sorted(balances)
         resp.media = {
             "object": "balance",
-            "available": [
-                {"currency": c, "amount": balances[c]["available"]} for c in currencies
-            ],
+            "available": [{"currency": c, "amount": balances[c]["available"]} for c in currencies],
             "pending": [
                 # credits_pending: not yet posted (e.g. awaiting capture).
                 {"currency": c, "amount": balances[c]["pending"], "held": balances[c]["held"]}

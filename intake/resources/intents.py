@@ -45,8 +45,12 @@ class Collection(_Base):
 
         def effect(uow: UnitOfWork):
             row = intents.create(
-                uow.conn, self._vault, merchant_id, create,
-                client_ip=req.remote_addr, request_id=req.context.request_id,
+                uow.conn,
+                self._vault,
+                merchant_id,
+                create,
+                client_ip=req.remote_addr,
+                request_id=req.context.request_id,
             )
             self._later(uow)("limits", [row.id])
             return 202, intents.to_json(row)

@@ -32,8 +32,8 @@ def client_credentials(req, body: dict) -> tuple[str | None, str | None, bool]:
     if body.get("client_secret") is not None:
         raise OAuthError("invalid_request", "Use one client authentication method, not two.")
     try:
-        user, sep, password = base64.b64decode(encoded.strip(), validate=True).decode().partition(
-            ":"
+        user, sep, password = (
+            base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
         )
     except (binascii.Error, UnicodeDecodeError):
         user, sep, password = "", "", ""
@@ -74,7 +74,8 @@ class Token:
             )
         if grant not in GRANTS:
             raise OAuthError(
-                "unsupported_grant_type", f"grant_type must be one of: {', '.join(GRANTS)}.",
+                "unsupported_grant_type",
+                f"grant_type must be one of: {', '.join(GRANTS)}.",
                 param="grant_type",
             )
         client_id, secret, via_basic = client_credentials(req, body)

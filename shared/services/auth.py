@@ -13,7 +13,8 @@ from datetime import timedelta
 from sqlalchemy import Connection, func, insert, select, update
 
 from shared.config import Settings
-from shared.db.tables import api_clients, refresh_tokens as rt
+from shared.db.tables import api_clients
+from shared.db.tables import refresh_tokens as rt
 from shared.security.signing import SigningKeys
 from shared.security.tokens import (
     hash_secret,

@@ -290,3 +290,20 @@ def test_losing_every_redis_key_loses_no_payment(
     rows = f.wait_until_final(engine, lost)
     assert {r.status for r in rows.values()} == {"succeeded"}
     books_balance()
+
+
+def test_one_broken_intent_does_not_hold_back_its_batch(worker, make_merchant, submit, engine):
+    from workers.dispatch import dispatch
+
+    merchant = make_merchant()["merchant_id"]
+    rng = random.Random()
+    good = [submit(merchant, f.card_body(f.random_visa(rng), 800), enqueue=False) for _ in range(4)]
+    broken = submit(merchant, f.card_body(f.random_visa(rng), 800), enqueue=False)
+    with engine.begin() as conn:  # data no code path can produce: an unknown currency
+        conn.execute(
+            text("UPDATE payment_intents SET currency = 'XXX' WHERE id = :i"), {"i": broken}
+        )
+    dispatch("limits", [*good[:2], broken, *good[2:]])  # one message, one batch
+    rows = f.wait_until_final(engine, [*good, broken])
+    assert {rows[i].status for i in good} == {"succeeded"}
+    assert (rows[broken].status, rows[broken].failure_code) == ("failed", "processing_error")

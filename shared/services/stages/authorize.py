@@ -14,7 +14,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from sqlalchemy import Connection, bindparam, func
+from sqlalchemy import Connection, bindparam, func, select
 
 from shared.connectors.base import AuthRequest, AuthResult
 from shared.db.tables import payment_intents as pi
@@ -28,12 +28,12 @@ APPROVED_WALLET = AuthResult(outcome="approved", reference="wallet")
 _pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="acquirer")
 
 
-def place_holds(conn: Connection, ids, hold_ttl_s: int) -> list:
-    """Hold funds for every claimed intent; return the rows ready to authorize."""
+def place_holds(conn: Connection, ids, hold_ttl_s: int) -> StageResult:
+    """Hold funds for every claimed intent; ``advanced`` are those ready to authorize."""
     rows = claim(conn, ids, Stage.FEE_COMPUTED)
     fresh = [r for r in rows if r.hold_transfer_id is None]
     if not fresh:
-        return rows
+        return StageResult(advanced=[r.id for r in rows])
     t = now(conn)
     payers = _payer_accounts(conn, fresh)
     merchant = ledger.account_ids(
@@ -79,7 +79,21 @@ def place_holds(conn: Connection, ids, hold_ttl_s: int) -> list:
         )
     outcomes.fail(conn, broke, FailureCode.INSUFFICIENT_FUNDS)
     broke_ids = {r.id for r in broke}
-    return [r for r in rows if r.id not in broke_ids]
+    return StageResult(
+        advanced=[r.id for r in rows if r.id not in broke_ids], failed=sorted(broke_ids)
+    )
+
+
+def held(conn: Connection, ids) -> list:
+    """Intents with a hold still waiting for the acquirer's answer."""
+    return conn.execute(
+        select(pi).where(
+            pi.c.id.in_(list(ids)),
+            pi.c.status == Status.PROCESSING,
+            pi.c.stage == Stage.FEE_COMPUTED,
+            pi.c.hold_transfer_id.is_not(None),
+        )
+    ).all()
 
 
 def ask_acquirer(rows, acquirer, vault) -> dict[str, AuthResult]:
@@ -88,18 +102,22 @@ def ask_acquirer(rows, acquirer, vault) -> dict[str, AuthResult]:
     def one(r) -> AuthResult:
         if r.pm_type == "wallet":
             return APPROVED_WALLET
-        req = AuthRequest(
-            intent_id=r.id,
-            amount=r.amount,
-            currency=r.currency,
-            pan=vault.decrypt(r.card_token, aad=r.id),
-            exp_month=r.card_exp_month,
-            exp_year=r.card_exp_year,
-        )
         try:
+            req = AuthRequest(
+                intent_id=r.id,
+                amount=r.amount,
+                currency=r.currency,
+                pan=vault.decrypt(r.card_token, aad=r.id),
+                exp_month=r.card_exp_month,
+                exp_year=r.card_exp_year,
+            )
             return acquirer.authorize(req)
-        except Exception as exc:  # a broken connector is a transient error, not a crash
-            return AuthResult(outcome="transient_error", code="processing_error", message=str(exc))
+        except Exception as exc:
+            # One intent's broken token or connector error must not sink the
+            # batch: it is retried, then failed with processing_error.
+            return AuthResult(
+                outcome="transient_error", code="processing_error", message=type(exc).__name__
+            )
 
     results = list(_pool.map(one, rows))
     return {r.id: res for r, res in zip(rows, results, strict=True)}
