@@ -1,0 +1,623 @@
+"""The intake API against a real Postgres, through falcon's TestClient.
+
+Self-contained: fixtures live here until they move into a conftest. Every test
+makes its own merchant (random ids), so nothing needs cleaning up.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import falcon
+import falcon.testing
+import jwt
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from sqlalchemy import create_engine, insert, select, update
+
+from intake.app import create_app
+from shared.config import Settings
+from shared.connectors.sandbox import SandboxAcquirer
+from shared.db.migrate import upgrade
+from shared.db.tables import idempotency_keys, ledger_accounts, payment_intents
+from shared.db.uow import UnitOfWork
+from shared.security.signing import SigningKeys
+from shared.security.vault import Vault
+from shared.services import idempotency
+from shared.services.merchants import create_merchant
+from shared.services.stages import authorize, fees, fraud, limits
+
+pytestmark = pytest.mark.integration
+
+DB_URL = os.environ.get(
+    "DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/clearhouse_intake_test"
+)
+VISA = "4242424242424242"
+
+
+def card_body(**over) -> dict:
+    body = {
+        "amount": 1000,
+        "currency": "USD",
+        "payment_method": {
+            "type": "card",
+            "card": {"number": VISA, "exp_month": 12, "exp_year": 2040, "cvc": "123"},
+        },
+    }
+    body.update(over)
+    return body
+
+
+class RecordingDispatch:
+    def __init__(self):
+        self.calls: list[tuple[str, list[str]]] = []
+
+    def __call__(self, step, ids):
+        self.calls.append((step, list(ids)))
+
+
+@pytest.fixture(scope="module")
+def engine():
+    upgrade(DB_URL)
+    eng = create_engine(DB_URL)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory):
+    os.environ.pop("JWT_PRIVATE_KEY", None)
+    key_dir = str(tmp_path_factory.mktemp("keys"))
+    return Settings.from_env(database_url=DB_URL, key_dir=key_dir)
+
+
+@pytest.fixture(scope="module")
+def keys(settings):
+    return SigningKeys.from_settings(settings)
+
+
+@pytest.fixture(scope="module")
+def vault(settings):
+    return Vault.from_settings(settings)
+
+
+@pytest.fixture
+def dispatch():
+    return RecordingDispatch()
+
+
+@pytest.fixture
+def client(settings, engine, keys, vault, dispatch):
+    app = create_app(settings, engine=engine, dispatch=dispatch, keys=keys, vault=vault)
+    return falcon.testing.TestClient(app)
+
+
+def new_merchant(engine, vault) -> dict:
+    with UnitOfWork(engine) as uow:
+        merchant = create_merchant(uow.conn, vault, f"shop-{uuid.uuid4().hex[:8]}")
+        uow.commit()
+    return merchant
+
+
+def get_tokens(client, merchant) -> dict:
+    resp = client.simulate_post(
+        "/v1/oauth/token",
+        json={
+            "grant_type": "client_credentials",
+            "client_id": merchant["client_id"],
+            "client_secret": merchant["client_secret"],
+        },
+    )
+    assert resp.status_code == 200, resp.text
+    return resp.json
+
+
+@pytest.fixture
+def merchant(engine, vault):
+    return new_merchant(engine, vault)
+
+
+@pytest.fixture
+def auth(client, merchant) -> dict:
+    return {"Authorization": f"Bearer {get_tokens(client, merchant)['access_token']}"}
+
+
+def assert_problem(resp, status: int, code: str | None = None, param: str | None = None):
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    body = json.loads(resp.text)
+    for member in ("type", "title", "status", "detail", "request_id"):
+        assert member in body, body
+    assert body["status"] == status
+    assert body["request_id"] == resp.headers["x-request-id"]
+    if code is not None:
+        assert body["code"] == code, body
+        assert body["type"].endswith("/" + code)
+    if param is not None:
+        assert body["param"] == param, body
+    return body
+
+
+def create(client, auth, body=None, key=None):
+    headers = dict(auth)
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return client.simulate_post("/v1/payment_intents", json=body or card_body(), headers=headers)
+
+
+def drive_to_requires_capture(engine, vault, intent_id):
+    """Run the pipeline stages in-process (no Celery) up to the manual-capture hold."""
+    for step in (
+        limits.run,
+        lambda c, ids: fraud.run(c, ids, fraud_fingerprints=frozenset(), default_threshold=75),
+        fees.run,
+    ):
+        with UnitOfWork(engine) as uow:
+            assert step(uow.conn, [intent_id]).advanced == [intent_id]
+            uow.commit()
+    with UnitOfWork(engine) as uow:
+        authorize.place_holds(uow.conn, [intent_id], hold_ttl_s=3600)
+        rows = authorize.held(uow.conn, [intent_id])
+        uow.commit()
+    answers = authorize.ask_acquirer(rows, SandboxAcquirer(), vault)
+    with UnitOfWork(engine) as uow:
+        authorize.apply(uow.conn, answers, max_attempts=3, hold_ttl_s=3600)
+        uow.commit()
+
+
+# --- OAuth -----------------------------------------------------------------
+
+
+def test_token_by_json_form_and_basic(client, merchant, keys, settings):
+    tokens = get_tokens(client, merchant)
+    assert tokens["token_type"] == "Bearer" and tokens["scope"] == "payments"
+    assert 0 < tokens["expires_in"] <= 900 and tokens["refresh_token"].startswith("rt_")
+    claims = keys.verify(
+        tokens["access_token"], audience=settings.jwt_audience, issuer=settings.jwt_issuer
+    )
+    assert claims["sub"] == merchant["merchant_id"]
+
+    form = client.simulate_post(
+        "/v1/oauth/token",
+        body=f"grant_type=client_credentials&client_id={merchant['client_id']}"
+        f"&client_secret={merchant['client_secret']}",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert form.status_code == 200 and form.headers["cache-control"] == "no-store"
+
+    basic = base64.b64encode(f"{merchant['client_id']}:{merchant['client_secret']}".encode())
+    resp = client.simulate_post(
+        "/v1/oauth/token",
+        json={"grant_type": "client_credentials"},
+        headers={"Authorization": f"Basic {basic.decode()}"},
+    )
+    assert resp.status_code == 200, resp.text
+
+
+def test_token_errors(client, merchant):
+    def post(body, **kw):
+        return client.simulate_post("/v1/oauth/token", json=body, **kw)
+
+    wrong = {"grant_type": "client_credentials", "client_id": merchant["client_id"]}
+    body = assert_problem(post({**wrong, "client_secret": "cs_nope"}), 401, "invalid_client")
+    assert body["error"] == "invalid_client"
+    assert_problem(
+        post({**wrong, "client_id": "ci_unknown", "client_secret": "x"}), 401, "invalid_client"
+    )
+    assert_problem(post({"client_id": merchant["client_id"]}), 400, "invalid_request")
+    assert_problem(post({"grant_type": "password"}), 400, "unsupported_grant_type")
+    bad_basic = base64.b64encode(f"{merchant['client_id']}:wrong".encode()).decode()
+    resp = post(
+        {"grant_type": "client_credentials"}, headers={"Authorization": "Basic " + bad_basic}
+    )
+    assert_problem(resp, 401, "invalid_client")
+    assert resp.headers["www-authenticate"].startswith("Basic")
+
+
+def test_refresh_rotates_and_reuse_revokes_family(client, merchant):
+    first = get_tokens(client, merchant)["refresh_token"]
+
+    def refresh(token):
+        return client.simulate_post(
+            "/v1/oauth/token", json={"grant_type": "refresh_token", "refresh_token": token}
+        )
+
+    second = refresh(first)
+    assert second.status_code == 200, second.text
+    second_rt = second.json["refresh_token"]
+    assert second_rt != first
+    # Re-using the spent token is theft: the whole family dies, the new one too.
+    assert_problem(refresh(first), 400, "invalid_grant")
+    assert_problem(refresh(second_rt), 400, "invalid_grant")
+    assert_problem(refresh("rt_unknown"), 400, "invalid_grant")
+
+
+def test_revoke(client, merchant):
+    token = get_tokens(client, merchant)["refresh_token"]
+    assert client.simulate_post("/v1/oauth/revoke", json={"token": token}).json == {}
+    resp = client.simulate_post(
+        "/v1/oauth/token", json={"grant_type": "refresh_token", "refresh_token": token}
+    )
+    assert_problem(resp, 400, "invalid_grant")
+    assert client.simulate_post("/v1/oauth/revoke", json={"token": "nope"}).status_code == 200
+    assert_problem(client.simulate_post("/v1/oauth/revoke", json={}), 400, "invalid_request")
+
+
+def test_jwks(client, keys):
+    resp = client.simulate_get("/.well-known/jwks.json")
+    assert resp.json == keys.jwks() and resp.json["keys"][0]["kty"] == "OKP"
+
+
+# --- bearer auth -------------------------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _hand_made(header: dict, claims: dict, secret: bytes | None) -> str:
+    signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
+    if secret is None:
+        return signing_input + "."
+    mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{_b64(mac)}"
+
+
+def _forged_tokens(keys, settings, merchant_id) -> dict:
+    now = int(time.time())
+    claims = {
+        "sub": merchant_id,
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "scope": "payments",
+        "iat": now,
+        "exp": now + 300,
+    }
+    # The classic confusion attack: HMAC keyed with the (public) verification key.
+    jwk = keys.jwks()["keys"][0]
+    public_pem = jwt.PyJWK(jwk).key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    return {
+        "garbage": "not.a.jwt",
+        "expired": keys.sign({**claims, "iat": now - 1000, "nbf": now - 1000, "exp": now - 10}),
+        "alg_none": _hand_made({"alg": "none", "typ": "JWT"}, claims, None),
+        "hs256_public_key": _hand_made({"alg": "HS256", "kid": keys.kid}, claims, public_pem),
+        "wrong_audience": keys.sign({**claims, "aud": "someone-else"}),
+    }
+
+
+def test_bearer_rejections(client, keys, settings, merchant):
+    resp = client.simulate_get("/v1/payment_intents")
+    assert_problem(resp, 401, "unauthorized")
+    assert resp.headers["www-authenticate"].startswith("Bearer")
+    for name, token in _forged_tokens(keys, settings, merchant["merchant_id"]).items():
+        resp = client.simulate_get(
+            "/v1/payment_intents", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert_problem(resp, 401, "invalid_token")
+        assert 'error="invalid_token"' in resp.headers["www-authenticate"], name
+
+
+# --- payment intents ---------------------------------------------------------
+
+
+def test_create_get_list(client, auth, dispatch, engine, vault):
+    resp = create(client, auth)
+    assert resp.status_code == 202, resp.text
+    intent = resp.json
+    assert intent["status"] == "processing" and intent["payment_method"]["card"]["last4"] == "4242"
+    assert VISA not in resp.text
+    assert dispatch.calls == [("limits", [intent["id"]])]
+
+    got = client.simulate_get(f"/v1/payment_intents/{intent['id']}", headers=auth)
+    assert got.status_code == 200 and got.json["id"] == intent["id"]
+
+    ids = [intent["id"]] + [create(client, auth).json["id"] for _ in range(2)]
+    page = client.simulate_get("/v1/payment_intents", params={"limit": "2"}, headers=auth).json
+    assert page["object"] == "list" and page["has_more"] is True
+    assert [i["id"] for i in page["data"]] == ids[::-1][:2]
+    rest = client.simulate_get(
+        "/v1/payment_intents",
+        params={"limit": "2", "starting_after": page["data"][-1]["id"]},
+        headers=auth,
+    ).json
+    assert [i["id"] for i in rest["data"]] == [ids[0]] and rest["has_more"] is False
+    canceled = client.simulate_get(
+        "/v1/payment_intents", params={"status": "canceled"}, headers=auth
+    ).json
+    assert canceled["data"] == []
+
+    # Another merchant sees none of it: 404, not 403.
+    other = {
+        "Authorization": f"Bearer {get_tokens(client, new_merchant(engine, vault))['access_token']}"
+    }
+    assert_problem(
+        client.simulate_get(f"/v1/payment_intents/{intent['id']}", headers=other),
+        404,
+        "resource_missing",
+    )
+    assert client.simulate_get("/v1/payment_intents", headers=other).json["data"] == []
+
+
+@pytest.mark.parametrize(
+    "params, param",
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "101"}, "limit"),
+        ({"limit": ""}, "limit"),
+        ({"status": "weird"}, "status"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_list_rejects_bad_params(client, auth, params, param):
+    resp = client.simulate_get("/v1/payment_intents", params=params, headers=auth)
+    assert_problem(resp, 400, param=param)
+
+
+def test_list_unknown_cursor(client, auth):
+    resp = client.simulate_get(
+        "/v1/payment_intents", params={"starting_after": "pi_nope"}, headers=auth
+    )
+    assert_problem(resp, 404, "resource_missing", "starting_after")
+
+
+def test_capture_and_cancel(client, auth, engine, vault, dispatch):
+    manual = create(client, auth, card_body(capture_method="manual", priority="instant")).json
+    drive_to_requires_capture(engine, vault, manual["id"])
+    held = client.simulate_get(f"/v1/payment_intents/{manual['id']}", headers=auth).json
+    assert held["status"] == "requires_capture", held
+
+    path = f"/v1/payment_intents/{manual['id']}/capture"
+    assert_problem(
+        client.simulate_post(path, json={"amount_to_capture": 5000}, headers=auth),
+        400,
+        "amount_too_large",
+        "amount_to_capture",
+    )
+    assert_problem(
+        client.simulate_post(path, json={"amount": 1}, headers=auth), 400, "parameter_unknown"
+    )
+    captured = client.simulate_post(path, json={"amount_to_capture": 600}, headers=auth)
+    assert captured.status_code == 200, captured.text
+    assert captured.json["status"] == "succeeded" and captured.json["amount_received"] == 600
+    assert dispatch.calls[-1] == ("settle_instant", [manual["id"]])
+
+    balance = client.simulate_get("/v1/balance", headers=auth).json
+    assert balance["object"] == "balance"
+    assert [b["currency"] for b in balance["pending"]] == ["USD"]
+
+    other = create(client, auth).json
+    path = f"/v1/payment_intents/{other['id']}/cancel"
+    done = client.simulate_post(path, json={"cancellation_reason": "duplicate"}, headers=auth)
+    assert done.status_code == 200 and done.json["status"] == "canceled", done.text
+    assert_problem(client.simulate_post(path, headers=auth), 400, "payment_intent_unexpected_state")
+    assert_problem(
+        client.simulate_post(path, json={"why": "x"}, headers=auth), 400, "parameter_unknown", "why"
+    )
+
+
+# --- idempotency -------------------------------------------------------------
+
+
+def _key_row(engine, merchant_id, key):
+    with engine.connect() as conn:
+        return conn.execute(
+            select(idempotency_keys).where(
+                idempotency_keys.c.merchant_id == merchant_id, idempotency_keys.c.key == key
+            )
+        ).first()
+
+
+def test_idempotent_replay_and_reuse(client, auth, dispatch, merchant, engine):
+    key = uuid.uuid4().hex
+    first = create(client, auth, key=key)
+    again = create(client, auth, key=key)
+    assert first.status_code == again.status_code == 202
+    assert again.json == first.json and again.headers["idempotent-replayed"] == "true"
+    assert len(dispatch.calls) == 1
+
+    assert_problem(
+        create(client, auth, card_body(amount=2000), key=key), 422, "idempotency_key_reused"
+    )
+    # Keys are per merchant: the same key elsewhere is a fresh request.
+    assert _key_row(engine, merchant["merchant_id"], key).response_status == 202
+
+
+def test_idempotency_in_flight_and_stale_lock(client, auth, merchant, engine, vault, settings):
+    key = uuid.uuid4().hex
+    req_hash = idempotency.request_hash(
+        "POST", "/v1/payment_intents", card_body(), vault.fingerprint
+    )
+    with engine.begin() as conn:
+        conn.execute(
+            insert(idempotency_keys).values(
+                merchant_id=merchant["merchant_id"],
+                key=key,
+                request_method="POST",
+                request_path="/v1/payment_intents",
+                request_hash=req_hash,
+                locked_at=datetime.now(UTC),
+            )
+        )
+    assert_problem(create(client, auth, key=key), 409, "idempotency_key_in_use")
+    stale = datetime.now(UTC) - timedelta(seconds=settings.idempotency_lock_timeout_s + 5)
+    with engine.begin() as conn:
+        conn.execute(
+            update(idempotency_keys).where(idempotency_keys.c.key == key).values(locked_at=stale)
+        )
+    assert create(client, auth, key=key).status_code == 202
+
+
+def test_idempotency_errors_stored_but_validation_not(client, auth, merchant, engine):
+    key = uuid.uuid4().hex
+    resp = create(client, auth, card_body(amount=1.5), key=key)
+    assert_problem(resp, 400, "parameter_invalid_integer", "amount")
+    assert _key_row(engine, merchant["merchant_id"], key) is None
+    assert create(client, auth, key=key).status_code == 202
+
+    intent = create(client, auth).json
+    path = f"/v1/payment_intents/{intent['id']}/capture"
+    headers = {**auth, "Idempotency-Key": key + "-capture"}
+    first = client.simulate_post(path, json={}, headers=headers)
+    assert_problem(first, 400, "payment_intent_unexpected_state")
+    replay = client.simulate_post(path, json={}, headers=headers)
+    assert replay.status_code == 400 and replay.headers["idempotent-replayed"] == "true"
+    assert replay.json == first.json
+
+    too_long = {**auth, "Idempotency-Key": "k" * 256}
+    resp = client.simulate_post("/v1/payment_intents", json=card_body(), headers=too_long)
+    assert_problem(resp, 400, param="Idempotency-Key")
+
+
+def test_unexpected_error_is_500_and_frees_the_key(settings, engine, keys, vault, merchant):
+    class BrokenVault:
+        def fingerprint(self, value):
+            return vault.fingerprint(value)
+
+        def encrypt(self, *a, **kw):
+            raise RuntimeError("HSM on fire")
+
+    app = create_app(
+        settings, engine=engine, dispatch=RecordingDispatch(), keys=keys, vault=BrokenVault()
+    )
+    client = falcon.testing.TestClient(app)
+    auth = {"Authorization": f"Bearer {get_tokens(client, merchant)['access_token']}"}
+    key = uuid.uuid4().hex
+    body = assert_problem(create(client, auth, key=key), 500, "internal_error")
+    assert "HSM" not in body["detail"]
+    assert _key_row(engine, merchant["merchant_id"], key) is None
+
+
+# --- request shape -----------------------------------------------------------
+
+
+def test_body_errors(client, auth):
+    post = client.simulate_post
+    resp = post(
+        "/v1/payment_intents", body="{nope", headers={**auth, "Content-Type": "application/json"}
+    )
+    assert_problem(resp, 400, "invalid_json")
+    resp = post(
+        "/v1/payment_intents",
+        body='{"amount": 1, "amount": 2}',
+        headers={**auth, "Content-Type": "application/json"},
+    )
+    assert_problem(resp, 400, "invalid_json")
+    resp = post(
+        "/v1/payment_intents", body="amount=1", headers={**auth, "Content-Type": "text/plain"}
+    )
+    assert_problem(resp, 415, "unsupported_media_type")
+    resp = create(client, auth, card_body(colour="red"))
+    assert_problem(resp, 400, "parameter_unknown", "colour")
+    resp = create(client, auth, card_body(amount=10.0))
+    assert_problem(resp, 400, "parameter_invalid_integer", "amount")
+    big = json.dumps(card_body(description="x" * 70_000))
+    resp = post(
+        "/v1/payment_intents", body=big, headers={**auth, "Content-Type": "application/json"}
+    )
+    assert_problem(resp, 413, "request_too_large")
+
+
+def test_chunked_body_over_limit(client, auth):
+    big = json.dumps(card_body(description="x" * 70_000)).encode()
+    resp = client.simulate_post(
+        "/v1/payment_intents",
+        body=big,
+        headers={
+            **auth,
+            "Content-Type": "application/json",
+            "Content-Length": None,
+            "Transfer-Encoding": "chunked",
+        },
+        extras={"wsgi.input_terminated": True, "CONTENT_LENGTH": ""},
+    )
+    assert_problem(resp, 413, "request_too_large")
+    small = json.dumps(card_body()).encode()
+    resp = client.simulate_post(
+        "/v1/payment_intents",
+        body=small,
+        headers={**auth, "Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+        extras={"wsgi.input_terminated": True, "CONTENT_LENGTH": ""},
+    )
+    assert resp.status_code == 202, resp.text
+
+
+def test_routing_errors_and_request_id(client, auth):
+    resp = client.simulate_get("/v1/nothing-here", headers={"X-Request-Id": "abc-123"})
+    assert_problem(resp, 404)
+    assert resp.headers["x-request-id"] == "abc-123"
+    resp = client.simulate_delete("/v1/payment_intents", headers=auth)
+    assert_problem(resp, 405, "method_not_allowed")
+    resp = client.simulate_get("/health", headers={"X-Request-Id": "bad id\n" + "x" * 80})
+    assert resp.headers["x-request-id"].startswith("req_")
+
+
+def test_ops_endpoints(client, auth, engine, merchant):
+    assert client.simulate_get("/health").json == {"status": "ok"}
+    ready = client.simulate_get("/ready")
+    assert ready.status_code == 200, ready.text
+    spec = client.simulate_get("/openapi.json").json
+    assert spec["openapi"].startswith("3.1") and "/v1/payment_intents" in spec["paths"]
+    assert "Problem" in spec["components"]["schemas"]
+    client.simulate_get("/v1/balance", headers=auth)
+    metrics = client.simulate_get("/metrics")
+    assert "clearhouse_http_requests_total" in metrics.text
+
+
+def test_ready_reports_broken_redis(settings, engine, keys, vault):
+    class DeadRedis:
+        def ping(self):
+            raise ConnectionError("down")
+
+    app = create_app(
+        settings,
+        engine=engine,
+        dispatch=RecordingDispatch(),
+        keys=keys,
+        vault=vault,
+        redis_client=DeadRedis(),
+    )
+    resp = falcon.testing.TestClient(app).simulate_get("/ready")
+    body = assert_problem(resp, 503, "not_ready")
+    assert "redis" in body["detail"]
+
+
+def test_balance_reads_ledger_accounts(client, auth, merchant, engine):
+    mid = merchant["merchant_id"]
+    with engine.begin() as conn:
+        conn.execute(
+            insert(ledger_accounts).values(
+                [
+                    {
+                        "code": f"merchant:{mid}:pending:EUR",
+                        "currency": "EUR",
+                        "credits_posted": 900,
+                        "debits_posted": 100,
+                        "credits_pending": 50,
+                    },
+                    {
+                        "code": f"merchant:{mid}:available:EUR",
+                        "currency": "EUR",
+                        "credits_posted": 300,
+                        "debits_posted": 0,
+                        "credits_pending": 0,
+                    },
+                ]
+            )
+        )
+    body = client.simulate_get("/v1/balance", headers=auth).json
+    assert body["pending"] == [{"currency": "EUR", "amount": 800, "held": 50}]
+    assert body["available"] == [{"currency": "EUR", "amount": 300}]
+    with engine.connect() as conn:
+        assert (
+            conn.execute(
+                select(payment_intents.c.id).where(payment_intents.c.merchant_id == mid)
+            ).first()
+            is None
+        )
