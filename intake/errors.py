@@ -34,6 +34,10 @@ STATUS_CODES = {
     500: "internal_error",
     503: "service_unavailable",
 }
+DEFAULT_DETAILS = {
+    404: "No resource exists at this path.",
+    405: "This path does not support this HTTP method.",
+}
 
 
 class ApiError(falcon.HTTPError):
@@ -98,11 +102,13 @@ def problem_for(exc: Exception, request_id: str | None) -> tuple[dict, dict]:
     if isinstance(exc, falcon.HTTPError):
         status = exc.status_code
         code = getattr(exc, "api_code", None) or STATUS_CODES.get(status, "http_error")
-        detail = exc.description or exc.title or _status_title(status)
+        title = exc.title
+        if not title or title == falcon.code_to_http_status(status):
+            title = _status_title(status)  # falcon's default titles repeat the code
+        detail = exc.description or DEFAULT_DETAILS.get(status, title)
         param = getattr(exc, "param", None)
-        return problem(
-            status, code, detail, title=exc.title, param=param, request_id=request_id
-        ), dict(exc.headers or {})
+        body = problem(status, code, detail, title=title, param=param, request_id=request_id)
+        return body, dict(exc.headers or {})
     return problem(
         500,
         "internal_error",

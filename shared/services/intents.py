@@ -10,7 +10,6 @@ from sqlalchemy import Connection, and_, func, insert, or_, select
 
 from shared.db.tables import merchants, wallets
 from shared.db.tables import payment_intents as pi
-from shared.domain import ledger as L
 from shared.domain.fees import compute_fee
 from shared.domain.intent import CANCELABLE, Stage, Status
 from shared.domain.validation import CreateIntent, ValidationError, amount_param
@@ -118,7 +117,8 @@ def capture(conn: Connection, merchant_id: str, intent_id: str, amount: object, 
             f"This PaymentIntent could not be captured because it has a status of {row.status}."
         )
     if row.hold_expires_at is not None and row.hold_expires_at <= _now(conn):
-        outcomes.cancel(conn, [row], "expired", L.EXPIRE_PENDING)
+        # The hold-expiry job voids it and cancels the intent (an error here
+        # rolls the request's transaction back, so it cannot do that itself).
         raise InvalidState("The authorization on this PaymentIntent has expired.")
     to_capture = (
         row.amount_capturable

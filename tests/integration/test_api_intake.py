@@ -13,6 +13,7 @@ import json
 import os
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import falcon
@@ -26,7 +27,7 @@ from intake.app import create_app
 from shared.config import Settings
 from shared.connectors.sandbox import SandboxAcquirer
 from shared.db.migrate import upgrade
-from shared.db.tables import idempotency_keys, ledger_accounts, payment_intents
+from shared.db.tables import idempotency_keys
 from shared.db.uow import UnitOfWork
 from shared.security.signing import SigningKeys
 from shared.security.vault import Vault
@@ -73,9 +74,12 @@ def engine():
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory):
-    os.environ.pop("JWT_PRIVATE_KEY", None)
-    key_dir = str(tmp_path_factory.mktemp("keys"))
-    return Settings.from_env(database_url=DB_URL, key_dir=key_dir)
+    # Keys come from a fresh key_dir, never from whatever the environment holds.
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("JWT_PRIVATE_KEY", "CARD_KEYS", "CARD_FINGERPRINT_KEY"):
+            mp.delenv(name, raising=False)
+        key_dir = str(tmp_path_factory.mktemp("keys"))
+        yield Settings.from_env(database_url=DB_URL, key_dir=key_dir)
 
 
 @pytest.fixture(scope="module")
@@ -414,7 +418,7 @@ def _key_row(engine, merchant_id, key):
         ).first()
 
 
-def test_idempotent_replay_and_reuse(client, auth, dispatch, merchant, engine):
+def test_idempotent_replay_and_reuse(client, auth, dispatch, merchant, engine, vault):
     key = uuid.uuid4().hex
     first = create(client, auth, key=key)
     again = create(client, auth, key=key)
@@ -425,8 +429,12 @@ def test_idempotent_replay_and_reuse(client, auth, dispatch, merchant, engine):
     assert_problem(
         create(client, auth, card_body(amount=2000), key=key), 422, "idempotency_key_reused"
     )
-    # Keys are per merchant: the same key elsewhere is a fresh request.
     assert _key_row(engine, merchant["merchant_id"], key).response_status == 202
+    # Keys are per merchant: the same key elsewhere is a fresh request.
+    other = get_tokens(client, new_merchant(engine, vault))["access_token"]
+    theirs = create(client, {"Authorization": f"Bearer {other}"}, key=key)
+    assert theirs.status_code == 202 and "idempotent-replayed" not in theirs.headers
+    assert theirs.json["id"] != first.json["id"]
 
 
 def test_idempotency_in_flight_and_stale_lock(client, auth, merchant, engine, vault, settings):
@@ -532,7 +540,6 @@ def test_chunked_body_over_limit(client, auth):
         headers={
             **auth,
             "Content-Type": "application/json",
-            "Content-Length": None,
             "Transfer-Encoding": "chunked",
         },
         extras={"wsgi.input_terminated": True, "CONTENT_LENGTH": ""},
@@ -589,35 +596,60 @@ def test_ready_reports_broken_redis(settings, engine, keys, vault):
 
 
 def test_balance_reads_ledger_accounts(client, auth, merchant, engine):
+    # Real transfers (never hand-set balances: the books must still reconcile).
+    from shared.domain import ledger as L
+    from shared.services import ledger
+
     mid = merchant["merchant_id"]
+    codes = {
+        "src": L.account_code("card_clearing", "EUR"),
+        "pending": L.account_code("merchant_pending", "EUR", mid),
+        "available": L.account_code("merchant_available", "EUR", mid),
+    }
     with engine.begin() as conn:
-        conn.execute(
-            insert(ledger_accounts).values(
-                [
-                    {
-                        "code": f"merchant:{mid}:pending:EUR",
-                        "currency": "EUR",
-                        "credits_posted": 900,
-                        "debits_posted": 100,
-                        "credits_pending": 50,
-                    },
-                    {
-                        "code": f"merchant:{mid}:available:EUR",
-                        "currency": "EUR",
-                        "credits_posted": 300,
-                        "debits_posted": 0,
-                        "credits_pending": 0,
-                    },
-                ]
-            )
+        ids = ledger.account_ids(conn, {c: ("EUR", False) for c in codes.values()})
+        src, pend, avail = (ids[codes[k]] for k in ("src", "pending", "available"))
+        ledger.record(
+            conn,
+            [
+                L.Transfer(L.POSTED, src, pend, 1100, "EUR", "capture"),
+                L.Transfer(L.POSTED, pend, avail, 300, "EUR", "settlement"),
+                L.Transfer(L.PENDING, src, pend, 50, "EUR", "authorization"),
+            ],
         )
     body = client.simulate_get("/v1/balance", headers=auth).json
     assert body["pending"] == [{"currency": "EUR", "amount": 800, "held": 50}]
     assert body["available"] == [{"currency": "EUR", "amount": 300}]
-    with engine.connect() as conn:
-        assert (
-            conn.execute(
-                select(payment_intents.c.id).where(payment_intents.c.merchant_id == mid)
-            ).first()
-            is None
+
+
+def test_idempotency_race_runs_the_effect_once(client, auth, dispatch):
+    key = uuid.uuid4().hex
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(pool.map(lambda _: create(client, auth, key=key), range(8)))
+    statuses = sorted(r.status_code for r in responses)
+    assert set(statuses) <= {202, 409}, statuses
+    assert len({r.json["id"] for r in responses if r.status_code == 202}) == 1
+    assert len(dispatch.calls) == 1
+
+
+def test_expired_keys_are_absent_and_pruned(client, auth, merchant, engine, settings):
+    key = uuid.uuid4().hex
+    first = create(client, auth, key=key).json
+    old = datetime.now(UTC) - timedelta(hours=settings.idempotency_retention_h + 1)
+    with engine.begin() as conn:
+        conn.execute(
+            update(idempotency_keys)
+            .where(idempotency_keys.c.merchant_id == merchant["merchant_id"])
+            .values(created_at=old)
         )
+    # Past retention the key is new again, even with another body.
+    again = create(client, auth, card_body(amount=555), key=key)
+    assert again.status_code == 202 and again.json["id"] != first["id"]
+    with engine.begin() as conn:
+        conn.execute(
+            update(idempotency_keys)
+            .where(idempotency_keys.c.merchant_id == merchant["merchant_id"])
+            .values(created_at=old)
+        )
+        assert idempotency.prune(conn, settings.idempotency_retention_h) >= 1
+    assert _key_row(engine, merchant["merchant_id"], key) is None

@@ -151,4 +151,4 @@ def _thresholds(conn: Connection, rows, default: int) -> dict[str, int]:
         {"ids": ids},
     )
     configured = dict(found.all())
-    return {m: configured.get(m) or default for m in ids}
+    return {m: default if configured.get(m) is None else configured[m] for m in ids}

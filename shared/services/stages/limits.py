@@ -24,10 +24,8 @@ def run(conn: Connection, ids) -> StageResult:
         LimitRequest(
             intent_id=r.id,
             amount=r.amount,
-            merchant=configured.get((r.merchant_id, r.currency, "merchant"))
-            or default_limits("merchant", currency(r.currency).unit),
-            payer=configured.get((r.merchant_id, r.currency, "payer"))
-            or default_limits("payer", currency(r.currency).unit),
+            merchant=_limits(configured, r, "merchant"),
+            payer=_limits(configured, r, "payer"),
             keys=counter_keys(r.merchant_id, r.payer_key, r.currency, today),
         )
         for r in rows
@@ -59,6 +57,20 @@ def run(conn: Connection, ids) -> StageResult:
     result.advanced = accepted
     result.failed = [d.intent_id for d in refused]
     return result
+
+
+def _limits(configured, row, scope: str) -> Limits:
+    """The merchant's limits for this scope; fields left unset take the default."""
+    default = default_limits(scope, currency(row.currency).unit)
+    own = configured.get((row.merchant_id, row.currency, scope))
+    if own is None:
+        return default
+    return Limits(
+        *(
+            getattr(default, f) if getattr(own, f) is None else getattr(own, f)
+            for f in ("per_transaction", "daily", "monthly")
+        )
+    )
 
 
 def _configured_limits(conn: Connection, rows) -> dict[tuple[str, str, str], Limits]:

@@ -1,0 +1,878 @@
+"""Load benchmark: ``python -m tests.load.bench`` (``make bench``).
+
+Builds its own environment (a fresh Postgres database, Redis db 7, a temporary
+key directory), starts the stack with the process layout of deploy/Procfile,
+drives a fixed offered rate of payment intents from a separate load-generator
+process for BENCH_DURATION_S after a BENCH_WARMUP_S warm-up, waits for the
+pipeline to drain, and reports client-side and Postgres-side figures. The last
+line of stdout is one JSON object (also written to bench-results.json).
+tests/load/README.md defines every figure.
+
+Environment (defaults in brackets): BENCH_RATE [150] offered intents/s,
+BENCH_DURATION_S [60], BENCH_WARMUP_S [5], BENCH_RUNS [1] (median of N runs,
+fresh database each), BENCH_DRAIN_S [60], BENCH_CONNECTIONS [auto] generator
+threads, BENCH_KEEP_DB=1 keeps the database, BENCH_KEEP_LOGS=1 keeps the
+process logs, WEB_CONCURRENCY [3], ACQUIRER_LATENCY_MS [0]; DATABASE_URL and
+REDIS_URL name the servers (their db name / number are replaced).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import math
+import os
+import random
+import resource
+import secrets
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS_FILE = ROOT / "bench-results.json"
+REDIS_DB = 7
+FINAL = ("succeeded", "failed", "requires_capture", "canceled")
+PRIORITIES = ("instant", "standard", "economy")
+TARGET_COMPLETED_PER_S = 100
+TARGET_ACCEPT_P99_MS = 50
+# Refresh the access token this long before it expires.
+TOKEN_MARGIN_S = 60
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    return int(raw) if raw.strip() else default
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "")
+    return float(raw) if raw.strip() else default
+
+
+def percentiles(values, qs=(50, 95, 99)) -> dict | None:
+    """Linear-interpolated percentiles (like numpy's default), ms rounded to 0.01."""
+    if not values:
+        return None
+    s = sorted(values)
+    out = {}
+    for q in qs:
+        k = (len(s) - 1) * q / 100
+        lo, hi = math.floor(k), math.ceil(k)
+        out[f"p{q}"] = round(s[lo] + (s[hi] - s[lo]) * (k - lo), 2)
+    return out
+
+
+# --------------------------------------------------------------------------
+# Load generator (runs in its own process: `python -m tests.load.bench --generate CFG`)
+#
+# Open loop: thread k of T sends request j at t0 + (j*T + k)/rate, so the
+# offered rate does not drop when the server slows down (unless every thread
+# is blocked; then `send_lag_ms` shows it). Each thread keeps one
+# http.client connection (re-opened when gunicorn's sync workers close it).
+# --------------------------------------------------------------------------
+
+
+class _Token:
+    def __init__(self, host: str, port: int, client_id: str, client_secret: str):
+        self._addr = (host, port)
+        self._creds = {"client_id": client_id, "client_secret": client_secret}
+        self._lock = threading.Lock()
+        self._value = ""
+        self._refresh_at = 0.0
+        self.refreshes = 0
+
+    def get(self, force: bool = False) -> str:
+        if not force and time.monotonic() < self._refresh_at:
+            return self._value
+        with self._lock:
+            if force or time.monotonic() >= self._refresh_at:
+                self._value, ttl = fetch_token(*self._addr, **self._creds)
+                self._refresh_at = time.monotonic() + max(ttl - TOKEN_MARGIN_S, ttl / 2)
+                self.refreshes += 1
+            return self._value
+
+
+def fetch_token(host: str, port: int, client_id: str, client_secret: str) -> tuple[str, int]:
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        body = json.dumps(
+            {
+                "grant_type": "client_credentials",
+                "client_id": client_id,
+                "client_secret": client_secret,
+            }
+        )
+        conn.request("POST", "/v1/oauth/token", body, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        data = resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"token request: HTTP {resp.status}: {data[:300]!r}")
+        doc = json.loads(data)
+        return doc["access_token"], int(doc.get("expires_in") or 900)
+    finally:
+        conn.close()
+
+
+def generate(cfg: dict) -> dict:
+    """Drive the load described by ``cfg``; return raw per-request figures."""
+    from tests.load.mix import idempotency_key, intent_body
+
+    host, port = cfg["host"], cfg["port"]
+    rate, threads = cfg["rate"], cfg["threads"]
+    t0_wall, warmup, duration = cfg["t0"], cfg["warmup_s"], cfg["duration_s"]
+    token = _Token(host, port, cfg["client_id"], cfg["client_secret"])
+    token.get()
+    # Map the wall-clock schedule onto the monotonic clock once.
+    t0 = time.monotonic() + (t0_wall - time.time())
+    win_start, end = t0 + warmup, t0 + warmup + duration
+    lock = threading.Lock()
+    latencies: list[float] = []  # accepted in window, ms, from actual send
+    lags: list[float] = []  # in window: actual send - scheduled send, ms
+    errors: Counter = Counter()
+    counts = Counter()
+
+    def worker(k: int) -> None:
+        rng = random.Random(secrets.randbits(64))
+        conn = http.client.HTTPConnection(host, port, timeout=30)
+        my_lat, my_lag, my_err, my_counts = [], [], Counter(), Counter()
+        j = 0
+        while True:
+            sched = t0 + (j * threads + k) / rate
+            j += 1
+            if sched >= end:
+                break
+            delay = sched - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            body = json.dumps(intent_body(rng))
+            in_window = sched >= win_start
+            started = time.monotonic()
+            kind = None
+            try:
+                for attempt in (0, 1):
+                    headers = {
+                        "Content-Type": "application/json",
+                        "Authorization": "Bearer " + token.get(force=attempt == 1),
+                        "Idempotency-Key": idempotency_key(),
+                    }
+                    conn.request("POST", "/v1/payment_intents", body, headers)
+                    resp = conn.getresponse()
+                    resp.read()
+                    if resp.status != 401:
+                        break
+                if resp.status != 202:
+                    kind = f"http_{resp.status}"
+            except Exception as exc:  # noqa: BLE001 - every failure is counted by kind
+                kind = type(exc).__name__
+                conn.close()
+            elapsed = (time.monotonic() - started) * 1000
+            if in_window:
+                my_counts["sent"] += 1
+                my_lag.append((started - sched) * 1000)
+                if kind is None:
+                    my_counts["accepted"] += 1
+                    my_lat.append(elapsed)
+                else:
+                    my_err[kind] += 1
+            else:
+                my_counts["warmup_sent"] += 1
+                if kind is not None:
+                    my_err["warmup:" + kind] += 1
+        conn.close()
+        with lock:
+            latencies.extend(my_lat)
+            lags.extend(my_lag)
+            errors.update(my_err)
+            counts.update(my_counts)
+
+    pool = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "latencies_ms": latencies,
+        "send_lag_ms": lags,
+        "errors": dict(errors),
+        "counts": dict(counts),
+        "token_fetches": token.refreshes,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "finished_at": time.time(),
+    }
+
+
+# --------------------------------------------------------------------------
+# CPU accounting from /proc (Linux): who used the 2 cores during the window.
+# --------------------------------------------------------------------------
+
+_CLK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_table() -> dict[int, tuple[int, str, float]]:
+    """pid -> (pgid, comm, cpu seconds) for every process we can read."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2 :].split()
+        # fields[0] is state (field 3); pgrp is field 5, utime 14, stime 15.
+        table[int(entry)] = (int(fields[2]), comm, (int(fields[11]) + int(fields[12])) / _CLK)
+    return table
+
+
+def _machine_cpu() -> tuple[float, float]:
+    """(busy, total) seconds summed over all cores, from /proc/stat."""
+    parts = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = parts[3] + (parts[4] if len(parts) > 4 else 0)
+    return (sum(parts) - idle) / _CLK, sum(parts) / _CLK
+
+
+class CpuSampler:
+    def __init__(self, groups: dict[str, int]):
+        self.groups = groups  # name -> process group id (each child is a session leader)
+
+    def snapshot(self) -> dict:
+        by = Counter()
+        pg_to_name = {pg: name for name, pg in self.groups.items()}
+        for pid, (pgid, comm, cpu) in _proc_table().items():
+            if pgid in pg_to_name:
+                by[pg_to_name[pgid]] += cpu
+            elif comm == "postgres" or comm.startswith("postgres:"):
+                by["postgres (all databases)"] += cpu
+            elif comm.startswith("redis-server"):
+                by["redis-server"] += cpu
+            elif pid == os.getpid():
+                by["bench (this process)"] += cpu
+        busy, total = _machine_cpu()
+        return {"by": by, "busy": busy, "total": total}
+
+    @staticmethod
+    def diff(a: dict, b: dict, seconds: float) -> dict:
+        """CPU use between two snapshots, in cores (1.0 = one core busy)."""
+        keys = set(a["by"]) | set(b["by"])
+        per = {k: round((b["by"].get(k, 0) - a["by"].get(k, 0)) / seconds, 3) for k in keys}
+        busy = (b["busy"] - a["busy"]) / seconds
+        # Whatever else ran on the machine (other test runs, the kernel, ...).
+        per["other (not ours)"] = round(max(busy - sum(per.values()), 0.0), 3)
+        return {
+            "machine_busy_cores": round(busy, 3),
+            "by_process_cores": dict(sorted(per.items(), key=lambda kv: -kv[1])),
+        }
+
+
+# --------------------------------------------------------------------------
+# One run: environment, stack, load, drain, figures.
+# --------------------------------------------------------------------------
+
+
+def _with_db(url: str, name: str) -> str:
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _log_problems(text: str) -> dict:
+    return {
+        "tracebacks": text.count("Traceback (most recent call last)"),
+        "error_lines": sum(1 for line in text.splitlines() if " ERROR" in line or "ERROR/" in line),
+    }
+
+
+class Run:
+    def __init__(self, index: int, opts: dict):
+        self.index = index
+        self.opts = opts
+        self.procs: dict = {}
+        base_db = os.environ.get(
+            "DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/clearhouse"
+        )
+        base_redis = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+        self.db_name = f"clearhouse_bench_{secrets.token_hex(4)}"
+        self.key_dir = tempfile.mkdtemp(prefix="clearhouse-bench-keys-")
+        self.env = {
+            "DATABASE_URL": _with_db(base_db, self.db_name),
+            "REDIS_URL": base_redis.rsplit("/", 1)[0] + f"/{REDIS_DB}",
+            "CLEARHOUSE_KEY_DIR": self.key_dir,
+            "ACQUIRER_LATENCY_MS": str(opts["acquirer_latency_ms"]),
+            "WEB_CONCURRENCY": str(opts["web_concurrency"]),
+        }
+        self.engine = None
+        self.db_created = False
+
+    # -- setup ---------------------------------------------------------------
+
+    def setup(self) -> None:
+        import redis
+
+        from shared.config import Settings
+        from shared.db.engine import get_engine
+        from shared.db.migrate import upgrade
+        from shared.db.uow import UnitOfWork
+        from shared.security.signing import SigningKeys
+        from shared.security.vault import Vault
+        from shared.services.merchants import create_merchant
+
+        log(f"run {self.index + 1}: database {self.db_name}, redis db {REDIS_DB}")
+        self.db_created = True  # from here on, drop it at the end even if upgrade fails
+        upgrade(self.env["DATABASE_URL"])
+        r = redis.Redis.from_url(self.env["REDIS_URL"])
+        r.flushdb()
+        r.close()
+        self.settings = Settings.from_env(
+            database_url=self.env["DATABASE_URL"],
+            redis_url=self.env["REDIS_URL"],
+            key_dir=self.key_dir,
+            acquirer_latency_ms=self.opts["acquirer_latency_ms"],
+        )
+        # Create the key files here, before several children race to.
+        SigningKeys.from_settings(self.settings)
+        vault = Vault.from_settings(self.settings)
+        self.engine = get_engine(self.env["DATABASE_URL"])
+        with UnitOfWork(self.engine) as u:
+            self.merchant = create_merchant(u.conn, vault, "Bench merchant")
+            u.commit()
+        log(f"merchant {self.merchant['merchant_id']}")
+
+    def start_stack(self) -> None:
+        from tests.support import processes as P
+
+        env = self.env
+        self.port = _free_port()
+        log(f"starting gunicorn ({self.opts['web_concurrency']} workers) on port {self.port}")
+        self.procs["api"] = self._start_api(P, env)
+        log("starting workers: pipeline (prefork -c 2), instant (solo), background (solo), beat")
+        starts = {
+            "worker_pipeline": dict(
+                name="pipeline", queues="limits,fraud,fees,authorize", pool="prefork", concurrency=2
+            ),
+            "worker_instant": dict(
+                name="instant", queues="settlement.instant", pool="solo", concurrency=1
+            ),
+            "worker_background": dict(
+                name="background",
+                queues="settlement.standard,settlement.economy,notifications",
+                pool="solo",
+                concurrency=1,
+            ),
+        }
+        for key, kw in starts.items():
+            self.procs[key] = P.celery_worker(env=env, **kw)
+        self.beat_dir = tempfile.mkdtemp(prefix="clearhouse-bench-beat-")
+        self.procs["beat"] = P.celery_beat(env=env, schedule_dir=self.beat_dir)
+        log("stack is up: " + ", ".join(f"{k} pid {p.proc.pid}" for k, p in self.procs.items()))
+
+    def _start_api(self, P, env, attempts: int = 20):
+        # The API may still be under construction: retry a broken import for a while.
+        for attempt in range(attempts):
+            try:
+                return P.gunicorn(self.port, workers=self.opts["web_concurrency"], env=env)
+            except RuntimeError as exc:
+                if attempt == attempts - 1 or not self.opts["wait_for_api"]:
+                    raise
+                log(f"API not up yet ({str(exc).strip().splitlines()[-1][:160]}); retry in 15 s")
+                time.sleep(15)
+        raise AssertionError("unreachable")
+
+    def smoke(self) -> None:
+        """One intent end to end before the clock starts: fail fast and clearly."""
+        token, ttl = fetch_token(
+            "127.0.0.1", self.port, self.merchant["client_id"], self.merchant["client_secret"]
+        )
+        self.token_ttl_s = ttl
+        from tests.factories import APPROVE, card_body
+
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn.request(
+            "POST",
+            "/v1/payment_intents",
+            json.dumps(card_body(APPROVE, priority="instant", capture_method="automatic")),
+            {
+                "Content-Type": "application/json",
+                "Authorization": "Bearer " + token,
+                "Idempotency-Key": "bench-smoke-" + secrets.token_hex(8),
+            },
+        )
+        resp = conn.getresponse()
+        data = resp.read()
+        conn.close()
+        if resp.status != 202:
+            raise RuntimeError(f"smoke intent: HTTP {resp.status}: {data[:500]!r}")
+        intent_id = json.loads(data)["id"]
+        from tests.factories import wait_until_final
+
+        row = wait_until_final(self.engine, [intent_id], timeout=30)[intent_id]
+        log(f"smoke intent {intent_id}: {row.status} (token ttl {ttl} s)")
+
+    # -- load ----------------------------------------------------------------
+
+    def drive(self) -> dict:
+        from tests.support.processes import Process
+
+        o = self.opts
+        t0 = time.time() + 1.5  # time for the generator to import and fetch a token
+        cfg = {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "client_id": self.merchant["client_id"],
+            "client_secret": self.merchant["client_secret"],
+            "rate": o["rate"],
+            "threads": o["connections"],
+            "t0": t0,
+            "warmup_s": o["warmup_s"],
+            "duration_s": o["duration_s"],
+        }
+        work = Path(tempfile.mkdtemp(prefix="clearhouse-bench-gen-"))
+        (work / "cfg.json").write_text(json.dumps(cfg))
+        argv = [sys.executable, "-m", "tests.load.bench", "--generate", str(work)]
+        gen = Process("loadgen", argv, self.env)
+        self.procs["loadgen"] = gen
+        groups = {name: p.proc.pid for name, p in self.procs.items()}
+        sampler = CpuSampler(groups)
+        self.window = (t0 + o["warmup_s"], t0 + o["warmup_s"] + o["duration_s"])
+        log(
+            f"load: {o['rate']}/s offered, {o['connections']} connections, "
+            f"warm-up {o['warmup_s']} s, measured {o['duration_s']} s"
+        )
+        self._sleep_until(self.window[0], gen)
+        cpu_a = sampler.snapshot()
+        xact_a, redis_a = self._db_xacts(), self._redis_cmds()
+        last = self.window[0]
+        while time.time() < self.window[1]:
+            self._sleep_until(min(self.window[1], time.time() + 10), gen)
+            if time.time() - last >= 9.9 and time.time() < self.window[1] - 1:
+                last = time.time()
+                self._progress(last)
+        cpu_b = sampler.snapshot()
+        xact_b, redis_b = self._db_xacts(), self._redis_cmds()
+        self.cpu = CpuSampler.diff(cpu_a, cpu_b, o["duration_s"])
+        self.db_xacts_per_s = round((xact_b - xact_a) / o["duration_s"], 1)
+        self.redis_cmds_per_s = (
+            round((redis_b - redis_a) / o["duration_s"], 1)
+            if redis_a is not None and redis_b is not None
+            else None
+        )
+        gen.proc.wait(timeout=60)
+        out = work / "result.json"
+        if gen.proc.returncode != 0 or not out.exists():
+            raise RuntimeError(f"load generator failed:\n{gen.output()[-3000:]}")
+        result = json.loads(out.read_text())
+        gen.stop()
+        shutil.rmtree(work, ignore_errors=True)
+        return result
+
+    def _sleep_until(self, wall: float, gen) -> None:
+        while True:
+            left = wall - time.time()
+            if left <= 0:
+                return
+            if gen.proc.poll() is not None and gen.proc.returncode != 0:
+                raise RuntimeError(f"load generator died:\n{gen.output()[-3000:]}")
+            time.sleep(min(left, 0.5))
+
+    def _progress(self, now: float) -> None:
+        from sqlalchemy import text
+
+        with self.engine.connect() as c:
+            row = c.execute(
+                text(
+                    "SELECT count(*) FILTER (WHERE created_at >= to_timestamp(:a)) AS created,"
+                    " count(*) FILTER (WHERE finalized_at >= to_timestamp(:a)) AS finalized,"
+                    " count(*) FILTER (WHERE status = 'processing') AS processing"
+                    " FROM payment_intents"
+                ),
+                {"a": now - 10},
+            ).one()
+        log(
+            f"  last 10 s: created {row.created / 10:.0f}/s, "
+            f"finalized {row.finalized / 10:.0f}/s; processing now {row.processing}"
+        )
+
+    def _db_xacts(self) -> int:
+        from sqlalchemy import text
+
+        with self.engine.connect() as c:
+            return int(
+                c.execute(
+                    text("SELECT xact_commit FROM pg_stat_database WHERE datname = :n"),
+                    {"n": self.db_name},
+                ).scalar()
+                or 0
+            )
+
+    def _redis_cmds(self) -> int | None:
+        import redis
+
+        try:
+            r = redis.Redis.from_url(self.env["REDIS_URL"])
+            n = int(r.info("stats")["total_commands_processed"])
+            r.close()
+            return n
+        except redis.RedisError:
+            return None
+
+    def drain(self) -> float:
+        from sqlalchemy import text
+
+        deadline = time.monotonic() + self.opts["drain_s"]
+        started = time.monotonic()
+        while True:
+            with self.engine.connect() as c:
+                left = c.execute(
+                    text("SELECT count(*) FROM payment_intents WHERE status = 'processing'")
+                ).scalar()
+            if not left:
+                waited = time.monotonic() - started
+                log(f"drained in {waited:.1f} s")
+                return round(waited, 1)
+            if time.monotonic() > deadline:
+                log(f"{left} intents still processing after {self.opts['drain_s']} s")
+                return round(time.monotonic() - started, 1)
+            time.sleep(0.5)
+
+    # -- figures -------------------------------------------------------------
+
+    def figures(self, gen: dict, drain_s: float) -> dict:
+        from sqlalchemy import text
+
+        o = self.opts
+        ws, we = self.window
+        dur = o["duration_s"]
+        p = {"ws": ws, "we": we}
+        win = "created_at >= to_timestamp(:ws) AND created_at < to_timestamp(:we)"
+        pct = (
+            "percentile_cont(0.5) WITHIN GROUP (ORDER BY {x}) AS p50,"
+            " percentile_cont(0.95) WITHIN GROUP (ORDER BY {x}) AS p95,"
+            " percentile_cont(0.99) WITHIN GROUP (ORDER BY {x}) AS p99"
+        )
+        e2e_ms = "extract(epoch FROM finalized_at - created_at) * 1000"
+        settle_ms = "extract(epoch FROM settled_at - created_at) * 1000"
+
+        def trio(row) -> dict | None:
+            if row.p50 is None:
+                return None
+            return {k: round(float(getattr(row, k)), 2) for k in ("p50", "p95", "p99")}
+
+        with self.engine.connect() as c:
+            completed = c.execute(
+                text(
+                    "SELECT count(*) FROM payment_intents WHERE finalized_at >= to_timestamp(:ws)"
+                    " AND finalized_at < to_timestamp(:we)"
+                ),
+                p,
+            ).scalar()
+            created = c.execute(text(f"SELECT count(*) FROM payment_intents WHERE {win}"), p)
+            created = created.scalar()
+            backlog = c.execute(
+                text(
+                    "SELECT count(*) FROM payment_intents WHERE created_at < to_timestamp(:we)"
+                    " AND (finalized_at IS NULL OR finalized_at >= to_timestamp(:we))"
+                ),
+                p,
+            ).scalar()
+            e2e, unfinished = {}, {}
+            for prio in PRIORITIES:
+                row = c.execute(
+                    text(
+                        f"SELECT {pct.format(x=e2e_ms)}, count(*) FILTER (WHERE TRUE) AS n"
+                        f" FROM payment_intents WHERE {win} AND priority = :prio"
+                        " AND finalized_at IS NOT NULL"
+                    ),
+                    {**p, "prio": prio},
+                ).one()
+                e2e[prio] = trio(row)
+                unfinished[prio] = c.execute(
+                    text(
+                        f"SELECT count(*) FROM payment_intents WHERE {win} AND priority = :prio"
+                        " AND finalized_at IS NULL"
+                    ),
+                    {**p, "prio": prio},
+                ).scalar()
+            settle = c.execute(
+                text(
+                    f"SELECT {pct.format(x=settle_ms)} FROM payment_intents WHERE {win}"
+                    " AND priority = 'instant' AND settled_at IS NOT NULL"
+                ),
+                p,
+            ).one()
+            instant_unsettled = c.execute(
+                text(
+                    f"SELECT count(*) FROM payment_intents WHERE {win} AND priority = 'instant'"
+                    " AND status = 'succeeded' AND settled_at IS NULL"
+                ),
+                p,
+            ).scalar()
+            statuses = dict(
+                c.execute(
+                    text(
+                        f"SELECT status, count(*) FROM payment_intents WHERE {win}"
+                        " GROUP BY status ORDER BY 2 DESC"
+                    ),
+                    p,
+                ).all()
+            )
+            failures = dict(
+                c.execute(
+                    text(
+                        f"SELECT failure_code, count(*) FROM payment_intents WHERE {win}"
+                        " AND failure_code IS NOT NULL GROUP BY failure_code ORDER BY 2 DESC"
+                    ),
+                    p,
+                ).all()
+            )
+
+        lat = gen["latencies_ms"]
+        counts = gen["counts"]
+        errors = {k: v for k, v in gen["errors"].items() if not k.startswith("warmup:")}
+        warmup_errors = {k[7:]: v for k, v in gen["errors"].items() if k.startswith("warmup:")}
+        total_gen_time = o["warmup_s"] + dur
+        logs = {name: _log_problems(proc.output()) for name, proc in self.procs.items()}
+        return {
+            "accepted_per_s": round(counts.get("accepted", 0) / dur, 2),
+            "completed_per_s": round(completed / dur, 2),
+            "accept_latency_ms": percentiles(lat),
+            "e2e_latency_ms": e2e,
+            "instant_settle_latency_ms": trio(settle),
+            "errors": {"count": sum(errors.values()), "by_kind": errors},
+            "offered_rate": o["rate"],
+            "sent_per_s": round(counts.get("sent", 0) / dur, 2),
+            "duration_s": dur,
+            "warmup_s": o["warmup_s"],
+            "created_in_window": created,
+            "backlog_at_window_end": backlog,
+            "unfinished_after_drain": unfinished,
+            "instant_succeeded_unsettled": instant_unsettled,
+            "drain_s": drain_s,
+            "status_counts": statuses,
+            "failure_codes": failures,
+            "send_lag_ms": percentiles(gen["send_lag_ms"]),
+            "warmup_errors": warmup_errors,
+            "token_fetches": gen["token_fetches"],
+            "loadgen_cpu_cores": round(gen["cpu_s"] / total_gen_time, 3),
+            "cpu": self.cpu,
+            "db_commits_per_s": self.db_xacts_per_s,
+            "db_commits_per_completed": (
+                round(self.db_xacts_per_s / (completed / dur), 2) if completed else None
+            ),
+            "redis_cmds_per_s (whole server)": self.redis_cmds_per_s,
+            "process_log_problems": {k: v for k, v in logs.items() if any(v.values())},
+            "database": self.db_name,
+        }
+
+    # -- teardown ------------------------------------------------------------
+
+    def stop(self, failed: bool) -> None:
+        # Reverse start order: load first, then the API, beat, and the workers.
+        for name in reversed(list(self.procs)):
+            proc = self.procs[name]
+            try:
+                proc.stop()
+            except Exception as exc:  # noqa: BLE001 - keep stopping the others
+                log(f"stopping {name}: {exc}")
+            if failed:
+                log(f"--- {name} log tail ({proc.log.name}) ---")
+                print(proc.output()[-2000:], flush=True)
+            if not failed and not self.opts["keep_logs"]:
+                with contextlib.suppress(OSError):
+                    os.unlink(proc.log.name)
+            elif not failed:
+                log(f"{name} log: {proc.log.name}")
+        if self.engine is not None:
+            self.engine.dispose()
+        with contextlib.suppress(Exception):
+            import redis
+
+            r = redis.Redis.from_url(self.env["REDIS_URL"])
+            r.flushdb()
+            r.close()
+        if self.db_created and not self.opts["keep_db"]:
+            from shared.db.engine import dispose_engines
+            from shared.db.migrate import drop_database
+
+            dispose_engines()
+            try:
+                drop_database(self.env["DATABASE_URL"])
+                log(f"dropped {self.db_name}")
+            except Exception as exc:  # noqa: BLE001
+                log(f"could not drop {self.db_name}: {exc}")
+        elif self.db_created:
+            log(f"kept database {self.db_name} (BENCH_KEEP_DB=1)")
+        shutil.rmtree(self.key_dir, ignore_errors=True)
+        if getattr(self, "beat_dir", None):
+            shutil.rmtree(self.beat_dir, ignore_errors=True)
+
+    def execute(self) -> dict:
+        failed = True
+        try:
+            self.setup()
+            self.start_stack()
+            self.smoke()
+            gen = self.drive()
+            drain_s = self.drain()
+            fig = self.figures(gen, drain_s)
+            failed = False
+            return fig
+        finally:
+            self.stop(failed)
+
+
+# --------------------------------------------------------------------------
+# Several runs -> medians; output.
+# --------------------------------------------------------------------------
+
+
+def _median_tree(values: list):
+    """Median of numbers; dicts recurse key by key (keys present in every run)."""
+    if all(isinstance(v, dict) for v in values):
+        keys = [k for k in values[0] if all(k in v for v in values)]
+        return {k: _median_tree([v[k] for v in values]) for k in keys}
+    nums = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    if len(nums) == len(values) and nums:
+        m = statistics.median(nums)
+        return round(m, 2) if isinstance(m, float) else m
+    return values[0] if all(v == values[0] for v in values) else None
+
+
+MEDIAN_KEYS = (
+    "accepted_per_s",
+    "completed_per_s",
+    "accept_latency_ms",
+    "e2e_latency_ms",
+    "instant_settle_latency_ms",
+    "errors",
+    "sent_per_s",
+    "backlog_at_window_end",
+    "loadgen_cpu_cores",
+    "db_commits_per_completed",
+)
+
+
+def summarize(runs: list[dict], opts: dict) -> dict:
+    if len(runs) == 1:
+        top = {k: runs[0][k] for k in MEDIAN_KEYS}
+    else:
+        top = {k: _median_tree([r[k] for r in runs]) for k in MEDIAN_KEYS}
+        by_kind = Counter()
+        for r in runs:
+            by_kind.update(r["errors"]["by_kind"])
+        top["errors"] = {
+            "count": statistics.median(r["errors"]["count"] for r in runs),
+            "by_kind_total": dict(by_kind),
+        }
+    p99 = (top["accept_latency_ms"] or {}).get("p99")
+    top["target"] = {
+        "completed_per_s_min": TARGET_COMPLETED_PER_S,
+        "accept_p99_ms_max": TARGET_ACCEPT_P99_MS,
+        "met": bool(
+            top["completed_per_s"] >= TARGET_COMPLETED_PER_S
+            and p99 is not None
+            and p99 <= TARGET_ACCEPT_P99_MS
+        ),
+    }
+    from shared.config import Settings
+
+    d = Settings.from_env()
+    top.update(
+        {
+            "aggregate": "single run" if len(runs) == 1 else f"median of {len(runs)} runs",
+            "offered_rate": opts["rate"],
+            "duration_s": opts["duration_s"],
+            "warmup_s": opts["warmup_s"],
+            "cpu_count": os.cpu_count(),
+            "settings": {
+                "web_concurrency": opts["web_concurrency"],
+                "acquirer_latency_ms": opts["acquirer_latency_ms"],
+                "loadgen": f"threads+http.client, {opts['connections']} connections, open loop",
+                "batch_max": d.batch_max,
+                "batch_interval_ms": d.batch_interval_ms,
+                "auth_max_attempts": d.auth_max_attempts,
+                "auth_retry_base_s": d.auth_retry_base_s,
+                "workers": "pipeline prefork -c 2 (limits,fraud,fees,authorize); "
+                "instant solo (settlement.instant); background solo "
+                "(settlement.standard,settlement.economy,notifications); beat",
+            },
+            "runs": runs,
+        }
+    )
+    return top
+
+
+def options() -> dict:
+    rate = _env_float("BENCH_RATE", 150)
+    return {
+        "rate": rate,
+        "duration_s": _env_float("BENCH_DURATION_S", 60),
+        "warmup_s": _env_float("BENCH_WARMUP_S", 5),
+        "runs": max(1, _env_int("BENCH_RUNS", 1)),
+        "drain_s": _env_float("BENCH_DRAIN_S", 60),
+        # Enough threads that a few slow requests do not stall the schedule.
+        "connections": _env_int("BENCH_CONNECTIONS", min(64, max(4, math.ceil(rate / 20)))),
+        "web_concurrency": _env_int("WEB_CONCURRENCY", 3),
+        "acquirer_latency_ms": _env_int("ACQUIRER_LATENCY_MS", 0),
+        "keep_db": os.environ.get("BENCH_KEEP_DB", "") == "1",
+        "keep_logs": os.environ.get("BENCH_KEEP_LOGS", "") == "1",
+        "wait_for_api": os.environ.get("BENCH_WAIT_FOR_API", "1") == "1",
+    }
+
+
+def _on_sigterm(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--generate":
+        work = Path(sys.argv[2])
+        result = generate(json.loads((work / "cfg.json").read_text()))
+        (work / "result.json").write_text(json.dumps(result))
+        return 0
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    opts = options()
+    log(
+        f"{opts['runs']} run(s) at {opts['rate']}/s for {opts['duration_s']} s "
+        f"(+{opts['warmup_s']} s warm-up), {os.cpu_count()} CPUs"
+    )
+    runs = []
+    try:
+        for i in range(opts["runs"]):
+            fig = Run(i, opts).execute()
+            runs.append(fig)
+            log(
+                f"run {i + 1}: accepted {fig['accepted_per_s']}/s, completed "
+                f"{fig['completed_per_s']}/s, accept p99 "
+                f"{(fig['accept_latency_ms'] or {}).get('p99')} ms, errors {fig['errors']['count']}"
+            )
+    except KeyboardInterrupt:
+        log("interrupted; children stopped")
+        return 130
+    summary = summarize(runs, opts)
+    RESULTS_FILE.write_text(json.dumps(summary, indent=2) + "\n")
+    log(f"wrote {RESULTS_FILE.name}")
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
