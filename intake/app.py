@@ -62,7 +62,7 @@ def create_app(
         app.add_error_handler(exc_type, errors.handle)
 
     # Request hashes are keyed: the bodies they digest contain card numbers.
-    runner = IdempotentRunner(engine, settings, mac=vault.fingerprint)
+    runner = IdempotentRunner(engine, settings, mac=vault.fingerprint, dispatch=dispatch)
     deps = (engine, vault, dispatch, runner)
     app.add_route("/v1/oauth/token", oauth.Token(engine, keys, settings))
     app.add_route("/v1/oauth/revoke", oauth.Revoke(engine))

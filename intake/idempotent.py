@@ -11,15 +11,15 @@ from sqlalchemy import Engine
 
 from intake.errors import PROBLEM_JSON, problem_for
 from shared.config import Settings
-from shared.db.uow import UnitOfWork
+from shared.db.uow import Dispatch, UnitOfWork
 from shared.domain.validation import ValidationError
 from shared.services import idempotency
 from shared.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
-# The effect does its work in the given unit of work (registering any enqueue
-# with uow.after_commit) and returns (status, body); the runner commits.
+# The effect does its work in the given unit of work (services register what to
+# enqueue with enqueue_after_commit) and returns (status, body); the runner commits.
 Effect = Callable[[UnitOfWork], tuple[int, dict]]
 
 
@@ -30,15 +30,22 @@ def _client_error(exc: Exception) -> bool:
 
 
 class IdempotentRunner:
-    def __init__(self, engine: Engine, settings: Settings, mac: Callable[[str], str] | None):
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        mac: Callable[[str], str] | None,
+        dispatch: Dispatch | None = None,
+    ):
         self._engine = engine
+        self._dispatch = dispatch
         self._settings = settings
         self._mac = mac
 
     def run(self, req: falcon.Request, resp: falcon.Response, effect: Effect) -> None:
         key = idempotency.check_key(req.get_header("Idempotency-Key"))
         if key is None:
-            with UnitOfWork(self._engine) as uow:
+            with UnitOfWork(self._engine, self._dispatch) as uow:
                 status, body = effect(uow)
                 uow.commit()
             return _respond(resp, status, body)
@@ -48,7 +55,7 @@ class IdempotentRunner:
             resp.set_header("Idempotent-Replayed", "true")
             return _respond(resp, replay.status, replay.body)
         try:
-            with UnitOfWork(self._engine) as uow:
+            with UnitOfWork(self._engine, self._dispatch) as uow:
                 status, body = effect(uow)
                 # Same transaction as the effect: both are kept, or neither.
                 idempotency.complete(uow.conn, merchant_id, key, status, body)

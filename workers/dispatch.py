@@ -11,6 +11,7 @@ STEPS = {
     "fees": ("clearhouse.fees", "fees"),
     "authorize": ("clearhouse.authorize", "authorize"),
     "settle_instant": ("clearhouse.settle_instant", "settlement.instant"),
+    "deliver_webhooks": ("clearhouse.deliver_webhooks", "notifications"),
 }
 STAGE_STEP = {
     "received": "limits",

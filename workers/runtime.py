@@ -12,7 +12,9 @@ from shared.security.vault import Vault
 
 
 def uow() -> UnitOfWork:
-    return UnitOfWork(get_engine(get_settings().database_url))
+    from workers.dispatch import dispatch
+
+    return UnitOfWork(get_engine(get_settings().database_url), dispatch)
 
 
 @cache

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 
 from intake.idempotent import IdempotentRunner
-from shared.db.uow import UnitOfWork
+from shared.db.uow import Dispatch, UnitOfWork
 from shared.domain.intent import Status
 from shared.domain.validation import (
     ValidationError,
@@ -17,7 +17,6 @@ from shared.domain.validation import (
 )
 from shared.services import intents
 from shared.services.errors import NotFound
-from shared.services.intents import Dispatch
 
 LIST_PARAMS = {"limit", "starting_after", "status"}
 MAX_LIMIT = 100
@@ -31,10 +30,6 @@ class _Base:
         self._vault = vault
         self._dispatch = dispatch
         self._runner = runner
-
-    def _later(self, uow: UnitOfWork) -> Dispatch:
-        """A dispatch that enqueues only once ``uow`` has committed."""
-        return lambda step, ids: uow.after_commit(lambda: self._dispatch(step, ids))
 
 
 class Collection(_Base):
@@ -52,7 +47,6 @@ class Collection(_Base):
                 client_ip=req.remote_addr,
                 request_id=req.context.request_id,
             )
-            self._later(uow)("limits", [row.id])
             return 202, intents.to_json(row)
 
         self._runner.run(req, resp, effect)
@@ -88,9 +82,7 @@ class Capture(_Base):
         merchant_id = req.context.merchant_id
 
         def effect(uow: UnitOfWork):
-            row = intents.capture(
-                uow.conn, merchant_id, intent_id, body.get("amount_to_capture"), self._later(uow)
-            )
+            row = intents.capture(uow.conn, merchant_id, intent_id, body.get("amount_to_capture"))
             return 200, intents.to_json(row)
 
         self._runner.run(req, resp, effect)

@@ -55,6 +55,9 @@ merchants = Table(
     Column("webhook_url", Text),
     # AES-GCM ciphertext (the secret must be recoverable to sign webhooks).
     Column("webhook_secret_enc", Text, nullable=False),
+    # During a rotation the old secret keeps signing (a second v1) until then.
+    Column("webhook_secret_prev_enc", Text),
+    Column("webhook_secret_prev_expires_at", DateTime(timezone=True)),
     Column("fraud_block_threshold", Integer),
     # {"bps": {"instant": 290, ...}, "fixed": {"USD": 30, ...}}; NULL = default plan.
     Column("fee_plan", JSONB),
@@ -217,6 +220,7 @@ payment_intents = Table(
     Column("stage_changed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("finalized_at", DateTime(timezone=True)),
     Column("settled_at", DateTime(timezone=True)),
+    Column("settlement_id", String(40)),
     CheckConstraint("amount > 0", name="payment_intents_amount_positive"),
     Index("ix_intents_merchant_created", "merchant_id", "created_at", "id"),
     Index("ix_intents_fingerprint_created", "card_fingerprint", "created_at"),
@@ -248,6 +252,146 @@ idempotency_keys = Table(
     _now(),
     PrimaryKeyConstraint("merchant_id", "key"),
     Index("ix_idempotency_created", "created_at"),
+)
+
+# One row per state change, written in the same transaction as the change.
+events = Table(
+    "events",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("merchant_id", String(40), nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("object_id", String(40), nullable=False),
+    # The object as the API shows it, at the time of the change.
+    Column("data", JSONB, nullable=False),
+    Column("request_id", String(64)),
+    _now(),
+    Index("ix_events_merchant_created", "merchant_id", "created_at", "id"),
+    Index("ix_events_object", "object_id"),
+)
+
+# A webhook delivery of one event to one URL; its retry schedule lives here
+# (next_attempt_at), never in a multi-day Celery countdown.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("event_id", String(40), ForeignKey("events.id"), nullable=False, index=True),
+    Column("merchant_id", String(40), nullable=False),
+    Column("url", Text, nullable=False),
+    # pending | succeeded | failed
+    Column("status", String(16), nullable=False, server_default=text("'pending'")),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    _now(),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("completed_at", DateTime(timezone=True)),
+    Index("ix_deliveries_merchant_created", "merchant_id", "created_at", "id"),
+    Index(
+        "ix_deliveries_due",
+        "next_attempt_at",
+        postgresql_where=text("status = 'pending'"),
+    ),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(40), ForeignKey("webhook_deliveries.id"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("status_code", Integer),
+    Column("latency_ms", Integer),
+    # First 1 KiB of the receiver's answer, for debugging their endpoint.
+    Column("response_body", Text),
+    Column("error", Text),
+    # succeeded | failed
+    Column("outcome", String(16), nullable=False),
+    _now(),
+    Index("ix_attempts_delivery", "delivery_id", "attempt"),
+)
+
+refunds = Table(
+    "refunds",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("merchant_id", String(40), nullable=False),
+    Column("payment_intent_id", String(40), ForeignKey("payment_intents.id"), nullable=False),
+    Column("amount", Money, nullable=False),
+    Column("currency", String(8), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reason", String(32)),
+    # Part of the original fee given back to the merchant with this refund.
+    Column("fee_refunded", Money, nullable=False, server_default=text("0")),
+    Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    _now(),
+    CheckConstraint("amount > 0", name="refunds_amount_positive"),
+    Index("ix_refunds_intent", "payment_intent_id"),
+    Index("ix_refunds_merchant_created", "merchant_id", "created_at", "id"),
+)
+
+# A payout of settled intents into the merchant's available balance.
+settlements = Table(
+    "settlements",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("merchant_id", String(40), nullable=False),
+    Column("currency", String(8), nullable=False),
+    Column("priority", String(16), nullable=False),
+    Column("amount", Money, nullable=False),
+    Column("intent_count", Integer, nullable=False),
+    _now(),
+    Index("ix_settlements_merchant_created", "merchant_id", "created_at"),
+)
+
+daily_reports = Table(
+    "daily_reports",
+    metadata,
+    Column("report_date", Date, nullable=False),
+    Column("merchant_id", String(40), nullable=False),
+    Column("currency", String(8), nullable=False),
+    Column("counts", JSONB, nullable=False),  # intents by status
+    Column("gross", Money, nullable=False),
+    Column("fees", Money, nullable=False),
+    Column("refunds", Money, nullable=False),
+    Column("net", Money, nullable=False),
+    Column("settled", Money, nullable=False),
+    _now(),
+    PrimaryKeyConstraint("report_date", "merchant_id", "currency"),
+)
+
+report_runs = Table(
+    "report_runs",
+    metadata,
+    Column("report_date", Date, primary_key=True),
+    # Reconciliation findings: empty list when the books balance.
+    Column("discrepancies", JSONB, nullable=False),
+    Column("duration_ms", Integer, nullable=False),
+    _now(),
+)
+
+# Hash chain over ledger transfers, written by the sealing job (not the hot
+# path): each transfer's hash covers its content and the previous hash.
+ledger_entry_hashes = Table(
+    "ledger_entry_hashes",
+    metadata,
+    Column("transfer_id", BigInteger, ForeignKey("ledger_transfers.id"), primary_key=True),
+    Column("hash", String(64), nullable=False),
+)
+
+ledger_seals = Table(
+    "ledger_seals",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("day", Date, nullable=False, unique=True),
+    Column("first_transfer_id", BigInteger),
+    Column("last_transfer_id", BigInteger),
+    Column("entry_count", Integer, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("seal_hash", String(64), nullable=False),
+    _now(),
 )
 
 LEDGER_IMMUTABLE_SQL = """
@@ -282,5 +426,14 @@ __all__ = [
     "wallets",
     "payment_intents",
     "idempotency_keys",
+    "events",
+    "webhook_deliveries",
+    "webhook_attempts",
+    "refunds",
+    "settlements",
+    "daily_reports",
+    "report_runs",
+    "ledger_entry_hashes",
+    "ledger_seals",
     "LEDGER_IMMUTABLE_SQL",
 ]

@@ -1,8 +1,9 @@
 """Unit of work: one transaction, rolled back unless committed.
 
 Resources, tasks and scheduler jobs all use it. Work that must only happen
-once the rows are visible to others (enqueueing the next stage) is registered
-with ``after_commit`` and runs after a successful commit, never before.
+once the rows are visible to others (enqueueing the next step) is recorded
+with ``enqueue_after_commit(conn, step, ids)`` from anywhere that holds the
+connection, and sent by ``commit()`` after a successful commit, never before.
 """
 
 from __future__ import annotations
@@ -13,17 +14,31 @@ from collections.abc import Callable
 from sqlalchemy import Connection, Engine
 
 log = logging.getLogger(__name__)
+_PENDING = "clearhouse.enqueue_after_commit"
+
+Dispatch = Callable[[str, list[str]], None]
+
+
+def enqueue_after_commit(conn: Connection, step: str, ids) -> None:
+    """Ask for ``ids`` to be sent to ``step`` once this transaction commits."""
+    ids = list(ids)
+    if ids:
+        conn.info.setdefault(_PENDING, []).append((step, ids))
 
 
 class UnitOfWork:
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, dispatch: Dispatch | None = None):
         self._engine = engine
+        self._dispatch = dispatch
         self.conn: Connection | None = None
         self._after_commit: list[Callable[[], None]] = []
         self._committed = False
 
     def __enter__(self) -> UnitOfWork:
         self.conn = self._engine.connect()
+        # conn.info outlives this checkout (it belongs to the pooled DBAPI
+        # connection): start clean so nothing leaks in from an earlier user.
+        self.conn.info.pop(_PENDING, None)
         self._tx = self.conn.begin()
         return self
 
@@ -32,28 +47,37 @@ class UnitOfWork:
             if not self._committed and self._tx.is_active:
                 self._tx.rollback()
         finally:
+            self.conn.info.pop(_PENDING, None)
             self.conn.close()
 
     def execute(self, statement, params=None):
-        return (
-            self.conn.execute(statement, params)
-            if params is not None
-            else self.conn.execute(statement)
-        )
+        if params is None:
+            return self.conn.execute(statement)
+        return self.conn.execute(statement, params)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once this transaction has committed."""
         self._after_commit.append(callback)
 
     def commit(self) -> None:
+        enqueue = self.conn.info.pop(_PENDING, [])
         self._tx.commit()
         self._committed = True
         callbacks, self._after_commit = self._after_commit, []
+        if enqueue:
+            callbacks.insert(0, lambda: self._send(enqueue))
         for callback in callbacks:
             try:
                 callback()
             except Exception:
-                # The rows are committed; the scheduler's re-drive will pick
-                # the work up again, so a failed enqueue must not fail the
-                # request that already succeeded.
-                log.exception("after-commit callback failed; re-drive will recover")
+                # The rows are committed; the scheduler's re-drive (and the
+                # webhook dispatcher) will pick the work up again, so a failed
+                # enqueue must not fail work that already succeeded.
+                log.exception("after-commit work failed; the scheduler will recover it")
+
+    def _send(self, enqueue) -> None:
+        if self._dispatch is None:
+            log.warning("no dispatcher: %d enqueue requests left to the scheduler", len(enqueue))
+            return
+        for step, ids in enqueue:
+            self._dispatch(step, ids)

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, and_, func, insert, or_, select
 
 from shared.db.tables import merchants, wallets
 from shared.db.tables import payment_intents as pi
+from shared.db.uow import enqueue_after_commit
 from shared.domain.fees import compute_fee
 from shared.domain.intent import CANCELABLE, Stage, Status
 from shared.domain.validation import CreateIntent, ValidationError, amount_param
-from shared.services import outcomes
+from shared.services import events, outcomes
 from shared.services.errors import InvalidState, NotFound
 from shared.services.stages import authorize
 from shared.services.stages.fees import merchant_fee_plans
 
-Dispatch = Callable[[str, list[str]], None]
 CANCELLATION_REASONS = ("duplicate", "fraudulent", "requested_by_customer", "abandoned")
 
 
@@ -35,7 +34,7 @@ def create(
     client_ip: str | None,
     request_id: str | None,
 ):
-    """Insert a new intent at stage ``received``; the caller enqueues it after commit."""
+    """Insert a new intent at stage ``received``, to be enqueued once committed."""
     intent_id = new_id("pi")
     values = dict(
         id=intent_id,
@@ -76,7 +75,12 @@ def create(
                 "currency", f"Wallet {wallet.id} holds {wallet.currency}, not {req.currency}."
             )
         values.update(pm_type="wallet", wallet_id=wallet.id, payer_key=f"wallet:{wallet.id}")
-    return conn.execute(insert(pi).values(**values).returning(pi)).one()
+    row = conn.execute(insert(pi).values(**values).returning(pi)).one()
+    events.emit(
+        conn, [(merchant_id, events.INTENT_EVENTS[row.status], row.id, to_json(row))], request_id
+    )
+    enqueue_after_commit(conn, "limits", [row.id])
+    return row
 
 
 def get(conn: Connection, merchant_id: str, intent_id: str, *, lock: bool = False):
@@ -109,7 +113,7 @@ def list_(conn: Connection, merchant_id: str, *, status=None, limit=10, starting
     return rows[:limit], len(rows) > limit
 
 
-def capture(conn: Connection, merchant_id: str, intent_id: str, amount: object, dispatch: Dispatch):
+def capture(conn: Connection, merchant_id: str, intent_id: str, amount: object):
     """Capture all or part of a held amount; the remainder is released."""
     row = get(conn, merchant_id, intent_id, lock=True)
     if row.status != Status.REQUIRES_CAPTURE:
@@ -138,7 +142,7 @@ def capture(conn: Connection, merchant_id: str, intent_id: str, amount: object, 
         # The released part of the hold no longer counts against limits.
         outcomes.release_limits(conn, [row], {row.id: row.amount - to_capture})
     if row.priority == "instant":
-        dispatch("settle_instant", [row.id])
+        enqueue_after_commit(conn, "settle_instant", [row.id])
     return get(conn, merchant_id, intent_id)
 
 

@@ -17,7 +17,7 @@ from shared.db.tables import payment_intents as pi
 from shared.domain import ledger as L
 from shared.domain.intent import FAILURE_MESSAGES, FailureCode, Status
 from shared.domain.limits import counter_keys
-from shared.services import ledger
+from shared.services import events, ledger
 
 
 def release_limits(conn: Connection, rows, amounts: dict[str, int] | None = None) -> None:
@@ -103,6 +103,7 @@ def fail(conn: Connection, rows, code: FailureCode, message: str | None = None) 
             stage_changed_at=func.now(),
         )
     )
+    events.emit_intents(conn, [r.id for r in rows])
 
 
 def cancel(conn: Connection, rows, reason: str, hold_kind: str = L.VOID_PENDING) -> None:
@@ -123,6 +124,7 @@ def cancel(conn: Connection, rows, reason: str, hold_kind: str = L.VOID_PENDING)
             stage_changed_at=func.now(),
         )
     )
+    events.emit_intents(conn, [r.id for r in rows])
 
 
 def _day(value) -> date:

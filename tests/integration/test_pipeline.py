@@ -245,9 +245,8 @@ def test_manual_capture_partial_releases_the_rest_and_cancel_voids(
         rows[first].risk_reasons,
     )
     assert rows[first].amount_capturable == 1000
-    dispatched = []
     with UnitOfWork(engine) as u:
-        captured = intents.capture(u.conn, merchant, first, 600, lambda *a: dispatched.append(a))
+        captured = intents.capture(u.conn, merchant, first, 600)
         canceled = intents.cancel(u.conn, merchant, second, None)
         u.commit()
     assert (captured.status, captured.amount_received, captured.amount_capturable) == (

@@ -21,7 +21,7 @@ from shared.db.tables import payment_intents as pi
 from shared.db.tables import wallets
 from shared.domain import ledger as L
 from shared.domain.intent import FailureCode, Stage, Status
-from shared.services import ledger, outcomes
+from shared.services import events, ledger, outcomes
 from shared.services.stages.common import StageResult, claim, now
 
 APPROVED_WALLET = AuthResult(outcome="approved", reference="wallet")
@@ -156,6 +156,7 @@ def apply(
                 stage_changed_at=func.now(),
             )
         )
+        events.emit_intents(conn, [r.id for r in manual])
     for r in rows:
         res = results[r.id]
         if res.outcome == "declined":
@@ -230,6 +231,7 @@ def capture(conn: Connection, rows, amounts: dict[str, int], fees: dict[str, int
         ),
         [{"_id": r.id, "received": amounts[r.id], "fee": fees[r.id]} for r in rows],
     )
+    events.emit_intents(conn, [r.id for r in rows])
 
 
 def _payer_accounts(conn: Connection, rows) -> dict[str, int | None]:

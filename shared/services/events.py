@@ -1,0 +1,85 @@
+"""Events: one row per state change, in the same transaction as the change.
+
+Each event also gets a webhook delivery row when the merchant has a webhook
+URL; its first attempt is enqueued after commit, retries are scheduled in
+the delivery row and dispatched by the scheduler.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import Connection, func, insert, select
+
+from shared.db.tables import events, merchants, payment_intents, webhook_deliveries
+from shared.db.uow import enqueue_after_commit
+
+INTENT_EVENTS = {
+    "processing": "payment_intent.processing",
+    "requires_capture": "payment_intent.requires_capture",
+    "succeeded": "payment_intent.succeeded",
+    "failed": "payment_intent.payment_failed",
+    "canceled": "payment_intent.canceled",
+}
+EVENT_TYPES = (*INTENT_EVENTS.values(), "refund.succeeded", "settlement.paid")
+
+
+def new_event_id() -> str:
+    return f"evt_{secrets.token_hex(12)}"
+
+
+def emit(conn: Connection, items: list[tuple[str, str, str, dict]], request_id=None) -> list[str]:
+    """Record events [(merchant_id, type, object_id, data)] and their deliveries."""
+    if not items:
+        return []
+    rows = [
+        {
+            "id": new_event_id(),
+            "merchant_id": merchant_id,
+            "type": type_,
+            "object_id": object_id,
+            "data": data,
+            "request_id": request_id,
+        }
+        for merchant_id, type_, object_id, data in items
+    ]
+    conn.execute(insert(events), rows)
+    urls = _webhook_urls(conn, {r["merchant_id"] for r in rows})
+    deliveries = [
+        {
+            "id": f"whd_{secrets.token_hex(12)}",
+            "event_id": r["id"],
+            "merchant_id": r["merchant_id"],
+            "url": urls[r["merchant_id"]],
+        }
+        for r in rows
+        if urls.get(r["merchant_id"])
+    ]
+    if deliveries:
+        conn.execute(webhook_deliveries.insert().values(next_attempt_at=func.now()), deliveries)
+        enqueue_after_commit(conn, "deliver_webhooks", [d["id"] for d in deliveries])
+    return [r["id"] for r in rows]
+
+
+def emit_intents(conn: Connection, ids, request_id=None) -> list[str]:
+    """An event for each intent's current status (call after changing it)."""
+    from shared.services.intents import to_json  # intents imports this module
+
+    ids = list(ids)
+    if not ids:
+        return []
+    rows = conn.execute(select(payment_intents).where(payment_intents.c.id.in_(ids))).all()
+    return emit(
+        conn,
+        [(r.merchant_id, INTENT_EVENTS[r.status], r.id, to_json(r)) for r in rows],
+        request_id,
+    )
+
+
+def _webhook_urls(conn: Connection, merchant_ids) -> dict[str, str | None]:
+    found = conn.execute(
+        select(merchants.c.id, merchants.c.webhook_url).where(
+            merchants.c.id.in_(sorted(merchant_ids))
+        )
+    )
+    return dict(found.all())
