@@ -1,6 +1,8 @@
-"""The beat schedule (one active beat; see README for the lock)."""
+"""The beat schedule. Exactly one beat is active: RedBeat holds a lock in Redis."""
 
 from __future__ import annotations
+
+from celery.schedules import crontab
 
 from shared.config import get_settings
 
@@ -18,5 +20,23 @@ BEAT_SCHEDULE = {
     "prune-idempotency-keys": {
         "task": "clearhouse.scheduler.prune_idempotency_keys",
         "schedule": 3600.0,
+    },
+    "dispatch-due-webhooks": {
+        "task": "clearhouse.scheduler.dispatch_webhooks",
+        "schedule": settings.webhook_dispatch_interval_s,
+    },
+    "settle-standard-window": {
+        "task": "clearhouse.scheduler.settle_standard",
+        "schedule": float(settings.settlement_standard_interval_s),
+    },
+    "settle-economy-window": {
+        "task": "clearhouse.scheduler.settle_economy",
+        "schedule": float(settings.settlement_economy_interval_s)
+        if settings.settlement_economy_interval_s
+        else crontab(hour=0, minute=10),
+    },
+    "daily-report": {
+        "task": "clearhouse.scheduler.daily_report",
+        "schedule": crontab(hour=0, minute=5),
     },
 }

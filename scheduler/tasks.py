@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 settings = get_settings()
 
 
-@stage_task("clearhouse.scheduler.redrive", queue="settlement.standard")
+@stage_task("clearhouse.scheduler.redrive", queue="maintenance")
 def redrive(self):
     with runtime.uow() as uow:
         stuck = jobs.stuck_intents(uow.conn, settings.redrive_after_s)
@@ -27,7 +27,7 @@ def redrive(self):
     return {"stuck": sum(map(len, stuck.values())), "unsettled": len(unsettled)}
 
 
-@stage_task("clearhouse.scheduler.expire_holds", queue="settlement.standard")
+@stage_task("clearhouse.scheduler.expire_holds", queue="maintenance")
 def expire_holds(self):
     with runtime.uow() as uow:
         expired = jobs.expire_holds(uow.conn)
@@ -37,7 +37,7 @@ def expire_holds(self):
     return len(expired)
 
 
-@stage_task("clearhouse.scheduler.prune_idempotency_keys", queue="settlement.standard")
+@stage_task("clearhouse.scheduler.prune_idempotency_keys", queue="maintenance")
 def prune_idempotency_keys(self):
     with runtime.uow() as uow:
         n = jobs.prune_idempotency_keys(uow.conn, settings.idempotency_retention_h)

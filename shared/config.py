@@ -75,6 +75,24 @@ class Settings:
     idempotency_lock_timeout_s: int = 60
     max_body_bytes: int = 64 * 1024
     log_level: str = "INFO"
+    # Webhooks: per-attempt timeout; retries back off for up to max_age; the
+    # scale compresses the whole schedule (tests: 0.001 turns 3 days into ~4 min).
+    webhook_timeout_s: float = 10.0
+    webhook_max_age_s: int = 3 * 24 * 3600
+    webhook_schedule_scale: float = 1.0
+    # Refuse private, loopback and link-local webhook targets (SSRF) unless set.
+    webhook_allow_private: bool = False
+    webhook_rotation_overlap_h: int = 24
+    webhook_dispatch_interval_s: float = 1.0
+    # Settlement windows: standard every N seconds; economy once a day at
+    # 00:10 UTC unless an interval is given (tests).
+    settlement_standard_interval_s: int = 300
+    settlement_economy_interval_s: int = 0
+    # Beat: the RedBeat lock (one active scheduler) expires after this long.
+    beat_lock_timeout_s: int = 30
+    # Prometheus multiprocess folder (cleared at start); workers' metrics port.
+    metrics_dir: str = "var/metrics"
+    worker_metrics_port: int = 9808
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -104,6 +122,25 @@ class Settings:
             ),
             max_body_bytes=_int("MAX_BODY_BYTES", d.max_body_bytes),
             log_level=_str("LOG_LEVEL", d.log_level),
+            webhook_timeout_s=_float("WEBHOOK_TIMEOUT_S", d.webhook_timeout_s),
+            webhook_max_age_s=_int("WEBHOOK_MAX_AGE_S", d.webhook_max_age_s),
+            webhook_schedule_scale=_float("WEBHOOK_SCHEDULE_SCALE", d.webhook_schedule_scale),
+            webhook_allow_private=_bool("WEBHOOK_ALLOW_PRIVATE", d.webhook_allow_private),
+            webhook_rotation_overlap_h=_int(
+                "WEBHOOK_ROTATION_OVERLAP_H", d.webhook_rotation_overlap_h
+            ),
+            webhook_dispatch_interval_s=_float(
+                "WEBHOOK_DISPATCH_INTERVAL_S", d.webhook_dispatch_interval_s
+            ),
+            settlement_standard_interval_s=_int(
+                "SETTLEMENT_STANDARD_INTERVAL_S", d.settlement_standard_interval_s
+            ),
+            settlement_economy_interval_s=_int(
+                "SETTLEMENT_ECONOMY_INTERVAL_S", d.settlement_economy_interval_s
+            ),
+            beat_lock_timeout_s=_int("BEAT_LOCK_TIMEOUT_S", d.beat_lock_timeout_s),
+            metrics_dir=_str("METRICS_DIR", d.metrics_dir),
+            worker_metrics_port=_int("WORKER_METRICS_PORT", d.worker_metrics_port),
         )
         values.update(overrides)
         return cls(**values)

@@ -21,10 +21,22 @@ QUEUES = (
     "settlement.standard",
     "settlement.economy",
     "notifications",
+    # Beat-driven jobs (re-drive, expiry, windows, reports): kept off the
+    # payment queues so a long report never delays a payment.
+    "maintenance",
 )
 
 app = Celery(
-    "clearhouse", broker=settings.redis_url, include=["workers.pipeline", "scheduler.tasks"]
+    "clearhouse",
+    broker=settings.redis_url,
+    include=[
+        "workers.pipeline",
+        "workers.notifications",
+        "scheduler.tasks",
+        "scheduler.webhook_tasks",
+        "scheduler.settlement_tasks",
+        "scheduler.report_tasks",
+    ],
 )
 app.conf.update(
     # Ack only after the task ran: a worker killed mid-task leaves the message
@@ -59,6 +71,9 @@ app.conf.update(
         "clearhouse.fees": {"queue": "fees"},
         "clearhouse.authorize": {"queue": "authorize"},
         "clearhouse.settle_instant": {"queue": "settlement.instant"},
+        "clearhouse.settle_window": {"queue": "settlement.standard"},
+        "clearhouse.deliver_webhooks": {"queue": "notifications"},
+        "clearhouse.scheduler.*": {"queue": "maintenance"},
     },
     beat_schedule=BEAT_SCHEDULE,
     worker_hijack_root_logger=False,

@@ -16,7 +16,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[2]
 ALL_QUEUES = (
     "limits,fraud,fees,authorize,settlement.instant,settlement.standard,"
-    "settlement.economy,notifications"
+    "settlement.economy,notifications,maintenance"
 )
 
 

@@ -1,0 +1,1 @@
+"""Beat-driven tasks (see scheduler/schedule.py)."""
