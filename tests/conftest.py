@@ -34,7 +34,12 @@ TEST_ENV = {
     "BATCH_INTERVAL_MS": "5",
     "AUTH_RETRY_BASE_S": "0.05",
     "AUTH_MAX_ATTEMPTS": "3",
+    # Re-drive soon: the scheduler tests break Redis and wait for recovery.
+    "REDRIVE_AFTER_S": "3",
     "LOG_LEVEL": "WARNING",
+    # Webhook receivers in tests listen on 127.0.0.1; 3 days of retries in ~4 min.
+    "WEBHOOK_ALLOW_PRIVATE": "true",
+    "WEBHOOK_SCHEDULE_SCALE": "0.001",
 }
 os.environ.update(TEST_ENV)
 

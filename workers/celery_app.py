@@ -76,6 +76,14 @@ app.conf.update(
         "clearhouse.scheduler.*": {"queue": "maintenance"},
     },
     beat_schedule=BEAT_SCHEDULE,
+    # Exactly one active beat, by a lock in Redis (RedBeat), not by hope: a
+    # second beat blocks on the lock and takes over when the first dies and
+    # its lock expires. The loop must tick well inside the lock's lifetime.
+    beat_scheduler="scheduler.beat.ResilientRedBeatScheduler",
+    redbeat_redis_url=settings.redis_url,
+    redbeat_key_prefix="clearhouse:redbeat",
+    redbeat_lock_timeout=settings.beat_lock_timeout_s,
+    beat_max_loop_interval=max(1, settings.beat_lock_timeout_s // 3),
     worker_hijack_root_logger=False,
     timezone="UTC",
     enable_utc=True,

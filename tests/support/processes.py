@@ -108,20 +108,11 @@ def celery_worker(
     return p
 
 
-def celery_beat(env: dict | None = None, schedule_dir: str | None = None) -> Process:
-    directory = schedule_dir or tempfile.mkdtemp(prefix="beat-")
-    argv = [
-        _bin("celery"),
-        "-A",
-        "workers.celery_app",
-        "beat",
-        "--loglevel",
-        "INFO",
-        "--schedule",
-        str(Path(directory) / "schedule"),
-    ]
+def celery_beat(env: dict | None = None, wait_for_lock: bool = True, **_ignored) -> Process:
+    """Start beat (RedBeat keeps its schedule in Redis); wait until it holds the lock."""
+    argv = [_bin("celery"), "-A", "workers.celery_app", "beat", "--loglevel", "INFO"]
     p = Process("beat", argv, env)
-    p.wait_for("beat: Starting", timeout=30)
+    p.wait_for("beat: Acquired lock" if wait_for_lock else "beat: Starting", timeout=60)
     return p
 
 

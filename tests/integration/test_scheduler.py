@@ -1,0 +1,98 @@
+"""The scheduler for real: RedBeat's single-beat lock, hold expiry, re-drive."""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+
+import pytest
+
+from tests import factories as f
+from tests.support import processes
+
+pytestmark = pytest.mark.integration
+
+FAST_BEAT = {
+    "BEAT_LOCK_TIMEOUT_S": "3",
+    "REDRIVE_INTERVAL_S": "1",
+    "REDRIVE_AFTER_S": "2",
+    "HOLD_EXPIRY_INTERVAL_S": "1",
+}
+
+
+def _sent(beat) -> int:
+    return len(re.findall(r"Sending due task", beat.output()))
+
+
+def test_only_one_beat_is_active_and_a_standby_takes_over(redis_client, database):
+    first = processes.celery_beat(FAST_BEAT)
+    second = processes.celery_beat(FAST_BEAT, wait_for_lock=False)
+    try:
+        time.sleep(4)  # longer than the lock timeout: the holder keeps extending it
+        assert "Acquired lock" not in second.output()
+        assert _sent(second) == 0
+        assert _sent(first) > 0
+        first.kill()  # no clean shutdown: the lock must expire on its own
+        second.wait_for("beat: Acquired lock", timeout=15)
+        before = _sent(second)
+        time.sleep(2.5)
+        assert _sent(second) > before
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_expired_holds_are_voided_by_the_real_scheduler(
+    worker, make_merchant, submit, engine, vault, books_balance
+):
+    """A 2-second hold: beat's expiry job cancels the intent and frees money and limits."""
+    from shared.db.uow import UnitOfWork
+    from shared.services.stages import authorize, fees, fraud, limits
+    from workers import runtime
+
+    merchant = make_merchant()["merchant_id"]
+    card = f.card_body(f.random_visa(random.Random()), 700, capture_method="manual")
+    intent_id = submit(merchant, card, enqueue=False)
+    # Drive it through the stages in-process, authorizing with a 2 s hold timeout.
+    steps = [
+        limits.run,
+        lambda c, i: fraud.run(
+            c, i, fraud_fingerprints=runtime.fraud_fingerprints(), default_threshold=75
+        ),
+        fees.run,
+        lambda c, i: authorize.place_holds(c, i, hold_ttl_s=2),
+    ]
+    for step in steps:
+        with UnitOfWork(engine) as u:
+            step(u.conn, [intent_id])
+            u.commit()
+    with UnitOfWork(engine) as u:
+        answers = authorize.ask_acquirer(
+            authorize.held(u.conn, [intent_id]), runtime.acquirer(), vault
+        )
+    with UnitOfWork(engine) as u:
+        authorize.apply(u.conn, answers, max_attempts=3, hold_ttl_s=2)
+        u.commit()
+    assert f.wait_until_final(engine, [intent_id])[intent_id].status == "requires_capture"
+    with processes.celery_beat(FAST_BEAT):
+        row = f.wait_until_final(engine, [intent_id], timeout=20, final={"canceled"})[intent_id]
+    assert row.cancellation_reason == "expired" and row.limit_reserved == 0
+    books_balance()
+
+
+def test_flushing_redis_mid_run_still_finishes_every_intent(
+    worker, make_merchant, submit, engine, redis_client, books_balance
+):
+    """Redis loses every key while intents are in flight; beat's re-drive recovers them."""
+    merchant = make_merchant()["merchant_id"]
+    rng = random.Random()
+    with processes.celery_beat(FAST_BEAT) as beat:
+        ids = [submit(merchant, f.card_body(f.random_visa(rng), 500)) for _ in range(40)]
+        redis_client.flushdb()  # queued messages, unacked messages, beat's lock: all gone
+        more = [submit(merchant, f.card_body(f.random_visa(rng), 500)) for _ in range(10)]
+        rows = f.wait_until_final(engine, ids + more, timeout=45)
+        # beat noticed and took its lock and schedule back (else nothing re-drives)
+        assert "lost the scheduler lock" in beat.output()
+    assert {r.status for r in rows.values()} == {"succeeded"}
+    books_balance()
