@@ -44,61 +44,46 @@ class IdempotentRunner:
 
     def run(self, req: falcon.Request, resp: falcon.Response, effect: Effect) -> None:
         key = idempotency.check_key(req.get_header("Idempotency-Key"))
-        if key is None:
-            with UnitOfWork(self._engine, self._dispatch) as uow:
+        with UnitOfWork(self._engine, self._dispatch) as uow:
+            if key is None:
                 status, body = effect(uow)
-                uow.commit()
-            return _respond(resp, status, body)
-        merchant_id = req.context.merchant_id
-        replay = self._begin(req, merchant_id, key)
-        if replay is not None:
-            resp.set_header("Idempotent-Replayed", "true")
-            return _respond(resp, replay.status, replay.body)
-        try:
-            with UnitOfWork(self._engine, self._dispatch) as uow:
-                status, body = effect(uow)
-                # Same transaction as the effect: both are kept, or neither.
-                idempotency.complete(uow.conn, merchant_id, key, status, body)
-                uow.commit()
-        except Exception as exc:
-            if _client_error(exc):
-                # The endpoint ran and refused: a retry must get the same answer.
-                problem, _ = problem_for(exc, req.context.request_id)
-                self._store_error(merchant_id, key, problem)
             else:
-                self._release(merchant_id, key)
-            raise
+                status, body, replayed = self._keyed(req, uow, key, effect)
+                if replayed:
+                    resp.set_header("Idempotent-Replayed", "true")
+            uow.commit()
         _respond(resp, status, body)
 
-    def _begin(self, req, merchant_id: str, key: str):
-        req_hash = idempotency.request_hash(req.method, req.path, req.context.body, self._mac)
-        with UnitOfWork(self._engine) as uow:
-            replay = idempotency.begin(
-                uow.conn,
-                merchant_id,
-                key,
-                req.method,
-                req.path,
-                req_hash,
-                lock_timeout_s=self._settings.idempotency_lock_timeout_s,
-                retention_h=self._settings.idempotency_retention_h,
-            )
-            uow.commit()
-        return replay
-
-    def _store_error(self, merchant_id: str, key: str, problem: dict) -> None:
-        with UnitOfWork(self._engine) as uow:
-            idempotency.complete(uow.conn, merchant_id, key, problem["status"], problem)
-            uow.commit()
-
-    def _release(self, merchant_id: str, key: str) -> None:
+    def _keyed(self, req, uow: UnitOfWork, key: str, effect: Effect):
+        merchant_id = req.context.merchant_id
+        request = (
+            req.method,
+            req.path,
+            idempotency.request_hash(req.method, req.path, req.context.body, self._mac),
+        )
+        replay = idempotency.begin(
+            uow.conn,
+            merchant_id,
+            key,
+            *request,
+            retention_h=self._settings.idempotency_retention_h,
+        )
+        if replay is not None:
+            return replay.status, replay.body, True
+        savepoint = uow.conn.begin_nested()
         try:
-            with UnitOfWork(self._engine) as uow:
-                idempotency.release(uow.conn, merchant_id, key)
-                uow.commit()
-        except Exception:
-            # The original error matters more; the stale lock expires on its own.
-            log.exception("could not release idempotency key after a failed request")
+            status, body = effect(uow)
+            savepoint.commit()
+        except Exception as exc:
+            savepoint.rollback()
+            if not _client_error(exc):
+                raise  # our failure: the whole transaction rolls back, the key with it
+            # The endpoint ran and refused: a retry must get the same answer.
+            body = problem_for(exc, req.context.request_id)[0]
+            status = body["status"]
+        # Same transaction as the effect: both are kept, or neither.
+        idempotency.complete(uow.conn, merchant_id, key, request, status, body)
+        return status, body, False
 
 
 def _respond(resp: falcon.Response, status: int, body: dict) -> None:

@@ -48,6 +48,8 @@ def _str(name: str, default: str) -> str:
 class Settings:
     database_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/clearhouse"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Prefix of every Redis key we write (queues, beat): isolates deployments.
+    redis_key_prefix: str = ""
     # Where generated dev keys (JWT signing key, card encryption keys) live
     # when they are not given explicitly. Git-ignored.
     key_dir: str = "var/keys"
@@ -71,8 +73,6 @@ class Settings:
     redrive_interval_s: int = 30
     hold_expiry_interval_s: int = 30
     idempotency_retention_h: int = 24
-    # A key whose first request crashed mid-flight may be retried after this.
-    idempotency_lock_timeout_s: int = 60
     max_body_bytes: int = 64 * 1024
     log_level: str = "INFO"
     # Webhooks: per-attempt timeout; retries back off for up to max_age; the
@@ -100,6 +100,7 @@ class Settings:
         values = dict(
             database_url=_str("DATABASE_URL", d.database_url),
             redis_url=_str("REDIS_URL", d.redis_url),
+            redis_key_prefix=_str("REDIS_KEY_PREFIX", d.redis_key_prefix),
             key_dir=_str("CLEARHOUSE_KEY_DIR", d.key_dir),
             jwt_issuer=_str("JWT_ISSUER", d.jwt_issuer),
             jwt_audience=_str("JWT_AUDIENCE", d.jwt_audience),
@@ -117,9 +118,6 @@ class Settings:
             redrive_interval_s=_int("REDRIVE_INTERVAL_S", d.redrive_interval_s),
             hold_expiry_interval_s=_int("HOLD_EXPIRY_INTERVAL_S", d.hold_expiry_interval_s),
             idempotency_retention_h=_int("IDEMPOTENCY_RETENTION_H", d.idempotency_retention_h),
-            idempotency_lock_timeout_s=_int(
-                "IDEMPOTENCY_LOCK_TIMEOUT_S", d.idempotency_lock_timeout_s
-            ),
             max_body_bytes=_int("MAX_BODY_BYTES", d.max_body_bytes),
             log_level=_str("LOG_LEVEL", d.log_level),
             webhook_timeout_s=_float("WEBHOOK_TIMEOUT_S", d.webhook_timeout_s),

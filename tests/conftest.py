@@ -30,6 +30,9 @@ TEST_ENV = {
     "DATABASE_URL": _base_db.rsplit("/", 1)[0] + "/" + TEST_DB,
     # Redis db 8 + worker number: queues of parallel test processes never mix.
     "REDIS_URL": _base_redis.rsplit("/", 1)[0] + f"/{8 + _n}",
+    # Queues and beat keys under a per-session prefix: concurrent test runs on
+    # one machine never consume each other's messages.
+    "REDIS_KEY_PREFIX": f"{TEST_DB}:",
     "CLEARHOUSE_KEY_DIR": tempfile.mkdtemp(prefix="clearhouse-keys-"),
     "BATCH_INTERVAL_MS": "5",
     "AUTH_RETRY_BASE_S": "0.05",
@@ -92,9 +95,9 @@ def redis_client(settings, database):
     import redis
 
     client = redis.Redis.from_url(settings.redis_url)
-    client.flushdb()
+    wipe_redis(client)
     yield client
-    client.flushdb()
+    wipe_redis(client)
 
 
 @pytest.fixture
@@ -135,3 +138,18 @@ def free_port() -> int:
 def python_bin(name: str) -> str:
     """An executable installed beside this interpreter (celery, gunicorn)."""
     return str(Path(sys.executable).parent / name)
+
+
+def wipe_redis(client) -> int:
+    """Delete every key of this test session (all our keys carry its prefix).
+
+    To the system under test this is the same as Redis restarting empty, and
+    other sessions sharing the server are left alone.
+    """
+    keys = list(client.scan_iter(match=TEST_ENV["REDIS_KEY_PREFIX"] + "*", count=1000))
+    return client.delete(*keys) if keys else 0
+
+
+def queue_key(queue: str) -> str:
+    """The Redis list holding ``queue``'s messages."""
+    return TEST_ENV["REDIS_KEY_PREFIX"] + queue

@@ -8,6 +8,7 @@ from celery.signals import worker_process_init
 from scheduler.schedule import BEAT_SCHEDULE
 from shared.config import get_settings
 from shared.db.engine import dispose_engines
+from workers import signals  # noqa: F401  (JSON logs, log context, task metrics)
 
 settings = get_settings()
 
@@ -58,7 +59,12 @@ app.conf.update(
     # Redis redelivers an unacked message after this long. Longer than any
     # task or countdown we use (retries are seconds; multi-day waits live in
     # Postgres and are dispatched by the scheduler).
-    broker_transport_options={"visibility_timeout": 3600},
+    # The key prefix lets several deployments (or test sessions) share one
+    # Redis without ever consuming each other's messages.
+    broker_transport_options={
+        "visibility_timeout": 3600,
+        "global_keyprefix": settings.redis_key_prefix,
+    },
     broker_connection_retry_on_startup=True,
     broker_pool_limit=20,
     # Flower shows tasks from these events.
@@ -81,7 +87,7 @@ app.conf.update(
     # its lock expires. The loop must tick well inside the lock's lifetime.
     beat_scheduler="scheduler.beat.ResilientRedBeatScheduler",
     redbeat_redis_url=settings.redis_url,
-    redbeat_key_prefix="clearhouse:redbeat",
+    redbeat_key_prefix=f"{settings.redis_key_prefix}clearhouse:redbeat",
     redbeat_lock_timeout=settings.beat_lock_timeout_s,
     beat_max_loop_interval=max(1, settings.beat_lock_timeout_s // 3),
     worker_hijack_root_logger=False,

@@ -1,10 +1,10 @@
 """Idempotency keys, after Brandur Leach's Postgres design.
 
-Phase 1 (``begin``, its own short committed transaction) claims the key or
-finds it. Phase 2 (``complete``) records the response in the *same*
-transaction as the request's effect, so a crash can never keep one without
-the other. A failure that is not the client's (5xx) ``release``s the key so
-the client may retry it.
+One transaction does it all: ``begin`` takes the key (an advisory lock while
+in flight) or finds its stored response, the request's effect runs, and
+``complete`` stores the response in the same transaction, so a crash can
+never keep one without the other, and a failure on our side (5xx) leaves no
+trace, so the client may simply retry.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from shared.db.tables import idempotency_keys as ik
@@ -72,81 +72,61 @@ def begin(
     path: str,
     req_hash: str,
     *,
-    lock_timeout_s: int,
     retention_h: int,
 ) -> Replay | None:
-    """Claim ``key`` for this request (None: go ahead) or return the stored response."""
-    stale = ik.c.created_at < func.now() - _hours(retention_h)
-    fresh = dict(
-        request_method=method,
-        request_path=path,
-        request_hash=req_hash,
-        response_status=None,
-        response_body=None,
-        locked_at=func.now(),
-        created_at=func.now(),
-    )
-    # A key past its retention is treated as absent: overwrite it in place.
-    claimed = conn.execute(
-        pg_insert(ik)
-        .values(merchant_id=merchant_id, key=key, **fresh)
-        .on_conflict_do_update(index_elements=[ik.c.merchant_id, ik.c.key], set_=fresh, where=stale)
-        .returning(ik.c.key)
-    ).first()
-    if claimed is not None:
-        return None
+    """Claim ``key`` in this transaction (None: go ahead) or return the stored response.
+
+    A transaction-scoped advisory lock marks the request in flight: a second
+    request with the key fails to take it (409) instead of waiting, and it is
+    released by commit or rollback, so a crashed request never leaves it held.
+    """
+    held = conn.execute(
+        select(func.pg_try_advisory_xact_lock(func.hashtextextended(f"{merchant_id}:{key}", 0)))
+    ).scalar_one()
+    if not held:
+        raise KeyInUse(
+            "A request with this Idempotency-Key is still being processed; retry later.",
+            "Idempotency-Key",
+        )
     row = conn.execute(
-        select(ik, (ik.c.locked_at < func.now() - _seconds(lock_timeout_s)).label("expired")).where(
+        select(ik, (ik.c.created_at < func.now() - _hours(retention_h)).label("stale")).where(
             ik.c.merchant_id == merchant_id, ik.c.key == key
         )
-    ).one()
+    ).first()
+    if row is None or row.stale or row.response_status is None:
+        return None  # a key past its retention is treated as absent
     if (row.request_method, row.request_path, row.request_hash) != (method, path, req_hash):
         raise KeyReused(
             "Keys for idempotent requests can only be used with the same method, path and "
             "parameters as the first request. Use a new Idempotency-Key.",
             "Idempotency-Key",
         )
-    if row.response_status is not None:
-        return Replay(row.response_status, row.response_body)
-    if row.locked_at is not None and not row.expired:
-        raise KeyInUse(
-            "A request with this Idempotency-Key is still being processed; retry later.",
-            "Idempotency-Key",
-        )
-    # The first attempt died mid-flight: take the key over, unless a concurrent
-    # retry already did (compare-and-set on the lock we saw).
-    taken = conn.execute(
-        update(ik)
-        .where(
-            ik.c.merchant_id == merchant_id,
-            ik.c.key == key,
-            ik.c.response_status.is_(None),
-            ik.c.locked_at.is_(None) if row.locked_at is None else ik.c.locked_at == row.locked_at,
-        )
-        .values(locked_at=func.now())
-    ).rowcount
-    if not taken:
-        raise KeyInUse(
-            "A retry with this Idempotency-Key is already in progress.", "Idempotency-Key"
-        )
-    return None
+    return Replay(row.response_status, row.response_body)
 
 
-def complete(conn: Connection, merchant_id: str, key: str, status: int, body: dict) -> None:
-    """Record the response; call inside the transaction that holds the request's effect."""
-    conn.execute(
-        update(ik)
-        .where(ik.c.merchant_id == merchant_id, ik.c.key == key)
-        .values(response_status=status, response_body=body, locked_at=None)
+def complete(
+    conn: Connection,
+    merchant_id: str,
+    key: str,
+    request: tuple[str, str, str],
+    status: int,
+    body: dict,
+) -> None:
+    """Store the response; call inside the transaction that holds the request's effect."""
+    method, path, req_hash = request
+    values = dict(
+        request_method=method,
+        request_path=path,
+        request_hash=req_hash,
+        response_status=status,
+        response_body=body,
+        locked_at=None,
+        created_at=func.now(),
     )
-
-
-def release(conn: Connection, merchant_id: str, key: str) -> None:
-    """Forget an unfinished key (the request failed on our side), so a retry can run."""
     conn.execute(
-        delete(ik).where(
-            ik.c.merchant_id == merchant_id, ik.c.key == key, ik.c.response_status.is_(None)
-        )
+        pg_insert(ik)
+        .values(merchant_id=merchant_id, key=key, **values)
+        .on_conflict_do_update(index_elements=[ik.c.merchant_id, ik.c.key], set_=values)
     )
 
 
@@ -161,5 +141,3 @@ def _hours(n: int) -> timedelta:
     return timedelta(hours=n)
 
 
-def _seconds(n: int) -> timedelta:
-    return timedelta(seconds=n)

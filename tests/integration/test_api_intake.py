@@ -21,7 +21,7 @@ import falcon.testing
 import jwt
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import create_engine, insert, select, update
+from sqlalchemy import create_engine, select, update
 
 from intake.app import create_app
 from shared.config import Settings
@@ -437,28 +437,16 @@ def test_idempotent_replay_and_reuse(client, auth, dispatch, merchant, engine, v
     assert theirs.json["id"] != first.json["id"]
 
 
-def test_idempotency_in_flight_and_stale_lock(client, auth, merchant, engine, vault, settings):
+def test_idempotency_key_in_flight_gets_409(client, auth, merchant, engine):
+    from sqlalchemy import func, select
+
     key = uuid.uuid4().hex
-    req_hash = idempotency.request_hash(
-        "POST", "/v1/payment_intents", card_body(), vault.fingerprint
-    )
-    with engine.begin() as conn:
-        conn.execute(
-            insert(idempotency_keys).values(
-                merchant_id=merchant["merchant_id"],
-                key=key,
-                request_method="POST",
-                request_path="/v1/payment_intents",
-                request_hash=req_hash,
-                locked_at=datetime.now(UTC),
-            )
-        )
-    assert_problem(create(client, auth, key=key), 409, "idempotency_key_in_use")
-    stale = datetime.now(UTC) - timedelta(seconds=settings.idempotency_lock_timeout_s + 5)
-    with engine.begin() as conn:
-        conn.execute(
-            update(idempotency_keys).where(idempotency_keys.c.key == key).values(locked_at=stale)
-        )
+    lock = func.pg_advisory_xact_lock(func.hashtextextended(f"{merchant['merchant_id']}:{key}", 0))
+    with engine.connect() as conn, conn.begin():
+        conn.execute(select(lock))  # as the first request holds it while in flight
+        assert_problem(create(client, auth, key=key), 409, "idempotency_key_in_use")
+    assert _key_row(engine, merchant["merchant_id"], key) is None
+    # the first one is gone (its transaction ended): the key is free again
     assert create(client, auth, key=key).status_code == 202
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import func, select, text
 from shared.db.tables import ledger_transfers, limit_counters
 from shared.db.tables import payment_intents as pi
 from tests import factories as f
+from tests.conftest import queue_key, wipe_redis
 
 pytestmark = pytest.mark.integration
 
@@ -41,9 +42,9 @@ def _drain(redis_client, timeout=15):
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if sum(redis_client.llen(q) for q in QUEUES) == 0:
+        if sum(redis_client.llen(queue_key(q)) for q in QUEUES) == 0:
             time.sleep(1.0)
-            if sum(redis_client.llen(q) for q in QUEUES) == 0:
+            if sum(redis_client.llen(queue_key(q)) for q in QUEUES) == 0:
                 return
         time.sleep(0.1)
     raise AssertionError("queues did not drain")
@@ -273,7 +274,7 @@ def test_losing_every_redis_key_loses_no_payment(
     lost = [
         submit(merchant, f.card_body(f.random_visa(rng), 900), enqueue=False) for _ in range(10)
     ]
-    redis_client.flushdb()  # as if Redis restarted without persistence
+    assert wipe_redis(redis_client) > 0  # as if Redis restarted without persistence
     with engine.begin() as conn:
         conn.execute(
             text(

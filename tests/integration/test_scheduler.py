@@ -9,6 +9,7 @@ import time
 import pytest
 
 from tests import factories as f
+from tests.conftest import wipe_redis
 from tests.support import processes
 
 pytestmark = pytest.mark.integration
@@ -89,7 +90,8 @@ def test_flushing_redis_mid_run_still_finishes_every_intent(
     rng = random.Random()
     with processes.celery_beat(FAST_BEAT) as beat:
         ids = [submit(merchant, f.card_body(f.random_visa(rng), 500)) for _ in range(40)]
-        redis_client.flushdb()  # queued messages, unacked messages, beat's lock: all gone
+        # queued messages, unacked messages, beat's lock and schedule: all gone
+        assert wipe_redis(redis_client) > 0
         more = [submit(merchant, f.card_body(f.random_visa(rng), 500)) for _ in range(10)]
         rows = f.wait_until_final(engine, ids + more, timeout=45)
         # beat noticed and took its lock and schedule back (else nothing re-drives)
