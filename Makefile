@@ -8,7 +8,9 @@ PORT ?= 8000
 DATABASE_URL ?= postgresql+psycopg2://postgres@127.0.0.1:5432/clearhouse
 REDIS_URL ?= redis://127.0.0.1:6379/0
 TEST_ARGS ?=
-export PORT DATABASE_URL REDIS_URL
+# First worker's metrics port; the Procfile adds 0/1/2 per worker node.
+WORKER_METRICS_PORT ?= 9808
+export PORT DATABASE_URL REDIS_URL WORKER_METRICS_PORT
 
 VENV := .venv
 BIN := $(VENV)/bin
@@ -19,7 +21,7 @@ PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && \
 	{ echo $$p; break; }; done)
 
-.PHONY: help venv services migrate run test bench lint fmt clean
+.PHONY: help venv services migrate run test bench bench-report lint fmt clean
 
 help:
 	@echo "make venv      create .venv and install the package with dev extras"
@@ -28,6 +30,7 @@ help:
 	@echo "make run       run API, workers, beat and Flower in the foreground (PORT=$(PORT))"
 	@echo "make test      ruff + pytest (TEST_ARGS='-k foo -x' to pass pytest arguments)"
 	@echo "make bench     load benchmark (tests.load.bench)"
+	@echo "make bench-report  daily report time for 100,000 intents (tests.load.report_bench)"
 	@echo "make lint      ruff check + ruff format --check;  make fmt  to reformat"
 	@echo "make clean     remove runtime files in var/ (keeps .venv)"
 
@@ -55,6 +58,7 @@ run: venv services migrate
 	@echo "----------------------------------------------------------------------"
 	@echo " API          http://127.0.0.1:$(PORT)/"
 	@echo " API metrics  http://127.0.0.1:$(PORT)/metrics"
+	@echo " Worker metrics http://127.0.0.1:$(WORKER_METRICS_PORT)/metrics (pipeline), +1 instant, +2 background"
 	@echo " Flower       http://127.0.0.1:5555/"
 	@echo " Postgres     $(DATABASE_URL)"
 	@echo " Redis        $(REDIS_URL)"
@@ -69,6 +73,9 @@ test: venv services
 
 bench: venv services
 	$(BIN)/python -m tests.load.bench
+
+bench-report: venv services
+	$(BIN)/python -m tests.load.report_bench
 
 lint: venv
 	$(BIN)/ruff check .

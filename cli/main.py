@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from cli import reports as reports_cli
 from shared.config import get_settings
 
 
@@ -21,6 +22,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
     return value
 
 
@@ -46,6 +57,14 @@ def build_parser() -> Parser:
     thr = m.add_parser("set-fraud-threshold", help="block at this risk score (0-100)")
     thr.add_argument("--merchant", required=True)
     thr.add_argument("--threshold", required=True, type=int, choices=range(0, 101), metavar="0-100")
+    rot = m.add_parser("rotate-webhook-secret", help="new webhook secret; the old one overlaps")
+    rot.add_argument("--merchant", required=True)
+    rot.add_argument("--overlap-hours", type=_non_negative_float, help="default from settings")
+    rot.add_argument("--json", action="store_true")
+    url = m.add_parser("set-webhook-url", help="where webhooks go (pending retries too)")
+    url.add_argument("--merchant", required=True)
+    url.add_argument("--url", required=True)
+    url.add_argument("--json", action="store_true")
 
     w = sub.add_parser("wallet", help="payer wallets").add_subparsers(dest="cmd", required=True)
     wc = w.add_parser("create", help="create a payer wallet")
@@ -66,6 +85,7 @@ def build_parser() -> Parser:
     )
     ba.add_argument("--value", required=True)
     ba.add_argument("--reason")
+    reports_cli.add_parsers(sub)
     return p
 
 
@@ -81,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args, settings) -> int:
+    if args.group in reports_cli.GROUPS:
+        return reports_cli.run(args, settings)
     if args.group == "db":
         from shared.db.migrate import upgrade
 
@@ -122,6 +144,8 @@ def _command(args, conn, merchants, vault) -> dict:
     if key == ("merchant", "set-fraud-threshold"):
         merchants.set_fraud_threshold(conn, args.merchant, args.threshold)
         return {"merchant_id": args.merchant, "fraud_block_threshold": args.threshold}
+    if key in (("merchant", "rotate-webhook-secret"), ("merchant", "set-webhook-url")):
+        return _webhook_command(args, conn, vault)
     if key == ("wallet", "create"):
         return merchants.create_wallet(conn, args.owner, args.currency)
     if key == ("wallet", "fund"):
@@ -129,6 +153,18 @@ def _command(args, conn, merchants, vault) -> dict:
     if key == ("blocklist", "add"):
         return merchants.block(conn, args.kind, args.value, args.reason)
     raise ValueError(f"unknown command {' '.join(key)}")
+
+
+def _webhook_command(args, conn, vault) -> dict:
+    from shared.services import webhook_endpoints as endpoints
+
+    settings = get_settings()
+    if args.cmd == "set-webhook-url":
+        return endpoints.set_url(conn, args.merchant, args.url, settings.webhook_allow_private)
+    overlap = args.overlap_hours
+    if overlap is None:
+        overlap = settings.webhook_rotation_overlap_h
+    return endpoints.rotate_secret(conn, vault, args.merchant, overlap)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 
+from shared.observability.logging import gunicorn_logconfig
+
 bind = os.environ.get("BIND") or f"127.0.0.1:{os.environ.get('PORT') or '8000'}"
 workers = int(os.environ.get("WEB_CONCURRENCY") or 4)
 worker_class = "sync"
@@ -27,10 +29,31 @@ preload_app = False
 accesslog = "-" if os.environ.get("ACCESS_LOG", "").lower() in {"1", "true", "yes", "on"} else None
 errorlog = "-"
 loglevel = (os.environ.get("LOG_LEVEL") or "info").lower()
+# JSON lines for gunicorn's own log, the app's and (ACCESS_LOG=1) the access log.
+logconfig_dict = gunicorn_logconfig(loglevel, access=accesslog is not None)
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s'
 proc_name = "clearhouse-api"
 # gunicorn >= 24 opens a control socket in ~/.gunicorn by default; several API
 # servers (tests, e2e) would fight over it. Older versions ignore this name.
 control_socket_disable = True
+
+
+def on_starting(server):
+    # Every worker writes its metrics to files here; /metrics sums them. A
+    # folder of its own, emptied, so a restart never adds up old processes.
+    import logging
+
+    from shared.config import Settings
+    from shared.observability import metrics
+
+    logging.captureWarnings(True)
+    metrics.use_multiprocess_dir(os.path.join(Settings.from_env().metrics_dir, "api"))
+
+
+def child_exit(server, worker):
+    from shared.observability import metrics
+
+    metrics.mark_process_dead(worker.pid)
 
 
 def post_fork(server, worker):

@@ -8,7 +8,7 @@ from intake import errors
 from intake.idempotent import IdempotentRunner
 from intake.metrics import Metrics, MetricsResource
 from intake.middleware import Auth, JSONBody, RequestId
-from intake.resources import balance, intents, oauth, ops
+from intake.resources import balance, events, intents, oauth, ops, refunds, reports
 from shared.config import Settings
 from shared.db.engine import get_engine
 from shared.domain.validation import ValidationError
@@ -72,9 +72,16 @@ def create_app(
     app.add_route("/v1/payment_intents/{intent_id}/capture", intents.Capture(*deps))
     app.add_route("/v1/payment_intents/{intent_id}/cancel", intents.Cancel(*deps))
     app.add_route("/v1/balance", balance.Balance(engine))
+    app.add_route("/v1/reports/daily", reports.Daily(engine))
+    app.add_route("/v1/refunds", refunds.Collection(engine, runner))
+    app.add_route("/v1/refunds/{refund_id}", refunds.Item(engine, runner))
+    app.add_route("/v1/events", events.Events(engine))
+    app.add_route("/v1/events/{event_id}", events.Event(engine))
+    app.add_route("/v1/events/{event_id}/redeliver", events.Redeliver(engine, runner))
+    app.add_route("/v1/webhook_deliveries", events.Deliveries(engine))
     app.add_route("/health", ops.Health())
     app.add_route("/ready", ops.Ready(engine, redis_client))
-    app.add_route("/metrics", MetricsResource())
+    app.add_route("/metrics", MetricsResource(redis_client, key_prefix=settings.redis_key_prefix))
     app.add_route("/openapi.json", ops.OpenAPI())
     return app
 

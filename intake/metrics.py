@@ -1,28 +1,19 @@
-"""HTTP request metrics and the /metrics exposition."""
+"""HTTP request metrics, the queue-depth collector and the /metrics exposition."""
 
 from __future__ import annotations
 
-import os
+import logging
 import time
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 
-REQUESTS = Counter(
-    "clearhouse_http_requests_total", "HTTP requests handled", ["method", "route", "status"]
-)
-LATENCY = Histogram(
-    "clearhouse_http_request_duration_seconds",
-    "HTTP request latency",
-    ["method", "route"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-)
+from shared.observability import metrics
+
+log = logging.getLogger(__name__)
+# kombu's Redis transport keeps one list per queue and priority step; a
+# message without a priority sits in the plain list.
+_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 
 
 class Metrics:
@@ -35,18 +26,53 @@ class Metrics:
             return
         # The route template, never the raw path: ids would explode label cardinality.
         route = req.uri_template or "unmatched"
-        LATENCY.labels(req.method, route).observe(time.perf_counter() - started)
-        REQUESTS.labels(req.method, route, resp.status_code).inc()
+        metrics.HTTP_LATENCY.labels(req.method, route).observe(time.perf_counter() - started)
+        metrics.HTTP_REQUESTS.labels(req.method, route, resp.status_code).inc()
+
+
+class QueueDepth:
+    """``clearhouse_queue_depth{queue}``: LLEN of every Celery queue, read at scrape time."""
+
+    def __init__(self, redis_client, queues=None, key_prefix: str = ""):
+        self._redis = redis_client
+        self._queues = queues
+        self._prefix = key_prefix  # REDIS_KEY_PREFIX: kombu's global_keyprefix
+
+    def collect(self):
+        if self._queues is None:
+            from workers.celery_app import QUEUES  # the Celery app only when scraped
+
+            self._queues = QUEUES
+        family = GaugeMetricFamily(
+            "clearhouse_queue_depth", "Messages waiting in each Celery queue", labels=["queue"]
+        )
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for q in self._queues:
+                for suffix in _PRIORITY_SUFFIXES:
+                    pipe.llen(self._prefix + q + suffix)
+            lengths = pipe.execute()
+        except Exception as exc:
+            # A scrape must still answer when Redis is away (/ready says so).
+            log.warning("queue depth unavailable: %s", exc)
+            return
+        n = len(_PRIORITY_SUFFIXES)
+        for i, q in enumerate(self._queues):
+            family.add_metric([q], sum(lengths[i * n : (i + 1) * n]))
+        yield family
 
 
 class MetricsResource:
-    def on_get(self, req, resp) -> None:
-        registry = REGISTRY
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            # gunicorn workers are separate processes: aggregate their files.
-            from prometheus_client import multiprocess
+    def __init__(self, redis_client=None, queues=None, key_prefix: str = ""):
+        self._queues = None
+        if redis_client is not None:
+            self._queues = CollectorRegistry(auto_describe=False)
+            self._queues.register(QueueDepth(redis_client, queues, key_prefix))
 
-            registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
+    def on_get(self, req, resp) -> None:
+        # Under gunicorn this aggregates every worker's files (multiprocess mode).
+        body = generate_latest(metrics.registry())
+        if self._queues is not None:
+            body += generate_latest(self._queues)
         resp.content_type = CONTENT_TYPE_LATEST
-        resp.data = generate_latest(registry)
+        resp.data = body

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 import falcon
 
 from intake.errors import ApiError
+from shared.observability import context as log_context
 from shared.security.signing import InvalidToken, SigningKeys
 
 _SANE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -35,6 +36,17 @@ class RequestId:
         req.context.request_id = sanitize_request_id(req.get_header("X-Request-Id"))
         # Set now, not in process_response, so error responses carry it too.
         resp.set_header("X-Request-Id", req.context.request_id)
+        # Log lines of this request, and tasks it enqueues, carry the id.
+        log_context.clear()
+        log_context.bind(request_id=req.context.request_id)
+
+    def process_resource(self, req, resp, resource, params) -> None:
+        intent_id = (params or {}).get("intent_id")
+        if intent_id and _SANE_ID.fullmatch(intent_id):
+            log_context.bind(intent_id=intent_id)
+
+    def process_response(self, req, resp, resource, req_succeeded) -> None:
+        log_context.clear()
 
 
 def unauthorized(detail: str, error: str | None = None) -> ApiError:
@@ -73,6 +85,7 @@ class Auth:
                 headers={"WWW-Authenticate": challenge},
             )
         req.context.merchant_id = claims["sub"]
+        log_context.bind(merchant_id=claims["sub"])
         req.context.client_id = claims.get("client_id")
 
 

@@ -55,7 +55,9 @@ app.conf.update(
     task_time_limit=90,
     # The first stage gathers messages into batches (celery-batches); a worker
     # must be allowed to hold at least a full batch unacknowledged.
-    worker_prefetch_multiplier=max(settings.batch_max // 2, 4),
+    # Stage workers run the solo pool (one process per queue group, DESIGN
+    # §6), where prefetch = this multiplier: several full batches may wait.
+    worker_prefetch_multiplier=4 * settings.batch_max,
     # Redis redelivers an unacked message after this long. Longer than any
     # task or countdown we use (retries are seconds; multi-day waits live in
     # Postgres and are dispatched by the scheduler).
@@ -67,8 +69,9 @@ app.conf.update(
     },
     broker_connection_retry_on_startup=True,
     broker_pool_limit=20,
-    # Flower shows tasks from these events.
-    worker_send_task_events=True,
+    # Task events cost a Redis publish per task (~10 % of a stage worker's
+    # time); Flower switches them on in the workers while it runs.
+    worker_send_task_events=False,
     task_send_sent_event=False,
     task_default_queue="limits",
     task_routes={

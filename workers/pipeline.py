@@ -11,7 +11,7 @@ from celery_batches import Batches
 from shared.config import get_settings
 from shared.services.stages import authorize, fees, fraud, limits, settlement
 from workers import runtime
-from workers.base import is_transient, run_batch, stage_task
+from workers.base import is_transient, run_batch
 from workers.celery_app import app
 from workers.dispatch import dispatch
 
@@ -19,32 +19,46 @@ log = logging.getLogger(__name__)
 settings = get_settings()
 
 
-@app.task(
-    base=Batches,
-    name="clearhouse.limits",
-    acks_late=True,
-    # Light load: a batch of one within a few ms. Heavy load: up to batch_max
-    # ids per transaction and per onward message.
-    flush_every=settings.batch_max,
-    flush_interval=settings.batch_interval_ms / 1000,
-)
-def check_limits(requests):
-    ids = list(dict.fromkeys(i for r in requests for i in r.args[0]))
-    try:
-        result = run_batch(limits.run, ids)
-    except Exception as exc:
-        # Batches has no autoretry: put the ids back ourselves (re-drive is
-        # the backstop if even this fails).
-        log.warning("limits batch failed (%s); retrying in 1 s", exc)
-        if is_transient(exc):
-            dispatch("limits", ids, countdown=1 + random.random())
-            return
-        raise
-    dispatch("fraud", result.advanced)
+def batch_task(name: str, step: str):
+    """Declare a stage task that gathers its messages (lists of ids) into batches.
+
+    celery-batches flushes at ``batch_max`` ids or every ``batch_interval_ms``:
+    light load sees batches of one within milliseconds, heavy load amortizes
+    one transaction and one onward message over many intents. Messages are
+    acked after the flush (acks_late). Batches has no autoretry, so transient
+    errors put the ids back on the queue themselves (re-drive is the backstop).
+    """
+
+    def decorate(handle):
+        @app.task(
+            base=Batches,
+            name=name,
+            acks_late=True,
+            flush_every=settings.batch_max,
+            flush_interval=settings.batch_interval_ms / 1000,
+        )
+        def task(requests):
+            ids = list(dict.fromkeys(i for r in requests for i in r.args[0]))
+            try:
+                handle(ids)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("%s: transient error (%s); retrying %d ids", name, exc, len(ids))
+                dispatch(step, ids, countdown=1 + random.random())
+
+        return task
+
+    return decorate
 
 
-@stage_task("clearhouse.fraud")
-def score_risk(self, ids):
+@batch_task("clearhouse.limits", "limits")
+def check_limits(ids):
+    dispatch("fraud", run_batch(limits.run, ids).advanced)
+
+
+@batch_task("clearhouse.fraud", "fraud")
+def score_risk(ids):
     step = functools.partial(
         fraud.run,
         fraud_fingerprints=runtime.fraud_fingerprints(),
@@ -54,13 +68,13 @@ def score_risk(self, ids):
     dispatch("fees", run_batch(step, ids).advanced)
 
 
-@stage_task("clearhouse.fees")
-def compute_fees(self, ids):
+@batch_task("clearhouse.fees", "fees")
+def compute_fees(ids):
     dispatch("authorize", run_batch(fees.run, ids).advanced)
 
 
-@stage_task("clearhouse.authorize")
-def authorize_payments(self, ids):
+@batch_task("clearhouse.authorize", "authorize")
+def authorize_payments(ids):
     hold = functools.partial(authorize.place_holds, hold_ttl_s=settings.hold_ttl_s)
     hold.__name__ = "place_holds"
     ready = run_batch(hold, ids).advanced
@@ -89,8 +103,8 @@ def authorize_payments(self, ids):
         dispatch("authorize", result.retry, countdown=countdown)
 
 
-@stage_task("clearhouse.settle_instant", queue="settlement.instant")
-def settle_instant(self, ids):
+@batch_task("clearhouse.settle_instant", "settle_instant")
+def settle_instant(ids):
     with runtime.uow() as uow:
         settlement.settle(uow.conn, ids, priority="instant")
         uow.commit()

@@ -19,7 +19,10 @@ def get_engine(url: str) -> Engine:
                 url,
                 pool_size=10,
                 max_overflow=20,
-                pool_pre_ping=True,
+                # No pre-ping (a round trip per checkout on the hot path): stale
+                # connections are recycled, and a dropped one fails one attempt,
+                # which tasks retry and clients retry with their idempotency key.
+                pool_recycle=1800,
                 # Batch executemany UPDATEs into pages (one round trip per
                 # page, not per row): stages update whole batches of intents.
                 executemany_mode="values_plus_batch",

@@ -161,6 +161,9 @@ ledger_transfers = Table(
     _now(),
     CheckConstraint("amount > 0", name="ledger_transfers_amount_positive"),
     CheckConstraint("debit_account_id <> credit_account_id", name="ledger_transfers_two_sides"),
+    # Daily report and sealing read one day; append-only rows keep created_at
+    # in physical order, so a tiny BRIN index does (0004).
+    Index("ix_transfers_created_brin", "created_at", postgresql_using="brin"),
 )
 
 wallets = Table(
@@ -224,6 +227,7 @@ payment_intents = Table(
     CheckConstraint("amount > 0", name="payment_intents_amount_positive"),
     Index("ix_intents_merchant_created", "merchant_id", "created_at", "id"),
     Index("ix_intents_fingerprint_created", "card_fingerprint", "created_at"),
+    Index("ix_intents_client_ip_created", "client_ip", "created_at"),
     Index("ix_intents_payer_currency", "payer_key", "currency"),
     Index(
         "ix_intents_processing",
@@ -234,6 +238,15 @@ payment_intents = Table(
         "ix_intents_holds",
         "hold_expires_at",
         postgresql_where=text("status = 'requires_capture'"),
+    ),
+    # Settlement windows: what is due, per priority, grouped by merchant (0003).
+    Index(
+        "ix_intents_unsettled",
+        "priority",
+        "merchant_id",
+        "currency",
+        "id",
+        postgresql_where=text("status = 'succeeded' AND settlement_status = 'pending'"),
     ),
 )
 

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, func, insert, select
 
 from shared.db.tables import events, merchants, payment_intents, webhook_deliveries
 from shared.db.uow import enqueue_after_commit
+from shared.observability import metrics
 
 INTENT_EVENTS = {
     "processing": "payment_intent.processing",
@@ -44,6 +45,7 @@ def emit(conn: Connection, items: list[tuple[str, str, str, dict]], request_id=N
         for merchant_id, type_, object_id, data in items
     ]
     conn.execute(insert(events), rows)
+    metrics.intent_events(conn, items)
     urls = _webhook_urls(conn, {r["merchant_id"] for r in rows})
     deliveries = [
         {
@@ -69,6 +71,7 @@ def emit_intents(conn: Connection, ids, request_id=None) -> list[str]:
     if not ids:
         return []
     rows = conn.execute(select(payment_intents).where(payment_intents.c.id.in_(ids))).all()
+    metrics.intents_final(conn, rows)
     return emit(
         conn,
         [(r.merchant_id, INTENT_EVENTS[r.status], r.id, to_json(r)) for r in rows],

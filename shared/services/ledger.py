@@ -9,6 +9,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from shared.db.tables import ledger_accounts, ledger_transfers
 from shared.domain.ledger import Balance, Deltas, Transfer
+from shared.observability import metrics
 
 # Account ids never change once created, so a process-wide cache saves a
 # round trip per batch. Keyed by database URL as tests use several databases.
@@ -68,6 +69,7 @@ def record(conn: Connection, transfers: list[Transfer]) -> list[int]:
     for t in transfers:
         deltas.apply(t)
     lock_balances(conn, deltas.by_account)
+    metrics.ledger_recorded(conn, transfers)
     ids = (
         conn.execute(
             insert(ledger_transfers).returning(ledger_transfers.c.id, sort_by_parameter_order=True),
@@ -112,3 +114,32 @@ def pending_transfers(conn: Connection, ids) -> dict[int, object]:
     """Pending (hold) transfers by id, for posting or voiding them."""
     rows = conn.execute(select(ledger_transfers).where(ledger_transfers.c.id.in_(list(ids))))
     return {r.id: r for r in rows}
+
+
+def merchant_balances(conn: Connection, merchant_id: str) -> dict:
+    """{currency: {"pending", "held", "available"}} from the merchant's ledger accounts.
+
+    pending/available are posted credits less posted debits; ``held`` is
+    money authorized but not captured yet (pending credits).
+    """
+    prefix = f"merchant:{merchant_id}:"
+    rows = conn.execute(
+        # autoescape: ids contain `_`, a LIKE wildcard.
+        select(
+            ledger_accounts.c.code,
+            ledger_accounts.c.currency,
+            ledger_accounts.c.credits_posted,
+            ledger_accounts.c.debits_posted,
+            ledger_accounts.c.credits_pending,
+        ).where(ledger_accounts.c.code.startswith(prefix, autoescape=True))
+    )
+    out: dict[str, dict] = {}
+    for row in rows:
+        kind = row.code[len(prefix) :].split(":", 1)[0]
+        if kind not in ("pending", "available"):
+            continue
+        entry = out.setdefault(row.currency, {"pending": 0, "held": 0, "available": 0})
+        entry[kind] = row.credits_posted - row.debits_posted
+        if kind == "pending":
+            entry["held"] = row.credits_pending
+    return out

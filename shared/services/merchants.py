@@ -3,31 +3,31 @@
 from __future__ import annotations
 
 import secrets
-from urllib.parse import urlparse
 
 from sqlalchemy import Connection, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from shared.config import get_settings
 from shared.db.tables import api_clients, blocklist, merchant_limits, merchants, wallets
 from shared.domain import ledger as L
 from shared.domain.limits import SCOPES
 from shared.money import CURRENCIES
 from shared.security.tokens import hash_secret
-from shared.services import ledger
+from shared.services import ledger, webhook_endpoints
 from shared.services.errors import NotFound, ServiceError
 from shared.services.intents import new_id
 
 
-def create_merchant(conn: Connection, vault, name: str, webhook_url: str | None = None) -> dict:
+def create_merchant(
+    conn: Connection, vault, name: str, webhook_url: str | None = None, allow_private=None
+) -> dict:
     """Create a merchant with one API client; the secrets are returned only here."""
     if not name.strip():
         raise ServiceError("name must not be empty", "name")
     if webhook_url is not None:
-        parsed = urlparse(webhook_url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ServiceError(
-                f"webhook URL must be an http(s) URL: {webhook_url!r}", "webhook_url"
-            )
+        if allow_private is None:
+            allow_private = get_settings().webhook_allow_private
+        webhook_endpoints.check_url(webhook_url, allow_private)
     merchant_id = new_id("mch")
     client_id = new_id("ci")
     client_secret = "cs_" + secrets.token_urlsafe(32)

@@ -65,3 +65,67 @@ def discrepancies(conn: Connection) -> list[str]:
     for (intent_id,) in conn.execute(text(_HOLD_MISMATCH)):
         problems.append(f"intent {intent_id}: ended but its hold was never released")
     return problems
+
+
+# Checks scoped to one UTC day [start, end), so their cost follows the day's
+# volume, not the ledger's age.
+_CROSS_CURRENCY = """
+SELECT t.id FROM ledger_transfers t
+JOIN ledger_accounts d ON d.id = t.debit_account_id
+JOIN ledger_accounts c ON c.id = t.credit_account_id
+WHERE t.created_at >= :start AND t.created_at < :end
+  AND (t.currency <> d.currency OR t.currency <> c.currency)
+ORDER BY t.id
+"""
+
+_OVER_POSTED = """
+SELECT t.id FROM ledger_transfers t JOIN ledger_transfers p ON p.id = t.pending_id
+WHERE t.created_at >= :start AND t.created_at < :end AND t.kind = 'post_pending'
+  AND (t.amount > p.amount OR p.kind <> 'pending')
+ORDER BY t.id
+"""
+
+_SUCCEEDED_WITHOUT_FEE = """
+SELECT i.id FROM payment_intents i
+WHERE i.status = 'succeeded' AND i.fee_amount > 0
+  AND i.finalized_at >= :start AND i.finalized_at < :end
+  AND NOT EXISTS (
+    SELECT 1 FROM ledger_transfers t
+    WHERE t.intent_id = i.id AND t.reason = 'fee' AND t.amount = i.fee_amount)
+ORDER BY i.id
+"""
+
+# Intents refunded that day: the intent, its refund rows and its refund
+# transfers must agree on how much went back.
+_REFUND_MISMATCH = """
+WITH touched AS (
+    SELECT DISTINCT intent_id FROM ledger_transfers
+    WHERE created_at >= :start AND created_at < :end AND reason = 'refund'
+)
+SELECT i.id, i.amount_refunded,
+    (SELECT coalesce(sum(amount), 0) FROM ledger_transfers
+     WHERE intent_id = i.id AND reason = 'refund') AS in_ledger,
+    (SELECT coalesce(sum(amount), 0) FROM refunds
+     WHERE payment_intent_id = i.id AND status = 'succeeded') AS in_refunds
+FROM payment_intents i JOIN touched ON touched.intent_id = i.id
+ORDER BY i.id
+"""
+
+
+def day_discrepancies(conn: Connection, start, end) -> list[str]:
+    """What does not add up among the transfers and intents of one day."""
+    params = {"start": start, "end": end}
+    problems = []
+    for (tid,) in conn.execute(text(_CROSS_CURRENCY), params):
+        problems.append(f"transfer {tid}: currency differs from its accounts'")
+    for (tid,) in conn.execute(text(_OVER_POSTED), params):
+        problems.append(f"transfer {tid}: posts more than its hold, or resolves a non-hold")
+    for (intent_id,) in conn.execute(text(_SUCCEEDED_WITHOUT_FEE), params):
+        problems.append(f"intent {intent_id}: succeeded without its fee transfer")
+    for r in conn.execute(text(_REFUND_MISMATCH), params):
+        if not int(r.amount_refunded) == int(r.in_ledger) == int(r.in_refunds):
+            problems.append(
+                f"intent {r.id}: refunded {r.amount_refunded}, ledger {r.in_ledger},"
+                f" refunds {r.in_refunds}"
+            )
+    return problems

@@ -173,12 +173,3 @@ def test_bad_input_is_rejected_and_changes_nothing(client):
     big = {**f.card_body(), "description": "x" * (70 * 1024)}
     assert client.post("/v1/payment_intents", big).status_code == 413
     assert client.get("/v1/payment_intents").json()["data"] == []
-
-
-def test_no_card_number_or_secret_in_any_log(stack, client):
-    for number in (f.APPROVE, f.DECLINE):
-        client.wait(client.post("/v1/payment_intents", f.card_body(number)).json()["id"])
-    for process in stack["logs"]:
-        text = process.output()
-        for secret in (f.APPROVE, f.DECLINE, client.merchant["client_secret"], client.token):
-            assert secret not in text, process.name

@@ -54,6 +54,7 @@ def test_every_test_card_reaches_its_outcome_and_the_books_balance(
     worker, make_merchant, submit, engine, books_balance
 ):
     merchant = make_merchant()["merchant_id"]
+    log_start = len(worker.output())
     expected = {
         f.APPROVE: ("succeeded", None),
         f.DECLINE: ("failed", "card_declined"),
@@ -84,6 +85,8 @@ def test_every_test_card_reaches_its_outcome_and_the_books_balance(
         time.sleep(0.1)
         settled = f.wait_until_final(engine, list(settled), final={"succeeded"})
     books_balance()
+    # Healthy batches never fall back to one-by-one isolation (slow, and a bug).
+    assert "isolating" not in worker.output()[log_start:]
 
 
 def test_processing_error_is_retried_then_fails_releasing_hold_and_limits(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,11 @@ ALL_QUEUES = (
 
 def _bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
+
+
+# Celery workers running now: tests that sum metrics scrape them all, since
+# any live worker of the session may have run a task.
+WORKERS: list[Process] = []
 
 
 class Process:
@@ -61,6 +67,8 @@ class Process:
             os.killpg(self.proc.pid, sig)
 
     def stop(self, timeout: float = 15) -> None:
+        if self in WORKERS:
+            WORKERS.remove(self)
         if self.proc.poll() is None:
             self.kill(signal.SIGTERM)
             try:
@@ -77,6 +85,22 @@ class Process:
         self.stop()
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _observable(env: dict | None, **defaults: str) -> dict:
+    """Env with INFO logs (tests wait for log lines) and a metrics folder of its own."""
+    return {
+        "LOG_LEVEL": "INFO",
+        "METRICS_DIR": tempfile.mkdtemp(prefix="clearhouse-metrics-"),
+        **defaults,
+        **(env or {}),
+    }
+
+
 def celery_worker(
     name: str = "test",
     queues: str = ALL_QUEUES,
@@ -85,10 +109,12 @@ def celery_worker(
     env: dict | None = None,
 ) -> Process:
     """Start a real Celery worker and wait until it consumes."""
+    env = _observable(env, WORKER_METRICS_PORT=str(_free_port()))
     argv = [
         _bin("celery"),
         "-A",
         "workers.celery_app",
+        "--quiet",  # no banner: every line of output is a JSON log line
         "worker",
         "-Q",
         queues,
@@ -104,14 +130,20 @@ def celery_worker(
         "--without-mingle",
     ]
     p = Process(f"worker-{name}", argv, env)
-    p.wait_for("ready.", timeout=60)
+    p.metrics_port = int(env["WORKER_METRICS_PORT"])
+    WORKERS.append(p)
+    try:
+        p.wait_for("ready.", timeout=60)
+    except RuntimeError:
+        p.stop()
+        raise
     return p
 
 
 def celery_beat(env: dict | None = None, wait_for_lock: bool = True, **_ignored) -> Process:
     """Start beat (RedBeat keeps its schedule in Redis); wait until it holds the lock."""
-    argv = [_bin("celery"), "-A", "workers.celery_app", "beat", "--loglevel", "INFO"]
-    p = Process("beat", argv, env)
+    argv = [_bin("celery"), "-A", "workers.celery_app", "--quiet", "beat", "--loglevel", "INFO"]
+    p = Process("beat", argv, _observable(env))
     p.wait_for("beat: Acquired lock" if wait_for_lock else "beat: Starting", timeout=60)
     return p
 
@@ -128,7 +160,9 @@ def gunicorn(port: int, workers: int = 2, env: dict | None = None) -> Process:
         str(workers),
         "intake.app:get_app()",
     ]
+    env = _observable(env)
     p = Process("gunicorn", argv, env)
+    p.metrics_dir = env["METRICS_DIR"]
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:

@@ -9,6 +9,7 @@ from sqlalchemy import Connection, text
 from shared.db.tables import payment_intents as pi
 from shared.domain import fraud
 from shared.domain.intent import FailureCode, Stage
+from shared.observability import metrics
 from shared.services import outcomes
 from shared.services.stages.common import StageResult, advance, claim, now
 
@@ -21,10 +22,10 @@ def run(conn: Connection, ids, *, fraud_fingerprints: frozenset[str], default_th
     t = now(conn)
     fps = sorted({r.card_fingerprint for r in rows if r.card_fingerprint})
     ips = sorted({r.client_ip for r in rows if r.client_ip})
-    velocity = _counts(
-        conn, "card_fingerprint", fps, t - timedelta(seconds=fraud.VELOCITY_WINDOW_S)
-    )
-    ip_velocity = _counts(conn, "client_ip", ips, t - timedelta(seconds=fraud.VELOCITY_WINDOW_S))
+    since = t - timedelta(seconds=fraud.VELOCITY_WINDOW_S)
+    # +2: the window includes the intent being scored, and "more than N" needs N+1
+    velocity = _counts(conn, "card_fingerprint", fps, since, fraud.CARD_VELOCITY_EXTREME + 2)
+    ip_velocity = _counts(conn, "client_ip", ips, since, fraud.IP_VELOCITY_HIGH + 2)
     declines = _declines(conn, fps, t - timedelta(seconds=fraud.DECLINE_WINDOW_S))
     payer = _payer_history(conn, rows)
     merchant_avg = _merchant_history(conn, rows)
@@ -49,7 +50,9 @@ def run(conn: Connection, ids, *, fraud_fingerprints: frozenset[str], default_th
             )
         )
         values = {"risk_score": assessment.score, "risk_reasons": assessment.to_json()}
-        if fraud.decide(assessment, thresholds[r.merchant_id]):
+        block = fraud.decide(assessment, thresholds[r.merchant_id])
+        metrics.fraud_scored(conn, assessment.score, block)
+        if block:
             to_block.append((r, values))
         else:
             scored[r.id] = values
@@ -62,15 +65,21 @@ def run(conn: Connection, ids, *, fraud_fingerprints: frozenset[str], default_th
     return result
 
 
-def _counts(conn: Connection, column: str, values: list[str], since) -> dict[str, int]:
+def _counts(conn: Connection, column: str, values: list[str], since, cap: int) -> dict[str, int]:
+    """Recent intents per value, counted up to ``cap`` only.
+
+    The rules only ask "more than N?", so each count stops at N+1 rows: a
+    busy card or IP costs the same as a quiet one.
+    """
     if not values:
         return {}
     rows = conn.execute(
         text(
-            f"SELECT {column}, count(*) FROM payment_intents"
-            f" WHERE {column} = ANY(:v) AND created_at > :since GROUP BY 1"
+            f"SELECT v, (SELECT count(*) FROM (SELECT 1 FROM payment_intents"
+            f" WHERE {column} = v AND created_at > :since LIMIT :cap) AS recent)"
+            " FROM unnest(CAST(:v AS text[])) AS v"
         ),
-        {"v": values, "since": since},
+        {"v": values, "since": since, "cap": cap},
     )
     return dict(rows.all())
 

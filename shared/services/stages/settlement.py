@@ -1,17 +1,27 @@
-"""Settlement: move the net amount from the merchant's pending to available."""
+"""Settlement: move what is left of the net from the merchant's pending to available.
+
+``instant`` intents settle right after capture on their own queue; ``standard``
+and ``economy`` wait for their window, whose beat job lists what is due and
+hands it out in batches (``due`` then ``settle``).
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, select, tuple_
 
 from shared.db.tables import payment_intents as pi
-from shared.domain import ledger as L
 from shared.domain.intent import Status
-from shared.services import ledger
+from shared.services import settlements
 
 
-def settle(conn: Connection, ids, priority: str | None = None) -> list[str]:
-    """Settle succeeded, unsettled intents among ``ids``; return those settled."""
+def settle(conn: Connection, ids, priority: str | None = None, skip_locked=False) -> list[str]:
+    """Settle succeeded, unsettled intents among ``ids``; return those settled.
+
+    Compare-and-set on ``settlement_status`` under a row lock: a duplicate
+    message or a second window run finds nothing left to do. ``skip_locked``
+    (windows) leaves an intent a refund is holding to the next window rather
+    than wait for it.
+    """
     query = (
         select(pi)
         .where(
@@ -20,36 +30,28 @@ def settle(conn: Connection, ids, priority: str | None = None) -> list[str]:
             pi.c.settlement_status == "pending",
         )
         .order_by(pi.c.id)
-        .with_for_update()
+        .with_for_update(skip_locked=skip_locked)
     )
     if priority:
         query = query.where(pi.c.priority == priority)
     rows = conn.execute(query).all()
-    if not rows:
-        return []
-    codes = {}
-    for r in rows:
-        for kind in ("merchant_pending", "merchant_available"):
-            codes[L.account_code(kind, r.currency, r.merchant_id)] = (r.currency, False)
-    accounts = ledger.account_ids(conn, codes)
-    transfers = [
-        L.Transfer(
-            kind=L.POSTED,
-            debit=accounts[L.account_code("merchant_pending", r.currency, r.merchant_id)],
-            credit=accounts[L.account_code("merchant_available", r.currency, r.merchant_id)],
-            amount=r.amount_received - r.fee_amount,
-            currency=r.currency,
-            reason="settlement",
-            intent_id=r.id,
-        )
-        for r in rows
-        if r.amount_received - r.fee_amount > 0
-    ]
-    ledger.record(conn, transfers)
-    settled = [r.id for r in rows]
-    conn.execute(
-        pi.update()
-        .where(pi.c.id.in_(settled))
-        .values(settlement_status="settled", settled_at=func.now(), updated_at=func.now())
+    settlements.pay_out(conn, rows)
+    return [r.id for r in rows]
+
+
+def due(conn: Connection, priority: str, after=None, limit: int = 10_000) -> list[tuple]:
+    """Unsettled succeeded intents of a priority as (merchant, currency, id), in that order.
+
+    Ordered so each batch holds few merchants (few settlement objects); the
+    last key is the cursor for a follow-up run when ``limit`` was reached.
+    """
+    key = tuple_(pi.c.merchant_id, pi.c.currency, pi.c.id)
+    query = select(pi.c.merchant_id, pi.c.currency, pi.c.id).where(
+        pi.c.status == Status.SUCCEEDED,
+        pi.c.settlement_status == "pending",
+        pi.c.priority == priority,
     )
-    return settled
+    if after:
+        query = query.where(key > tuple_(*after))
+    rows = conn.execute(query.order_by(pi.c.merchant_id, pi.c.currency, pi.c.id).limit(limit)).all()
+    return [tuple(r) for r in rows]

@@ -1,0 +1,214 @@
+"""Every Prometheus metric of clearhouse, and helpers to record them.
+
+Processes that fork (gunicorn, Celery prefork) use multiprocess mode: each
+process writes its samples to files in its node's folder and the scrape
+aggregates them (see ``use_multiprocess_dir``). Every metric has labels on
+purpose: a labelled metric creates its value (and its file) on first use,
+so a worker may still switch to multiprocess mode after importing this.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from datetime import UTC, datetime
+
+import prometheus_client
+from prometheus_client import Counter, Gauge, Histogram
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import Pool
+
+from shared.money import CURRENCIES
+
+log = logging.getLogger(__name__)
+
+_FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_SLOW = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600, 86400)
+
+HTTP_REQUESTS = Counter(
+    "clearhouse_http_requests_total", "HTTP requests handled", ["method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "clearhouse_http_request_duration_seconds",
+    "HTTP request latency",
+    ["method", "route"],
+    buckets=_FAST,
+)
+INTENTS_CREATED = Counter(
+    "clearhouse_intents_created_total", "Payment intents accepted", ["currency", "priority"]
+)
+TRANSITIONS = Counter(
+    "clearhouse_intent_transitions_total",
+    "Intent status changes (failure_code empty unless failed)",
+    ["status", "failure_code"],
+)
+ACCEPT_TO_FINAL = Histogram(
+    "clearhouse_intent_accept_to_final_seconds",
+    "From acceptance to a final status (succeeded, failed, canceled)",
+    ["priority", "status"],
+    buckets=_SLOW,
+)
+TASK_RUNTIME = Histogram(
+    "clearhouse_task_runtime_seconds",
+    "Celery task run time",
+    ["task", "queue", "outcome"],
+    buckets=_FAST,
+)
+TASK_QUEUE_WAIT = Histogram(
+    "clearhouse_task_queue_wait_seconds",
+    "From publish (or ETA) to the start of the task",
+    ["task", "queue", "outcome"],
+    buckets=_FAST,
+)
+TASK_RETRIES = Counter("clearhouse_task_retries_total", "Celery task retries", ["task"])
+WEBHOOK_ATTEMPTS = Counter(
+    "clearhouse_webhook_attempts_total", "Webhook delivery attempts", ["outcome"]
+)
+FRAUD_SCORES = Histogram(
+    "clearhouse_fraud_score",
+    "Fraud scores (0-100) of scored intents",
+    ["outcome"],
+    buckets=(0, 10, 20, 30, 40, 50, 60, 70, 75, 80, 90, 100),
+)
+# Major units as a float: a counter is a float64 in Prometheus anyway, so
+# minor units of ETH (10**18 per coin) would lose precision just the same.
+# A rate to watch, not a figure to reconcile: the ledger is the truth.
+LEDGER_VOLUME = Counter(
+    "clearhouse_ledger_volume_total",
+    "Ledger transfer amounts in major units",
+    ["currency", "kind"],
+)
+RECONCILIATION_DISCREPANCIES = Gauge(
+    "clearhouse_reconciliation_discrepancies",
+    "Discrepancies found by the last reconciliation run (0: the books reconcile)",
+    ["report"],
+    # One report job sets it; the latest value wins across processes.
+    multiprocess_mode="mostrecent",
+)
+FINAL = frozenset({"succeeded", "failed", "canceled"})
+
+
+def use_multiprocess_dir(path: str) -> None:
+    """Empty ``path`` and keep this process's (and later children's) samples there."""
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    # Values are created on first use of a label set; from now on in files.
+    prometheus_client.values.ValueClass = prometheus_client.values.get_value_class()
+
+
+def mark_process_dead(pid: int) -> None:
+    """Merge a dead child's live gauges away (its counters stay counted)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
+def registry():
+    """The registry to expose: all processes' files in multiprocess mode."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return prometheus_client.REGISTRY
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    reg = CollectorRegistry()
+    multiprocess.MultiProcessCollector(reg)
+    return reg
+
+
+# --- recorded once the transaction commits ----------------------------------
+# A batch that rolls back (isolation re-runs, retries, redelivery) must not
+# count its transitions twice, so observations wait for the commit.
+
+_PENDING = "clearhouse.metrics_after_commit"
+
+
+def on_commit(conn, fn) -> None:
+    """Run ``fn()`` when ``conn``'s transaction commits; drop it on rollback."""
+    conn.info.setdefault(_PENDING, []).append(fn)
+
+
+@event.listens_for(Engine, "commit")
+def _run_pending(conn) -> None:
+    for fn in conn.info.pop(_PENDING, []):
+        try:
+            fn()
+        except Exception:
+            log.exception("recording a metric failed")
+
+
+@event.listens_for(Engine, "rollback")
+def _drop_pending(conn) -> None:
+    conn.info.pop(_PENDING, None)
+
+
+@event.listens_for(Pool, "reset")
+def _drop_on_reset(dbapi_conn, record, reset_state) -> None:
+    record.info.pop(_PENDING, None)
+
+
+def intent_events(conn, items) -> None:
+    """Count created intents and status transitions from events.emit items."""
+    rows = [data for _, type_, _, data in items if type_.startswith("payment_intent.")]
+    if rows:
+        on_commit(conn, lambda: _count_intents(rows))
+
+
+def _count_intents(rows) -> None:
+    for data in rows:
+        status = data["status"]
+        if status == "processing":
+            INTENTS_CREATED.labels(data["currency"], data["priority"]).inc()
+        TRANSITIONS.labels(status, data.get("failure_code") or "").inc()
+
+
+def intents_final(conn, rows) -> None:
+    """Observe accept-to-final latency of intent rows that reached a final status."""
+    done = [(r.priority, r.status, r.created_at, r.finalized_at) for r in rows if r.status in FINAL]
+    if done:
+        on_commit(conn, lambda: _observe_final(done))
+
+
+def _observe_final(done) -> None:
+    now = datetime.now(UTC)
+    for priority, status, created, finalized in done:
+        ACCEPT_TO_FINAL.labels(priority, status).observe(
+            max(((finalized or now) - created).total_seconds(), 0)
+        )
+
+
+def fraud_scored(conn, score: int, blocked: bool) -> None:
+    outcome = "blocked" if blocked else "passed"
+    on_commit(conn, lambda: FRAUD_SCORES.labels(outcome).observe(score))
+
+
+def ledger_recorded(conn, transfers) -> None:
+    """Add transfer amounts to the ledger volume, per currency and kind."""
+    sums: dict[tuple[str, str], int] = {}
+    for t in transfers:
+        key = (t.currency, str(t.kind))
+        sums[key] = sums.get(key, 0) + (t.amount if t.amount > 0 else t.pending_amount or 0)
+    on_commit(conn, lambda: _add_volume(sums))
+
+
+def _add_volume(sums) -> None:
+    for (currency, kind), minor in sums.items():
+        # Integer division first keeps the whole units exact; only the
+        # fraction goes through a float.
+        unit = CURRENCIES[currency].unit if currency in CURRENCIES else 1
+        whole, frac = divmod(minor, unit)
+        LEDGER_VOLUME.labels(currency, kind).inc(whole + frac / unit)
+
+
+def webhook_attempts(outcomes) -> None:
+    """Count webhook POST outcomes: succeeded, http_error (non-2xx) or network_error."""
+    for o in outcomes:
+        kind = "succeeded" if o.ok else ("http_error" if o.status_code else "network_error")
+        WEBHOOK_ATTEMPTS.labels(kind).inc()
+
+
+def reconciliation_discrepancies(count: int, report: str = "daily") -> None:
+    """Record what the last reconciliation found (the gauge keeps the latest)."""
+    RECONCILIATION_DISCREPANCIES.labels(report).set(count)

@@ -1,0 +1,110 @@
+"""Reading the event log and webhook deliveries (always scoped to one merchant)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, Table, and_, or_, select
+
+from shared.db.tables import events, webhook_attempts
+from shared.db.tables import webhook_deliveries as wd
+from shared.services.errors import NotFound
+from shared.services.webhooks import event_json
+
+DELIVERY_STATUSES = ("pending", "succeeded", "failed")
+
+
+def get_event(conn: Connection, merchant_id: str, event_id: str):
+    """One event of this merchant; NotFound (never another merchant's)."""
+    row = conn.execute(
+        select(events).where(events.c.id == event_id, events.c.merchant_id == merchant_id)
+    ).first()
+    if row is None:
+        raise NotFound("event", event_id)
+    return row
+
+
+def list_events(conn, merchant_id, *, type=None, limit=10, starting_after=None):
+    """Newest first; return (rows, has_more)."""
+    where = [events.c.merchant_id == merchant_id]
+    if type:
+        where.append(events.c.type == type)
+    return _page(conn, events, "event", merchant_id, where, limit, starting_after)
+
+
+def list_deliveries(
+    conn, merchant_id, *, event_id=None, status=None, limit=10, starting_after=None
+):
+    """Newest first, each with its attempts; return (rows, attempts by id, has_more)."""
+    where = [wd.c.merchant_id == merchant_id]
+    if event_id:
+        where.append(wd.c.event_id == event_id)
+    if status:
+        where.append(wd.c.status == status)
+    rows, has_more = _page(conn, wd, "webhook_delivery", merchant_id, where, limit, starting_after)
+    attempts: dict[str, list] = {r.id: [] for r in rows}
+    if rows:
+        found = conn.execute(
+            select(webhook_attempts)
+            .where(webhook_attempts.c.delivery_id.in_(list(attempts)))
+            .order_by(webhook_attempts.c.delivery_id, webhook_attempts.c.attempt)
+        )
+        for a in found:
+            attempts[a.delivery_id].append(a)
+    return rows, attempts, has_more
+
+
+def _page(conn, table: Table, kind: str, merchant_id, where, limit, starting_after):
+    query = select(table).where(*where)
+    if starting_after:
+        cursor = conn.execute(
+            select(table.c.created_at, table.c.id).where(
+                table.c.id == starting_after, table.c.merchant_id == merchant_id
+            )
+        ).first()
+        if cursor is None:
+            raise NotFound(kind, starting_after, "starting_after")
+        query = query.where(
+            or_(
+                table.c.created_at < cursor.created_at,
+                and_(table.c.created_at == cursor.created_at, table.c.id < cursor.id),
+            )
+        )
+    rows = conn.execute(
+        query.order_by(table.c.created_at.desc(), table.c.id.desc()).limit(limit + 1)
+    ).all()
+    return rows[:limit], len(rows) > limit
+
+
+def _ts(value) -> int | None:
+    return None if value is None else int(value.timestamp())
+
+
+def delivery_json(row, attempts=()) -> dict:
+    """A delivery as the API shows it, with its attempt history."""
+    return {
+        "id": row.id,
+        "object": "webhook_delivery",
+        "event_id": row.event_id,
+        "url": row.url,
+        "status": row.status,
+        "attempts": row.attempts,
+        "last_status_code": row.last_status_code,
+        "last_error": row.last_error,
+        "next_attempt_at": _ts(row.next_attempt_at) if row.status == "pending" else None,
+        "created": _ts(row.created_at),
+        "completed_at": _ts(row.completed_at),
+        "attempt_history": [
+            {
+                "attempt": a.attempt,
+                "outcome": a.outcome,
+                "status_code": a.status_code,
+                "latency_ms": a.latency_ms,
+                "error": a.error,
+                "response_body": a.response_body,
+                "created": _ts(a.created_at),
+            }
+            for a in attempts
+        ],
+    }
+
+
+__all__ = ["event_json", "delivery_json", "get_event", "list_events", "list_deliveries"]

@@ -1,0 +1,120 @@
+"""Seal the ledger per UTC day into a hash chain, and verify every seal.
+
+Sealing runs off the hot path (the daily report job): payments never wait
+for the chain. Only days that have ended are sealed, and only once no
+transaction begun before the day's end is still open: ``created_at`` is the
+inserting transaction's start time, so such a transaction is the only way a
+transfer dated on a day could appear after that day was sealed. Days are
+sealed in order, each chained from the previous seal (the first from 64
+zeros), so a seal covers everything before it.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlalchemy import Connection, func, select, text
+
+from shared.db.tables import ledger_seals
+from shared.domain import hashchain as hc
+
+# pg_advisory_xact_lock key: one sealer at a time ("clhseal").
+SEAL_LOCK_KEY = 0x636C_6873_6561_6C
+# hashchain.canonical_text in SQL: Postgres formats, Python only quotes and
+# hashes (tests check both paths agree). NUMERIC(38,0)::text has no decimals.
+_UTC = """to_char(t.{} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
+COLUMNS = ", ".join(
+    f"{_UTC.format(c) if c.endswith('_at') else f't.{c}::text'} AS {c}" for c in hc.FIELDS
+)
+DAY_FILTER = "t.created_at >= :start AND t.created_at < :end"
+
+
+class NotSealable(Exception):
+    """The day cannot be sealed yet (it has not ended, or writers may still add to it)."""
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time(), tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def day_ended(conn: Connection, day: date) -> bool:
+    """Whether ``day`` (UTC) is over by the database's clock."""
+    return conn.execute(select(func.now())).scalar() >= day_bounds(day)[1]
+
+
+def why_not_sealable(conn: Connection, day: date) -> str | None:
+    """Why ``day`` cannot be sealed now, or None if it can."""
+    _, end = day_bounds(day)
+    if not day_ended(conn, day):
+        return f"{day} has not ended"
+    # Other roles' xact_start is hidden (NULL) without pg_read_all_stats: the
+    # application's writers are expected to share one role.
+    open_ = conn.execute(
+        text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND xact_start < :end"
+        ),
+        {"end": end},
+    ).scalar()
+    if open_:
+        return f"{open_} transaction(s) begun before the end of {day} are still open"
+    return None
+
+
+def seal_day(conn: Connection, day: date) -> list[date]:
+    """Seal ``day`` and every unsealed day before it; return the days sealed now.
+
+    Idempotent: a sealed day is left as is. The chain begins on the day of the
+    first transfer (or ``day`` if earlier), so no transfer is ever left out.
+    """
+    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SEAL_LOCK_KEY})
+    last = conn.execute(select(ledger_seals).order_by(ledger_seals.c.day.desc()).limit(1)).first()
+    if last is not None and day <= last.day:
+        return []
+    reason = why_not_sealable(conn, day)
+    if reason:
+        raise NotSealable(reason)
+    if last is None:
+        first_day = conn.execute(text("SELECT min(created_at) FROM ledger_transfers")).scalar()
+        start = min(day, first_day.astimezone(UTC).date()) if first_day else day
+        prev = hc.GENESIS
+    else:
+        start, prev = last.day + timedelta(days=1), last.seal_hash
+    sealed = []
+    while start <= day:
+        prev = _seal_one(conn, start, prev)
+        sealed.append(start)
+        start += timedelta(days=1)
+    return sealed
+
+
+def _seal_one(conn: Connection, day: date, prev_hash: str) -> str:
+    start, end = day_bounds(day)
+    query = text(f"SELECT {COLUMNS} FROM ledger_transfers t WHERE {DAY_FILTER} ORDER BY t.id")
+    rows = conn.execute(query.execution_options(yield_per=20_000), {"start": start, "end": end})
+    buf, h, first, last, count = io.StringIO(), prev_hash, None, None, 0
+    for row in rows:
+        h = hc.link(h, hc.text_bytes(row))
+        tid = int(row[0])
+        buf.write(f"{tid}\t{h}\n")
+        first = tid if first is None else first
+        last, count = tid, count + 1
+    if count:
+        buf.seek(0)
+        # COPY, not INSERTs: a busy day has hundreds of thousands of entries.
+        with conn.connection.dbapi_connection.cursor() as cur:
+            cur.copy_expert("COPY ledger_entry_hashes (transfer_id, hash) FROM STDIN", buf)
+    seal = hc.seal_hash(prev_hash, day, first, last, count, h)
+    conn.execute(
+        ledger_seals.insert().values(
+            day=day,
+            first_transfer_id=first,
+            last_transfer_id=last,
+            entry_count=count,
+            prev_hash=prev_hash,
+            seal_hash=seal,
+        )
+    )
+    return seal

@@ -1,0 +1,72 @@
+"""Merchant webhook endpoints: the URL policy, setting the URL, rotating the secret."""
+
+from __future__ import annotations
+
+import secrets
+import socket
+from datetime import timedelta
+
+from sqlalchemy import Connection, func, select, update
+
+from shared.db.tables import merchants
+from shared.db.tables import webhook_deliveries as wd
+from shared.domain import webhooks as W
+from shared.services.errors import NotFound, ServiceError
+
+
+def resolve(host: str) -> list[str]:
+    """Every address ``host`` resolves to (for the SSRF policy)."""
+    return [info[4][0] for info in socket.getaddrinfo(host, None)]
+
+
+def check_url(url: str, allow_private: bool) -> str:
+    """Return ``url`` if webhooks may be sent there, else raise a ServiceError."""
+    ok, reason = W.url_allowed(url, allow_private, resolve)
+    if not ok:
+        raise ServiceError(f"webhook URL refused ({reason}): {url!r}", "webhook_url")
+    return url
+
+
+def rotate_secret(conn: Connection, vault, merchant_id: str, overlap_h: float) -> dict:
+    """A new signing secret (returned only here); the old one also signs until the overlap ends."""
+    m = conn.execute(
+        select(merchants).where(merchants.c.id == merchant_id).with_for_update()
+    ).first()
+    if m is None:
+        raise NotFound("merchant", merchant_id)
+    if overlap_h < 0:
+        raise ServiceError("overlap must not be negative", "overlap_hours")
+    new = "whsec_" + secrets.token_urlsafe(32)
+    ends = conn.execute(select(func.now() + timedelta(hours=overlap_h))).scalar_one()
+    conn.execute(
+        merchants.update()
+        .where(merchants.c.id == merchant_id)
+        .values(
+            webhook_secret_enc=vault.encrypt(new, aad=merchant_id),
+            # Only one previous secret is kept: rotating again ends the last overlap.
+            webhook_secret_prev_enc=m.webhook_secret_enc if overlap_h else None,
+            webhook_secret_prev_expires_at=ends if overlap_h else None,
+        )
+    )
+    return {
+        "merchant_id": merchant_id,
+        "webhook_secret": new,
+        "previous_secret_expires_at": ends.isoformat() if overlap_h else None,
+    }
+
+
+def set_url(conn: Connection, merchant_id: str, url: str, allow_private: bool) -> dict:
+    """Point the merchant's webhooks (including pending retries) at ``url``."""
+    check_url(url, allow_private)
+    found = conn.execute(
+        merchants.update().where(merchants.c.id == merchant_id).values(webhook_url=url)
+    ).rowcount
+    if not found:
+        raise NotFound("merchant", merchant_id)
+    # Merchants change URLs because the old one is broken: retry at the new one.
+    conn.execute(
+        update(wd)
+        .where(wd.c.merchant_id == merchant_id, wd.c.status == "pending")
+        .values(url=url, updated_at=func.now())
+    )
+    return {"merchant_id": merchant_id, "webhook_url": url}

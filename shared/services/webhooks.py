@@ -1,0 +1,193 @@
+"""Webhook delivery use cases: find due, claim, prepare, record, redeliver."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from shared.db.tables import events, merchants, webhook_attempts
+from shared.db.tables import webhook_deliveries as wd
+from shared.db.uow import enqueue_after_commit
+from shared.domain import webhooks as W
+from shared.services.errors import NotFound, ServiceError
+
+RESPONSE_BODY_MAX = 1024
+
+
+@dataclass(frozen=True)
+class Send:
+    """One claimed delivery, ready to POST (``body`` is exactly what gets signed)."""
+
+    delivery_id: str
+    merchant_id: str
+    url: str
+    attempts: int
+    created_at: datetime
+    body: bytes
+    secrets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status_code: int | None = None
+    latency_ms: int | None = None
+    response_body: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def event_json(row) -> dict:
+    """An event as the API and webhooks show it."""
+    return {
+        "id": row.id,
+        "object": "event",
+        "type": row.type,
+        "created": int(row.created_at.timestamp()),
+        "data": {"object": row.data},
+    }
+
+
+def event_body(row) -> bytes:
+    return json.dumps(event_json(row), separators=(",", ":"), sort_keys=True).encode()
+
+
+def due(conn: Connection, limit: int, first_attempt_grace_s: float = 5.0) -> list[str]:
+    """Pending deliveries that are due: retries, and first attempts whose message was lost."""
+    # A first attempt is normally sent by the message enqueued after commit;
+    # only pick it up once that message has had a few seconds to arrive.
+    grace = func.now() - timedelta(seconds=first_attempt_grace_s)
+    query = (
+        select(wd.c.id)
+        .where(wd.c.status == "pending", wd.c.next_attempt_at <= func.now())
+        .where((wd.c.attempts > 0) | (wd.c.next_attempt_at <= grace))
+        .order_by(wd.c.next_attempt_at)
+        .limit(limit)
+    )
+    return list(conn.execute(query).scalars())
+
+
+def claim(conn: Connection, ids: list[str], lease_s: float) -> list:
+    """Lease due deliveries (compare-and-set): not due again until the lease ends."""
+    # Concurrent claimers serialize on the row lock; the loser re-checks the
+    # WHERE, finds next_attempt_at in the future and gets nothing back.
+    return conn.execute(
+        update(wd)
+        .where(wd.c.id.in_(list(ids)), wd.c.status == "pending", wd.c.next_attempt_at <= func.now())
+        .values(next_attempt_at=func.now() + timedelta(seconds=lease_s), updated_at=func.now())
+        .returning(
+            wd.c.id, wd.c.event_id, wd.c.merchant_id, wd.c.url, wd.c.attempts, wd.c.created_at
+        )
+    ).all()
+
+
+def signing_secrets(conn: Connection, vault, merchant_id: str, now: datetime) -> list[str]:
+    """The current secret, plus the previous one while its overlap lasts."""
+    m = conn.execute(select(merchants).where(merchants.c.id == merchant_id)).one()
+    out = [vault.decrypt(m.webhook_secret_enc, aad=merchant_id)]
+    if (
+        m.webhook_secret_prev_enc
+        and m.webhook_secret_prev_expires_at
+        and (m.webhook_secret_prev_expires_at > now)
+    ):
+        out.append(vault.decrypt(m.webhook_secret_prev_enc, aad=merchant_id))
+    return out
+
+
+def prepare(conn: Connection, vault, claimed: list) -> list[Send]:
+    """Load the events and secrets of claimed deliveries."""
+    if not claimed:
+        return []
+    now = conn.execute(select(func.now())).scalar_one()
+    rows = conn.execute(select(events).where(events.c.id.in_({c.event_id for c in claimed})))
+    bodies = {r.id: event_body(r) for r in rows}
+    keys = {
+        m: tuple(signing_secrets(conn, vault, m, now)) for m in {c.merchant_id for c in claimed}
+    }
+    return [
+        Send(
+            c.id,
+            c.merchant_id,
+            c.url,
+            c.attempts,
+            c.created_at,
+            bodies[c.event_id],
+            keys[c.merchant_id],
+        )
+        for c in claimed
+    ]
+
+
+def record_attempt(conn, send: Send, outcome: Outcome, *, max_age_s, scale, rng=None) -> str | None:
+    """Store an attempt and move the delivery on: succeeded, rescheduled or failed."""
+    now = conn.execute(select(func.now())).scalar_one()
+    attempt = send.attempts + 1
+    values: dict = {"status": "succeeded", "completed_at": now, "next_attempt_at": None}
+    if not outcome.ok:
+        retry_at = now + timedelta(seconds=W.next_delay(attempt, rng, scale))
+        if retry_at > send.created_at + timedelta(seconds=max_age_s * scale):
+            values = {"status": "failed", "completed_at": now, "next_attempt_at": None}
+        else:
+            values = {"next_attempt_at": retry_at}
+    # attempts is the fence: if our lease ran out and another worker already
+    # recorded this attempt, ours changes nothing.
+    moved = conn.execute(
+        update(wd)
+        .where(
+            wd.c.id == send.delivery_id, wd.c.status == "pending", wd.c.attempts == send.attempts
+        )
+        .values(
+            attempts=attempt,
+            last_status_code=outcome.status_code,
+            last_error=outcome.error,
+            updated_at=now,
+            **values,
+        )
+    ).rowcount
+    if not moved:
+        return None
+    conn.execute(
+        insert(webhook_attempts).values(
+            delivery_id=send.delivery_id,
+            attempt=attempt,
+            status_code=outcome.status_code,
+            latency_ms=outcome.latency_ms,
+            response_body=(outcome.response_body or "")[:RESPONSE_BODY_MAX] or None,
+            error=outcome.error,
+            outcome="succeeded" if outcome.ok else "failed",
+        )
+    )
+    return values.get("status", "pending")
+
+
+def redeliver(conn: Connection, merchant_id: str, event_id: str):
+    """A new delivery of one of this merchant's events to its current URL."""
+    event = conn.execute(
+        select(events.c.id).where(events.c.id == event_id, events.c.merchant_id == merchant_id)
+    ).first()
+    if event is None:
+        raise NotFound("event", event_id)
+    url = conn.execute(
+        select(merchants.c.webhook_url).where(merchants.c.id == merchant_id)
+    ).scalar()
+    if not url:
+        raise ServiceError("This merchant has no webhook URL configured.", "webhook_url")
+    row = conn.execute(
+        insert(wd)
+        .values(
+            id=f"whd_{secrets.token_hex(12)}",
+            event_id=event_id,
+            merchant_id=merchant_id,
+            url=url,
+            next_attempt_at=func.now(),
+        )
+        .returning(wd)
+    ).one()
+    enqueue_after_commit(conn, "deliver_webhooks", [row.id])
+    return row

@@ -1,0 +1,182 @@
+"""Hash-chain seals on a throwaway database: sealing in order, tamper detection, the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from shared.domain import hashchain as hc
+from shared.services import ledger_verify, seals
+from tests.conftest import python_bin
+from tests.support.scratchdb import scratch_database
+
+pytestmark = pytest.mark.integration
+
+TODAY = datetime.now(UTC).date()
+DAY1, DAY2, DAY3 = (TODAY - timedelta(days=n) for n in (5, 4, 3))
+
+
+@pytest.fixture
+def ledger_db(database):
+    with scratch_database("clearhouse_seals") as (url, engine):
+        yield url, engine
+
+
+def _at(day, hour, minute=0):
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC)
+
+
+def _accounts(conn) -> tuple[int, int]:
+    ids = conn.execute(
+        text(
+            "INSERT INTO ledger_accounts (code, currency) VALUES"
+            " ('external:card_clearing:USD', 'USD'), ('merchant:m1:pending:USD', 'USD')"
+            " RETURNING id"
+        )
+    ).scalars()
+    return tuple(ids)
+
+
+def _transfer(conn, debit, credit, amount, created_at, kind="posted", pending_id=None) -> int:
+    return conn.execute(
+        text(
+            "INSERT INTO ledger_transfers (kind, debit_account_id, credit_account_id, amount,"
+            " currency, pending_id, intent_id, reason, created_at)"
+            " VALUES (:k, :d, :c, :a, 'USD', :p, 'pi_x', 'capture', :t) RETURNING id"
+        ),
+        {"k": kind, "d": debit, "c": credit, "a": amount, "p": pending_id, "t": created_at},
+    ).scalar_one()
+
+
+def _populate(engine) -> dict:
+    """Transfers on DAY1 and DAY3 (none on DAY2), one crossing midnight out of id order."""
+    with engine.begin() as conn:
+        a, b = _accounts(conn)
+        ids = {
+            "d3_late": _transfer(conn, a, b, 50, _at(DAY3, 23, 59)),
+            "d1_a": _transfer(conn, a, b, 100, _at(DAY1, 0, 0)),
+            "d1_b": _transfer(conn, a, b, 200, _at(DAY1, 12)),
+            "d3_hold": _transfer(conn, a, b, 300, _at(DAY3, 1), kind="pending"),
+        }
+        ids["d3_post"] = _transfer(conn, a, b, 250, _at(DAY3, 2), "post_pending", ids["d3_hold"])
+        ids["today"] = _transfer(conn, a, b, 1, datetime.now(UTC))
+    return ids
+
+
+def _cli(url, *args):
+    env = dict(os.environ, DATABASE_URL=url)
+    return subprocess.run(
+        [python_bin("clearhouse"), *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def _superuser_sql(engine, sql, **params):
+    # A superuser may skip triggers (and FK checks) for its session: the attack modeled.
+    with engine.begin() as conn:
+        conn.execute(text("SET LOCAL session_replication_role = replica"))
+        conn.execute(text(sql), params)
+
+
+def test_days_are_sealed_in_order_once_and_chain_independently(ledger_db):
+    _, engine = ledger_db
+    ids = _populate(engine)
+    with engine.begin() as conn:
+        assert seals.seal_day(conn, DAY3) == [DAY1, DAY2, DAY3]
+    with engine.begin() as conn:
+        assert seals.seal_day(conn, DAY3) == [] and seals.seal_day(conn, DAY1) == []
+        with pytest.raises(seals.NotSealable, match="has not ended"):
+            seals.seal_day(conn, TODAY)
+        rows = conn.execute(text("SELECT * FROM ledger_seals ORDER BY day")).all()
+        stored = dict(conn.execute(text("SELECT transfer_id, hash FROM ledger_entry_hashes")).all())
+        transfers = {
+            r.id: r._mapping for r in conn.execute(text("SELECT * FROM ledger_transfers")).all()
+        }
+    assert [(r.day, r.entry_count) for r in rows] == [(DAY1, 2), (DAY2, 0), (DAY3, 3)]
+    assert rows[0].prev_hash == hc.GENESIS
+    assert rows[1].prev_hash == rows[0].seal_hash and rows[2].prev_hash == rows[1].seal_hash
+    # Recomputed here from the rows, day by day in id order.
+    prev = hc.GENESIS
+    by_day = [
+        [ids["d1_a"], ids["d1_b"]],
+        [],
+        sorted([ids[k] for k in ("d3_late", "d3_hold", "d3_post")]),
+    ]
+    for seal, day_ids in zip(rows, by_day, strict=True):
+        hashes = hc.chain(prev, [hc.entry_bytes(dict(transfers[i])) for i in day_ids])
+        assert [stored[i] for i in day_ids] == hashes
+        last = hashes[-1] if hashes else prev
+        first_last = (day_ids[0], day_ids[-1]) if day_ids else (None, None)
+        assert seal.seal_hash == hc.seal_hash(prev, seal.day, *first_last, len(day_ids), last)
+        prev = seal.seal_hash
+    assert ids["today"] not in stored
+    with engine.connect() as conn:
+        v = ledger_verify.verify(conn)
+    assert (v.problems, v.seals, v.entries, v.unsealed) == ([], 3, 5, 1)
+
+
+def test_verify_names_an_altered_missing_or_extra_transfer_and_cli_exits_1(ledger_db):
+    url, engine = ledger_db
+    ids = _populate(engine)
+    with engine.begin() as conn:
+        seals.seal_day(conn, DAY3)
+    ok = _cli(url, "ledger", "verify")
+    assert ok.returncode == 0 and ok.stdout.startswith("OK: 3 seals, 5 entries"), ok
+
+    _superuser_sql(engine, "UPDATE ledger_transfers SET amount = 201 WHERE id = :i", i=ids["d1_b"])
+    bad = _cli(url, "ledger", "verify")
+    assert bad.returncode == 1, bad
+    assert bad.stdout.splitlines() == [f"transfer {ids['d1_b']} altered: hash mismatch"]
+
+    _superuser_sql(engine, "UPDATE ledger_transfers SET amount = 200 WHERE id = :i", i=ids["d1_b"])
+    assert _cli(url, "ledger", "verify").returncode == 0
+
+    _superuser_sql(engine, "DELETE FROM ledger_transfers WHERE id = :i", i=ids["d3_late"])
+    with engine.begin() as conn:
+        late = _transfer(conn, 1, 2, 7, _at(DAY1, 18))  # backdated into a sealed day
+        problems = ledger_verify.verify(conn).problems
+    assert problems == [
+        f"transfer {late} extra: dated {DAY1} but not in its seal",
+        f"transfer {ids['d3_late']} missing: sealed on {DAY3}, gone from the ledger",
+    ]
+    out = _cli(url, "ledger", "verify")
+    assert out.returncode == 1 and f"transfer {late} extra" in out.stdout
+
+
+def test_seal_rows_themselves_are_checked(ledger_db):
+    _, engine = ledger_db
+    _populate(engine)
+    with engine.begin() as conn:
+        seals.seal_day(conn, DAY3)
+        conn.execute(text("UPDATE ledger_seals SET entry_count = 1 WHERE day = :d"), {"d": DAY1})
+        conn.execute(
+            text("UPDATE ledger_seals SET seal_hash = :h WHERE day = :d"),
+            {"h": "f" * 64, "d": DAY2},
+        )
+        problems = ledger_verify.verify(conn).problems
+        # Days before `since` are not re-hashed, but their seals still are checked.
+        quick = ledger_verify.verify(conn, since=DAY3).problems
+    assert problems == [
+        f"seal {DAY1}: 2 entries on record, 1 sealed",
+        f"seal {DAY2} altered: seal hash mismatch",
+        f"seal {DAY3} altered: does not follow the seal before it",
+    ]
+    assert quick[1:] == problems[1:] and quick[0] == f"seal {DAY1} altered: seal hash mismatch"
+
+
+def test_trigger_refuses_update_delete_truncate(ledger_db):
+    _, engine = ledger_db
+    ids = _populate(engine)
+    for sql in (
+        "UPDATE ledger_transfers SET amount = amount + 1 WHERE id = :i",
+        "DELETE FROM ledger_transfers WHERE id = :i",
+        "TRUNCATE ledger_transfers CASCADE",
+    ):
+        with engine.begin() as conn, pytest.raises(DBAPIError, match="immutable"):
+            conn.execute(text(sql), {"i": ids["d1_a"]})
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM ledger_transfers")).scalar() == 6

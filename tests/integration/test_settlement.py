@@ -1,0 +1,219 @@
+"""Settlement windows and settlement objects on real Postgres, Redis and a worker."""
+
+from __future__ import annotations
+
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+
+from shared.db.tables import events, settlements
+from shared.db.tables import payment_intents as pi
+from tests import factories as f
+from tests.conftest import queue_key
+
+pytestmark = pytest.mark.integration
+rng = random.Random()
+
+
+def succeeded(submit, engine, merchant, priority, n, amount=1000) -> list[str]:
+    ids = [
+        submit(merchant, f.card_body(f.random_visa(rng), amount + i, priority=priority))
+        for i in range(n)
+    ]
+    rows = f.wait_until_final(engine, ids)
+    assert {r.status for r in rows.values()} == {"succeeded"}
+    return ids
+
+
+def wait_settled(engine, ids, timeout=30) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        with engine.connect() as conn:
+            rows = {r.id: r for r in conn.execute(select(pi).where(pi.c.id.in_(ids)))}
+        if all(r.settlement_status == "settled" for r in rows.values()):
+            return rows
+        assert time.monotonic() < deadline, "not settled in time"
+        time.sleep(0.05)
+
+
+def settlement_transfers(engine, ids) -> dict[str, list[int]]:
+    with engine.connect() as conn:
+        found = conn.execute(
+            text(
+                "SELECT intent_id, amount FROM ledger_transfers"
+                " WHERE intent_id = ANY(:ids) AND reason = 'settlement'"
+            ),
+            {"ids": list(ids)},
+        ).all()
+    out: dict[str, list[int]] = {}
+    for intent_id, amount in found:
+        out.setdefault(intent_id, []).append(amount)
+    return out
+
+
+def check_settled(engine, rows: dict, priority: str) -> None:
+    """Settlement objects add up to the intents' nets; one settlement.paid each."""
+    assert settlement_transfers(engine, rows) == {
+        r.id: [r.amount_received - r.fee_amount] for r in rows.values()
+    }
+    with engine.connect() as conn:
+        objects = conn.execute(
+            select(settlements).where(
+                settlements.c.id.in_({r.settlement_id for r in rows.values()})
+            )
+        ).all()
+        paid = {
+            e.object_id: e
+            for e in conn.execute(
+                select(events).where(events.c.object_id.in_([s.id for s in objects]))
+            )
+        }
+    assert {s.priority for s in objects} == {priority}
+    for s in objects:
+        members = [r for r in rows.values() if r.settlement_id == s.id]
+        assert s.merchant_id == members[0].merchant_id
+        assert s.intent_count >= len(members)
+        assert paid[s.id].type == "settlement.paid"
+        data = paid[s.id].data
+        assert data["id"] == s.id and data["object"] == "settlement"
+        assert (data["amount"], data["intent_count"], data["priority"]) == (
+            s.amount,
+            s.intent_count,
+            priority,
+        )
+    mine = [s for s in objects if s.merchant_id in {r.merchant_id for r in rows.values()}]
+    assert sum(s.amount for s in mine) >= sum(
+        r.amount_received - r.fee_amount for r in rows.values()
+    )
+
+
+@pytest.mark.parametrize("priority", ["standard", "economy"])
+def test_window_settles_due_intents_into_settlement_objects(
+    priority, worker, make_merchant, submit, engine, books_balance
+):
+    from scheduler import settlement_tasks
+
+    window = {
+        "standard": settlement_tasks.settle_standard,
+        "economy": settlement_tasks.settle_economy,
+    }
+    other = "economy" if priority == "standard" else "standard"
+    merchants = [make_merchant()["merchant_id"] for _ in range(2)]
+    ids = [i for m in merchants for i in succeeded(submit, engine, m, priority, 3)]
+    untouched = succeeded(submit, engine, merchants[0], other, 1)
+    assert window[priority]() >= len(ids)  # run by beat on maintenance; batches go to the worker
+    rows = wait_settled(engine, ids)
+    check_settled(engine, rows, priority)
+    with engine.connect() as conn:
+        objects = conn.execute(select(settlements).where(settlements.c.merchant_id.in_(merchants)))
+        by_merchant = {s.merchant_id: s for s in objects}
+    # One settlement per merchant here: the batch holds all of each merchant's intents.
+    for m in merchants:
+        mine = [r for r in rows.values() if r.merchant_id == m]
+        assert by_merchant[m].intent_count == 3
+        assert by_merchant[m].amount == sum(r.amount_received - r.fee_amount for r in mine)
+    with engine.connect() as conn:
+        left = conn.execute(select(pi.c.settlement_status).where(pi.c.id == untouched[0]))
+        assert left.scalar_one() == "pending"
+    books_balance()
+
+
+def test_racing_window_runs_and_duplicates_never_settle_twice(
+    worker, make_merchant, submit, engine, books_balance
+):
+    from shared.db.uow import UnitOfWork
+    from shared.services.stages import settlement
+
+    merchant = make_merchant()["merchant_id"]
+    ids = succeeded(submit, engine, merchant, "economy", 6)
+
+    def run(_):
+        with UnitOfWork(engine) as u:
+            done = settlement.settle(u.conn, ids, skip_locked=True)
+            u.commit()
+        return done
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(run, range(8)))
+    assert sorted(i for r in results for i in r) == sorted(ids)
+    assert run(0) == []  # a redelivered batch finds nothing left
+    rows = wait_settled(engine, ids)
+    check_settled(engine, rows, "economy")
+    books_balance()
+
+
+def test_instant_settles_while_a_big_economy_backlog_waits(
+    worker, make_merchant, submit, engine, redis_client, books_balance
+):
+    """Economy work waits on its own queue; instant settlement never queues behind it.
+
+    In production they are different workers; here one worker stops consuming
+    settlement.economy (as if its pool were saturated) and instant still settles.
+    """
+    from scheduler.settlement_tasks import settle_economy
+    from workers.celery_app import app
+
+    merchant = make_merchant()["merchant_id"]
+    economy = succeeded(submit, engine, merchant, "economy", 20)
+    replies = app.control.cancel_consumer("settlement.economy", reply=True, timeout=5)
+    assert replies, "the worker did not answer"
+    try:
+        settle_economy()
+        backlog = [economy[i : i + 2] for i in range(0, len(economy), 2)] * 100
+        for batch in backlog:  # a big window: 1,000 messages waiting
+            app.send_task("clearhouse.settle_window", args=[batch], queue="settlement.economy")
+        assert redis_client.llen(queue_key("settlement.economy")) >= len(backlog)
+        start = time.monotonic()
+        instant = succeeded(submit, engine, merchant, "instant", 5)
+        wait_settled(engine, instant, timeout=15)
+        assert time.monotonic() - start < 15
+        assert redis_client.llen(queue_key("settlement.economy")) >= len(
+            backlog
+        )  # untouched meanwhile
+        with engine.connect() as conn:
+            pending = conn.execute(select(pi.c.settlement_status).where(pi.c.id.in_(economy)))
+            assert set(pending.scalars()) == {"pending"}
+    finally:
+        app.control.add_consumer("settlement.economy", reply=True, timeout=5)
+    wait_settled(engine, economy, timeout=60)
+    deadline = time.monotonic() + 60
+    while redis_client.llen(queue_key("settlement.economy")):
+        assert time.monotonic() < deadline, "economy backlog not drained"
+        time.sleep(0.2)
+    check_settled(engine, wait_settled(engine, economy), "economy")
+    books_balance()
+
+
+def test_windows_run_on_maintenance_and_settle_off_the_instant_queue(monkeypatch, engine):
+    from scheduler import settlement_tasks
+    from scheduler.schedule import BEAT_SCHEDULE
+    from workers.celery_app import app
+    from workers.dispatch import STEPS
+
+    for entry in ("settle-standard-window", "settle-economy-window"):
+        task = app.tasks[BEAT_SCHEDULE[entry]["task"]]
+        assert task.queue == "maintenance"
+    assert STEPS["settle_instant"][1] == "settlement.instant"
+    sent = []
+    monkeypatch.setattr(
+        settlement_tasks.app, "send_task", lambda name, args, queue: sent.append((name, queue))
+    )
+    monkeypatch.setattr(
+        settlement_tasks.settlement,
+        "due",
+        lambda conn, priority, after, limit: [("m", "USD", f"pi_{i}") for i in range(3)],
+    )
+    settlement_tasks.open_window(None, "economy")
+    settlement_tasks.open_window(None, "standard")
+    assert sent == [
+        ("clearhouse.settle_window", "settlement.economy"),
+        ("clearhouse.settle_window", "settlement.standard"),
+    ]
+    # The production topology: the instant worker consumes nothing else.
+    procfile = (Path(__file__).resolve().parents[2] / "deploy/Procfile").read_text()
+    instant = next(line for line in procfile.splitlines() if line.startswith("worker_instant:"))
+    assert " -Q settlement.instant " in instant
