@@ -60,9 +60,7 @@ def run_batch(step: Callable, ids: list[str]) -> StageResult:
             log.exception("intent %s failed in %s; failing it", ids[0], step.__name__)
             _fail_broken(ids[0])
             return StageResult(failed=list(ids))
-        log.warning(
-            "batch of %d failed in %s; isolating", len(ids), step.__name__, exc_info=True
-        )
+        log.warning("batch of %d failed in %s; isolating", len(ids), step.__name__, exc_info=True)
     merged = StageResult()
     for intent_id in ids:
         one = run_batch(step, [intent_id])

@@ -139,5 +139,3 @@ def prune(conn: Connection, older_than_hours: int) -> int:
 
 def _hours(n: int) -> timedelta:
     return timedelta(hours=n)
-
-
