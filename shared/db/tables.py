@@ -218,6 +218,8 @@ payment_intents = Table(
     Column("hold_transfer_id", BigInteger),
     Column("hold_expires_at", DateTime(timezone=True)),
     Column("auth_attempts", Integer, nullable=False, server_default=text("0")),
+    # Set by the outbox relay when it hands the intent to the first queue.
+    Column("enqueued_at", DateTime(timezone=True)),
     _now(),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("stage_changed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
@@ -233,6 +235,11 @@ payment_intents = Table(
         "ix_intents_processing",
         "stage_changed_at",
         postgresql_where=text("status = 'processing'"),
+    ),
+    Index(
+        "ix_intents_outbox",
+        "created_at",
+        postgresql_where=text("enqueued_at IS NULL"),
     ),
     Index(
         "ix_intents_holds",
@@ -407,6 +414,21 @@ ledger_seals = Table(
     _now(),
 )
 
+# Transactional outbox: a committed insert wakes the relay (NOTIFY is
+# delivered at commit, never for a rolled-back transaction).
+OUTBOX_NOTIFY_SQL = """
+CREATE OR REPLACE FUNCTION payment_intents_outbox_notify() RETURNS trigger AS $$
+BEGIN
+    PERFORM pg_notify('clearhouse_outbox', '');
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;
+
+CREATE TRIGGER payment_intents_outbox_notify
+    AFTER INSERT ON payment_intents
+    FOR EACH STATEMENT EXECUTE FUNCTION payment_intents_outbox_notify();
+"""
+
 LEDGER_IMMUTABLE_SQL = """
 CREATE OR REPLACE FUNCTION ledger_transfers_immutable() RETURNS trigger AS $$
 BEGIN
@@ -449,4 +471,5 @@ __all__ = [
     "ledger_entry_hashes",
     "ledger_seals",
     "LEDGER_IMMUTABLE_SQL",
+    "OUTBOX_NOTIFY_SQL",
 ]

@@ -34,7 +34,7 @@ def create(
     client_ip: str | None,
     request_id: str | None,
 ):
-    """Insert a new intent at stage ``received``, to be enqueued once committed."""
+    """Insert a new intent at stage ``received``; the outbox relay enqueues it after commit."""
     intent_id = new_id("pi")
     values = dict(
         id=intent_id,
@@ -79,7 +79,6 @@ def create(
     events.emit(
         conn, [(merchant_id, events.INTENT_EVENTS[row.status], row.id, to_json(row))], request_id
     )
-    enqueue_after_commit(conn, "limits", [row.id])
     return row
 
 

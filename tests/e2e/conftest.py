@@ -20,9 +20,10 @@ def stack(database, redis_client):
     port = free_port()
     with (
         processes.celery_worker("e2e") as worker,
+        processes.relay() as relay,
         processes.gunicorn(port, workers=2) as api,
     ):
-        yield {"url": f"http://127.0.0.1:{port}", "logs": [worker, api]}
+        yield {"url": f"http://127.0.0.1:{port}", "logs": [worker, relay, api]}
 
 
 def create_merchant(name: str = "e2e merchant") -> dict:

@@ -6,14 +6,15 @@ import random
 from datetime import date
 
 import pytest
+from sqlalchemy import text
 
 from tests.support import processes
 
 
 @pytest.fixture(scope="session")
 def worker(database, redis_client):
-    """One real Celery worker (prefork, 2 children) consuming every queue."""
-    with processes.celery_worker("integration") as w:
+    """One real Celery worker (prefork, 2 children) on every queue, and the outbox relay."""
+    with processes.celery_worker("integration") as w, processes.relay():
         yield w
 
 
@@ -34,8 +35,11 @@ def submit(engine, vault):
             row = intents.create(
                 u.conn, vault, merchant_id, req, client_ip=client_ip, request_id=None
             )
-            if not enqueue:  # as if the message were lost on the way
-                u.conn.info.pop("clearhouse.enqueue_after_commit", None)
+            if not enqueue:  # as if published, and the message lost on the way
+                u.execute(
+                    text("UPDATE payment_intents SET enqueued_at = now() WHERE id = :i"),
+                    {"i": row.id},
+                )
             u.commit()
         return row.id
 

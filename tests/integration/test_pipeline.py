@@ -310,3 +310,24 @@ def test_one_broken_intent_does_not_hold_back_its_batch(worker, make_merchant, s
     rows = f.wait_until_final(engine, [*good, broken])
     assert {rows[i].status for i in good} == {"succeeded"}
     assert (rows[broken].status, rows[broken].failure_code) == ("failed", "processing_error")
+
+
+def test_the_relay_enqueues_only_committed_intents(worker, make_merchant, engine, vault):
+    """Invariant 4: a worker never sees an intent before its row is committed."""
+    from datetime import date
+
+    from shared.db.uow import UnitOfWork
+    from shared.domain.validation import validate_create
+    from shared.services import intents
+
+    merchant = make_merchant()["merchant_id"]
+    req = validate_create(f.card_body(f.random_visa(random.Random()), 600), date.today())
+    with UnitOfWork(engine) as u:
+        intent_id = intents.create(u.conn, vault, merchant, req, client_ip=None, request_id=None).id
+        time.sleep(1.5)  # the relay polls and is woken by other tests' commits meanwhile
+        with engine.connect() as other:
+            seen = other.execute(select(pi.c.id).where(pi.c.id == intent_id)).first()
+        assert seen is None
+        u.commit()
+    row = f.wait_until_final(engine, [intent_id])[intent_id]
+    assert row.status == "succeeded" and row.enqueued_at is not None

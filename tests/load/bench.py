@@ -431,8 +431,8 @@ class Run:
             log(f"starting {key}: -Q {kw['queues']} --pool {kw['pool']} -c {kw['concurrency']}")
             self.procs[key] = P.celery_worker(env=env, **kw)
         self.workers_layout = {k: dict(kw) for k, kw in starts.items()}
-        self.beat_dir = tempfile.mkdtemp(prefix="clearhouse-bench-beat-")
-        self.procs["beat"] = P.celery_beat(env=env, schedule_dir=self.beat_dir)
+        self.procs["relay"] = P.relay(env=env)
+        self.procs["beat"] = P.celery_beat(env=env)
         log("stack is up: " + ", ".join(f"{k} pid {p.proc.pid}" for k, p in self.procs.items()))
 
     def _start_api(self, P, env, attempts: int = 20):

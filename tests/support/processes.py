@@ -140,6 +140,15 @@ def celery_worker(
     return p
 
 
+def relay(env: dict | None = None) -> Process:
+    """Start the outbox relay (new intents → the first queue)."""
+    p = Process(
+        "relay", [sys.executable, "-m", "workers.relay"], {"LOG_LEVEL": "INFO", **(env or {})}
+    )
+    p.wait_for("relay: listening", timeout=30)
+    return p
+
+
 def celery_beat(env: dict | None = None, wait_for_lock: bool = True, **_ignored) -> Process:
     """Start beat (RedBeat keeps its schedule in Redis); wait until it holds the lock."""
     argv = [_bin("celery"), "-A", "workers.celery_app", "--quiet", "beat", "--loglevel", "INFO"]

@@ -1,0 +1,29 @@
+"""The intake's transactional outbox: new intents waiting for the first queue.
+
+The API only inserts (one transaction, no broker round trip); a trigger
+NOTIFYs at commit and the relay hands everything committed so far to the
+first stage in one message. Marking and publishing are not atomic: an
+intent marked but never published is re-driven by the scheduler.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, text
+
+CHANNEL = "clearhouse_outbox"
+
+
+def claim(conn: Connection, limit: int) -> list[tuple[str, str | None]]:
+    """Mark up to ``limit`` unsent intents as enqueued; return (id, request_id) pairs."""
+    return [
+        (r.id, r.request_id)
+        for r in conn.execute(
+            text(
+                "UPDATE payment_intents SET enqueued_at = now() WHERE id IN ("
+                " SELECT id FROM payment_intents WHERE enqueued_at IS NULL"
+                " ORDER BY created_at LIMIT :n FOR UPDATE SKIP LOCKED)"
+                " RETURNING id, request_id"
+            ),
+            {"n": limit},
+        )
+    ]
