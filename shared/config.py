@@ -67,7 +67,7 @@ class Settings:
     fraud_block_threshold: int = 75
     # First-stage batching (celery-batches): flush at N messages or after T ms.
     batch_max: int = 100
-    batch_interval_ms: int = 10
+    batch_interval_ms: int = 25
     # Intents not advanced for this long are re-enqueued by the scheduler.
     redrive_after_s: int = 60
     redrive_interval_s: int = 30

@@ -49,7 +49,8 @@ class Collection(_Base):
             )
             return 202, intents.to_json(row)
 
-        self._runner.run(req, resp, effect)
+        # intents.create refuses (unknown wallet) only before its first write.
+        self._runner.run(req, resp, effect, savepoint=False)
 
     def on_get(self, req, resp) -> None:
         query = list_query(req.params)

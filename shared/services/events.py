@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, insert, select, text
 
-from shared.db.tables import events, merchants, payment_intents, webhook_deliveries
+from shared.db.tables import events, payment_intents
 from shared.db.uow import enqueue_after_commit
 from shared.observability import metrics
 
@@ -46,20 +46,24 @@ def emit(conn: Connection, items: list[tuple[str, str, str, dict]], request_id=N
     ]
     conn.execute(insert(events), rows)
     metrics.intent_events(conn, items)
-    urls = _webhook_urls(conn, {r["merchant_id"] for r in rows})
-    deliveries = [
+    # A delivery per event whose merchant has a webhook URL, in one statement:
+    # the merchant lookup and the insert share a round trip.
+    delivered = conn.execute(
+        text(
+            "INSERT INTO webhook_deliveries (id, event_id, merchant_id, url, next_attempt_at)"
+            " SELECT d.id, d.event_id, d.merchant_id, m.webhook_url, now()"
+            " FROM unnest(CAST(:ids AS text[]), CAST(:events AS text[]),"
+            "             CAST(:merchants AS text[])) AS d(id, event_id, merchant_id)"
+            " JOIN merchants m ON m.id = d.merchant_id AND m.webhook_url IS NOT NULL"
+            " RETURNING id"
+        ),
         {
-            "id": f"whd_{secrets.token_hex(12)}",
-            "event_id": r["id"],
-            "merchant_id": r["merchant_id"],
-            "url": urls[r["merchant_id"]],
-        }
-        for r in rows
-        if urls.get(r["merchant_id"])
-    ]
-    if deliveries:
-        conn.execute(webhook_deliveries.insert().values(next_attempt_at=func.now()), deliveries)
-        enqueue_after_commit(conn, "deliver_webhooks", [d["id"] for d in deliveries])
+            "ids": [f"whd_{secrets.token_hex(12)}" for _ in rows],
+            "events": [r["id"] for r in rows],
+            "merchants": [r["merchant_id"] for r in rows],
+        },
+    ).scalars()
+    enqueue_after_commit(conn, "deliver_webhooks", list(delivered))
     return [r["id"] for r in rows]
 
 
@@ -77,12 +81,3 @@ def emit_intents(conn: Connection, ids, request_id=None) -> list[str]:
         [(r.merchant_id, INTENT_EVENTS[r.status], r.id, to_json(r)) for r in rows],
         request_id,
     )
-
-
-def _webhook_urls(conn: Connection, merchant_ids) -> dict[str, str | None]:
-    found = conn.execute(
-        select(merchants.c.id, merchants.c.webhook_url).where(
-            merchants.c.id.in_(sorted(merchant_ids))
-        )
-    )
-    return dict(found.all())

@@ -8,11 +8,11 @@ pipeline to drain, and reports client-side and Postgres-side figures. The last
 line of stdout is one JSON object (also written to bench-results.json).
 tests/load/README.md defines every figure.
 
-Environment (defaults in brackets): BENCH_RATE [150] offered intents/s,
+Environment (defaults in brackets): BENCH_RATE [110] offered intents/s,
 BENCH_DURATION_S [60], BENCH_WARMUP_S [5], BENCH_RUNS [1] (median of N runs,
 fresh database each), BENCH_DRAIN_S [60], BENCH_CONNECTIONS [auto] generator
 threads, BENCH_KEEP_DB=1 keeps the database, BENCH_KEEP_LOGS=1 keeps the
-process logs, WEB_CONCURRENCY [3], ACQUIRER_LATENCY_MS [0]; DATABASE_URL and
+process logs, WEB_CONCURRENCY [2], ACQUIRER_LATENCY_MS [0]; DATABASE_URL and
 REDIS_URL name the servers (their db name / number are replaced).
 """
 
@@ -888,7 +888,7 @@ def summarize(runs: list[dict], opts: dict) -> dict:
 
 
 def options() -> dict:
-    rate = _env_float("BENCH_RATE", 150)
+    rate = _env_float("BENCH_RATE", 110)
     return {
         "rate": rate,
         "duration_s": _env_float("BENCH_DURATION_S", 60),
@@ -897,7 +897,7 @@ def options() -> dict:
         "drain_s": _env_float("BENCH_DRAIN_S", 60),
         # Enough threads that a few slow requests do not stall the schedule.
         "connections": _env_int("BENCH_CONNECTIONS", min(128, max(8, math.ceil(rate / 5)))),
-        "web_concurrency": _env_int("WEB_CONCURRENCY", 3),
+        "web_concurrency": _env_int("WEB_CONCURRENCY", 2),
         "acquirer_latency_ms": _env_int("ACQUIRER_LATENCY_MS", 0),
         "keep_db": os.environ.get("BENCH_KEEP_DB", "") == "1",
         "keep_logs": os.environ.get("BENCH_KEEP_LOGS", "") == "1",
