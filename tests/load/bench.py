@@ -333,9 +333,11 @@ def procfile_workers() -> dict:
         if not sep or line.startswith("#") or " worker " not in f" {cmd} ":
             continue
         argv = shlex.split(cmd)
-        opts = {"pool": "prefork", "concurrency": None, "queues": None}
+        opts = {"pool": "prefork", "concurrency": None, "queues": None, "nice": 0}
         for i, arg in enumerate(argv[:-1]):
-            if arg in ("-Q", "--queues"):
+            if arg == "nice" and argv[i + 1] == "-n":
+                opts["nice"] = int(argv[i + 2])
+            elif arg in ("-Q", "--queues"):
                 opts["queues"] = argv[i + 1]
             elif arg in ("-P", "--pool"):
                 opts["pool"] = argv[i + 1]
@@ -431,7 +433,7 @@ class Run:
             log(f"starting {key}: -Q {kw['queues']} --pool {kw['pool']} -c {kw['concurrency']}")
             self.procs[key] = P.celery_worker(env=env, **kw)
         self.workers_layout = {k: dict(kw) for k, kw in starts.items()}
-        self.procs["relay"] = P.relay(env=env)
+        self.procs["relay"] = P.relay(env=env, nice=max(w["nice"] for w in starts.values()))
         self.procs["beat"] = P.celery_beat(env=env)
         log("stack is up: " + ", ".join(f"{k} pid {p.proc.pid}" for k, p in self.procs.items()))
 

@@ -107,10 +107,11 @@ def celery_worker(
     pool: str = "prefork",
     concurrency: int = 2,
     env: dict | None = None,
+    nice: int = 0,
 ) -> Process:
-    """Start a real Celery worker and wait until it consumes."""
+    """Start a real Celery worker (at ``nice``, as deploy/Procfile may) and wait until ready."""
     env = _observable(env, WORKER_METRICS_PORT=str(_free_port()))
-    argv = [
+    argv = [*(["nice", "-n", str(nice)] if nice else []),
         _bin("celery"),
         "-A",
         "workers.celery_app",
@@ -140,10 +141,11 @@ def celery_worker(
     return p
 
 
-def relay(env: dict | None = None) -> Process:
+def relay(env: dict | None = None, nice: int = 0) -> Process:
     """Start the outbox relay (new intents → the first queue)."""
+    prefix = ["nice", "-n", str(nice)] if nice else []
     p = Process(
-        "relay", [sys.executable, "-m", "workers.relay"], {"LOG_LEVEL": "INFO", **(env or {})}
+        "relay", [*prefix, sys.executable, "-m", "workers.relay"], {"LOG_LEVEL": "INFO", **(env or {})}
     )
     p.wait_for("relay: listening", timeout=30)
     return p
