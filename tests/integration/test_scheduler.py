@@ -92,8 +92,7 @@ def test_flushing_redis_mid_run_still_finishes_every_intent(
         ids = [submit(merchant, f.card_body(f.random_visa(rng), 500)) for _ in range(40)]
         # and some whose message is certainly gone (published, then lost)
         ids += [
-            submit(merchant, f.card_body(f.random_visa(rng), 500), enqueue=False)
-            for _ in range(10)
+            submit(merchant, f.card_body(f.random_visa(rng), 500), enqueue=False) for _ in range(10)
         ]
         # queued messages, unacked messages, beat's lock and schedule: all gone
         assert wipe_redis(redis_client) > 0

@@ -111,7 +111,8 @@ def celery_worker(
 ) -> Process:
     """Start a real Celery worker (at ``nice``, as deploy/Procfile may) and wait until ready."""
     env = _observable(env, WORKER_METRICS_PORT=str(_free_port()))
-    argv = [*(["nice", "-n", str(nice)] if nice else []),
+    argv = [
+        *(["nice", "-n", str(nice)] if nice else []),
         _bin("celery"),
         "-A",
         "workers.celery_app",
@@ -145,7 +146,9 @@ def relay(env: dict | None = None, nice: int = 0) -> Process:
     """Start the outbox relay (new intents → the first queue)."""
     prefix = ["nice", "-n", str(nice)] if nice else []
     p = Process(
-        "relay", [*prefix, sys.executable, "-m", "workers.relay"], {"LOG_LEVEL": "INFO", **(env or {})}
+        "relay",
+        [*prefix, sys.executable, "-m", "workers.relay"],
+        {"LOG_LEVEL": "INFO", **(env or {})},
     )
     p.wait_for("relay: listening", timeout=30)
     return p
