@@ -5,12 +5,11 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from intake.idempotent import IdempotentRunner
+from intake.listing import list_object, list_query
 from shared.db.uow import UnitOfWork
 from shared.domain.validation import ValidationError, reject_unknown, require_object
 from shared.services import event_log, webhooks
 from shared.services.events import EVENT_TYPES
-
-MAX_LIMIT = 100
 
 
 class _Base:
@@ -26,7 +25,7 @@ class Events(_Base):
         query = list_query(req.params, {"type": EVENT_TYPES})
         with UnitOfWork(self._engine) as uow:
             rows, has_more = event_log.list_events(uow.conn, req.context.merchant_id, **query)
-        resp.media = _list([webhooks.event_json(r) for r in rows], has_more, "/v1/events")
+        resp.media = list_object([webhooks.event_json(r) for r in rows], has_more, "/v1/events")
 
 
 class Event(_Base):
@@ -58,29 +57,4 @@ class Deliveries(_Base):
                 uow.conn, req.context.merchant_id, **query
             )
         data = [event_log.delivery_json(r, attempts[r.id]) for r in rows]
-        resp.media = _list(data, has_more, "/v1/webhook_deliveries")
-
-
-def _list(data: list, has_more: bool, url: str) -> dict:
-    return {"object": "list", "data": data, "has_more": has_more, "url": url}
-
-
-def list_query(params: dict, filters: dict) -> dict:
-    """Validate limit, starting_after and the given filters ({name: allowed values or None})."""
-    known = {"limit", "starting_after", *filters}
-    for name, value in params.items():
-        if name not in known:
-            raise ValidationError(name, f"Received unknown parameter: {name}", "parameter_unknown")
-        if not isinstance(value, str):
-            raise ValidationError(name, f"`{name}` may be given only once.")
-    raw_limit = params.get("limit", "10")
-    digits = raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) <= 3
-    if not (digits and 1 <= int(raw_limit) <= MAX_LIMIT):
-        raise ValidationError("limit", f"`limit` must be an integer from 1 to {MAX_LIMIT}.")
-    out = {"limit": int(raw_limit), "starting_after": params.get("starting_after") or None}
-    for name, allowed in filters.items():
-        value = params.get(name) or None
-        if value is not None and allowed is not None and value not in allowed:
-            raise ValidationError(name, f"`{name}` must be one of: {', '.join(allowed)}.")
-        out[name] = value
-    return out
+        resp.media = list_object(data, has_more, "/v1/webhook_deliveries")

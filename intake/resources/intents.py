@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 
 from intake.idempotent import IdempotentRunner
+from intake.listing import list_object, list_query
 from shared.db.uow import Dispatch, UnitOfWork
 from shared.domain.intent import Status
 from shared.domain.validation import (
-    ValidationError,
     reject_unknown,
     require_object,
     validate_create,
@@ -18,8 +18,7 @@ from shared.domain.validation import (
 from shared.services import intents
 from shared.services.errors import NotFound
 
-LIST_PARAMS = {"limit", "starting_after", "status"}
-MAX_LIMIT = 100
+STATUSES = tuple(s.value for s in Status)
 
 
 class _Base:
@@ -53,7 +52,7 @@ class Collection(_Base):
         self._runner.run(req, resp, effect, savepoint=False)
 
     def on_get(self, req, resp) -> None:
-        query = list_query(req.params)
+        query = list_query(req.params, {"status": STATUSES})
         with UnitOfWork(self._engine) as uow:
             try:
                 rows, has_more = intents.list_(uow.conn, req.context.merchant_id, **query)
@@ -61,12 +60,9 @@ class Collection(_Base):
                 raise NotFound(
                     "payment_intent", query["starting_after"], "starting_after"
                 ) from None
-        resp.media = {
-            "object": "list",
-            "data": [intents.to_json(r) for r in rows],
-            "has_more": has_more,
-            "url": "/v1/payment_intents",
-        }
+        resp.media = list_object(
+            [intents.to_json(r) for r in rows], has_more, "/v1/payment_intents"
+        )
 
 
 class Item(_Base):
@@ -100,26 +96,3 @@ class Cancel(_Base):
             return 200, intents.to_json(row)
 
         self._runner.run(req, resp, effect)
-
-
-def list_query(params: dict) -> dict:
-    """Validate list query parameters (unknown or repeated ones are errors)."""
-    for name, value in params.items():
-        if name not in LIST_PARAMS:
-            raise ValidationError(name, f"Received unknown parameter: {name}", "parameter_unknown")
-        if not isinstance(value, str):
-            raise ValidationError(name, f"`{name}` may be given only once.")
-    raw_limit = params.get("limit", "10")
-    digits = raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) <= 3
-    if not (digits and 1 <= int(raw_limit) <= MAX_LIMIT):
-        raise ValidationError("limit", f"`limit` must be an integer from 1 to {MAX_LIMIT}.")
-    status = params.get("status")
-    if status is not None and status not in {s.value for s in Status}:
-        raise ValidationError(
-            "status", f"`status` must be one of: {', '.join(s.value for s in Status)}."
-        )
-    return {
-        "limit": int(raw_limit),
-        "status": status,
-        "starting_after": params.get("starting_after") or None,
-    }
