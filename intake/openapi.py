@@ -32,6 +32,11 @@ def _op(summary: str, responses: dict, *, body=None, params=(), auth=True, idem=
 
 
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+OBJECT = {"type": "object"}
+
+
+def _query(name: str, required: bool = False) -> dict:
+    return {"name": name, "in": "query", "required": required, "schema": {"type": "string"}}
 
 
 @lru_cache(maxsize=1)
@@ -45,13 +50,16 @@ def spec() -> dict:
             for k in ("grant_type", "client_id", "client_secret", "refresh_token", "scope")
         },
     }
-    list_params = [
+    page_params = [
         {
             "name": "limit",
             "in": "query",
             "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
         },
-        {"name": "starting_after", "in": "query", "schema": {"type": "string"}},
+        _query("starting_after"),
+    ]
+    list_params = [
+        *page_params,
         {"name": "status", "in": "query", "schema": {"enum": [s.value for s in Status]}},
     ]
     plain = {"200": {"description": "OK"}}
@@ -122,6 +130,72 @@ def spec() -> dict:
                 )
             },
             "/v1/balance": {"get": _op("Ledger balances per currency", {**plain, **_errors(401)})},
+            "/v1/refunds": {
+                "post": _op(
+                    "Refund all or part of a succeeded payment intent",
+                    {"200": _json(OBJECT, "The refund"), **_errors(400, 401, 404, 409, 422)},
+                    body={
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["payment_intent"],
+                        "properties": {
+                            "payment_intent": {"type": "string"},
+                            "amount": INT,
+                            "reason": {"type": "string"},
+                            "metadata": {"type": "object"},
+                        },
+                    },
+                    idem=True,
+                ),
+                "get": _op(
+                    "List refunds, newest first",
+                    {"200": _json(OBJECT, "A page"), **_errors(400, 401)},
+                    params=[*page_params, _query("payment_intent")],
+                ),
+            },
+            "/v1/refunds/{id}": {
+                "get": _op(
+                    "Retrieve a refund",
+                    {"200": _json(OBJECT, "The refund"), **_errors(401, 404)},
+                    params=[_ID],
+                )
+            },
+            "/v1/events": {
+                "get": _op(
+                    "List events, newest first",
+                    {"200": _json(OBJECT, "A page"), **_errors(400, 401)},
+                    params=[*page_params, _query("type")],
+                )
+            },
+            "/v1/events/{id}": {
+                "get": _op(
+                    "Retrieve an event",
+                    {"200": _json(OBJECT, "The event"), **_errors(401, 404)},
+                    params=[_ID],
+                )
+            },
+            "/v1/events/{id}/redeliver": {
+                "post": _op(
+                    "Send an event's webhook again",
+                    {"202": _json(OBJECT, "The new delivery"), **_errors(401, 404, 409)},
+                    params=[_ID],
+                    idem=True,
+                )
+            },
+            "/v1/webhook_deliveries": {
+                "get": _op(
+                    "List webhook deliveries and their attempts",
+                    {"200": _json(OBJECT, "A page"), **_errors(400, 401)},
+                    params=[*page_params, _query("event_id"), _query("status")],
+                )
+            },
+            "/v1/reports/daily": {
+                "get": _op(
+                    "Daily report (JSON, or CSV with Accept: text/csv)",
+                    {"200": _json(OBJECT, "The report"), **_errors(400, 401, 404)},
+                    params=[_query("date", required=True)],
+                )
+            },
             "/health": {"get": _op("Liveness", plain, auth=False)},
             "/ready": {
                 "get": _op("Readiness (Postgres and Redis)", {**plain, **_errors(503)}, auth=False)
