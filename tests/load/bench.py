@@ -12,8 +12,10 @@ Environment (defaults in brackets): BENCH_RATE [110] offered intents/s,
 BENCH_DURATION_S [60], BENCH_WARMUP_S [5], BENCH_RUNS [1] (median of N runs,
 fresh database each), BENCH_DRAIN_S [60], BENCH_CONNECTIONS [auto] generator
 threads, BENCH_KEEP_DB=1 keeps the database, BENCH_KEEP_LOGS=1 keeps the
-process logs, WEB_CONCURRENCY [2], ACQUIRER_LATENCY_MS [0]; DATABASE_URL and
-REDIS_URL name the servers (their db name / number are replaced).
+process logs, WEB_CONCURRENCY [2], ACQUIRER_LATENCY_MS [0], BENCH_WEBHOOKS [0]
+(1: the merchant gets a webhook URL served by tests/load/webhook_sink.py in a
+process of its own, and webhook figures are added); DATABASE_URL and REDIS_URL
+name the servers (their db name / number are replaced).
 """
 
 from __future__ import annotations
@@ -384,6 +386,10 @@ class Run:
             "ACQUIRER_LATENCY_MS": str(opts["acquirer_latency_ms"]),
             "WEB_CONCURRENCY": str(opts["web_concurrency"]),
         }
+        if opts["webhooks"]:
+            # The sink listens on 127.0.0.1, which the SSRF policy refuses by default.
+            self.env["WEBHOOK_ALLOW_PRIVATE"] = "true"
+        self.sink_port = _free_port() if opts["webhooks"] else None
         self.engine = None
         self.db_created = False
 
@@ -416,15 +422,23 @@ class Run:
         SigningKeys.from_settings(self.settings)
         vault = Vault.from_settings(self.settings)
         self.engine = get_engine(self.env["DATABASE_URL"])
+        webhook_url = f"http://127.0.0.1:{self.sink_port}/hooks" if self.sink_port else None
         with UnitOfWork(self.engine) as u:
-            self.merchant = create_merchant(u.conn, vault, "Bench merchant")
+            self.merchant = create_merchant(
+                u.conn, vault, "Bench merchant", webhook_url, allow_private=True
+            )
             u.commit()
-        log(f"merchant {self.merchant['merchant_id']}")
+        log(
+            f"merchant {self.merchant['merchant_id']}"
+            + (f", webhooks to {webhook_url}" if webhook_url else "")
+        )
 
     def start_stack(self) -> None:
         from tests.support import processes as P
 
         env = self.env
+        if self.sink_port:
+            self._start_sink(P)
         self.port = _free_port()
         log(f"starting gunicorn ({self.opts['web_concurrency']} workers) on port {self.port}")
         self.procs["api"] = self._start_api(P, env)
@@ -436,6 +450,32 @@ class Run:
         self.procs["relay"] = P.relay(env=env, nice=max(w["nice"] for w in starts.values()))
         self.procs["beat"] = P.celery_beat(env=env)
         log("stack is up: " + ", ".join(f"{k} pid {p.proc.pid}" for k, p in self.procs.items()))
+
+    def _start_sink(self, P) -> None:
+        """The webhook receiver, in a process (and process group) of its own."""
+        self.sink_dir = tempfile.mkdtemp(prefix="clearhouse-bench-sink-")
+        self.sink_out = Path(self.sink_dir) / "receipts.json"
+        argv = [
+            sys.executable,
+            "-m",
+            "tests.load.webhook_sink",
+            str(self.sink_port),
+            str(self.sink_out),
+        ]
+        env = {"BENCH_WEBHOOK_SECRET": self.merchant["webhook_secret"]}
+        self.procs["webhook_sink"] = P.Process("webhook_sink", argv, env)
+        self.procs["webhook_sink"].wait_for("webhook_sink: listening", timeout=30)
+        log(f"webhook sink on port {self.sink_port}")
+
+    def _collect_sink(self) -> list:
+        """Stop the sink (SIGTERM: it writes its records) and read them."""
+        proc = self.procs["webhook_sink"]
+        if proc.proc.poll() is None:
+            os.kill(proc.proc.pid, signal.SIGTERM)
+            proc.proc.wait(timeout=30)
+        if not self.sink_out.exists():
+            raise RuntimeError(f"webhook sink wrote no records:\n{proc.output()[-3000:]}")
+        return json.loads(self.sink_out.read_text())
 
     def _start_api(self, P, env, attempts: int = 20):
         # The API may still be under construction: retry a broken import for a while.
@@ -521,6 +561,7 @@ class Run:
         cpu_b = sampler.snapshot()
         xact_b, redis_b = self._db_xacts(), self._redis_cmds()
         self.stages_at_window_end = self._stages()
+        self.hooks_pending_at_window_end = self._hooks_pending() if o["webhooks"] else None
         self.cpu = CpuSampler.diff(cpu_a, cpu_b, o["duration_s"])
         self.db_xacts_per_s = round((xact_b - xact_a) / o["duration_s"], 1)
         self.redis_cmds_per_s = (
@@ -559,9 +600,21 @@ class Run:
                 ),
                 {"a": now - 10},
             ).one()
+        hooks = ""
+        if self.opts["webhooks"]:
+            with self.engine.connect() as c:
+                h = c.execute(
+                    text(
+                        "SELECT count(*) FILTER (WHERE completed_at >= to_timestamp(:a)) AS done,"
+                        " count(*) FILTER (WHERE status = 'pending') AS pending"
+                        " FROM webhook_deliveries"
+                    ),
+                    {"a": now - 10},
+                ).one()
+            hooks = f"; webhooks done {h.done / 10:.0f}/s, pending {h.pending}"
         log(
             f"  last 10 s: created {row.created / 10:.0f}/s, "
-            f"finalized {row.finalized / 10:.0f}/s; processing now {row.processing}"
+            f"finalized {row.finalized / 10:.0f}/s; processing now {row.processing}{hooks}"
         )
 
     def _stages(self) -> dict:
@@ -576,6 +629,17 @@ class Run:
                 )
             ).all()
         return dict(rows)
+
+    def _hooks_pending(self) -> int:
+        """Webhook deliveries not yet succeeded or failed (any event), now."""
+        from sqlalchemy import text
+
+        with self.engine.connect() as c:
+            return int(
+                c.execute(
+                    text("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'")
+                ).scalar()
+            )
 
     def _db_xacts(self) -> int:
         from sqlalchemy import text
@@ -601,25 +665,97 @@ class Run:
             return None
 
     def drain(self) -> float:
+        """Wait (at most BENCH_DRAIN_S in all) for intents to leave processing and,
+        with BENCH_WEBHOOKS=1, for the deliveries of in-window events to finish."""
         from sqlalchemy import text
 
         deadline = time.monotonic() + self.opts["drain_s"]
         started = time.monotonic()
+        intents_done = False
+        ws, we = self.window
         while True:
             with self.engine.connect() as c:
                 left = c.execute(
                     text("SELECT count(*) FROM payment_intents WHERE status = 'processing'")
                 ).scalar()
-            if not left:
+                hooks = 0
+                if self.opts["webhooks"]:
+                    hooks = c.execute(
+                        text(
+                            "SELECT count(*) FROM webhook_deliveries d"
+                            " JOIN events e ON e.id = d.event_id"
+                            " WHERE d.status = 'pending' AND e.created_at >= to_timestamp(:ws)"
+                            " AND e.created_at < to_timestamp(:we)"
+                        ),
+                        {"ws": ws, "we": we},
+                    ).scalar()
+            if not left and not intents_done:
+                intents_done = True
+                log(f"intents drained in {time.monotonic() - started:.1f} s")
+            if not left and not hooks:
                 waited = time.monotonic() - started
                 log(f"drained in {waited:.1f} s")
                 return round(waited, 1)
             if time.monotonic() > deadline:
-                log(f"{left} intents still processing after {self.opts['drain_s']} s")
+                log(
+                    f"after {self.opts['drain_s']} s: {left} intents still processing, "
+                    f"{hooks} in-window webhook deliveries pending"
+                )
                 return round(time.monotonic() - started, 1)
             time.sleep(0.5)
 
     # -- figures -------------------------------------------------------------
+
+    def webhook_figures(self, receipts: list) -> dict:
+        """Deliveries of the events created in the window, as the sink saw them."""
+        from sqlalchemy import text
+
+        ws, we = self.window
+        with self.engine.connect() as c:
+            rows = c.execute(
+                text(
+                    "SELECT e.id, extract(epoch FROM e.created_at) AS created,"
+                    " d.status, a.outcome AS first_outcome"
+                    " FROM events e"
+                    " LEFT JOIN webhook_deliveries d ON d.event_id = e.id"
+                    " LEFT JOIN webhook_attempts a ON a.delivery_id = d.id AND a.attempt = 1"
+                    " WHERE e.created_at >= to_timestamp(:ws) AND e.created_at < to_timestamp(:we)"
+                ),
+                {"ws": ws, "we": we},
+            ).all()
+        created = {r.id: float(r.created) for r in rows}
+        first: dict[str, float] = {}
+        receipts_n = bad = 0
+        for event_id, at, ok in receipts:
+            if event_id not in created:
+                continue
+            receipts_n += 1
+            if not ok:
+                bad += 1
+            if event_id not in first or at < first[event_id]:
+                first[event_id] = at
+        latency = [(first[e] - created[e]) * 1000 for e in first]
+        dur = self.opts["duration_s"]
+        in_window = sum(1 for at in first.values() if ws <= at < we)
+        return {
+            "webhook_first_attempt_latency_ms": percentiles(latency),
+            "webhooks": {
+                "events": len(created),
+                "delivered": len(first),
+                "bad_signatures": bad,
+                "deliveries_succeeded_first_attempt": sum(
+                    1 for r in rows if r.first_outcome == "succeeded"
+                ),
+                "undelivered_after_drain": sum(
+                    1 for r in rows if r.status is not None and r.status != "succeeded"
+                ),
+                "without_delivery_row": sum(1 for r in rows if r.status is None),
+                "duplicate_receipts": receipts_n - len(first),
+                "events_per_s": round(len(created) / dur, 2),
+                "delivered_in_window_per_s": round(in_window / dur, 2),
+                "pending_at_window_end": self.hooks_pending_at_window_end,
+            },
+        }
 
     def figures(self, gen: dict, drain_s: float) -> dict:
         from sqlalchemy import text
@@ -716,12 +852,14 @@ class Run:
         warmup_errors = {k[7:]: v for k, v in gen["errors"].items() if k.startswith("warmup:")}
         total_gen_time = o["warmup_s"] + dur
         logs = {name: _log_problems(proc.output()) for name, proc in self.procs.items()}
+        hooks = self.webhook_figures(self._collect_sink()) if self.opts["webhooks"] else {}
         return {
             "accepted_per_s": round(counts.get("accepted_in_window", 0) / dur, 2),
             "completed_per_s": round(completed / dur, 2),
             "accept_latency_ms": percentiles(lat),
             "e2e_latency_ms": e2e,
             "instant_settle_latency_ms": trio(settle),
+            **hooks,
             "errors": {"count": sum(errors.values()), "by_kind": errors},
             "offered_rate": o["rate"],
             "sent_per_s": round(counts.get("sent", 0) / dur, 2),
@@ -789,6 +927,8 @@ class Run:
         elif self.db_created:
             log(f"kept database {self.db_name} (BENCH_KEEP_DB=1)")
         shutil.rmtree(self.key_dir, ignore_errors=True)
+        if getattr(self, "sink_dir", None):
+            shutil.rmtree(self.sink_dir, ignore_errors=True)
         if getattr(self, "beat_dir", None):
             shutil.rmtree(self.beat_dir, ignore_errors=True)
 
@@ -835,14 +975,17 @@ MEDIAN_KEYS = (
     "backlog_at_window_end",
     "loadgen_cpu_cores",
     "db_commits_per_completed",
+    "webhook_first_attempt_latency_ms",
+    "webhooks",
 )
 
 
 def summarize(runs: list[dict], opts: dict) -> dict:
+    keys = [k for k in MEDIAN_KEYS if all(k in r for r in runs)]
     if len(runs) == 1:
-        top = {k: runs[0][k] for k in MEDIAN_KEYS}
+        top = {k: runs[0][k] for k in keys}
     else:
-        top = {k: _median_tree([r[k] for r in runs]) for k in MEDIAN_KEYS}
+        top = {k: _median_tree([r[k] for r in runs]) for k in keys}
         by_kind = Counter()
         for r in runs:
             by_kind.update(r["errors"]["by_kind"])
@@ -873,6 +1016,7 @@ def summarize(runs: list[dict], opts: dict) -> dict:
             "settings": {
                 "web_concurrency": opts["web_concurrency"],
                 "acquirer_latency_ms": opts["acquirer_latency_ms"],
+                "webhooks": opts["webhooks"],
                 "loadgen": f"threads+http.client, {opts['connections']} connections, open loop",
                 "batch_max": d.batch_max,
                 "batch_interval_ms": d.batch_interval_ms,
@@ -901,6 +1045,7 @@ def options() -> dict:
         "connections": _env_int("BENCH_CONNECTIONS", min(128, max(8, math.ceil(rate / 5)))),
         "web_concurrency": _env_int("WEB_CONCURRENCY", 2),
         "acquirer_latency_ms": _env_int("ACQUIRER_LATENCY_MS", 0),
+        "webhooks": os.environ.get("BENCH_WEBHOOKS", "0").strip() == "1",
         "keep_db": os.environ.get("BENCH_KEEP_DB", "") == "1",
         "keep_logs": os.environ.get("BENCH_KEEP_LOGS", "") == "1",
         "wait_for_api": os.environ.get("BENCH_WAIT_FOR_API", "1") == "1",
