@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable
 
+from celery_batches import Batches
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from shared.config import get_settings
 from shared.domain.intent import FailureCode, Status
 from shared.services import outcomes
 from shared.services.stages.common import StageResult
 from workers import runtime
 from workers.celery_app import app
+from workers.dispatch import dispatch
 
 log = logging.getLogger(__name__)
+settings = get_settings()
 
 # Worth retrying: the database or broker was briefly away, a deadlock or
 # serialization failure was detected. Anything else is a bug or bad data.
@@ -88,3 +93,36 @@ def _fail_broken(intent_id: str) -> None:
         if row is not None:
             outcomes.fail(uow.conn, [row], FailureCode.PROCESSING_ERROR)
         uow.commit()
+
+
+def batch_task(name: str, step: str):
+    """Declare a stage task that gathers its messages (lists of ids) into batches.
+
+    celery-batches flushes at ``batch_max`` ids or every ``batch_interval_ms``:
+    light load sees batches of one within milliseconds, heavy load amortizes
+    one transaction and one onward message over many intents. Messages are
+    acked after the flush (acks_late). Batches has no autoretry, so transient
+    errors put the ids back on the queue themselves (re-drive is the backstop).
+    """
+
+    def decorate(handle):
+        @app.task(
+            base=Batches,
+            name=name,
+            acks_late=True,
+            flush_every=settings.batch_max,
+            flush_interval=settings.batch_interval_ms / 1000,
+        )
+        def task(requests):
+            ids = list(dict.fromkeys(i for r in requests for i in r.args[0]))
+            try:
+                handle(ids)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("%s: transient error (%s); retrying %d ids", name, exc, len(ids))
+                dispatch(step, ids, countdown=1 + random.random())
+
+        return task
+
+    return decorate

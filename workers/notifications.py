@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 
@@ -15,16 +16,17 @@ from shared.services import webhooks
 from shared.services.webhook_endpoints import resolve
 from shared.services.webhooks import Outcome, Send
 from workers import runtime
-from workers.base import stage_task
-from workers.dispatch import dispatch
+from workers.base import batch_task
 
 log = logging.getLogger(__name__)
 settings = get_settings()
 
 USER_AGENT = "clearhouse-webhooks/1"
-# Deliveries per task, all sent at once: a task's wall time stays about one
-# send, well inside Celery's soft time limit (60 s). More ids are re-queued.
-CHUNK = 16
+# Sends in flight at once. One pool for the process (not one per task), and
+# one HTTP session per thread, so connections to a receiver are reused.
+SENDERS = 16
+_pool = ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix="webhook")
+_local = threading.local()
 
 
 def send_budget_s() -> float:
@@ -39,42 +41,47 @@ def lease_s() -> float:
     return send_budget_s() + 30
 
 
-@stage_task("clearhouse.deliver_webhooks", queue="notifications")
-def deliver_webhooks(self, ids: list[str]):
-    for start in range(CHUNK, len(ids), CHUNK):
-        dispatch("deliver_webhooks", ids[start : start + CHUNK])
+@batch_task("clearhouse.deliver_webhooks", "deliver_webhooks")
+def deliver_webhooks(ids: list[str]):
+    # celery-batches gathers the many small messages (one per committed
+    # state change) into batches of up to batch_max deliveries.
     with runtime.uow() as uow:
-        claimed = webhooks.claim(uow.conn, ids[:CHUNK], lease_s())
+        claimed = webhooks.claim(uow.conn, ids, lease_s())
         sends = webhooks.prepare(uow.conn, runtime.vault(), claimed)
         uow.commit()
     if not sends:
-        return {}
+        return
     outcomes = send_all(sends)
     metrics.webhook_attempts(outcomes)
-    counts: dict[str, int] = {}
     with runtime.uow() as uow:
-        for send, outcome in zip(sends, outcomes, strict=True):
-            status = webhooks.record_attempt(
-                uow.conn,
-                send,
-                outcome,
-                max_age_s=settings.webhook_max_age_s,
-                scale=settings.webhook_schedule_scale,
-            )
-            counts[status or "superseded"] = counts.get(status or "superseded", 0) + 1
+        webhooks.record_attempts(
+            uow.conn,
+            sends,
+            outcomes,
+            max_age_s=settings.webhook_max_age_s,
+            scale=settings.webhook_schedule_scale,
+        )
         uow.commit()
-    return counts
 
 
 def send_all(sends: list[Send]) -> list[Outcome]:
     """POST every delivery concurrently; one still running after the budget has failed."""
-    pool = ThreadPoolExecutor(max_workers=len(sends), thread_name_prefix="webhook")
-    futures = [pool.submit(post, send) for send in sends]
+    futures = [_pool.submit(post, send) for send in sends]
     done, _ = wait(futures, timeout=send_budget_s())
     # Don't wait for stragglers: their sockets time out on their own. If one
     # still arrives, the retry makes it a duplicate, which receivers dedupe.
-    pool.shutdown(wait=False, cancel_futures=True)
+    for f in futures:
+        if f not in done:
+            f.cancel()
     return [f.result() if f in done else Outcome(error="send budget exceeded") for f in futures]
+
+
+def _session() -> requests.Session:
+    session = getattr(_local, "session", None)
+    if session is None:
+        session = _local.session = requests.Session()
+        session.trust_env = False  # no proxies or netrc from the environment
+    return session
 
 
 def post(send: Send) -> Outcome:
@@ -91,7 +98,7 @@ def post(send: Send) -> Outcome:
     }
     started = time.monotonic()
     try:
-        resp = requests.post(
+        resp = _session().post(
             send.url,
             data=send.body,
             headers=headers,

@@ -6,50 +6,14 @@ import functools
 import logging
 import random
 
-from celery_batches import Batches
-
 from shared.config import get_settings
 from shared.services.stages import authorize, fees, fraud, limits, settlement
 from workers import runtime
-from workers.base import is_transient, run_batch
-from workers.celery_app import app
+from workers.base import batch_task, run_batch
 from workers.dispatch import dispatch
 
 log = logging.getLogger(__name__)
 settings = get_settings()
-
-
-def batch_task(name: str, step: str):
-    """Declare a stage task that gathers its messages (lists of ids) into batches.
-
-    celery-batches flushes at ``batch_max`` ids or every ``batch_interval_ms``:
-    light load sees batches of one within milliseconds, heavy load amortizes
-    one transaction and one onward message over many intents. Messages are
-    acked after the flush (acks_late). Batches has no autoretry, so transient
-    errors put the ids back on the queue themselves (re-drive is the backstop).
-    """
-
-    def decorate(handle):
-        @app.task(
-            base=Batches,
-            name=name,
-            acks_late=True,
-            flush_every=settings.batch_max,
-            flush_interval=settings.batch_interval_ms / 1000,
-        )
-        def task(requests):
-            ids = list(dict.fromkeys(i for r in requests for i in r.args[0]))
-            try:
-                handle(ids)
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                log.warning("%s: transient error (%s); retrying %d ids", name, exc, len(ids))
-                dispatch(step, ids, countdown=1 + random.random())
-
-        return task
-
-    return decorate
 
 
 @batch_task("clearhouse.limits", "limits")

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, func, insert, select, text, update
 
 from shared.db.tables import events, merchants, webhook_attempts
 from shared.db.tables import webhook_deliveries as wd
@@ -124,46 +124,73 @@ def prepare(conn: Connection, vault, claimed: list) -> list[Send]:
     ]
 
 
-def record_attempt(conn, send: Send, outcome: Outcome, *, max_age_s, scale, rng=None) -> str | None:
-    """Store an attempt and move the delivery on: succeeded, rescheduled or failed."""
+def record_attempts(
+    conn: Connection, sends: list[Send], outcomes: list[Outcome], *, max_age_s, scale, rng=None
+) -> dict[str, str]:
+    """Store the attempts and move each delivery on: succeeded, rescheduled or failed."""
     now = conn.execute(select(func.now())).scalar_one()
-    attempt = send.attempts + 1
-    values: dict = {"status": "succeeded", "completed_at": now, "next_attempt_at": None}
-    if not outcome.ok:
-        retry_at = now + timedelta(seconds=W.next_delay(attempt, rng, scale))
-        if retry_at > send.created_at + timedelta(seconds=max_age_s * scale):
-            values = {"status": "failed", "completed_at": now, "next_attempt_at": None}
-        else:
-            values = {"next_attempt_at": retry_at}
+    rows = []
+    for send, outcome in zip(sends, outcomes, strict=True):
+        status, next_at = "succeeded", None
+        if not outcome.ok:
+            retry_at = now + timedelta(seconds=W.next_delay(send.attempts + 1, rng, scale))
+            expired = retry_at > send.created_at + timedelta(seconds=max_age_s * scale)
+            status, next_at = ("failed", None) if expired else ("pending", retry_at)
+        rows.append((send, outcome, status, next_at))
     # attempts is the fence: if our lease ran out and another worker already
-    # recorded this attempt, ours changes nothing.
-    moved = conn.execute(
-        update(wd)
-        .where(
-            wd.c.id == send.delivery_id, wd.c.status == "pending", wd.c.attempts == send.attempts
+    # recorded this attempt, ours changes nothing (and is not stored).
+    params: dict = {"now": now}
+    values = []
+    for i, (send, outcome, status, next_at) in enumerate(rows):
+        params.update(
+            {
+                f"id{i}": send.delivery_id,
+                f"seen{i}": send.attempts,
+                f"status{i}": status,
+                f"next{i}": next_at,
+                f"code{i}": outcome.status_code,
+                f"error{i}": outcome.error,
+            }
         )
-        .values(
-            attempts=attempt,
-            last_status_code=outcome.status_code,
-            last_error=outcome.error,
-            updated_at=now,
-            **values,
+        values.append(
+            f"(:id{i}, CAST(:seen{i} AS int), :status{i}, CAST(:next{i} AS timestamptz),"
+            f" CAST(:code{i} AS int), CAST(:error{i} AS text))"
         )
-    ).rowcount
-    if not moved:
-        return None
-    conn.execute(
-        insert(webhook_attempts).values(
-            delivery_id=send.delivery_id,
-            attempt=attempt,
-            status_code=outcome.status_code,
-            latency_ms=outcome.latency_ms,
-            response_body=(outcome.response_body or "")[:RESPONSE_BODY_MAX] or None,
-            error=outcome.error,
-            outcome="succeeded" if outcome.ok else "failed",
-        )
+    # One statement for the whole batch. attempts is the fence: if our lease
+    # ran out and another worker already recorded this attempt, ours changes
+    # nothing (and is not stored).
+    moved = set(
+        conn.execute(
+            text(
+                "UPDATE webhook_deliveries AS d SET attempts = v.seen + 1, status = v.status,"
+                " next_attempt_at = v.next_at, last_status_code = v.code, last_error = v.error,"
+                " completed_at = CASE WHEN v.status = 'pending' THEN NULL ELSE :now END,"
+                " updated_at = :now"
+                f" FROM (VALUES {', '.join(values)}) AS v(id, seen, status, next_at, code, error)"
+                " WHERE d.id = v.id AND d.status = 'pending' AND d.attempts = v.seen"
+                " RETURNING d.id"
+            ),
+            params,
+        ).scalars()
     )
-    return values.get("status", "pending")
+    stored = [r for r in rows if r[0].delivery_id in moved]
+    if stored:
+        conn.execute(
+            insert(webhook_attempts),
+            [
+                {
+                    "delivery_id": send.delivery_id,
+                    "attempt": send.attempts + 1,
+                    "status_code": outcome.status_code,
+                    "latency_ms": outcome.latency_ms,
+                    "response_body": (outcome.response_body or "")[:RESPONSE_BODY_MAX] or None,
+                    "error": outcome.error,
+                    "outcome": "succeeded" if outcome.ok else "failed",
+                }
+                for send, outcome, _, _ in stored
+            ],
+        )
+    return {send.delivery_id: status for send, _, status, _ in stored}
 
 
 def redeliver(conn: Connection, merchant_id: str, event_id: str):
