@@ -35,7 +35,8 @@ def submit(engine, vault):
             row = intents.create(
                 u.conn, vault, merchant_id, req, client_ip=client_ip, request_id=None
             )
-            if not enqueue:  # as if published, and the message lost on the way
+            if not enqueue:  # as if published, and every message lost on the way
+                u.conn.info.pop("clearhouse.enqueue_after_commit", None)
                 u.execute(
                     text("UPDATE payment_intents SET enqueued_at = now() WHERE id = :i"),
                     {"i": row.id},
