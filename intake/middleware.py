@@ -123,6 +123,8 @@ def read_body(req: falcon.Request, limit: int) -> bytes:
     length = req.content_length
     if length is not None:
         if length > limit:
+            if length <= DRAIN_MAX:
+                _drain(req.bounded_stream, 0)
             raise too_large(limit)
         stream = req.bounded_stream
     elif req.env.get("wsgi.input_terminated"):
@@ -140,8 +142,24 @@ def read_body(req: falcon.Request, limit: int) -> bytes:
             return b"".join(chunks)
         total += len(chunk)
         if total > limit:
+            _drain(stream, total)
             raise too_large(limit)
         chunks.append(chunk)
+
+
+# Bodies up to this size are read and thrown away before a 413: closing a
+# socket with unread data in it makes the kernel send a reset, which can
+# destroy the 413 before the client reads it. Anything larger just gets cut off.
+DRAIN_MAX = 1024 * 1024
+
+
+def _drain(stream, seen: int) -> None:
+    """Read and discard the rest of a too-large body, up to DRAIN_MAX in all."""
+    while seen <= DRAIN_MAX:
+        chunk = stream.read(65536)
+        if not chunk:
+            return
+        seen += len(chunk)
 
 
 def too_large(limit: int) -> ApiError:

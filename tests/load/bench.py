@@ -12,7 +12,7 @@ Environment (defaults in brackets): BENCH_RATE [110] offered intents/s,
 BENCH_DURATION_S [60], BENCH_WARMUP_S [5], BENCH_RUNS [1] (median of N runs,
 fresh database each), BENCH_DRAIN_S [60], BENCH_CONNECTIONS [auto] generator
 threads, BENCH_KEEP_DB=1 keeps the database, BENCH_KEEP_LOGS=1 keeps the
-process logs, WEB_CONCURRENCY [2], ACQUIRER_LATENCY_MS [0], BENCH_WEBHOOKS [0]
+process logs, WEB_CONCURRENCY [3], ACQUIRER_LATENCY_MS [0], BENCH_WEBHOOKS [0]
 (1: the merchant gets a webhook URL served by tests/load/webhook_sink.py in a
 process of its own, and webhook figures are added); DATABASE_URL and REDIS_URL
 name the servers (their db name / number are replaced).
@@ -1043,7 +1043,7 @@ def options() -> dict:
         "drain_s": _env_float("BENCH_DRAIN_S", 60),
         # Enough threads that a few slow requests do not stall the schedule.
         "connections": _env_int("BENCH_CONNECTIONS", min(128, max(8, math.ceil(rate / 5)))),
-        "web_concurrency": _env_int("WEB_CONCURRENCY", 2),
+        "web_concurrency": _env_int("WEB_CONCURRENCY", 3),
         "acquirer_latency_ms": _env_int("ACQUIRER_LATENCY_MS", 0),
         "webhooks": os.environ.get("BENCH_WEBHOOKS", "0").strip() == "1",
         "keep_db": os.environ.get("BENCH_KEEP_DB", "") == "1",
