@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from sqlalchemy import Connection, select, text
 
 from shared.db.tables import payment_intents as pi
 from shared.domain import ledger as L
 from shared.domain.intent import Status
-from shared.services import outcomes
+from shared.services import idempotency, outcomes
 from shared.services.stages.common import now
 
 log = logging.getLogger(__name__)
@@ -66,7 +65,5 @@ def expire_holds(conn: Connection) -> list[str]:
 
 
 def prune_idempotency_keys(conn: Connection, retention_h: int) -> int:
-    """Delete idempotency keys older than the retention (at least 24 h)."""
-    cutoff = now(conn) - timedelta(hours=max(retention_h, 24))
-    result = conn.execute(text("DELETE FROM idempotency_keys WHERE created_at < :c"), {"c": cutoff})
-    return result.rowcount
+    """Delete idempotency keys past the retention (never less than the promised 24 h)."""
+    return idempotency.prune(conn, max(retention_h, 24))

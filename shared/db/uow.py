@@ -31,7 +31,6 @@ class UnitOfWork:
         self._engine = engine
         self._dispatch = dispatch
         self.conn: Connection | None = None
-        self._after_commit: list[Callable[[], None]] = []
         self._committed = False
 
     def __enter__(self) -> UnitOfWork:
@@ -55,25 +54,19 @@ class UnitOfWork:
             return self.conn.execute(statement)
         return self.conn.execute(statement, params)
 
-    def after_commit(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` once this transaction has committed."""
-        self._after_commit.append(callback)
-
     def commit(self) -> None:
         enqueue = self.conn.info.pop(_PENDING, [])
         self._tx.commit()
         self._committed = True
-        callbacks, self._after_commit = self._after_commit, []
-        if enqueue:
-            callbacks.insert(0, lambda: self._send(enqueue))
-        for callback in callbacks:
-            try:
-                callback()
-            except Exception:
-                # The rows are committed; the scheduler's re-drive (and the
-                # webhook dispatcher) will pick the work up again, so a failed
-                # enqueue must not fail work that already succeeded.
-                log.exception("after-commit work failed; the scheduler will recover it")
+        if not enqueue:
+            return
+        try:
+            self._send(enqueue)
+        except Exception:
+            # The rows are committed; the scheduler's re-drive (and the
+            # webhook dispatcher) will pick the work up again, so a failed
+            # enqueue must not fail work that already succeeded.
+            log.exception("enqueue after commit failed; the scheduler will recover it")
 
     def _send(self, enqueue) -> None:
         if self._dispatch is None:

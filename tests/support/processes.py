@@ -154,7 +154,7 @@ def relay(env: dict | None = None, nice: int = 0) -> Process:
     return p
 
 
-def celery_beat(env: dict | None = None, wait_for_lock: bool = True, **_ignored) -> Process:
+def celery_beat(env: dict | None = None, wait_for_lock: bool = True) -> Process:
     """Start beat (RedBeat keeps its schedule in Redis); wait until it holds the lock."""
     argv = [_bin("celery"), "-A", "workers.celery_app", "--quiet", "beat", "--loglevel", "INFO"]
     p = Process("beat", argv, _observable(env))
