@@ -13,6 +13,15 @@ EXPIRED = "4000000000000069"
 PROCESSING_ERROR = "4000000000000119"
 FRAUD = "4100000000000019"
 FINAL = {"succeeded", "failed", "canceled", "requires_capture"}
+# What each sandbox test card ends as: (status, failure_code).
+OUTCOMES = {
+    APPROVE: ("succeeded", None),
+    DECLINE: ("failed", "card_declined"),
+    INSUFFICIENT: ("failed", "insufficient_funds"),
+    EXPIRED: ("failed", "expired_card"),
+    PROCESSING_ERROR: ("failed", "processing_error"),
+    FRAUD: ("failed", "fraud_suspected"),
+}
 
 
 def card_body(number: str = APPROVE, amount: int = 1000, **extra) -> dict:
@@ -26,6 +35,32 @@ def card_body(number: str = APPROVE, amount: int = 1000, **extra) -> dict:
     }
     body.update(extra)
     return body
+
+
+def wallet_body(wallet_id: str, amount: int = 1000, **extra) -> dict:
+    return {
+        "amount": amount,
+        "currency": "USD",
+        "payment_method": {"type": "wallet", "wallet_id": wallet_id},
+        **extra,
+    }
+
+
+def access_token(base: str, merchant: dict, session=None) -> str:
+    """Client-credentials token for a merchant from the API at ``base``."""
+    import requests
+
+    r = (session or requests).post(
+        f"{base}/v1/oauth/token",
+        json={
+            "grant_type": "client_credentials",
+            "client_id": merchant["client_id"],
+            "client_secret": merchant["client_secret"],
+        },
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    return r.json()["access_token"]
 
 
 def random_visa(rng) -> str:

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from tests.conftest import free_port, python_bin
+from tests.factories import access_token
 from tests.support import processes
 
 
@@ -45,17 +46,7 @@ class Client:
         self.base = base
         self.merchant = merchant
         self.session = requests.Session()
-        r = self.session.post(
-            f"{base}/v1/oauth/token",
-            json={
-                "grant_type": "client_credentials",
-                "client_id": merchant["client_id"],
-                "client_secret": merchant["client_secret"],
-            },
-            timeout=10,
-        )
-        assert r.status_code == 200, r.text
-        self.token = r.json()["access_token"]
+        self.token = access_token(base, merchant, self.session)
         self.session.headers["Authorization"] = f"Bearer {self.token}"
 
     def post(self, path: str, body=None, **kw):

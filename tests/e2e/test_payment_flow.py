@@ -17,14 +17,7 @@ from tests import factories as f
 
 pytestmark = pytest.mark.e2e
 
-EXPECTED = {
-    f.APPROVE: ("succeeded", None),
-    f.DECLINE: ("failed", "card_declined"),
-    f.INSUFFICIENT: ("failed", "insufficient_funds"),
-    f.EXPIRED: ("failed", "expired_card"),
-    f.PROCESSING_ERROR: ("failed", "processing_error"),
-    f.FRAUD: ("failed", "fraud_suspected"),
-}
+EXPECTED = f.OUTCOMES
 
 
 def test_every_test_card_over_http(client):

@@ -48,6 +48,22 @@ def submit(engine, vault):
 
 
 @pytest.fixture
+def funded_wallet(engine):
+    """Factory: a USD payer wallet holding ``amount`` (minor units)."""
+    from shared.db.uow import UnitOfWork
+    from shared.services import merchants
+
+    def make(amount: int) -> str:
+        with UnitOfWork(engine) as u:
+            wallet = merchants.create_wallet(u.conn, "payer", "USD")["wallet_id"]
+            merchants.fund_wallet(u.conn, wallet, amount)
+            u.commit()
+        return wallet
+
+    return make
+
+
+@pytest.fixture
 def books_balance(engine):
     """Assert the whole ledger reconciles."""
     from shared.services.reconcile import discrepancies

@@ -58,23 +58,9 @@ def api(database, redis_client, worker):
         yield p, f"http://127.0.0.1:{port}"
 
 
-def token(base: str, merchant: dict) -> str:
-    r = requests.post(
-        f"{base}/v1/oauth/token",
-        json={
-            "grant_type": "client_credentials",
-            "client_id": merchant["client_id"],
-            "client_secret": merchant["client_secret"],
-        },
-        timeout=10,
-    )
-    assert r.status_code == 200, r.text
-    return r.json()["access_token"]
-
-
 def test_counters_add_up_across_processes(api, make_merchant, engine):
     proc, base = api
-    auth = {"Authorization": f"Bearer {token(base, make_merchant())}"}
+    auth = {"Authorization": f"Bearer {f.access_token(base, make_merchant())}"}
     before_api = scrape(f"{base}/metrics")
     before = {
         "eurc_posted": workers_total("clearhouse_ledger_volume_total", currency="EURC"),

@@ -55,14 +55,7 @@ def test_every_test_card_reaches_its_outcome_and_the_books_balance(
 ):
     merchant = make_merchant()["merchant_id"]
     log_start = len(worker.output())
-    expected = {
-        f.APPROVE: ("succeeded", None),
-        f.DECLINE: ("failed", "card_declined"),
-        f.INSUFFICIENT: ("failed", "insufficient_funds"),
-        f.EXPIRED: ("failed", "expired_card"),
-        f.PROCESSING_ERROR: ("failed", "processing_error"),
-        f.FRAUD: ("failed", "fraud_suspected"),
-    }
+    expected = f.OUTCOMES
     ids = {}
     for number in expected:
         for priority in ("instant", "standard", "economy"):
@@ -209,21 +202,15 @@ def test_limits_through_the_worker_never_overshoot(worker, make_merchant, submit
     assert {r.failure_code for r in rows.values() if r.status == "failed"} == {"limit_exceeded"}
 
 
-def test_wallet_never_goes_below_zero(worker, make_merchant, submit, engine, books_balance):
+def test_wallet_never_goes_below_zero(
+    worker, make_merchant, funded_wallet, submit, engine, books_balance
+):
     from shared.db.uow import UnitOfWork
     from shared.services import merchants
 
     merchant = make_merchant()["merchant_id"]
-    with UnitOfWork(engine) as u:
-        wallet = merchants.create_wallet(u.conn, "payer", "USD")["wallet_id"]
-        merchants.fund_wallet(u.conn, wallet, 5000)
-        u.commit()
-    body = {
-        "amount": 1000,
-        "currency": "USD",
-        "payment_method": {"type": "wallet", "wallet_id": wallet},
-    }
-    ids = [submit(merchant, body) for _ in range(8)]
+    wallet = funded_wallet(5000)
+    ids = [submit(merchant, f.wallet_body(wallet, 1000)) for _ in range(8)]
     rows = f.wait_until_final(engine, ids)
     outcomes = sorted((r.status, r.failure_code) for r in rows.values())
     assert outcomes.count(("succeeded", None)) == 5

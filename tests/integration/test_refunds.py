@@ -175,22 +175,13 @@ def test_refund_before_settlement_reduces_what_is_settled(
 
 
 def test_wallet_refund_returns_the_money_to_the_wallet(
-    worker, make_merchant, submit, engine, books_balance
+    worker, make_merchant, funded_wallet, submit, engine, books_balance
 ):
-    from shared.db.uow import UnitOfWork
     from shared.services import merchants
 
     merchant = make_merchant()["merchant_id"]
-    with UnitOfWork(engine) as u:
-        wallet = merchants.create_wallet(u.conn, "payer", "USD")["wallet_id"]
-        merchants.fund_wallet(u.conn, wallet, 5000)
-        u.commit()
-    body = {
-        "amount": 3000,
-        "currency": "USD",
-        "payment_method": {"type": "wallet", "wallet_id": wallet},
-    }
-    row = paid(submit, engine, merchant, body=body)
+    wallet = funded_wallet(5000)
+    row = paid(submit, engine, merchant, body=f.wallet_body(wallet, 3000))
     refund(engine, merchant, row.id, 1000)
     with engine.connect() as conn:
         assert merchants.wallet_balance(conn, wallet) == 3000
