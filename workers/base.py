@@ -6,7 +6,6 @@ import logging
 import random
 from collections.abc import Callable
 
-from celery_batches import Batches
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -16,6 +15,7 @@ from shared.domain.intent import FailureCode, Status
 from shared.services import outcomes
 from shared.services.stages.common import StageResult
 from workers import runtime
+from workers.batches import ReconnectSafeBatches
 from workers.celery_app import app
 from workers.dispatch import dispatch
 
@@ -107,7 +107,7 @@ def batch_task(name: str, step: str):
 
     def decorate(handle):
         @app.task(
-            base=Batches,
+            base=ReconnectSafeBatches,
             name=name,
             acks_late=True,
             flush_every=settings.batch_max,

@@ -61,6 +61,17 @@ class Process:
             time.sleep(0.1)
         raise RuntimeError(f"{self.name} did not print {text!r}:\n{self.output()[-3000:]}")
 
+    def wait_for_count(self, text: str, count: int, timeout: float = 30) -> None:
+        """Wait until ``text`` appears at least ``count`` times in the output."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.output().count(text) >= count:
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not print {text!r} x{count}:\n{self.output()[-3000:]}")
+
     def kill(self, sig=signal.SIGKILL) -> None:
         """Kill the whole process group (a prefork worker's children too)."""
         with contextlib.suppress(ProcessLookupError):
@@ -189,3 +200,11 @@ def gunicorn(port: int, workers: int = 2, env: dict | None = None) -> Process:
         time.sleep(0.2)
     p.stop()
     raise RuntimeError(f"gunicorn did not come up:\n{p.output()[-3000:]}")
+
+
+def redis_server(port: int) -> Process:
+    """A private, empty Redis on ``port`` (no persistence: a restart loses every key)."""
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    p = Process(f"redis-{port}", [*argv, "--appendonly", "no"])
+    p.wait_for("Ready to accept connections", timeout=15)
+    return p
