@@ -33,7 +33,7 @@ def run(args, settings) -> int:
     from shared.db.engine import get_engine
     from shared.db.uow import UnitOfWork
 
-    with UnitOfWork(get_engine(settings.database_url)) as uow:
+    with UnitOfWork(get_engine(settings.database_url, "report")) as uow:
         if args.group == "ledger":
             return _verify(uow.conn)
         from shared.services import reports

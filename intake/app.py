@@ -40,7 +40,7 @@ def create_app(
     redis_client=None,
 ) -> falcon.App:
     """Build the API; collaborators not given are built from ``settings``."""
-    engine = engine or get_engine(settings.database_url)
+    engine = engine or get_engine(settings.database_url, "api", settings.db_timeouts_api)
     keys = keys or SigningKeys.from_settings(settings)
     vault = vault or Vault.from_settings(settings)
     dispatch = dispatch or _celery_dispatch

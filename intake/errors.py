@@ -11,6 +11,8 @@ import logging
 
 import falcon
 
+from shared.db import faults
+from shared.db.engine import outage
 from shared.domain.validation import ValidationError
 from shared.services.errors import ServiceError
 
@@ -34,6 +36,8 @@ STATUS_CODES = {
     500: "internal_error",
     503: "service_unavailable",
 }
+# Seconds a client should wait before retrying while a dependency is away.
+RETRY_AFTER_S = 1
 DEFAULT_DETAILS = {
     404: "No resource exists at this path.",
     405: "This path does not support this HTTP method.",
@@ -109,6 +113,16 @@ def problem_for(exc: Exception, request_id: str | None) -> tuple[dict, dict]:
         param = getattr(exc, "param", None)
         body = problem(status, code, detail, title=title, param=param, request_id=request_id)
         return body, dict(exc.headers or {})
+    if faults.is_transient(exc):
+        # Postgres (or Redis) is away: not our bug and not the client's. The
+        # transaction rolled back, so a retry with the same Idempotency-Key is safe.
+        return problem(
+            503,
+            "service_unavailable",
+            "The service is temporarily unavailable; retry with the same Idempotency-Key.",
+            title="Service Unavailable",
+            request_id=request_id,
+        ), {"Retry-After": str(RETRY_AFTER_S)}
     return problem(
         500,
         "internal_error",
@@ -121,7 +135,9 @@ def handle(req: falcon.Request, resp: falcon.Response, exc: Exception, params) -
     """The app's only error handler."""
     request_id = getattr(req.context, "request_id", None)
     body, headers = problem_for(exc, request_id)
-    if body["status"] >= 500:
+    if body["code"] == "service_unavailable" and faults.is_transient(exc):
+        outage.failed(exc)  # one log line per outage, not a traceback per request
+    elif body["status"] >= 500:
         # Traceback only: the body may hold card numbers and is never logged.
         log.error(
             "unhandled error on %s %s (request_id=%s)",

@@ -6,7 +6,9 @@ not stop the scheduler, whose re-drive is what recovers lost messages:
 
 - the lock vanished: take it again (blocking, so if another beat got it
   first, this one becomes the standby instead of a second active beat);
-- the schedule vanished: install the static entries again.
+- the schedule vanished: install the static entries again;
+- Redis is away (restarting): log once, try again each second, never exit
+  (Celery's beat service exits on any exception out of ``tick``).
 """
 
 from __future__ import annotations
@@ -15,12 +17,47 @@ import logging
 
 from redbeat import RedBeatScheduler
 from redbeat.schedulers import get_redis
+from redis.exceptions import LockError
+
+from shared.db.faults import Outage, is_transient
+from shared.observability import heartbeat
 
 log = logging.getLogger(__name__)
+# Seconds between attempts while Redis is away.
+RETRY_S = 1.0
 
 
 class ResilientRedBeatScheduler(RedBeatScheduler):
+    _outage = Outage("redis (beat)", log)
+    _heartbeat = heartbeat.from_env()
+
     def tick(self, *args, **kwargs):
+        self._heartbeat.beat()
+        try:
+            interval = self._tick(*args, **kwargs)
+        except LockError as exc:
+            # The lock vanished between our check and RedBeat's extend (a
+            # flush): the next tick takes it again.
+            log.warning("beat: lock lost mid-tick (%s); retaking it", exc)
+            return RETRY_S
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self._outage.failed(exc)
+            return RETRY_S
+        self._outage.recovered()
+        return interval
+
+    def close(self):
+        # Shutting down while Redis is away: nothing to release.
+        try:
+            super().close()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("beat: could not release the lock (%s)", type(exc).__name__)
+
+    def _tick(self, *args, **kwargs):
         if self.lock_key and self.lock is not None and not self.lock.owned():
             log.warning("beat: lost the scheduler lock (Redis flushed or restarted?)")
             self.lock.acquire()

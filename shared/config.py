@@ -40,6 +40,21 @@ def _bool(name: str, default: bool) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _timeouts(name: str, default: tuple[int, int, int]) -> tuple[int, int, int]:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        values = tuple(int(v) for v in raw.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or min(values) < 0:
+        raise ValueError(
+            f"setting {name} must be statement,lock,idle_in_transaction in ms, got {raw!r}"
+        )
+    return values
+
+
 def _str(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
@@ -74,6 +89,12 @@ class Settings:
     hold_expiry_interval_s: int = 30
     idempotency_retention_h: int = 24
     max_body_bytes: int = 64 * 1024
+    # Postgres timeouts per kind of connection, in ms: statement, lock wait,
+    # idle in transaction. The API answers fast or not at all; workers run
+    # batches; reports and seals scan a whole day. 0 disables one.
+    db_timeouts_api: tuple[int, int, int] = (5_000, 2_000, 10_000)
+    db_timeouts_worker: tuple[int, int, int] = (30_000, 10_000, 60_000)
+    db_timeouts_report: tuple[int, int, int] = (600_000, 30_000, 600_000)
     log_level: str = "INFO"
     # Webhooks: per-attempt timeout; retries back off for up to max_age; the
     # scale compresses the whole schedule (tests: 0.001 turns 3 days into ~4 min).
@@ -119,6 +140,9 @@ class Settings:
             hold_expiry_interval_s=_int("HOLD_EXPIRY_INTERVAL_S", d.hold_expiry_interval_s),
             idempotency_retention_h=_int("IDEMPOTENCY_RETENTION_H", d.idempotency_retention_h),
             max_body_bytes=_int("MAX_BODY_BYTES", d.max_body_bytes),
+            db_timeouts_api=_timeouts("DB_TIMEOUTS_API", d.db_timeouts_api),
+            db_timeouts_worker=_timeouts("DB_TIMEOUTS_WORKER", d.db_timeouts_worker),
+            db_timeouts_report=_timeouts("DB_TIMEOUTS_REPORT", d.db_timeouts_report),
             log_level=_str("LOG_LEVEL", d.log_level),
             webhook_timeout_s=_float("WEBHOOK_TIMEOUT_S", d.webhook_timeout_s),
             webhook_max_age_s=_int("WEBHOOK_MAX_AGE_S", d.webhook_max_age_s),
@@ -142,6 +166,10 @@ class Settings:
         )
         values.update(overrides)
         return cls(**values)
+
+    def db_timeouts(self, kind: str) -> tuple[int, int, int]:
+        """The Postgres timeouts of one kind of connection: api, worker or report."""
+        return getattr(self, f"db_timeouts_{kind}")
 
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -6,11 +6,8 @@ import logging
 import random
 from collections.abc import Callable
 
-from kombu.exceptions import OperationalError as BrokerError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from sqlalchemy.exc import DBAPIError, OperationalError
-
 from shared.config import get_settings
+from shared.db.faults import TRANSIENT, is_transient
 from shared.domain.intent import FailureCode, Status
 from shared.services import outcomes
 from shared.services.stages.common import StageResult
@@ -21,16 +18,6 @@ from workers.dispatch import dispatch
 
 log = logging.getLogger(__name__)
 settings = get_settings()
-
-# Worth retrying: the database or broker was briefly away, a deadlock or
-# serialization failure was detected. Anything else is a bug or bad data.
-TRANSIENT = (OperationalError, BrokerError, RedisConnectionError)
-
-
-def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, TRANSIENT):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def stage_task(name: str, **options):
@@ -120,8 +107,15 @@ def batch_task(name: str, step: str):
             except Exception as exc:
                 if not is_transient(exc):
                     raise
-                log.warning("%s: transient error (%s); retrying %d ids", name, exc, len(ids))
-                dispatch(step, ids, countdown=1 + random.random())
+                log.warning(
+                    "%s: transient error (%s); retrying %d ids", name, type(exc).__name__, len(ids)
+                )
+                try:
+                    dispatch(step, ids, countdown=1 + random.random())
+                except Exception as again:
+                    # The broker is away too: the intents are safe in Postgres
+                    # and the scheduler's re-drive sends them again.
+                    log.warning("%s: could not re-enqueue (%s); re-drive will", name, again)
 
         return task
 

@@ -9,6 +9,7 @@ LOCKED gives each intent to exactly one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import signal
@@ -21,6 +22,7 @@ from shared.config import Settings, get_settings
 from shared.db.engine import get_engine
 from shared.db.uow import UnitOfWork
 from shared.observability import context
+from shared.observability import heartbeat as hb
 from shared.observability import logging as jsonlog
 from shared.services import outbox
 
@@ -48,32 +50,72 @@ def relay_once(engine, batch_max: int, dispatch) -> int:
 
 
 def run(settings: Settings, stop: threading.Event) -> None:
-    """Relay until ``stop`` is set."""
+    """Relay until ``stop`` is set, riding out Postgres and Redis outages."""
     from workers.dispatch import dispatch
 
     engine = get_engine(settings.database_url)
-    listener = _listen(engine)
+    listener = Listener(engine)
+    heartbeat = hb.from_env()
     linger = settings.batch_interval_ms / 1000
+    failing = False
+    listener.connect()
     log.info("relay: listening on %s", outbox.CHANNEL)
     while not stop.is_set():
+        heartbeat.beat()
         try:
             relay_once(engine, settings.batch_max, dispatch)
-        except Exception:
+            if failing:
+                log.warning("relay: passes succeed again")
+            failing = False
+        except Exception as exc:
             # Postgres or Redis away: keep trying; nothing is lost meanwhile.
-            log.exception("relay: pass failed; retrying")
+            # One line when it starts failing, not a traceback per second.
+            if not failing:
+                log.warning("relay: pass failed (%s: %s); retrying", type(exc).__name__, exc)
+            failing = True
             stop.wait(1.0)
-        if select.select([listener], [], [], POLL_S)[0]:
-            listener.poll()
-            listener.notifies.clear()
+            continue
+        if listener.wait(POLL_S):
             time.sleep(linger)
 
 
-def _listen(engine):
-    args = engine.url.translate_connect_args(username="user", database="dbname")
-    conn = psycopg2.connect(**args)
-    conn.autocommit = True
-    conn.cursor().execute(f"LISTEN {outbox.CHANNEL}")
-    return conn
+class Listener:
+    """LISTEN on the outbox channel; after a lost connection, poll until it is back."""
+
+    def __init__(self, engine):
+        self._args = engine.url.translate_connect_args(username="user", database="dbname")
+        self._conn = None
+
+    def connect(self) -> bool:
+        try:
+            conn = psycopg2.connect(connect_timeout=3, **self._args)
+            conn.autocommit = True
+            conn.cursor().execute(f"LISTEN {outbox.CHANNEL}")
+        except psycopg2.Error as exc:
+            log.warning("relay: LISTEN unavailable (%s); polling every %.0f s", exc, POLL_S)
+            return False
+        self._conn = conn
+        return True
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for a notification; True if one came."""
+        if self._conn is None and not self.connect():
+            time.sleep(timeout)
+            return False
+        try:
+            if not select.select([self._conn], [], [], timeout)[0]:
+                return False
+            self._conn.poll()
+            self._conn.notifies.clear()
+            return True
+        except (psycopg2.Error, OSError, ValueError) as exc:
+            # The server went away under us (restart): drop the connection and
+            # reconnect on the next wait. The caller's pass polls meanwhile.
+            log.warning("relay: LISTEN connection lost (%s); reconnecting", type(exc).__name__)
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+            return False
 
 
 def main() -> None:

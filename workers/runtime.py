@@ -11,10 +11,11 @@ from shared.db.uow import UnitOfWork
 from shared.security.vault import Vault
 
 
-def uow() -> UnitOfWork:
+def uow(kind: str = "worker") -> UnitOfWork:
+    """A unit of work on this process's engine for ``kind`` (``report``: long scans)."""
     from workers.dispatch import dispatch
 
-    return UnitOfWork(get_engine(get_settings().database_url), dispatch)
+    return UnitOfWork(get_engine(get_settings().database_url, kind), dispatch)
 
 
 @cache

@@ -43,8 +43,15 @@ class UnitOfWork:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            if not self._committed and self._tx.is_active:
+            if not self._committed and (self._tx.is_active or self.conn.invalidated):
                 self._tx.rollback()
+        except Exception:
+            # The server is gone (restart, network): never hand this
+            # connection back to the pool; the next unit of work gets a new one.
+            if exc is None:
+                raise
+            log.debug("rollback after %s failed; discarding the connection", exc_type.__name__)
+            self.conn.invalidate()
         finally:
             self.conn.info.pop(_PENDING, None)
             self.conn.close()

@@ -1,0 +1,71 @@
+"""Processes ride out Postgres and Redis faults: beat, the relay, the unit of work."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+
+import pytest
+from sqlalchemy import text
+
+from tests.conftest import free_port
+from tests.support import processes
+
+pytestmark = pytest.mark.integration
+
+FAST_BEAT = {"BEAT_LOCK_TIMEOUT_S": "3", "REDRIVE_INTERVAL_S": "1", "HOLD_EXPIRY_INTERVAL_S": "1"}
+
+
+def _sent(beat) -> int:
+    return len(re.findall(r"Sending due task", beat.output()))
+
+
+def _wait(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_beat_rides_out_a_redis_restart():
+    port = free_port()
+    redis = processes.redis_server(port)
+    beat = processes.celery_beat({**FAST_BEAT, "REDIS_URL": f"redis://127.0.0.1:{port}/0"})
+    try:
+        _wait(lambda: _sent(beat) > 0, 15, "beat to send a task")
+        redis.kill()
+        redis.stop()
+        time.sleep(3)  # an outage of a few loops (a fault duration, not a wait for a result)
+        redis = processes.redis_server(port)
+        before = _sent(beat)
+        _wait(lambda: _sent(beat) > before + 2, 30, "beat to send tasks after the restart")
+        assert beat.proc.poll() is None, beat.output()[-3000:]
+    finally:
+        beat.stop()
+        redis.stop()
+
+
+def test_unit_of_work_after_a_disconnect_at_commit(engine):
+    """A connection that dies under commit raises a transient error; the next one works."""
+    from shared.db.faults import is_transient
+    from shared.db.uow import UnitOfWork
+
+    with pytest.raises(Exception) as info, UnitOfWork(engine) as u:
+        pid = u.conn.execute(text("SELECT pg_backend_pid()")).scalar()
+        with engine.connect() as admin:
+            admin.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        u.commit()
+    assert is_transient(info.value), repr(info.value)
+    with UnitOfWork(engine) as u:
+        assert u.conn.execute(text("SELECT 2")).scalar() == 2
+
+
+def test_database_timeouts_are_set_per_kind_of_connection(database):
+    from shared.db.engine import get_engine
+
+    for kind, expected in (("api", "5s"), ("worker", "30s"), ("report", "10min")):
+        with get_engine(database, kind).connect() as conn:
+            assert conn.execute(text("SHOW statement_timeout")).scalar() == expected, kind
+            assert conn.execute(text("SHOW idle_in_transaction_session_timeout")).scalar() != "0"
+            assert conn.execute(text("SHOW lock_timeout")).scalar() != "0"
