@@ -21,7 +21,7 @@ PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && \
 	{ echo $$p; break; }; done)
 
-.PHONY: help venv services migrate run test bench bench-report lint fmt clean
+.PHONY: help venv services migrate run test chaos bench bench-report lint fmt clean
 
 help:
 	@echo "make venv      create .venv and install the package with dev extras"
@@ -29,6 +29,7 @@ help:
 	@echo "make migrate   create the database and apply migrations"
 	@echo "make run       run API, workers, beat and Flower in the foreground (PORT=$(PORT))"
 	@echo "make test      ruff + pytest (TEST_ARGS='-k foo -x' to pass pytest arguments)"
+	@echo "make chaos     full chaos run: every fault kind, seeded (CHAOS_SEED replays), ~10 min"
 	@echo "make bench     load benchmark (tests.load.bench)"
 	@echo "make bench-report  daily report time for 100,000 intents (tests.load.report_bench)"
 	@echo "make lint      ruff check + ruff format --check;  make fmt  to reformat"
@@ -70,6 +71,10 @@ run: venv services migrate
 test: venv services
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest tests -p no:cacheprovider $(TEST_ARGS)
+
+# Private Postgres and Redis of its own; needs the Postgres server binaries.
+chaos: venv services
+	$(BIN)/python -m tests.chaos
 
 bench: venv services
 	$(BIN)/python -m tests.load.bench

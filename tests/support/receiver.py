@@ -34,6 +34,8 @@ class Receiver:
         self.secrets = list(secrets)
         self.port = port
         self.mode = "ok"
+        # Until this time.monotonic(), every request is answered 503.
+        self.unavailable_until = 0.0
         self.received: list[Received] = []
         self.rejected = 0
         self.hits: dict[str, int] = {}
@@ -55,6 +57,10 @@ class Receiver:
             self._server.server_close()
             self._server = None
 
+    def unavailable_for(self, seconds: float) -> None:
+        """Answer 503 to everything for ``seconds`` (a receiver that is down)."""
+        self.unavailable_until = time.monotonic() + seconds
+
     def ids(self) -> list[str]:
         with self._lock:
             return [r.event["id"] for r in self.received]
@@ -69,6 +75,8 @@ class Receiver:
         now = time.time()
         with self._lock:
             self.hits[path] = self.hits.get(path, 0) + 1
+            if time.monotonic() < self.unavailable_until:
+                return 503
             if self.mode == "fail":
                 return 500
             if self.mode == "redirect":
