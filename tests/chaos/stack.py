@@ -119,6 +119,8 @@ class Stack:
             "SETTLEMENT_STANDARD_INTERVAL_S": "30",
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
+            # This checkout's code, whichever one the venv was installed from.
+            "PYTHONPATH": str(ROOT),
             # Lets stop() find every process of this run, orphans included.
             "CHAOS_TAG": f"chaos-{rundir.name}",
             **env_overrides,
