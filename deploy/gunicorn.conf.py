@@ -14,6 +14,11 @@ import os
 from shared.observability.logging import gunicorn_logconfig
 
 bind = os.environ.get("BIND") or f"127.0.0.1:{os.environ.get('PORT') or '8000'}"
+# SO_REUSEPORT: a master restarted after a crash (SIGKILL, OOM) binds at once,
+# although its orphaned workers still hold the old socket for the second or
+# two until they notice and exit; without it the new master fails to bind and
+# the supervisor restarts it again and again.
+reuse_port = True
 # Three processes of two threads: threads overlap the database round trips and
 # keep client connections alive (sync workers cost ~4.5 ms CPU per create,
 # gthread ~3.7-4.2 ms); three processes rather than two of four threads halve

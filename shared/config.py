@@ -105,6 +105,9 @@ class Settings:
     webhook_allow_private: bool = False
     webhook_rotation_overlap_h: int = 24
     webhook_dispatch_interval_s: float = 1.0
+    # Sends of one merchant in flight at once per worker process, so one slow
+    # receiver cannot take every sender thread (16) nor delay other merchants.
+    webhook_merchant_concurrency: int = 4
     # Settlement windows: standard every N seconds; economy once a day at
     # 00:10 UTC unless an interval is given (tests).
     settlement_standard_interval_s: int = 300
@@ -153,6 +156,9 @@ class Settings:
             ),
             webhook_dispatch_interval_s=_float(
                 "WEBHOOK_DISPATCH_INTERVAL_S", d.webhook_dispatch_interval_s
+            ),
+            webhook_merchant_concurrency=max(
+                1, _int("WEBHOOK_MERCHANT_CONCURRENCY", d.webhook_merchant_concurrency)
             ),
             settlement_standard_interval_s=_int(
                 "SETTLEMENT_STANDARD_INTERVAL_S", d.settlement_standard_interval_s

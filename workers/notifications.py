@@ -1,13 +1,28 @@
-"""Webhook delivery tasks (notifications queue): claim, POST concurrently, record."""
+"""Webhook delivery tasks (notifications queue): claim, POST concurrently, record.
+
+The batch task only claims and prepares its deliveries, then hands them to
+sender threads and returns. Each send has a hard deadline, at most
+``MERCHANT_CONCURRENCY`` of a merchant's sends are in flight at once, and a
+recorder thread stores the outcomes. So a slow receiver holds neither the
+task (and with it every other merchant's next batch) nor every sender thread.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import queue
+import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from shared.config import get_settings
 from shared.domain import webhooks as W
@@ -16,7 +31,7 @@ from shared.services import webhooks
 from shared.services.webhook_endpoints import resolve
 from shared.services.webhooks import Outcome, Send
 from workers import runtime
-from workers.base import batch_task
+from workers.base import batch_task, is_transient
 
 log = logging.getLogger(__name__)
 settings = get_settings()
@@ -25,20 +40,34 @@ USER_AGENT = "clearhouse-webhooks/1"
 # Sends in flight at once. One pool for the process (not one per task), and
 # one HTTP session per thread, so connections to a receiver are reused.
 SENDERS = 16
+# Sends of one merchant in flight at once (per worker process), so that one
+# slow merchant cannot take every sender thread: well under SENDERS.
+MERCHANT_CONCURRENCY = settings.webhook_merchant_concurrency
+# Tries to store a batch of outcomes when the database is briefly away.
+STORE_TRIES = 3
 _pool = ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix="webhook")
 _local = threading.local()
 
 
 def send_budget_s() -> float:
     # requests' timeout is per socket operation, so a receiver that drips its
-    # answer could hold a send far longer: past this the attempt is a failure.
+    # answer could hold a send far longer: at this deadline its socket is
+    # shut down and the attempt has failed.
     return 3 * settings.webhook_timeout_s
 
 
+def wait_max_s() -> float:
+    # How long a delivery may wait for one of its merchant's slots (or a
+    # sender thread). A healthy receiver frees a slot in milliseconds; past
+    # this the merchant is slow, and the delivery goes back to the
+    # dispatcher rather than holding its lease behind that merchant.
+    return settings.webhook_timeout_s
+
+
 def lease_s() -> float:
-    # Longer than the send budget plus recording, so a delivery is never
-    # claimed again while its send is still in flight.
-    return send_budget_s() + 30
+    # Longer than waiting for a slot, the send and recording together, so a
+    # delivery is never claimed again while it still waits or is in flight.
+    return wait_max_s() + send_budget_s() + 30
 
 
 @batch_task("clearhouse.deliver_webhooks", "deliver_webhooks")
@@ -47,33 +76,231 @@ def deliver_webhooks(ids: list[str]):
     # state change) into batches of up to batch_max deliveries.
     with runtime.uow() as uow:
         claimed = webhooks.claim(uow.conn, ids, lease_s())
+        # Deliveries that can never be sent (secret that does not decrypt,
+        # merchant or event gone) are failed here; the others come back.
         sends = webhooks.prepare(uow.conn, runtime.vault(), claimed)
         uow.commit()
-    if not sends:
-        return
-    outcomes = send_all(sends)
-    metrics.webhook_attempts(outcomes)
-    with runtime.uow() as uow:
-        webhooks.record_attempts(
-            uow.conn,
-            sends,
-            outcomes,
-            max_age_s=settings.webhook_max_age_s,
-            scale=settings.webhook_schedule_scale,
-        )
-        uow.commit()
+    # Returns at once: the sends run and are recorded in the background, so
+    # this worker takes the next batch while a slow receiver still drips.
+    # Should the process die first, the leases run out and the dispatcher
+    # sends again (at least once, as ever).
+    _lanes.start(sends)
 
 
-def send_all(sends: list[Send]) -> list[Outcome]:
-    """POST every delivery concurrently; one still running after the budget has failed."""
-    futures = [_pool.submit(post, send) for send in sends]
-    done, _ = wait(futures, timeout=send_budget_s())
-    # Don't wait for stragglers: their sockets time out on their own. If one
-    # still arrives, the retry makes it a duplicate, which receivers dedupe.
-    for f in futures:
-        if f not in done:
-            f.cancel()
-    return [f.result() if f in done else Outcome(error="send budget exceeded") for f in futures]
+class _Lanes:
+    """Hands sends to the pool, at most ``cap`` in flight per merchant.
+
+    Over the cap a send waits in its merchant's own lane, never in the pool's
+    shared queue, so only that merchant's deliveries wait behind its sends;
+    and one that waited longer than ``wait_max_s()`` is not sent but released
+    to the dispatcher.
+    """
+
+    def __init__(self, cap: int):
+        self.cap = cap
+        self._lock = threading.Lock()
+        self._in_flight: dict[str, int] = {}
+        self._waiting: dict[str, deque[tuple[Send, float]]] = {}
+
+    def start(self, sends: list[Send]) -> None:
+        if not sends:
+            return
+        _recorder.ensure_running()
+        now = time.monotonic()
+        ready = []
+        with self._lock:
+            for send in sends:
+                m = send.merchant_id
+                if self._in_flight.get(m, 0) < self.cap:
+                    self._in_flight[m] = self._in_flight.get(m, 0) + 1
+                    ready.append((send, now))
+                else:
+                    self._waiting.setdefault(m, deque()).append((send, now))
+        for send, queued_at in ready:
+            _pool.submit(self._run, send, queued_at)
+
+    def _run(self, send: Send, queued_at: float) -> None:
+        try:
+            if time.monotonic() - queued_at > wait_max_s():
+                _recorder.put(send, None)
+            else:
+                _recorder.put(send, post(send))
+        finally:
+            self._next(send.merchant_id)
+
+    def _next(self, merchant_id: str) -> None:
+        """Pass the slot just freed to the merchant's next waiting send, if any."""
+        with self._lock:
+            lane = self._waiting.get(merchant_id)
+            if lane:
+                item = lane.popleft()
+                if not lane:
+                    del self._waiting[merchant_id]
+            else:
+                item = None
+                self._in_flight[merchant_id] -= 1
+                if not self._in_flight[merchant_id]:
+                    del self._in_flight[merchant_id]
+        if item is not None:
+            _pool.submit(self._run, *item)
+
+
+class _Recorder:
+    """A thread that stores finished sends, as many per transaction as are ready."""
+
+    def __init__(self):
+        self._queue: queue.SimpleQueue[tuple[Send, Outcome | None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+
+    def put(self, send: Send, outcome: Outcome | None) -> None:
+        """Queue an outcome to store; ``None``: not sent, its lease is to be released."""
+        self._queue.put((send, outcome))
+
+    def ensure_running(self) -> None:
+        # Started in the process that sends (a prefork child, or the solo
+        # worker): a thread started before a fork does not run in the child.
+        with self._lock:
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                threading.Thread(target=self._loop, name="webhook-recorder", daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            items = [self._queue.get()]
+            while len(items) < settings.batch_max:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._store(items)
+            except Exception:
+                # This thread must outlive any one batch; those leases run out.
+                log.exception("storing %d webhook outcomes failed", len(items))
+
+    def _store(self, items: list[tuple[Send, Outcome | None]]) -> None:
+        sent = [(s, o) for s, o in items if o is not None]
+        unsent = [s for s, o in items if o is None]
+        metrics.webhook_attempts([o for _, o in sent])
+        for attempt in range(1, STORE_TRIES + 1):
+            try:
+                with runtime.uow() as uow:
+                    if sent:
+                        webhooks.record_attempts(
+                            uow.conn,
+                            [s for s, _ in sent],
+                            [o for _, o in sent],
+                            max_age_s=settings.webhook_max_age_s,
+                            scale=settings.webhook_schedule_scale,
+                        )
+                    webhooks.release(uow.conn, unsent)
+                    uow.commit()
+                return
+            except Exception as exc:
+                if attempt == STORE_TRIES or not is_transient(exc):
+                    # Lost, not wrong: the leases run out and these are sent again.
+                    log.exception("storing %d webhook outcomes failed", len(items))
+                    return
+                time.sleep(attempt)
+
+
+_lanes = _Lanes(MERCHANT_CONCURRENCY)
+_recorder = _Recorder()
+
+
+# --- the hard deadline of one send ------------------------------------------
+
+
+class _Deadline:
+    """Shuts the socket of this thread's send down once ``seconds`` have passed.
+
+    The timeouts of requests bound each socket operation, not the exchange:
+    a receiver that drips a byte a second would hold a sender thread for as
+    long as it likes. Shutting the socket down wakes the blocked read, which
+    fails, and the thread is free again.
+    """
+
+    def __init__(self, seconds: float):
+        self.expired = False
+        self._conn: HTTPConnection | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        _local.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()
+        _local.deadline = None
+        with self._lock:  # a shutdown in progress finishes before the connection is reused
+            self._conn = None
+
+    def watch(self, conn: HTTPConnection) -> None:
+        """``conn`` carries this send now; shut at once if the deadline has passed."""
+        with self._lock:
+            self._conn = conn
+            if self.expired:
+                _shutdown(conn)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            if self._conn is not None:
+                _shutdown(self._conn)
+
+
+def _shutdown(conn: HTTPConnection) -> None:
+    # shutdown, not close: close() from another thread does not wake a recv
+    # blocked on the socket; urllib3 closes the broken connection itself.
+    sock = conn.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _watch(conn: HTTPConnection) -> None:
+    deadline = getattr(_local, "deadline", None)
+    if deadline is not None:
+        deadline.watch(conn)
+
+
+class _Watched:
+    """urllib3 connection mixin: the current send's deadline can reach its socket."""
+
+    def connect(self):
+        _watch(self)  # so the deadline can cut a slow TLS handshake
+        super().connect()
+        _watch(self)  # the socket exists now, in case the deadline passed meanwhile
+
+    def request(self, *args, **kwargs):
+        _watch(self)  # a connection reused from the pool does not connect again
+        return super().request(*args, **kwargs)
+
+
+class _HTTPConnection(_Watched, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_Watched, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
 def _session() -> requests.Session:
@@ -81,6 +308,9 @@ def _session() -> requests.Session:
     if session is None:
         session = _local.session = requests.Session()
         session.trust_env = False  # no proxies or netrc from the environment
+        adapter = _DeadlineAdapter()
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
     return session
 
 
@@ -97,23 +327,25 @@ def post(send: Send) -> Outcome:
         "Clearhouse-Signature": W.sign(list(send.secrets), send.body, int(time.time())),
     }
     started = time.monotonic()
-    try:
-        resp = _session().post(
-            send.url,
-            data=send.body,
-            headers=headers,
-            timeout=settings.webhook_timeout_s,
-            allow_redirects=False,
-            stream=True,
-        )
-        # Read at most what we store: a huge answer must not fill our memory.
-        with resp:
-            text = resp.raw.read(webhooks.RESPONSE_BODY_MAX, decode_content=True)
-    except Exception as exc:
-        # Any failure (requests', or urllib3's while reading) is a failed
-        # attempt. Class name only: messages can carry the URL's query string.
-        log.info("webhook %s failed: %s", send.delivery_id, type(exc).__name__)
-        return Outcome(latency_ms=_ms(started), error=type(exc).__name__)
+    with _Deadline(send_budget_s()) as deadline:
+        try:
+            resp = _session().post(
+                send.url,
+                data=send.body,
+                headers=headers,
+                timeout=settings.webhook_timeout_s,
+                allow_redirects=False,
+                stream=True,
+            )
+            # Read at most what we store: a huge answer must not fill our memory.
+            with resp:
+                text = resp.raw.read(webhooks.RESPONSE_BODY_MAX, decode_content=True)
+        except Exception as exc:
+            # Any failure (requests', or urllib3's while reading) is a failed
+            # attempt. Class name only: messages can carry the URL's query string.
+            error = "deadline exceeded" if deadline.expired else type(exc).__name__
+            log.info("webhook %s failed: %s", send.delivery_id, error)
+            return Outcome(latency_ms=_ms(started), error=error)
     error = None
     if 300 <= resp.status_code < 400:
         error = "redirect not followed"

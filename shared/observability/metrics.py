@@ -66,6 +66,13 @@ TASK_RETRIES = Counter("clearhouse_task_retries_total", "Celery task retries", [
 WEBHOOK_ATTEMPTS = Counter(
     "clearhouse_webhook_attempts_total", "Webhook delivery attempts", ["outcome"]
 )
+# Not zero means deliveries are being failed unsent (e.g. secrets sealed with
+# a key this deployment does not hold): worth an alert, nobody gets those events.
+WEBHOOK_PREPARE_FAILURES = Counter(
+    "clearhouse_webhook_prepare_failures_total",
+    "Webhook deliveries failed without sending: secret, merchant_missing, event_missing",
+    ["reason"],
+)
 FRAUD_SCORES = Histogram(
     "clearhouse_fraud_score",
     "Fraud scores (0-100) of scored intents",
@@ -207,6 +214,18 @@ def webhook_attempts(outcomes) -> None:
     for o in outcomes:
         kind = "succeeded" if o.ok else ("http_error" if o.status_code else "network_error")
         WEBHOOK_ATTEMPTS.labels(kind).inc()
+
+
+def webhook_prepare_failures(conn, reasons) -> None:
+    """Count deliveries failed unsent (one reason each) once their transaction commits."""
+    reasons = list(reasons)
+    if reasons:
+        on_commit(conn, lambda: _count_prepare_failures(reasons))
+
+
+def _count_prepare_failures(reasons) -> None:
+    for reason in reasons:
+        WEBHOOK_PREPARE_FAILURES.labels(reason).inc()
 
 
 def reconciliation_discrepancies(count: int, report: str = "daily") -> None:

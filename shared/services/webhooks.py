@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, func, insert, select, text, update
+from sqlalchemy import Connection, bindparam, func, insert, select, text, update
 
 from shared.db.tables import events, merchants, webhook_attempts
 from shared.db.tables import webhook_deliveries as wd
 from shared.db.uow import enqueue_after_commit
 from shared.domain import webhooks as W
+from shared.observability import metrics
+from shared.security.vault import VaultError
 from shared.services.errors import NotFound, ServiceError
 
+log = logging.getLogger(__name__)
 RESPONSE_BODY_MAX = 1024
 
 
@@ -87,41 +91,141 @@ def claim(conn: Connection, ids: list[str], lease_s: float) -> list:
     ).all()
 
 
-def signing_secrets(conn: Connection, vault, merchant_id: str, now: datetime) -> list[str]:
+def signing_secrets(vault, merchant, now: datetime) -> list[str]:
     """The current secret, plus the previous one while its overlap lasts."""
-    m = conn.execute(select(merchants).where(merchants.c.id == merchant_id)).one()
-    out = [vault.decrypt(m.webhook_secret_enc, aad=merchant_id)]
+    out = [vault.decrypt(merchant.webhook_secret_enc, aad=merchant.id)]
     if (
-        m.webhook_secret_prev_enc
-        and m.webhook_secret_prev_expires_at
-        and (m.webhook_secret_prev_expires_at > now)
+        merchant.webhook_secret_prev_enc
+        and merchant.webhook_secret_prev_expires_at
+        and (merchant.webhook_secret_prev_expires_at > now)
     ):
-        out.append(vault.decrypt(m.webhook_secret_prev_enc, aad=merchant_id))
+        out.append(vault.decrypt(merchant.webhook_secret_prev_enc, aad=merchant.id))
     return out
 
 
+@dataclass(frozen=True)
+class Unsendable:
+    """Why a claimed delivery can never be sent (``reason`` labels the metric)."""
+
+    reason: str  # secret | merchant_missing | event_missing
+    detail: str
+
+
 def prepare(conn: Connection, vault, claimed: list) -> list[Send]:
-    """Load the events and secrets of claimed deliveries."""
+    """Load the events and secrets of claimed deliveries; fail those that cannot be sent.
+
+    A delivery whose event or merchant is gone, or whose merchant's secret
+    does not decrypt (sealed with a key this vault does not hold), would fail
+    the same way at every try. It is failed for good with the reason, and
+    counted, so it holds back neither the rest of its batch nor itself in a
+    retry loop. Database errors propagate: the task retries the batch.
+    """
     if not claimed:
         return []
     now = conn.execute(select(func.now())).scalar_one()
     rows = conn.execute(select(events).where(events.c.id.in_({c.event_id for c in claimed})))
     bodies = {r.id: event_body(r) for r in rows}
-    keys = {
-        m: tuple(signing_secrets(conn, vault, m, now)) for m in {c.merchant_id for c in claimed}
-    }
-    return [
-        Send(
-            c.id,
-            c.merchant_id,
-            c.url,
-            c.attempts,
-            c.created_at,
-            bodies[c.event_id],
-            keys[c.merchant_id],
+    found = conn.execute(
+        select(merchants).where(merchants.c.id.in_({c.merchant_id for c in claimed}))
+    )
+    by_id = {m.id: m for m in found}
+    # Per merchant, its secrets or why it has none: one merchant's broken
+    # secret must only fail that merchant's deliveries.
+    keys: dict[str, tuple[str, ...] | Unsendable] = {}
+    for merchant_id in {c.merchant_id for c in claimed}:
+        keys[merchant_id] = _secrets_or_reason(vault, by_id.get(merchant_id), now)
+    sends, unsendable = [], []
+    for c in claimed:
+        signing = keys[c.merchant_id]
+        if c.event_id not in bodies:
+            unsendable.append((c, Unsendable("event_missing", "event not found")))
+        elif isinstance(signing, Unsendable):
+            unsendable.append((c, signing))
+        else:
+            body = bodies[c.event_id]
+            sends.append(Send(c.id, c.merchant_id, c.url, c.attempts, c.created_at, body, signing))
+    if unsendable:
+        fail_unsendable(conn, unsendable, now)
+    return sends
+
+
+def _secrets_or_reason(vault, merchant, now: datetime) -> tuple[str, ...] | Unsendable:
+    if merchant is None:
+        return Unsendable("merchant_missing", "merchant not found")
+    try:
+        return tuple(signing_secrets(vault, merchant, now))
+    except VaultError as exc:
+        # VaultError messages never hold key material or plaintext.
+        return Unsendable("secret", f"webhook secret cannot be decrypted ({exc})")
+    except Exception as exc:
+        # Decrypting touches no database, so this is never a transient DB
+        # error: whatever it is would recur at every try. Class name only.
+        return Unsendable("secret", f"webhook secret unusable ({type(exc).__name__})")
+
+
+def fail_unsendable(conn: Connection, items: list, now: datetime) -> None:
+    """Fail claimed deliveries [(claimed row, Unsendable)] for good, with their reason.
+
+    Each gets an attempt (no status code, the reason as its error) so the
+    delivery's history says why nothing was sent.
+    """
+    # The claim in this same transaction holds these rows' locks: no fence needed.
+    failed = []
+    for c, why in items:
+        error = f"not sent: {why.detail}"
+        row = conn.execute(
+            update(wd)
+            .where(wd.c.id == c.id, wd.c.status == "pending")
+            .values(
+                status="failed",
+                attempts=wd.c.attempts + 1,
+                next_attempt_at=None,
+                last_status_code=None,
+                last_error=error,
+                completed_at=now,
+                updated_at=now,
+            )
+            .returning(wd.c.id, wd.c.attempts)
+        ).first()
+        if row is not None:
+            failed.append((row, c.merchant_id, error, why.reason))
+    if not failed:
+        return
+    conn.execute(
+        insert(webhook_attempts),
+        [
+            {"delivery_id": r.id, "attempt": r.attempts, "error": error, "outcome": "failed"}
+            for r, _, error, _ in failed
+        ],
+    )
+    per_cause: dict[tuple[str, str], int] = {}
+    for _, merchant_id, error, _ in failed:
+        per_cause[merchant_id, error] = per_cause.get((merchant_id, error), 0) + 1
+    for (merchant_id, error), n in per_cause.items():
+        log.error("%d webhook deliveries of %s failed: %s", n, merchant_id, error)
+    metrics.webhook_prepare_failures(conn, [reason for *_, reason in failed])
+
+
+def release(conn: Connection, sends: list[Send]) -> None:
+    """Give back the lease of claimed deliveries that were not sent: due again now.
+
+    For deliveries that waited too long behind their merchant's own sends:
+    the dispatcher picks them up on a later run instead of them holding a
+    lease (and a place in memory) behind a slow receiver.
+    """
+    if not sends:
+        return
+    # Fenced like record_attempts: only while still at the attempt we claimed.
+    conn.execute(
+        update(wd)
+        .where(
+            wd.c.id == bindparam("delivery_id"),
+            wd.c.status == "pending",
+            wd.c.attempts == bindparam("seen"),
         )
-        for c in claimed
-    ]
+        .values(next_attempt_at=func.now(), updated_at=func.now()),
+        [{"delivery_id": s.delivery_id, "seen": s.attempts} for s in sends],
+    )
 
 
 def record_attempts(
