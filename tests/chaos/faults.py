@@ -52,7 +52,15 @@ def inject(fault: Fault, stack, receiver) -> None:
     fault.started = time.time()
     kind, _, target = fault.name.partition(":")
     if kind == "kill":
-        stack.procs[target].kill()
+        proc = stack.procs[target]
+        before = proc.restarts
+        proc.kill()
+        # Over when the supervisor has started it again (the API: answering).
+        deadline = time.monotonic() + 60
+        while proc.restarts == before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if target == "api":
+            stack.wait_api()
     elif kind == "redis_restart":
         # Killed and started again empty: every queue, unacked message and
         # beat key is gone.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import secrets
 import time
 
 import pytest
@@ -44,6 +43,24 @@ def test_beat_rides_out_a_redis_restart():
     finally:
         beat.stop()
         redis.stop()
+
+
+def test_beat_started_while_redis_is_down_takes_the_lock_once_it_is_back():
+    port = free_port()
+    env = {**FAST_BEAT, "REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    beat = processes.celery_beat(env, wait_for_lock=False)
+    redis = None
+    try:
+        _wait(lambda: "unavailable" in beat.output() or beat.proc.poll() is not None, 30, "beat")
+        assert _sent(beat) == 0  # never schedules without the lock
+        redis = processes.redis_server(port)
+        beat.wait_for("beat: Acquired lock", timeout=30)
+        _wait(lambda: _sent(beat) > 2, 30, "beat to send tasks")
+        assert beat.proc.poll() is None
+    finally:
+        beat.stop()
+        if redis is not None:
+            redis.stop()
 
 
 def test_unit_of_work_after_a_disconnect_at_commit(engine):
