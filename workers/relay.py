@@ -115,7 +115,7 @@ class Listener:
             log.warning("relay: LISTEN connection lost (%s); reconnecting", type(exc).__name__)
             with contextlib.suppress(Exception):
                 self._conn.close()
-            pass  # BROKEN
+            self._conn = None
             return False
 
 

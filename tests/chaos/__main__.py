@@ -132,7 +132,7 @@ def _audit(cfg, stack, receiver, load, plan) -> dict:
     with engine.connect() as conn:
         accepted = audit.accepted_ids(conn, load)
     _say(f"draining {len(accepted)} accepted intents")
-    stuck = audit.wait_final(engine, accepted, deadline)
+    stuck, lost = audit.wait_final(engine, accepted, deadline)
     undelivered = audit.wait_delivered(engine, receiver, max(deadline, time.time() + 30))
     with engine.begin() as conn:
         books = audit.money(conn)
@@ -147,9 +147,11 @@ def _audit(cfg, stack, receiver, load, plan) -> dict:
         "rate": cfg["rate"],
         "offered": len(load.outcomes),
         "accepted": len(accepted),
-        "final": len(accepted) - len(stuck),
+        "final": len(accepted) - len(stuck) - len(lost),
         "stuck": len(stuck),
         "stuck_ids": stuck[:10],
+        "lost": len(lost),
+        "lost_ids": lost[:10],
         "gave_up": gave_up,
         "rejected_4xx": rejected,
         "duplicate_intents": books["duplicate_intents"] + client_dups,
@@ -182,6 +184,7 @@ def breaches(r: dict) -> list[str]:
     out = []
     checks = {
         "stuck": "intents not final",
+        "lost": "accepted intents missing from Postgres",
         "duplicate_intents": "more than one intent for a key",
         "double_captures": "intents captured twice",
         "over_received": "amount_received above amount",

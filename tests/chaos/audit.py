@@ -23,17 +23,22 @@ def accepted_ids(conn, load) -> set[str]:
     return told | in_db
 
 
-def wait_final(engine, ids: set[str], deadline: float) -> list[str]:
-    """Poll until every intent is final or the deadline passes; return the stuck ones."""
+def wait_final(engine, ids: set[str], deadline: float) -> tuple[list[str], list[str]]:
+    """Poll until every intent is final or the deadline passes: (stuck ids, lost ids).
+
+    Lost: a client was told the intent was accepted, and Postgres has no row.
+    """
     while True:
         with engine.connect() as conn:
             rows = conn.execute(
-                text("SELECT id FROM payment_intents WHERE id = ANY(:ids) AND status <> ALL(:f)"),
-                {"ids": list(ids), "f": list(FINAL)},
-            ).scalars()
-            stuck = list(rows)
-        if not stuck or time.time() > deadline:
-            return stuck
+                text("SELECT id, status FROM payment_intents WHERE id = ANY(:ids)"),
+                {"ids": list(ids)},
+            ).all()
+        status = dict(rows)
+        stuck = sorted(i for i, s in status.items() if s not in FINAL)
+        lost = sorted(set(ids) - set(status))
+        if not (stuck or lost) or time.time() > deadline:
+            return stuck, lost
         time.sleep(1)
 
 
