@@ -103,11 +103,12 @@ def http_errors(load, faults, grace_s: float = 3.0) -> tuple[dict, list[str]]:
     for a in load.answers:
         if a.status is not None and a.status < 500:
             continue
+        # Faults may overlap (the receiver is down for 30 s): an answer inside
+        # the Postgres outage belongs to it, whatever else was going on.
+        inside = [f.name for f in faults if f.started - 0.5 <= a.at <= f.ended + grace_s]
         label = "none"
-        for f in faults:
-            if f.started - 0.5 <= a.at <= f.ended + grace_s:
-                label = f.name
-                break
+        if inside:
+            label = "postgres_restart" if "postgres_restart" in inside else inside[0]
         what = "connection" if a.status is None else str(a.status)
         by_fault.setdefault(label, Counter())[what] += 1
         if a.status is None:
