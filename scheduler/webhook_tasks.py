@@ -18,6 +18,14 @@ settings = get_settings()
 
 # Per run; the next run (every webhook_dispatch_interval_s) takes the rest.
 DUE_LIMIT = 5000
+# kombu's Redis transport keeps a queue's priority levels in lists of their own.
+PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+
+
+def backlog_max() -> int:
+    # What the background worker takes in one gulp (its prefetch): a backlog
+    # below this is reached within a batch or two, so due work is sent now.
+    return 4 * settings.batch_max
 
 
 @functools.cache
@@ -25,12 +33,18 @@ def _redis():
     return redis.Redis.from_url(settings.redis_url)
 
 
+def _backlog() -> int:
+    queue = settings.redis_key_prefix + "notifications"
+    return sum(_redis().llen(queue + suffix) for suffix in PRIORITY_SUFFIXES)
+
+
 @stage_task("clearhouse.scheduler.dispatch_webhooks", queue="maintenance")
 def dispatch_webhooks(self):
-    # While deliveries wait in the queue, the worker will reach them: sending
-    # them again would only feed a backlog with duplicates (claim() would let
-    # one through, but each costs a message and a claim).
-    if _redis().llen(settings.redis_key_prefix + "notifications"):
+    # While a large backlog waits in the queue, the worker will reach it:
+    # sending its deliveries again would only feed it with duplicates (claim()
+    # lets one through, but each costs a message and a claim). A small one
+    # must not hold back due retries, or steady traffic would starve them.
+    if _backlog() >= backlog_max():
         return 0
     with runtime.uow() as uow:
         ids = webhooks.due(uow.conn, DUE_LIMIT)
