@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from pathlib import Path
@@ -11,10 +12,13 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests import factories as f
-from tests.conftest import free_port
+from tests.conftest import TEST_ENV, free_port, queue_key
 from tests.support import processes
+from tests.support.waiting import drain
+from workers.celery_app import QUEUES
 
 N = 12
+PRIORITY_9 = "\x06\x169"  # kombu's list for priority-9 messages of a queue
 AMOUNT = 5_000_000  # 5 EURC (exponent 6): a currency no other test uses
 
 
@@ -58,15 +62,35 @@ def api(database, redis_client, worker):
         yield p, f"http://127.0.0.1:{port}"
 
 
-def test_counters_add_up_across_processes(api, make_merchant, engine):
-    proc, base = api
-    auth = {"Authorization": f"Bearer {f.access_token(base, make_merchant())}"}
-    before_api = scrape(f"{base}/metrics")
-    before = {
+FINAL = "clearhouse_intent_accept_to_final_seconds_count"
+RUNTIME = "clearhouse_task_runtime_seconds_count"
+STEPS = ("limits", "fraud", "fees", "authorize", "settle_instant")
+
+
+def _worker_counts() -> dict:
+    """Every worker-side count this test moves, summed over the session's workers."""
+    counts = {
         "eurc_posted": workers_total("clearhouse_ledger_volume_total", currency="EURC"),
         "fraud": workers_total("clearhouse_fraud_score_count"),
-        "final": workers_total("clearhouse_intent_accept_to_final_seconds_count"),
+        "final": workers_total(FINAL, priority="instant", status="succeeded"),
+        "succeeded": workers_total("clearhouse_intent_transitions_total", status="succeeded"),
     }
+    for step in STEPS:
+        task = f"clearhouse.{step}"
+        counts[f"runs {step}"] = workers_total(RUNTIME, task=task)
+        counts[f"waits {step}"] = workers_total(
+            "clearhouse_task_queue_wait_seconds_count", task=task
+        )
+    return counts
+
+
+def test_counters_add_up_across_processes(api, make_merchant, engine, redis_client):
+    proc, base = api
+    auth = {"Authorization": f"Bearer {f.access_token(base, make_merchant())}"}
+    # Whatever earlier tests left running has finished: every change from here on is ours.
+    drain(redis_client, TEST_ENV["REDIS_KEY_PREFIX"], QUEUES)
+    before_api = scrape(f"{base}/metrics")
+    before = _worker_counts()
 
     for _ in range(40):  # new connections: both gunicorn workers answer some
         assert requests.get(f"{base}/health", timeout=5).status_code == 200
@@ -81,48 +105,93 @@ def test_counters_add_up_across_processes(api, make_merchant, engine):
     assert {r.status for r in rows.values()} == {"succeeded"}
 
     after_api = scrape(f"{base}/metrics")
+
+    def delta(name, **labels):
+        return total(after_api, name, **labels) - total(before_api, name, **labels)
+
     health = dict(method="GET", route="/health", status="200")
-    assert (
-        total(after_api, "clearhouse_http_requests_total", **health)
-        - total(before_api, "clearhouse_http_requests_total", **health)
-        == 40
-    )
-    created = dict(currency="EURC", priority="instant")
-    assert (
-        total(after_api, "clearhouse_intents_created_total", **created)
-        - total(before_api, "clearhouse_intents_created_total", **created)
-        == N
-    )
+    assert delta("clearhouse_http_requests_total", **health) == 40
+    assert delta("clearhouse_intents_created_total", currency="EURC", priority="instant") == N
     route = dict(method="POST", route="/v1/payment_intents")
-    assert total(after_api, "clearhouse_http_request_duration_seconds_count", **route) >= N
+    assert delta("clearhouse_http_request_duration_seconds_count", **route) == N
+    assert delta("clearhouse_http_requests_total", status="202", **route) == N
     # Both gunicorn workers wrote samples: the totals above are sums of files.
     pids = {p.name.rsplit("_", 1)[-1] for p in Path(proc.metrics_dir, "api").glob("counter_*")}
     assert len(pids) >= 2, pids
-    assert total(after_api, "clearhouse_queue_depth", queue="limits") >= 0
     assert ("clearhouse_queue_depth", (("queue", "settlement.instant"),)) in after_api
 
     # Worker side: every stage ran, in either prefork child, and adds up.
-    for step in ("limits", "fraud", "fees", "authorize", "settle_instant"):
-        task = f"clearhouse.{step}"
-        assert workers_total("clearhouse_task_runtime_seconds_count", task=task) > 0, task
-        assert workers_total("clearhouse_task_queue_wait_seconds_count", task=task) > 0, task
-    assert workers_total("clearhouse_fraud_score_count") - before["fraud"] >= N
-    assert workers_total("clearhouse_intent_accept_to_final_seconds_count") - before["final"] >= N
-    assert workers_total("clearhouse_intent_transitions_total", status="succeeded") >= N
     # Each approved instant intent moves its amount three times: the hold,
     # its capture, and fee + net settlement (posted); in major units.
     expected = 3 * N * AMOUNT / 10**6
 
-    def volume_adds_up():
-        moved = workers_total("clearhouse_ledger_volume_total", currency="EURC")
-        assert moved - before["eurc_posted"] == pytest.approx(expected)
+    def worker_side_adds_up():
+        now = _worker_counts()
+        moved = {k: now[k] - before[k] for k in now}
+        assert moved["eurc_posted"] == pytest.approx(expected)
+        assert (moved["fraud"], moved["final"], moved["succeeded"]) == (N, N, N), moved
+        for step in STEPS:
+            # A stage runs batches: at least one, one message (its wait) per
+            # batch or more, and at most one message per intent.
+            assert 1 <= moved[f"runs {step}"] <= moved[f"waits {step}"] <= N, (step, moved)
 
-    eventually(volume_adds_up)
+    eventually(worker_side_adds_up)
 
 
-def test_worker_metrics_port_serves_multiprocess_registry(worker):
-    text = requests.get(f"http://127.0.0.1:{worker.metrics_port}/metrics", timeout=5).text
-    assert "clearhouse_task_runtime_seconds" in text
+def test_queue_depth_is_what_waits_in_a_paused_queue(api, redis_client):
+    """Publish to a queue no worker takes from: the API's gauge reads exactly what waits."""
+    from workers.celery_app import app
+
+    _, base = api
+    queue = "settlement.economy"
+    replies = app.control.cancel_consumer(queue, reply=True, timeout=5)
+    assert len(replies) == len(processes.WORKERS), replies
+    sent = []
+    try:
+        depth_before = total(scrape(f"{base}/metrics"), "clearhouse_queue_depth", queue=queue)
+        for priority in (None, None, None, 9, 9):  # the plain list and a priority list
+            task = app.send_task(
+                "clearhouse.settle_window", args=[[]], queue=queue, priority=priority
+            )
+            sent.append(task.id)
+        depth = total(scrape(f"{base}/metrics"), "clearhouse_queue_depth", queue=queue)
+        assert depth - depth_before == len(sent)
+        # kombu put them in two lists (plain and priority 9): the gauge sums both.
+        assert redis_client.llen(queue_key(queue)) >= 3
+        assert redis_client.llen(queue_key(queue) + PRIORITY_9) >= 2
+    finally:
+        removed = _remove_messages(redis_client, queue, set(sent))
+        app.control.add_consumer(queue, reply=True, timeout=5)
+    assert removed == len(sent)
+
+
+def _remove_messages(redis_client, queue: str, task_ids: set) -> int:
+    """Take our messages (by task id) off every priority list of ``queue``."""
+    removed = 0
+    for suffix in ("", "\x06\x163", "\x06\x166", PRIORITY_9):
+        key = queue_key(queue) + suffix
+        for raw in redis_client.lrange(key, 0, -1):
+            if json.loads(raw)["headers"].get("id") in task_ids:
+                removed += redis_client.lrem(key, 1, raw)
+    return removed
+
+
+def test_worker_metrics_port_serves_multiprocess_registry(worker, redis_client):
+    """A task this test sends shows up on the worker's port (from a prefork child's files)."""
+    from workers.dispatch import dispatch
+
+    def runs():
+        samples = scrape(f"http://127.0.0.1:{worker.metrics_port}/metrics")
+        return total(samples, RUNTIME, task="clearhouse.settle_instant")
+
+    drain(redis_client, TEST_ENV["REDIS_KEY_PREFIX"], QUEUES)  # earlier tests' work is done
+    before = runs()
+    dispatch("settle_instant", ["pi_no_such_intent"])  # runs, and settles nothing
+
+    def counted():
+        assert runs() - before == 1
+
+    eventually(counted)
 
 
 def test_observations_wait_for_the_commit(engine):

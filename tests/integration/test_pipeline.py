@@ -11,7 +11,8 @@ from sqlalchemy import func, select, text
 from shared.db.tables import ledger_transfers, limit_counters
 from shared.db.tables import payment_intents as pi
 from tests import factories as f
-from tests.conftest import queue_key, wipe_redis
+from tests.conftest import TEST_ENV, wipe_redis
+from tests.support.waiting import drain, messages_run, until
 
 pytestmark = pytest.mark.integration
 
@@ -36,18 +37,11 @@ def _counters(engine, merchant_id):
         )
 
 
-def _drain(redis_client, timeout=15):
-    """Wait until no queue holds a message and the worker had time to ack."""
+def _drain(redis_client, timeout=30):
+    """Wait until every message sent so far has run: none queued, none delivered but unacked."""
     from workers.celery_app import QUEUES
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if sum(redis_client.llen(queue_key(q)) for q in QUEUES) == 0:
-            time.sleep(1.0)
-            if sum(redis_client.llen(queue_key(q)) for q in QUEUES) == 0:
-                return
-        time.sleep(0.1)
-    raise AssertionError("queues did not drain")
+    drain(redis_client, TEST_ENV["REDIS_KEY_PREFIX"], QUEUES, timeout)
 
 
 def test_every_test_card_reaches_its_outcome_and_the_books_balance(
@@ -100,7 +94,7 @@ def test_processing_error_is_retried_then_fails_releasing_hold_and_limits(
 def test_duplicate_deliveries_change_nothing(
     worker, make_merchant, submit, engine, redis_client, books_balance
 ):
-    from workers.dispatch import dispatch
+    from workers.dispatch import STEPS, dispatch
 
     merchant = make_merchant()["merchant_id"]
     rng = random.Random()
@@ -108,14 +102,25 @@ def test_duplicate_deliveries_change_nothing(
         submit(merchant, f.card_body(f.random_visa(rng), 700, priority="instant")) for _ in range(3)
     ]
     f.wait_until_final(engine, ids)
-    _drain(redis_client)
+    _drain(redis_client)  # instant settlement too, which runs after `succeeded`
     before = ({i: _transfers(engine, i) for i in ids}, _counters(engine, merchant))
     with engine.connect() as conn:
         rows_before = conn.execute(select(pi).where(pi.c.id.in_(ids)).order_by(pi.c.id)).all()
+    steps = ("limits", "fraud", "fees", "authorize", "settle_instant")
+    tasks = [STEPS[step][0] for step in steps]
+    log_start = len(worker.output())
     for _ in range(2):  # every stage's message, delivered again, twice
-        for step in ("limits", "fraud", "fees", "authorize", "settle_instant"):
+        for step in steps:
             dispatch(step, ids)
+
+    def ran():
+        return messages_run(worker.output()[log_start:])
+
+    # The worker ran every duplicate (it logs each batch with its message count)...
+    until(lambda: all(ran()[t] >= 2 for t in tasks), what=lambda: f"the duplicates to run: {ran()}")
     _drain(redis_client)
+    # ... and they handed nothing on: no stage ran a message beyond those ten.
+    assert {t: ran()[t] for t in tasks} == {t: 2 for t in tasks}
     after = ({i: _transfers(engine, i) for i in ids}, _counters(engine, merchant))
     with engine.connect() as conn:
         rows_after = conn.execute(select(pi).where(pi.c.id.in_(ids)).order_by(pi.c.id)).all()
@@ -299,7 +304,7 @@ def test_one_broken_intent_does_not_hold_back_its_batch(worker, make_merchant, s
     assert (rows[broken].status, rows[broken].failure_code) == ("failed", "processing_error")
 
 
-def test_the_relay_enqueues_only_committed_intents(worker, make_merchant, engine, vault):
+def test_the_relay_enqueues_only_committed_intents(worker, make_merchant, submit, engine, vault):
     """Invariant 4: a worker never sees an intent before its row is committed."""
     from datetime import date
 
@@ -308,13 +313,27 @@ def test_the_relay_enqueues_only_committed_intents(worker, make_merchant, engine
     from shared.services import intents
 
     merchant = make_merchant()["merchant_id"]
-    req = validate_create(f.card_body(f.random_visa(random.Random()), 600), date.today())
+    rng = random.Random()
+    req = validate_create(f.card_body(f.random_visa(rng), 600), date.today())
+    log_start = len(worker.output())
     with UnitOfWork(engine) as u:
-        intent_id = intents.create(u.conn, vault, merchant, req, client_ip=None, request_id=None).id
-        time.sleep(1.5)  # the relay polls and is woken by other tests' commits meanwhile
+        held = intents.create(u.conn, vault, merchant, req, client_ip=None, request_id=None).id
+        # An intent committed after `held` was inserted goes through the relay
+        # and the whole pipeline: the relay has completed passes (claimed,
+        # published) while `held` sat in the database, inserted and uncommitted.
+        later = submit(merchant, f.card_body(f.random_visa(rng), 600))
+        first = f.wait_until_final(engine, [later])[later]
+        assert first.status == "succeeded" and first.enqueued_at is not None
+        assert later in worker.output()[log_start:]  # the worker's log names what it ran
+        # Those passes left `held` alone: not marked as sent, and no task ran on it.
+        enqueued = u.execute(select(pi.c.enqueued_at).where(pi.c.id == held)).scalar_one()
+        assert enqueued is None
+        assert held not in worker.output()[log_start:], "a worker ran an uncommitted intent"
         with engine.connect() as other:
-            seen = other.execute(select(pi.c.id).where(pi.c.id == intent_id)).first()
-        assert seen is None
+            assert other.execute(select(pi.c.id).where(pi.c.id == held)).first() is None
         u.commit()
-    row = f.wait_until_final(engine, [intent_id])[intent_id]
+    # Once committed, the relay sends it on and the worker runs it.
+    row = f.wait_until_final(engine, [held])[held]
     assert row.status == "succeeded" and row.enqueued_at is not None
+    assert row.created_at < first.created_at and row.enqueued_at > first.enqueued_at
+    until(lambda: held in worker.output()[log_start:], what="the worker to log the intent")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import statistics
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, text
@@ -19,7 +21,9 @@ from shared.services import webhook_endpoints, webhooks
 from shared.services.errors import NotFound
 from tests import factories as f
 from tests.conftest import free_port
+from tests.support import processes
 from tests.support.receiver import Receiver
+from tests.support.waiting import until
 from workers.dispatch import dispatch
 
 pytestmark = pytest.mark.integration
@@ -57,14 +61,61 @@ def _event_ids(engine, merchant_id):
 
 
 def _dispatch_until(predicate, timeout=30):
-    """Run the scheduler's dispatch job (as beat would) until ``predicate()`` holds."""
+    """Run the scheduler's dispatch job (as beat would) until ``predicate()`` holds.
+
+    At least one pass runs before the first look, so a predicate that is
+    already true still has a pass of the dispatcher behind it.
+    """
     from scheduler.webhook_tasks import dispatch_webhooks
 
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "dispatch did not get there in time"
+    def passed():
         dispatch_webhooks.apply()
-        time.sleep(0.2)
+        return predicate()
+
+    until(passed, timeout, interval=0.2, what="the dispatcher")
+
+
+def _lost_event(engine, merchant_id) -> str:
+    """An event whose first-attempt message was lost: only the dispatcher can send it.
+
+    Its delivery is backdated past the dispatcher's grace for first attempts,
+    so the very next dispatcher pass takes it.
+    """
+    with UnitOfWork(engine) as uow:  # no dispatch: the after-commit message goes nowhere
+        (event_id,) = ev.emit(
+            uow.conn, [(merchant_id, "settlement.paid", "st_marker", {"id": "st_marker"})]
+        )
+        uow.execute(
+            text(
+                "UPDATE webhook_deliveries SET next_attempt_at = now() - interval '1 minute'"
+                " WHERE event_id = :e"
+            ),
+            {"e": event_id},
+        )
+        uow.commit()
+    return event_id
+
+
+def _delivery_of(engine, event_id):
+    with engine.connect() as conn:
+        return conn.execute(select(wd).where(wd.c.event_id == event_id)).one()
+
+
+def _dispatcher_runs(log: str) -> list[int]:
+    """What each run of the dispatch job in the worker returned (deliveries it sent on)."""
+    return [
+        int(n)
+        for n in re.findall(
+            r"Task clearhouse\.scheduler\.dispatch_webhooks\[[^]]+\] succeeded in [^:]+: (\d+)", log
+        )
+    ]
+
+
+@pytest.fixture
+def beat(worker):
+    """The real scheduler: beat sends the dispatch job every second, the worker runs it."""
+    with processes.celery_beat() as b:
+        yield b
 
 
 def test_every_state_change_arrives_signed_exactly_once(worker, hooked, submit, engine):
@@ -79,11 +130,22 @@ def test_every_state_change_arrives_signed_exactly_once(worker, hooked, submit, 
     expected = _event_ids(engine, mid)
     assert len(expected) == 6
     receiver.wait_for(lambda r: set(r.ids()) >= expected)
-    time.sleep(1.0)  # anything duplicated would arrive by now
-    assert sorted(receiver.ids()) == sorted(expected)  # exactly once each
+    until(
+        lambda: all(d.status == "succeeded" for d in _deliveries(engine, mid)),
+        what="every attempt to be recorded",
+    )
+    # A marker that only the dispatcher can send: once it has arrived, a
+    # dispatcher pass ran after every attempt was recorded (any delivery still
+    # due would have gone in that pass) and the notifications queue moved past
+    # every message sent before it (a duplicated one would have arrived).
+    marker = _lost_event(engine, mid)
+    _dispatch_until(lambda: marker in receiver.ids())
+    assert sorted(receiver.ids()) == sorted([*expected, marker])  # exactly once each
     assert receiver.rejected == 0
     by_intent: dict[str, list[str]] = {}
     for got in receiver.received:
+        if got.event["id"] == marker:
+            continue
         assert got.verified_with == [0]
         by_intent.setdefault(got.event["data"]["object"]["id"], []).append(got.event["type"])
     # Deliveries run concurrently, so arrival order is not promised (as with
@@ -93,6 +155,7 @@ def test_every_state_change_arrives_signed_exactly_once(worker, hooked, submit, 
         ids[1]: ["payment_intent.payment_failed", "payment_intent.processing"],
         ids[2]: ["payment_intent.processing", "payment_intent.requires_capture"],
     }
+    until(lambda: _delivery_of(engine, marker).status == "succeeded", what="the marker recorded")
     for d in _deliveries(engine, mid):
         assert (d.status, d.attempts, d.last_status_code) == ("succeeded", 1, 200)
         (a,) = _attempts(engine, d.id)
@@ -100,9 +163,11 @@ def test_every_state_change_arrives_signed_exactly_once(worker, hooked, submit, 
         assert a.response_body == '{"received":true}'
 
 
-def test_a_receiver_that_is_down_then_back_gets_every_event(worker, hooked, submit, engine):
+def test_a_receiver_that_is_down_then_back_gets_every_event(worker, beat, hooked, submit, engine):
+    """Retries come from the real scheduler: beat's dispatch job, run by the worker."""
     merchant, receiver = hooked
     mid = merchant["merchant_id"]
+    log_start = len(worker.output())
     receiver.stop()
     ids = [submit(mid, f.card_body()) for _ in range(5)]
     f.wait_until_final(engine, ids)
@@ -112,15 +177,43 @@ def test_a_receiver_that_is_down_then_back_gets_every_event(worker, hooked, subm
         rows = _deliveries(engine, mid)
         return len(rows) == len(expected) and all(r.attempts >= 1 for r in rows)
 
-    _dispatch_until(all_failed_once)
+    until(all_failed_once, what="every first attempt to fail")
     assert all(r.status == "pending" for r in _deliveries(engine, mid))
     first = _attempts(engine, _deliveries(engine, mid)[0].id)[0]
     assert first.outcome == "failed" and first.status_code is None and first.error
 
-    receiver.start()  # same port
-    _dispatch_until(lambda: set(receiver.ids()) >= expected)
-    assert set(receiver.ids()) == expected
-    _dispatch_until(lambda: all(r.status == "succeeded" for r in _deliveries(engine, mid)))
+    receiver.start()  # same port; nothing but the dispatcher sends a retry
+    receiver.wait_for(lambda r: set(r.ids()) >= expected, timeout=60)
+    until(
+        lambda: all(r.status == "succeeded" for r in _deliveries(engine, mid)),
+        what="every delivery to succeed",
+    )
+    assert sorted(receiver.ids()) == sorted(expected)
+    retries = 0
+    for d in _deliveries(engine, mid):
+        tries = _attempts(engine, d.id)
+        assert len(tries) == d.attempts >= 2  # delivered by a retry
+        assert [a.outcome for a in tries] == ["failed"] * (d.attempts - 1) + ["succeeded"]
+        retries += d.attempts - 1
+    # Every retry was handed on by a run of the beat-driven job in the worker.
+    assert sum(_dispatcher_runs(worker.output()[log_start:])) >= retries
+
+
+def test_the_scheduler_sends_a_first_attempt_whose_message_was_lost(worker, beat, hooked, engine):
+    merchant, receiver = hooked
+    log_start = len(worker.output())
+    with UnitOfWork(engine) as uow:  # committed, but its message never published
+        (event_id,) = ev.emit(
+            uow.conn, [(merchant["merchant_id"], "settlement.paid", "st_lost", {"id": "st_lost"})]
+        )
+        uow.commit()
+    # Not before the grace for first attempts (5 s), and within a few beats after.
+    receiver.wait_for(lambda r: event_id in r.ids(), timeout=30)
+    until(lambda: _delivery_of(engine, event_id).status == "succeeded", what="the attempt recorded")
+    d = _delivery_of(engine, event_id)
+    assert d.attempts == 1 and receiver.ids() == [event_id]
+    assert d.completed_at - d.created_at >= timedelta(seconds=5)
+    assert sum(_dispatcher_runs(worker.output()[log_start:])) >= 1
 
 
 def test_after_the_last_attempt_the_delivery_is_failed(worker, hooked, submit, engine):
@@ -145,10 +238,16 @@ def test_after_the_last_attempt_the_delivery_is_failed(worker, hooked, submit, e
         assert [a.attempt for a in tries] == list(range(1, d.attempts + 1))
         assert all(a.outcome == "failed" and a.status_code == 500 for a in tries)
         assert all(len(a.response_body) == webhooks.RESPONSE_BODY_MAX for a in tries)
+    attempts = {d.id: d.attempts for d in _deliveries(engine, mid)}
     n = receiver.hits["/hooks"]
-    time.sleep(1.0)
-    _dispatch_until(lambda: True)
-    assert receiver.hits["/hooks"] == n  # nothing is sent after the last attempt
+    # Nothing is sent after the last attempt: a dispatcher pass that did send
+    # (a marker only it can send) sends the marker alone.
+    receiver.mode = "ok"
+    marker = _lost_event(engine, mid)
+    _dispatch_until(lambda: _delivery_of(engine, marker).status == "succeeded")
+    assert receiver.hits["/hooks"] == n + 1
+    assert receiver.ids() == [marker]
+    assert {d.id: d.attempts for d in _deliveries(engine, mid) if d.event_id != marker} == attempts
 
 
 def test_redirects_are_not_followed(worker, hooked, submit, engine):
@@ -192,14 +291,27 @@ def test_two_concurrent_claims_lease_a_delivery_once(engine, hooked, submit):
     with engine.connect() as first:
         tx = first.begin()
         won.append(webhooks.claim(first, [d.id], lease_s=60))
+        first_pid = first.execute(text("SELECT pg_backend_pid()")).scalar_one()
 
         def second():
             with engine.begin() as conn:
                 won.append(webhooks.claim(conn, [d.id], lease_s=60))
 
+        def second_waits_on_first():
+            with engine.connect() as conn:
+                return conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE CAST(:p AS int) = ANY(pg_blocking_pids(pid))"
+                    ),
+                    {"p": first_pid},
+                ).scalar_one()
+
         t = threading.Thread(target=second)
         t.start()
-        time.sleep(0.3)  # the second claim now waits on the row lock
+        # The second claim runs while the first holds the lease: it waits on
+        # the row lock (or, should it not wait, has already finished).
+        until(lambda: second_waits_on_first() or not t.is_alive(), timeout=10)
         tx.commit()
         t.join(10)
     assert [len(w) for w in won] == [1, 0]
