@@ -109,7 +109,7 @@ def http_errors(load, faults, grace_s: float = 3.0) -> tuple[dict, list[str]]:
         label = "none"
         if inside:
             label = "postgres_restart" if "postgres_restart" in inside else inside[0]
-        what = "connection" if a.status is None else str(a.status)
+        what = f"connection:{a.code}" if a.status is None else str(a.status)
         by_fault.setdefault(label, Counter())[what] += 1
         if a.status is None:
             continue  # the client retries; a killed API answers nothing

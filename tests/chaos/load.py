@@ -125,8 +125,8 @@ class Load:
             r = self._session().post(
                 self.api + "/v1/payment_intents", json=body, headers=headers, timeout=15
             )
-        except requests.RequestException:
-            self._record(None, None)
+        except requests.RequestException as exc:
+            self._record(None, type(exc).__name__)
             self._local.session = None  # a broken keep-alive connection: start afresh
             return None, None
         try:

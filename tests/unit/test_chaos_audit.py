@@ -18,7 +18,7 @@ def test_503_inside_the_postgres_outage_is_allowed_even_when_faults_overlap():
     load = SimpleNamespace(answers=[Answer(112, 503, "service_unavailable"), Answer(111, None)])
     by_fault, breaches = http_errors(load, plan)
     assert breaches == []
-    assert by_fault == {"postgres_restart": {"503": 1, "connection": 1}}
+    assert by_fault == {"postgres_restart": {"503": 1, "connection:None": 1}}
 
 
 def test_any_500_or_a_5xx_outside_the_outage_breaches():
