@@ -92,7 +92,7 @@ def test_card_velocity_counts_the_cards_intents_of_the_last_ten_minutes(
     assert (_reasons(later), later.risk_score, later.status) == ({}, 0, "succeeded")
 
 
-def test_ip_velocity_counts_the_addresss_recent_intents(worker, make_merchant, pay, engine):
+def test_ip_velocity_counts_the_ips_recent_intents(worker, make_merchant, pay, engine):
     merchant = make_merchant()["merchant_id"]
     rng = random.Random()
     earlier = [pay(merchant, f.card_body(f.random_visa(rng), 500)) for _ in range(21)]
