@@ -35,17 +35,23 @@ def relay_once(engine, batch_max: int, dispatch, alive=lambda: None) -> int:
     sent = 0
     while True:
         alive()
+        # Publish inside the claim's transaction, commit after: a publish that
+        # fails (Redis away) rolls the mark back and the next pass sends the
+        # intents again, instead of leaving them marked and sent nowhere. A
+        # commit lost after a publish only duplicates a message, which the
+        # stages' compare-and-set ignores; a stage that gets the message
+        # first waits on the row lock for this commit.
         with UnitOfWork(engine) as uow:
             claimed = outbox.claim(uow.conn, batch_max)
+            if claimed:
+                # A lone intent carries its request id into the tasks' logs; a
+                # batch of many requests has no single one to carry.
+                context.clear()
+                if len(claimed) == 1:
+                    context.bind(request_id=claimed[0][1])
+                dispatch("limits", [intent_id for intent_id, _ in claimed])
             uow.commit()
-        if claimed:
-            # A lone intent carries its request id into the tasks' logs; a
-            # batch of many requests has no single one to carry.
-            context.clear()
-            if len(claimed) == 1:
-                context.bind(request_id=claimed[0][1])
-            dispatch("limits", [intent_id for intent_id, _ in claimed])
-            sent += len(claimed)
+        sent += len(claimed)
         if len(claimed) < batch_max:
             return sent
 

@@ -2,8 +2,8 @@
 
 The API only inserts (one transaction, no broker round trip); a trigger
 NOTIFYs at commit and the relay hands everything committed so far to the
-first stage in one message. Marking and publishing are not atomic: an
-intent marked but never published is re-driven by the scheduler.
+first stage in one message. The relay publishes inside the transaction that
+marks the intents and commits after, so a failed publish unmarks them.
 """
 
 from __future__ import annotations
