@@ -25,6 +25,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _score(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 100, got {text!r}")
+    return value
+
+
 def _non_negative_float(text: str) -> float:
     try:
         value = float(text)
@@ -56,7 +66,7 @@ def build_parser() -> Parser:
     lim.add_argument("--monthly", type=_positive_int)
     thr = m.add_parser("set-fraud-threshold", help="block at this risk score (0-100)")
     thr.add_argument("--merchant", required=True)
-    thr.add_argument("--threshold", required=True, type=int, choices=range(0, 101), metavar="0-100")
+    thr.add_argument("--threshold", required=True, type=_score, metavar="0-100")
     rot = m.add_parser("rotate-webhook-secret", help="new webhook secret; the old one overlaps")
     rot.add_argument("--merchant", required=True)
     rot.add_argument("--overlap-hours", type=_non_negative_float, help="default from settings")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import socket
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from sqlalchemy import Connection, func, select, update
 
@@ -23,7 +24,9 @@ def check_url(url: str, allow_private: bool) -> str:
     """Return ``url`` if webhooks may be sent there, else raise a ServiceError."""
     ok, reason = W.url_allowed(url, allow_private, resolve)
     if not ok:
-        raise ServiceError(f"webhook URL refused ({reason}): {url!r}", "webhook_url")
+        # The URL's host only: its user:password or query may carry secrets.
+        host = urlsplit(url).hostname if isinstance(url, str) else None
+        raise ServiceError(f"webhook URL refused ({reason}); host {host!r}", "webhook_url")
     return url
 
 

@@ -176,7 +176,7 @@ def test_merchant_set_fraud_threshold_blocks_at_it(stack):
     assert pay(lenient, card(100_000))["status"] == "succeeded"
 
     refused(2, "merchant", "set-fraud-threshold", "--merchant", mid, "--threshold", "101",
-            says="argument --threshold: invalid choice: 101")  # fmt: skip
+            says="argument --threshold: must be an integer from 0 to 100")  # fmt: skip
     refused(1, "merchant", "set-fraud-threshold", "--merchant", "mch_nope", "--threshold", "50",
             says="No such merchant")  # fmt: skip
     assert pay(strict, card(100_000))["status"] == "failed"  # still 15
