@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Connection, and_, delete, func, literal, select
+from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from shared.db.tables import idempotency_keys as ik
@@ -80,20 +80,21 @@ def begin(
     request with the key fails to take it (409) instead of waiting, and it is
     released by commit or rollback, so a crashed request never leaves it held.
     """
-    # One round trip: try the lock and read the key's row (if any) together.
+    # Two statements, not one: in READ COMMITTED a statement's snapshot is
+    # taken before its lock is. Read together, a request could get the lock
+    # just released by the first request's commit while its snapshot predates
+    # that commit, see no stored response, and charge a second time.
     lock = func.pg_try_advisory_xact_lock(func.hashtextextended(f"{merchant_id}:{key}", 0))
-    stale = ik.c.created_at < func.now() - _hours(retention_h)
-    row = conn.execute(
-        select(lock.label("held"), ik, stale.label("stale"))
-        .select_from(select(literal(1)).subquery())
-        .outerjoin(ik, and_(ik.c.merchant_id == merchant_id, ik.c.key == key))
-    ).one()
-    if not row.held:
+    if not conn.execute(select(lock)).scalar_one():
         raise KeyInUse(
             "A request with this Idempotency-Key is still being processed; retry later.",
             "Idempotency-Key",
         )
-    if row.key is None or row.stale or row.response_status is None:
+    stale = ik.c.created_at < func.now() - _hours(retention_h)
+    row = conn.execute(
+        select(ik, stale.label("stale")).where(ik.c.merchant_id == merchant_id, ik.c.key == key)
+    ).first()
+    if row is None or row.stale or row.response_status is None:
         return None  # a key past its retention is treated as absent
     if (row.request_method, row.request_path, row.request_hash) != (method, path, req_hash):
         raise KeyReused(
