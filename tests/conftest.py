@@ -71,9 +71,13 @@ def settings():
 
 
 @pytest.fixture(scope="session")
-def database(settings):
+def database():
+    # Not from the ``settings`` fixture: a module may override that one (and
+    # ``engine``) for itself, and this session fixture must not pick it up.
+    from shared.config import get_settings
     from shared.db.migrate import drop_database, upgrade
 
+    settings = get_settings()
     _ensure_services()
     upgrade(settings.database_url)
     yield settings.database_url
@@ -124,8 +128,10 @@ def make_merchant(engine, vault):
         with UnitOfWork(engine) as u:
             m = merchants.create_merchant(u.conn, vault, name, webhook_url)
             u.commit()
+        make.made.append(m["merchant_id"])
         return m
 
+    make.made = []  # this test's merchants: what books_balance checks
     return make
 
 
