@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -119,8 +120,13 @@ def celery_worker(
     concurrency: int = 2,
     env: dict | None = None,
     nice: int = 0,
+    track: bool = True,
 ) -> Process:
-    """Start a real Celery worker (at ``nice``, as deploy/Procfile may) and wait until ready."""
+    """Start a real Celery worker (at ``nice``, as deploy/Procfile may) and wait until ready.
+
+    ``track``: count it in WORKERS, the workers that may run tasks this pytest
+    process sends (False for a worker on another layer's queues: the e2e stack).
+    """
     env = _observable(env, WORKER_METRICS_PORT=str(_free_port()))
     argv = [
         *(["nice", "-n", str(nice)] if nice else []),
@@ -144,13 +150,27 @@ def celery_worker(
     ]
     p = Process(f"worker-{name}", argv, env)
     p.metrics_port = int(env["WORKER_METRICS_PORT"])
-    WORKERS.append(p)
+    if track:
+        WORKERS.append(p)
     try:
         p.wait_for("ready.", timeout=60)
     except RuntimeError:
         p.stop()
         raise
     return p
+
+
+def procfile_workers(path: Path = ROOT / "deploy/Procfile") -> list[tuple[str, str, str]]:
+    """The Celery workers deploy/Procfile runs: (process name, its -Q queues, its --pool)."""
+    found = []
+    for line in path.read_text().splitlines():
+        name, sep, command = line.partition(":")
+        argv = shlex.split(command) if sep and not line.startswith("#") else []
+        if not any(a.endswith("/celery") for a in argv) or "worker" not in argv:
+            continue  # not a Celery worker (the API, the relay, beat, Flower)
+        opt = {k: v for k, v in zip(argv, argv[1:], strict=False) if k in ("-Q", "--pool")}
+        found.append((name.strip(), opt["-Q"], opt.get("--pool", "prefork")))
+    return found
 
 
 def relay(env: dict | None = None, nice: int = 0) -> Process:
