@@ -139,4 +139,4 @@ def wait_until_final(engine, ids, timeout: float = 30, final=FINAL) -> dict:
         if time.monotonic() > deadline:
             states = {i: (rows[i].status, rows[i].stage) if i in rows else None for i in pending}
             raise AssertionError(f"{len(pending)} intents not final after {timeout}s: {states}")
-        time.sleep(0.1)
+        time.sleep(0.1)  # polling interval

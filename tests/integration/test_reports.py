@@ -34,7 +34,7 @@ def _wait_settled(engine, ids, timeout=15):
         if all(r.settlement_status == "settled" for r in rows.values()):
             return
         assert time.monotonic() < deadline, "instant intents were not settled"
-        time.sleep(0.1)
+        time.sleep(0.1)  # polling interval
 
 
 def _run_job(engine, day: date) -> dict:
@@ -49,7 +49,7 @@ def _run_job(engine, day: date) -> dict:
             run = conn.execute(select(report_runs).where(report_runs.c.report_date == day)).first()
         if run is not None and run.created_at >= started - timedelta(seconds=1):
             return run
-        time.sleep(0.2)
+        time.sleep(0.2)  # polling interval
     raise AssertionError("the daily report job did not run")
 
 

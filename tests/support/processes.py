@@ -59,7 +59,7 @@ class Process:
                 return
             if self.proc.poll() is not None:
                 break
-            time.sleep(0.1)
+            time.sleep(0.1)  # polling interval
         raise RuntimeError(f"{self.name} did not print {text!r}:\n{self.output()[-3000:]}")
 
     def wait_for_count(self, text: str, count: int, timeout: float = 30) -> None:
@@ -70,7 +70,7 @@ class Process:
                 return
             if self.proc.poll() is not None:
                 break
-            time.sleep(0.1)
+            time.sleep(0.1)  # polling interval
         raise RuntimeError(f"{self.name} did not print {text!r} x{count}:\n{self.output()[-3000:]}")
 
     def kill(self, sig=signal.SIGKILL) -> None:
@@ -217,7 +217,7 @@ def gunicorn(port: int, workers: int = 2, env: dict | None = None) -> Process:
             pass
         if p.proc.poll() is not None:
             break
-        time.sleep(0.2)
+        time.sleep(0.2)  # polling interval
     p.stop()
     raise RuntimeError(f"gunicorn did not come up:\n{p.output()[-3000:]}")
 
