@@ -2,7 +2,10 @@
 
 The environment is set here, before any project module reads its settings,
 so the test process, the Celery workers and gunicorn it starts all agree.
-Every test uses random ids, so nothing needs cleaning between tests.
+It is the integration layer's (unit tests need none); the e2e layer gives
+the processes it starts a database and key prefix of their own
+(tests/e2e/conftest.py). Every test uses random ids and its own merchants,
+cards and client IPs, so nothing needs cleaning between tests.
 """
 
 from __future__ import annotations
