@@ -120,7 +120,10 @@ def test_counters_add_up_across_processes(api, make_merchant, engine):
     eventually(volume_adds_up)
 
 
-def test_worker_metrics_port_serves_multiprocess_registry(worker):
+def test_worker_metrics_port_serves_multiprocess_registry(worker, make_merchant, submit, engine):
+    # A task of its own first: a worker that has run none yet has nothing to serve,
+    # and which tests ran before this one depends on the (random) order.
+    f.wait_until_final(engine, [submit(make_merchant()["merchant_id"], f.card_body())])
     text = requests.get(f"http://127.0.0.1:{worker.metrics_port}/metrics", timeout=5).text
     assert "clearhouse_task_runtime_seconds" in text
 
