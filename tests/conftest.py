@@ -2,7 +2,10 @@
 
 The environment is set here, before any project module reads its settings,
 so the test process, the Celery workers and gunicorn it starts all agree.
-Every test uses random ids, so nothing needs cleaning between tests.
+It is the integration layer's (unit tests need none); the e2e layer gives
+the processes it starts a database and key prefix of their own
+(tests/e2e/conftest.py). Every test uses random ids and its own merchants,
+cards and client IPs, so nothing needs cleaning between tests.
 """
 
 from __future__ import annotations
@@ -71,9 +74,13 @@ def settings():
 
 
 @pytest.fixture(scope="session")
-def database(settings):
+def database():
+    # Not from the ``settings`` fixture: a module may override that one (and
+    # ``engine``) for itself, and this session fixture must not pick it up.
+    from shared.config import get_settings
     from shared.db.migrate import drop_database, upgrade
 
+    settings = get_settings()
     _ensure_services()
     upgrade(settings.database_url)
     yield settings.database_url
@@ -124,8 +131,10 @@ def make_merchant(engine, vault):
         with UnitOfWork(engine) as u:
             m = merchants.create_merchant(u.conn, vault, name, webhook_url)
             u.commit()
+        make.made.append(m["merchant_id"])
         return m
 
+    make.made = []  # this test's merchants: what books_balance checks
     return make
 
 

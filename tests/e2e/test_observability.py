@@ -4,36 +4,32 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
-from pathlib import Path
 
 import pytest
 
 from tests import factories as f
-from tests.conftest import free_port, python_bin
-from tests.e2e.conftest import Client
+from tests.conftest import free_port
+from tests.e2e.conftest import E2E_ENV, Client, create_merchant
 from tests.support import processes
 from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
-CARDS = (f.APPROVE, f.DECLINE, f.FRAUD, f.PROCESSING_ERROR)
+# A card of the test's own (approves) and the sandbox's special ones: none may be logged.
+APPROVING = f.new_card()
+CARDS = (APPROVING, f.DECLINE, f.FRAUD, f.PROCESSING_ERROR)
 
 
 @pytest.fixture(scope="module")
 def observed(stack):
-    """The stack's worker, plus an API with access logs on and a beat: every process logs."""
+    """The stack's processes (beat among them), plus an API with access logs on."""
     port = free_port()
-    with (
-        processes.gunicorn(port, workers=2, env={"ACCESS_LOG": "1"}) as api,
-        processes.celery_beat(wait_for_lock=False) as beat,
-    ):
-        worker = next(p for p in stack["logs"] if p.name.startswith("worker"))
+    with processes.gunicorn(port, workers=2, env={**E2E_ENV, "ACCESS_LOG": "1"}) as api:
         yield {
             "url": f"http://127.0.0.1:{port}",
             "api": api,
-            "worker": worker,
-            "beat": beat,
+            # The stage workers run here: the request id must reach its logs.
+            "worker": stack["workers"]["pipeline"],
+            "beat": stack["beat"],
             "stack": stack["logs"],
         }
 
@@ -41,15 +37,7 @@ def observed(stack):
 @pytest.fixture(scope="module")
 def merchant_and_receiver(observed):
     port = free_port()
-    out = subprocess.run(
-        [python_bin("clearhouse"), "merchant", "create", "--name", "logs", "--json"]
-        + ["--webhook-url", f"http://127.0.0.1:{port}/hooks"],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    merchant = json.loads(out.stdout.strip().splitlines()[-1])
+    merchant = create_merchant("logs", "--webhook-url", f"http://127.0.0.1:{port}/hooks")
     receiver = Receiver([merchant["webhook_secret"]], port).start()
     yield merchant, receiver
     receiver.stop()
@@ -71,7 +59,7 @@ def test_logs_are_json_carry_request_ids_and_no_secrets(observed, merchant_and_r
     request_id = f"e2e-{secrets.token_hex(8)}"
     r = client.post(
         "/v1/payment_intents",
-        f.card_body(f.APPROVE, 1500, priority="instant"),
+        f.card_body(APPROVING, 1500, priority="instant"),
         headers={"X-Request-Id": request_id},
     )
     assert r.status_code == 202 and r.headers["X-Request-Id"] == request_id
@@ -80,7 +68,7 @@ def test_logs_are_json_carry_request_ids_and_no_secrets(observed, merchant_and_r
     for number in CARDS[1:]:
         client.wait(client.post("/v1/payment_intents", f.card_body(number)).json()["id"])
     # A bad request that carries a card number: errors must not echo bodies.
-    bad = {**f.card_body(f.APPROVE), "amount": "12.5"}
+    bad = {**f.card_body(APPROVING), "amount": "12.5"}
     assert client.post("/v1/payment_intents", bad).status_code == 400
     receiver.wait_for(lambda rcv: traced in {e.event["data"]["object"]["id"] for e in rcv.received})
 

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import random
-import time
 import uuid
 
 import pytest
 
 from tests import factories as f
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
 
 def pay(client, amount: int, priority: str = "standard") -> dict:
-    body = f.card_body(f.random_visa(random.Random()), amount, priority=priority)
+    body = f.card_body(f.new_card(), amount, priority=priority)
     r = client.post("/v1/payment_intents", body)
     assert r.status_code == 202, r.text
     intent = client.wait(r.json()["id"])
@@ -80,12 +79,14 @@ def test_refund_errors_are_problems_with_a_param(client, other_client):
 
 def test_balance_after_instant_settlement_and_refunds(client):
     instant = pay(client, 3000, priority="instant")
-    deadline = time.monotonic() + 15
-    while (
-        client.get(f"/v1/payment_intents/{instant['id']}").json()["settlement_status"] != "settled"
-    ):
-        assert time.monotonic() < deadline, "instant intent not settled"
-        time.sleep(0.1)
+    wait_until(
+        lambda: (
+            client.get(f"/v1/payment_intents/{instant['id']}").json()["settlement_status"]
+            == "settled"
+        ),
+        15,
+        "the instant intent to be settled",
+    )
     standard = pay(client, 2000)
     a = client.post("/v1/refunds", {"payment_intent": instant["id"], "amount": 1000}).json()
     b = client.post("/v1/refunds", {"payment_intent": standard["id"], "amount": 500}).json()

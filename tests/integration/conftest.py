@@ -1,14 +1,44 @@
-"""Integration fixtures: a real Celery worker process, intents via the services."""
+"""Integration fixtures: a real Celery worker process, intents via the services.
+
+The layer's database, Redis db and key prefix are the pytest process's own
+(tests/conftest.py TEST_ENV): the in-process code and every process started
+here share them, and no other layer's process ever sees them (the e2e stack
+has its own, tests/e2e/conftest.py). Tests share the layer's database, so
+each one makes its own merchants, payers (cards, wallets) and client IP, and
+checks only its own rows (``books_balance``); the whole ledger is audited once,
+after the last test of the layer (``ledger_audit``).
+"""
 
 from __future__ import annotations
 
-import random
 from datetime import date
 
 import pytest
 from sqlalchemy import text
 
-from tests.support import processes
+from tests import factories as f
+from tests.support import books, processes
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ledger_audit(database):
+    """After every test of the layer: the whole ledger reconciles, or the session fails.
+
+    Set up before any other fixture of the layer's first test, so torn down
+    after them all (the worker and relay have stopped: nothing is in flight).
+    (``database``, not ``engine``: a module may override ``engine`` with its own.)
+    """
+    from shared.db.engine import get_engine
+
+    yield
+    problems = books.whole_ledger(get_engine(database))
+    if problems:
+        listing = "\n  ".join(problems[:50])
+        pytest.fail(
+            f"ledger audit: {len(problems)} discrepancies in the integration layer's"
+            f" database after all its tests:\n  {listing}",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -26,14 +56,16 @@ def submit(engine, vault):
     from shared.services import intents
     from workers.dispatch import dispatch
 
-    # A documentation-range address per test, so IP velocity stays per test.
-    client_ip = f"198.51.100.{random.randrange(1, 255)}"
+    # An address of the test's own: IP velocity counts only this test's intents.
+    test_ip = f.new_ip()
 
-    def submit(merchant_id: str, body: dict, enqueue: bool = True) -> str:
+    def submit(
+        merchant_id: str, body: dict, enqueue: bool = True, client_ip: str | None = None
+    ) -> str:
         req = validate_create(body, date.today())
         with UnitOfWork(engine, dispatch) as u:
             row = intents.create(
-                u.conn, vault, merchant_id, req, client_ip=client_ip, request_id=None
+                u.conn, vault, merchant_id, req, client_ip=client_ip or test_ip, request_id=None
             )
             if not enqueue:  # as if published, and every message lost on the way
                 u.conn.info.pop("clearhouse.enqueue_after_commit", None)
@@ -58,19 +90,24 @@ def funded_wallet(engine):
             wallet = merchants.create_wallet(u.conn, "payer", "USD")["wallet_id"]
             merchants.fund_wallet(u.conn, wallet, amount)
             u.commit()
+        make.made.append(wallet)
         return wallet
 
+    make.made = []
     return make
 
 
 @pytest.fixture
-def books_balance(engine):
-    """Assert the whole ledger reconciles."""
-    from shared.services.reconcile import discrepancies
+def books_balance(engine, make_merchant, funded_wallet):
+    """Assert the test's own books reconcile: its merchants' accounts and intents, its wallets.
+
+    Other tests' rows are theirs to check (and the layer's ``ledger_audit``'s).
+    """
 
     def check():
+        assert make_merchant.made, "books_balance checks the merchants made with make_merchant"
         with engine.connect() as conn:
-            problems = discrepancies(conn)
+            problems = books.own_discrepancies(conn, make_merchant.made, funded_wallet.made)
         assert problems == []
 
     return check

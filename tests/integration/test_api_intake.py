@@ -1,7 +1,9 @@
 """The intake API against a real Postgres, through falcon's TestClient.
 
-Self-contained: fixtures live here until they move into a conftest. Every test
-makes its own merchant (random ids), so nothing needs cleaning up.
+Self-contained: fixtures live here until they move into a conftest. The module
+has a database of its own: these tests drive intents through the stages
+in-process, and the layer's outbox relay and worker (or anyone's) must never
+take them on. Every test makes its own merchant, card and client address.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import base64
 import hashlib
 import hmac
 import json
-import os
+import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -21,12 +23,11 @@ import falcon.testing
 import jwt
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import create_engine, select, update
+from sqlalchemy import select, update
 
 from intake.app import create_app
 from shared.config import Settings
 from shared.connectors.sandbox import SandboxAcquirer
-from shared.db.migrate import upgrade
 from shared.db.tables import idempotency_keys, payment_intents
 from shared.db.uow import UnitOfWork
 from shared.security.signing import SigningKeys
@@ -34,13 +35,19 @@ from shared.security.vault import Vault
 from shared.services import idempotency
 from shared.services.merchants import create_merchant
 from shared.services.stages import authorize, fees, fraud, limits
+from tests import factories as f
+from tests.support.scratchdb import scratch_database
 
 pytestmark = pytest.mark.integration
 
-DB_URL = os.environ.get(
-    "DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/clearhouse_intake_test"
-)
-VISA = "4242424242424242"
+# This test's card: card velocity and payer history count only its own intents
+# (set per test by ``_own_card``, read when a body is built).
+VISA = f.new_card()
+
+
+@pytest.fixture(autouse=True)
+def _own_card(monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "VISA", f.new_card())
 
 
 def card_body(**over) -> dict:
@@ -65,21 +72,24 @@ class RecordingDispatch:
 
 
 @pytest.fixture(scope="module")
-def engine():
-    upgrade(DB_URL)
-    eng = create_engine(DB_URL)
-    yield eng
-    eng.dispose()
+def scratch(database):
+    with scratch_database("clearhouse_intake") as (url, eng):
+        yield url, eng
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory):
+def engine(scratch):
+    return scratch[1]
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory, scratch):
     # Keys come from a fresh key_dir, never from whatever the environment holds.
     with pytest.MonkeyPatch.context() as mp:
         for name in ("JWT_PRIVATE_KEY", "CARD_KEYS", "CARD_FINGERPRINT_KEY"):
             mp.delenv(name, raising=False)
         key_dir = str(tmp_path_factory.mktemp("keys"))
-        yield Settings.from_env(database_url=DB_URL, key_dir=key_dir)
+        yield Settings.from_env(database_url=scratch[0], key_dir=key_dir)
 
 
 @pytest.fixture(scope="module")
@@ -97,10 +107,22 @@ def dispatch():
     return RecordingDispatch()
 
 
+class Client(falcon.testing.TestClient):
+    """A TestClient whose requests come from one client address (the test's own)."""
+
+    def __init__(self, app, remote_addr: str):
+        super().__init__(app)
+        self.remote_addr = remote_addr
+
+    def simulate_request(self, *args, **kwargs):
+        kwargs.setdefault("remote_addr", self.remote_addr)
+        return super().simulate_request(*args, **kwargs)
+
+
 @pytest.fixture
 def client(settings, engine, keys, vault, dispatch):
     app = create_app(settings, engine=engine, dispatch=dispatch, keys=keys, vault=vault)
-    return falcon.testing.TestClient(app)
+    return Client(app, f.new_ip())
 
 
 def new_merchant(engine, vault) -> dict:
@@ -315,7 +337,9 @@ def test_create_get_list(client, auth, dispatch, engine, vault):
     resp = create(client, auth)
     assert resp.status_code == 202, resp.text
     intent = resp.json
-    assert intent["status"] == "processing" and intent["payment_method"]["card"]["last4"] == "4242"
+    assert (
+        intent["status"] == "processing" and intent["payment_method"]["card"]["last4"] == VISA[-4:]
+    )
     assert VISA not in resp.text
     assert dispatch.calls == []  # the outbox relay enqueues new intents, not the API
 
@@ -482,7 +506,7 @@ def test_unexpected_error_is_500_and_frees_the_key(settings, engine, keys, vault
     app = create_app(
         settings, engine=engine, dispatch=RecordingDispatch(), keys=keys, vault=BrokenVault()
     )
-    client = falcon.testing.TestClient(app)
+    client = Client(app, f.new_ip())
     auth = {"Authorization": f"Bearer {get_tokens(client, merchant)['access_token']}"}
     key = uuid.uuid4().hex
     body = assert_problem(create(client, auth, key=key), 500, "internal_error")

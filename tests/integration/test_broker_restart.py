@@ -84,7 +84,7 @@ def _wait_until_held(port: int, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while client.hlen(TEST_ENV["REDIS_KEY_PREFIX"] + "unacked") == 0:
         assert time.monotonic() < deadline, "the worker never fetched the parked message"
-        time.sleep(0.05)
+        time.sleep(0.05)  # polling interval
 
 
 def test_one_intent_after_a_redis_restart_is_processed(private_stack, vault):

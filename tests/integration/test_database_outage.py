@@ -93,7 +93,7 @@ def _wait(condition, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.05)
+        time.sleep(0.05)  # polling interval
 
 
 def _merchant(stack) -> tuple[dict, dict]:
@@ -301,7 +301,7 @@ def test_api_answers_503_while_postgres_is_down_and_recovers(stack):
                 break
             _assert_unavailable(status, headers, raw)
             assert time.monotonic() - up < RECOVERY_S, "the API did not recover in time"
-            time.sleep(0.05)
+            time.sleep(0.05)  # polling interval
         recovered_in = time.monotonic() - up
         assert keep.local_port in ports, "the connection was dropped while Postgres restarted"
     finally:

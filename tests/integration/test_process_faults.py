@@ -24,7 +24,7 @@ def _wait(condition, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
+        time.sleep(0.1)  # polling interval
 
 
 def test_beat_rides_out_a_redis_restart():

@@ -38,7 +38,7 @@ def paid(submit, engine, merchant, amount=1000, priority="standard", body=None) 
     deadline = time.monotonic() + 10
     while priority == "instant" and row.settlement_status != "settled":
         assert time.monotonic() < deadline, "instant intent not settled"
-        time.sleep(0.05)
+        time.sleep(0.05)  # polling interval
         row = f.wait_until_final(engine, [intent_id])[intent_id]
     return row
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import random
 import re
-import time
 
 import pytest
 
 from tests import factories as f
 from tests.conftest import wipe_redis
 from tests.support import processes
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -22,23 +23,35 @@ FAST_BEAT = {
 }
 
 
-def _sent(beat) -> int:
-    return len(re.findall(r"Sending due task", beat.output()))
+def _sent(beat, entry: str = "") -> int:
+    """Tasks ``beat`` has sent (of schedule ``entry``, or all)."""
+    return len(re.findall(rf"Sending due task {re.escape(entry)}", beat.output()))
 
 
 def test_only_one_beat_is_active_and_a_standby_takes_over(redis_client, database):
+    lock_timeout = float(FAST_BEAT["BEAT_LOCK_TIMEOUT_S"])
+    redrive_every = float(FAST_BEAT["REDRIVE_INTERVAL_S"])
     first = processes.celery_beat(FAST_BEAT)
     second = processes.celery_beat(FAST_BEAT, wait_for_lock=False)
     try:
-        time.sleep(4)  # longer than the lock timeout: the holder keeps extending it
+        # The standby is up and waiting for the lock. What shows that longer than
+        # the lock's lifetime has passed meanwhile is the holder itself: its
+        # re-drive is sent once per interval, so n more sends span (n-1) intervals,
+        # here the lock timeout and a second more. Had the holder not kept
+        # extending its lock, the standby would have taken it by then.
+        n = math.ceil((lock_timeout + 1) / redrive_every) + 1
+        start = _sent(first, "redrive-stuck-intents")
+        wait_until(
+            lambda: _sent(first, "redrive-stuck-intents") >= start + n,
+            timeout=10 * n * redrive_every,
+            what=f"the active beat to send its re-drive {n} more times",
+        )
         assert "Acquired lock" not in second.output()
         assert _sent(second) == 0
-        assert _sent(first) > 0
         first.kill()  # no clean shutdown: the lock must expire on its own
         second.wait_for("beat: Acquired lock", timeout=15)
         before = _sent(second)
-        time.sleep(2.5)
-        assert _sent(second) > before
+        wait_until(lambda: _sent(second) > before, 15, "the new holder to send tasks")
     finally:
         first.stop()
         second.stop()

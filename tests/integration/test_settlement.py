@@ -37,7 +37,7 @@ def wait_settled(engine, ids, timeout=30) -> dict:
         if all(r.settlement_status == "settled" for r in rows.values()):
             return rows
         assert time.monotonic() < deadline, "not settled in time"
-        time.sleep(0.05)
+        time.sleep(0.05)  # polling interval
 
 
 def settlement_transfers(engine, ids) -> dict[str, list[int]]:
@@ -187,7 +187,7 @@ def test_instant_settles_while_a_big_economy_backlog_waits(
     deadline = time.monotonic() + 60
     while redis_client.llen(queue_key("settlement.economy")):
         assert time.monotonic() < deadline, "economy backlog not drained"
-        time.sleep(0.2)
+        time.sleep(0.2)  # polling interval
     check_settled(engine, wait_settled(engine, economy), "economy")
     books_balance()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -58,7 +59,7 @@ class Process:
                 return
             if self.proc.poll() is not None:
                 break
-            time.sleep(0.1)
+            time.sleep(0.1)  # polling interval
         raise RuntimeError(f"{self.name} did not print {text!r}:\n{self.output()[-3000:]}")
 
     def wait_for_count(self, text: str, count: int, timeout: float = 30) -> None:
@@ -69,7 +70,7 @@ class Process:
                 return
             if self.proc.poll() is not None:
                 break
-            time.sleep(0.1)
+            time.sleep(0.1)  # polling interval
         raise RuntimeError(f"{self.name} did not print {text!r} x{count}:\n{self.output()[-3000:]}")
 
     def kill(self, sig=signal.SIGKILL) -> None:
@@ -119,8 +120,13 @@ def celery_worker(
     concurrency: int = 2,
     env: dict | None = None,
     nice: int = 0,
+    track: bool = True,
 ) -> Process:
-    """Start a real Celery worker (at ``nice``, as deploy/Procfile may) and wait until ready."""
+    """Start a real Celery worker (at ``nice``, as deploy/Procfile may) and wait until ready.
+
+    ``track``: count it in WORKERS, the workers that may run tasks this pytest
+    process sends (False for a worker on another layer's queues: the e2e stack).
+    """
     env = _observable(env, WORKER_METRICS_PORT=str(_free_port()))
     argv = [
         *(["nice", "-n", str(nice)] if nice else []),
@@ -144,13 +150,27 @@ def celery_worker(
     ]
     p = Process(f"worker-{name}", argv, env)
     p.metrics_port = int(env["WORKER_METRICS_PORT"])
-    WORKERS.append(p)
+    if track:
+        WORKERS.append(p)
     try:
         p.wait_for("ready.", timeout=60)
     except RuntimeError:
         p.stop()
         raise
     return p
+
+
+def procfile_workers(path: Path = ROOT / "deploy/Procfile") -> list[tuple[str, str, str]]:
+    """The Celery workers deploy/Procfile runs: (process name, its -Q queues, its --pool)."""
+    found = []
+    for line in path.read_text().splitlines():
+        name, sep, command = line.partition(":")
+        argv = shlex.split(command) if sep and not line.startswith("#") else []
+        if not any(a.endswith("/celery") for a in argv) or "worker" not in argv:
+            continue  # not a Celery worker (the API, the relay, beat, Flower)
+        opt = {k: v for k, v in zip(argv, argv[1:], strict=False) if k in ("-Q", "--pool")}
+        found.append((name.strip(), opt["-Q"], opt.get("--pool", "prefork")))
+    return found
 
 
 def relay(env: dict | None = None, nice: int = 0) -> Process:
@@ -197,7 +217,7 @@ def gunicorn(port: int, workers: int = 2, env: dict | None = None) -> Process:
             pass
         if p.proc.poll() is not None:
             break
-        time.sleep(0.2)
+        time.sleep(0.2)  # polling interval
     p.stop()
     raise RuntimeError(f"gunicorn did not come up:\n{p.output()[-3000:]}")
 

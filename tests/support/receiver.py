@@ -69,7 +69,7 @@ class Receiver:
         deadline = time.monotonic() + timeout
         while not predicate(self):
             assert time.monotonic() < deadline, f"receiver timed out; got {len(self.received)}"
-            time.sleep(0.05)
+            time.sleep(0.05)  # polling interval
 
     def _accept(self, path: str, body: bytes, signature: str) -> int:
         now = time.time()

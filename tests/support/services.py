@@ -141,7 +141,7 @@ class PrivateRedis:
                 socket.create_connection(("127.0.0.1", self.port), 0.5),
             ):
                 return
-            time.sleep(0.05)
+            time.sleep(0.05)  # polling interval
         raise RuntimeError(f"redis on {self.port} did not start")
 
     def kill(self) -> None:

@@ -30,6 +30,12 @@ def until(predicate, timeout: float = 30, interval: float = 0.1, what="the condi
         time.sleep(interval)
 
 
+def wait_until(predicate, timeout: float, what, interval: float = 0.05):
+    """Poll ``predicate`` until it returns something truthy; return that (``until``'s
+    other spelling: ``timeout`` and ``what`` first)."""
+    return until(predicate, timeout=timeout, interval=interval, what=what)
+
+
 def broker_backlog(redis_client, prefix: str, queues) -> tuple[int, int]:
     """(messages waiting in ``queues``, messages delivered and not yet acked), one snapshot."""
     pipe = redis_client.pipeline(transaction=True)  # MULTI: both read at one instant
