@@ -67,6 +67,17 @@ def e2e_database():
 
 
 @pytest.fixture(scope="session")
+def e2e_engine(e2e_database):
+    """The e2e stack's database, for asserting what HTTP and the CLI did to it."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(e2e_database, poolclass=NullPool)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
 def stack(e2e_database):
     """deploy/Procfile's layout: the API, its solo workers, the relay and beat; yields URL."""
     client = redis.Redis.from_url(TEST_ENV["REDIS_URL"])

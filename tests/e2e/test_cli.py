@@ -24,7 +24,7 @@ from sqlalchemy import create_engine, inspect, select
 from shared.db.tables import merchant_limits, merchants
 from tests import factories as f
 from tests.conftest import free_port, python_bin
-from tests.e2e.conftest import Client
+from tests.e2e.conftest import E2E_ENV, Client
 from tests.support.processes import ROOT
 from tests.support.receiver import Receiver
 
@@ -37,7 +37,7 @@ def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **E2E_ENV, **(env or {})},
         timeout=120,
     )
 
@@ -82,10 +82,10 @@ def card(amount: int, number: str | None = None, **extra) -> dict:
     return f.card_body(number or f.random_visa(random.Random()), amount, **extra)
 
 
-def test_db_upgrade_creates_and_migrates_a_database(database):
+def test_db_upgrade_creates_and_migrates_a_database(e2e_database):
     from shared.db.migrate import drop_database
 
-    url = database.rsplit("/", 1)[0] + f"/clearhouse_cli_{secrets.token_hex(4)}"
+    url = e2e_database.rsplit("/", 1)[0] + f"/clearhouse_cli_{secrets.token_hex(4)}"
     env = {"DATABASE_URL": url}
     try:
         assert ok("db", "upgrade", env=env) == "database is at the latest schema\n"
@@ -103,7 +103,7 @@ def test_db_upgrade_creates_and_migrates_a_database(database):
     refused(2, says="required: group")
 
 
-def test_merchant_create_gives_working_credentials_once(stack, engine):
+def test_merchant_create_gives_working_credentials_once(stack, e2e_engine):
     made = ok_json("merchant", "create", "--name", "json merchant")
     assert set(made) == {"merchant_id", "client_id", "client_secret", "webhook_secret"}
     assert made["client_secret"].startswith("cs_") and made["webhook_secret"].startswith("whsec_")
@@ -113,21 +113,21 @@ def test_merchant_create_gives_working_credentials_once(stack, engine):
     shown = plain(ok("merchant", "create", "--name", "plain merchant", "--webhook-url", url))
     assert set(shown) == set(made) and shown["merchant_id"].startswith("mch_")
     Client(stack["url"], shown)
-    with engine.connect() as conn:
+    with e2e_engine.connect() as conn:
         row = conn.execute(select(merchants).where(merchants.c.id == shown["merchant_id"])).one()
     assert (row.name, row.webhook_url) == ("plain merchant", url)
     assert shown["webhook_secret"] not in row.webhook_secret_enc  # stored encrypted only
 
-    with engine.connect() as conn:
+    with e2e_engine.connect() as conn:
         before = conn.execute(select(merchants.c.id)).all()
     refused(2, "merchant", "create", says="required: --name")
     refused(1, "merchant", "create", "--name", "  ", says="name must not be empty")
     refused(1, "merchant", "create", "--name", "x", "--webhook-url", "ftp://h/x", says="refused")
-    with engine.connect() as conn:
+    with e2e_engine.connect() as conn:
         assert conn.execute(select(merchants.c.id)).all() == before  # nothing created
 
 
-def test_merchant_set_limits_refuses_payments_over_them(stack, engine):
+def test_merchant_set_limits_refuses_payments_over_them(stack, e2e_engine):
     client = new_merchant(stack)
     mid = client.merchant["merchant_id"]
     out = ok("merchant", "set-limits", "--merchant", mid, "--currency", "usd",
@@ -145,7 +145,7 @@ def test_merchant_set_limits_refuses_payments_over_them(stack, engine):
     assert (big["status"], big["failure_code"]) == ("failed", "limit_exceeded")
     assert big["failure_message"] == "The payment exceeds the merchant per-transaction limit."
 
-    with engine.connect() as conn:
+    with e2e_engine.connect() as conn:
         before = conn.execute(
             select(merchant_limits).where(merchant_limits.c.merchant_id == mid)
         ).all()
@@ -157,7 +157,7 @@ def test_merchant_set_limits_refuses_payments_over_them(stack, engine):
             says="unknown currency XXX")  # fmt: skip
     refused(1, "merchant", "set-limits", "--merchant", "mch_nope", "--currency", "USD",
             says="No such merchant")  # fmt: skip
-    with engine.connect() as conn:
+    with e2e_engine.connect() as conn:
         after = conn.execute(
             select(merchant_limits).where(merchant_limits.c.merchant_id == mid)
         ).all()

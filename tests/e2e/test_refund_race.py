@@ -9,6 +9,7 @@ window holds the intent (it skips the row; the next window takes it).
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -20,8 +21,7 @@ from sqlalchemy import select
 
 from shared.db.tables import ledger_accounts, ledger_transfers
 from tests import factories as f
-from tests.e2e.conftest import Client, create_merchant
-from tests.support import processes
+from tests.e2e.conftest import E2E_ENV, Client, create_merchant
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +46,34 @@ def _book_entries(engine, ids) -> list:
         ).all()
 
 
-def test_refunds_racing_settlement_windows_keep_the_books(stack, engine):
+@contextlib.contextmanager
+def settlement_windows(every_s: float):
+    """Run the standard settlement window every ``every_s`` on the e2e stack, as beat would.
+
+    The stack's beat keeps windows a day apart (so payments stay pending until
+    a test settles them); this sends the same job to the stack's broker.
+    """
+    from workers.celery_app import app
+
+    stop = threading.Event()
+    options = {**app.conf.broker_transport_options, "global_keyprefix": E2E_ENV["REDIS_KEY_PREFIX"]}
+
+    def run():
+        with app.connection(transport_options=options) as conn:
+            while not stop.is_set():
+                app.send_task("clearhouse.scheduler.settle_standard", connection=conn)
+                stop.wait(every_s)  # the window's interval, not a wait for a result
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_refunds_racing_settlement_windows_keep_the_books(stack, e2e_engine):
     from shared.services.reconcile import day_discrepancies, discrepancies
 
     client = Client(stack["url"], create_merchant("refund race"))
@@ -83,9 +110,8 @@ def test_refunds_racing_settlement_windows_keep_the_books(stack, engine):
             for i in intents
         )
 
-    beat_env = {"SETTLEMENT_STANDARD_INTERVAL_S": "1", "BEAT_LOCK_TIMEOUT_S": "3"}
     threads = [threading.Thread(target=refunder, args=(n,)) for n in range(3)]
-    with processes.celery_beat(beat_env):
+    with settlement_windows(every_s=1.0):
         for t in threads:
             t.start()
         try:
@@ -134,7 +160,7 @@ def test_refunds_racing_settlement_windows_keep_the_books(stack, engine):
     taken_from_pending: dict[str, int] = defaultdict(int)
     refund_sides = Counter()
     settlements = defaultdict(list)
-    for e in _book_entries(engine, intents):
+    for e in _book_entries(e2e_engine, intents):
         if e.reason == "refund":
             refund_sides[e.debit] += 1
             if e.debit == pending:
@@ -150,7 +176,7 @@ def test_refunds_racing_settlement_windows_keep_the_books(stack, engine):
         rest = intent["net"] - taken_from_pending[intent_id]
         assert settlements[intent_id] == ([rest] if rest > 0 else []), intent_id
 
-    with engine.connect() as conn:
+    with e2e_engine.connect() as conn:
         assert discrepancies(conn) == []
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         assert day_discrepancies(conn, today, today + timedelta(days=1)) == []
