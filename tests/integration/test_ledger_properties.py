@@ -242,10 +242,12 @@ class LedgerMachine(RuleBasedStateMachine):
             min_size=2,
             max_size=4,
         ),
+        tour=st.tuples(amounts, amounts, amounts, st.fractions(0, 1), st.fractions(0, 1)),
     )
-    def setup(self, funds, data, opening):
-        """A merchant, two payer wallets, and a few payments so that captures,
-        refunds and settlements have work from the first step."""
+    def setup(self, funds, data, opening, tour):
+        """A merchant, two payer wallets, a short tour through every money path
+        (so that even a few examples run each service function), and a few
+        payments so that captures, refunds and settlements have work at once."""
         with self.uow() as u:
             m = merchants.create_merchant(u.conn, self.vault, "property test")
             self.merchant = m["merchant_id"]
@@ -258,10 +260,25 @@ class LedgerMachine(RuleBasedStateMachine):
                 self.wallet_balance[wallet] = amount
                 self.wallet_currency[wallet] = currency
             u.commit()
+        self._tour(*tour)
         for amount, capture_method in opening:
             payer = data.draw(st.sampled_from(list(self.wallet_currency) + [APPROVE]))
             priority = data.draw(st.sampled_from(("instant", "standard", "economy")))
             self._authorize_with(payer, amount, "USD", capture_method, priority)
+
+    def _tour(self, paid: int, held: int, expiring: int, refund_share, capture_share) -> None:
+        """Refund part, settle, refund the rest; capture part; void; let a hold expire."""
+        a = self._authorize_with(APPROVE, paid, "USD", "automatic", "standard")
+        self._refund(a, max(1, floor(paid * refund_share)))
+        self._settle([a.id], None)
+        self._refund(a, None)
+        b = self._authorize_with(APPROVE, held, "EUR", "manual", "instant")
+        self._capture(b, max(1, floor(held * capture_share)))
+        c = self._authorize_with(APPROVE, held, "JPY", "manual", "economy")
+        self._void(c)
+        d = self._authorize_with(APPROVE, expiring, "USD", "manual", "standard")
+        self._overdue(d.id)
+        self._expire()
 
     # --- rules ---------------------------------------------------------------
 
@@ -275,10 +292,11 @@ class LedgerMachine(RuleBasedStateMachine):
         payer = data.draw(self.payers(), label="payer")
         self._authorize_with(payer, amount, currency, capture_method, priority)
 
-    def _authorize_with(self, payer, amount, currency, capture_method, priority):
+    def _authorize_with(self, payer, amount, currency, capture_method, priority) -> Intent:
         intent = self._create(amount, currency, capture_method, priority, payer)
         self._drive(intent.id)
         self._expected_outcome(intent)
+        return intent
 
     @rule(
         data=st.data(),
@@ -337,7 +355,9 @@ class LedgerMachine(RuleBasedStateMachine):
     def capture(self, data, share, explicit):
         """Capture all or part of a hold; the rest is released."""
         intent = self.intents[data.draw(st.sampled_from(self.ids(lambda i: i.holds)))]
-        amount = max(1, floor(intent.amount * share)) if explicit else None
+        self._capture(intent, max(1, floor(intent.amount * share)) if explicit else None)
+
+    def _capture(self, intent: Intent, amount: int | None) -> None:
         with self.uow() as u:
             try:
                 intents.capture(u.conn, self.merchant, intent.id, amount)
@@ -364,7 +384,9 @@ class LedgerMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.ids(lambda i: i.holds))
     @rule(data=st.data())
     def void(self, data):
-        intent = self.intents[data.draw(st.sampled_from(self.ids(lambda i: i.holds)))]
+        self._void(self.intents[data.draw(st.sampled_from(self.ids(lambda i: i.holds)))])
+
+    def _void(self, intent: Intent) -> None:
         with self.uow() as u:
             intents.cancel(u.conn, self.merchant, intent.id, None)
             u.commit()
@@ -375,7 +397,9 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def hold_passes_expiry(self, data):
         """Time passes for one hold: it is due for the expiry job (not swept yet)."""
-        intent_id = data.draw(st.sampled_from(self.ids(lambda i: i.holds and not i.overdue)))
+        self._overdue(data.draw(st.sampled_from(self.ids(lambda i: i.holds and not i.overdue))))
+
+    def _overdue(self, intent_id: str) -> None:
         with self.uow() as u:
             u.execute(
                 text(
@@ -390,6 +414,9 @@ class LedgerMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.ids(lambda i: i.holds and i.overdue))
     @rule()
     def expire_holds(self):
+        self._expire()
+
+    def _expire(self) -> None:
         with self.uow() as u:
             expired = set(jobs.expire_holds(u.conn))
             u.commit()
@@ -407,7 +434,10 @@ class LedgerMachine(RuleBasedStateMachine):
             data.draw(st.sampled_from(self.ids(lambda i: i.status == "succeeded")))
         ]
         remaining = intent.received - intent.refunded
-        amount = None if everything else max(1, floor(remaining * share))
+        self._refund(intent, None if everything else max(1, floor(remaining * share)))
+
+    def _refund(self, intent: Intent, amount: int | None) -> None:
+        remaining = intent.received - intent.refunded
         with self.uow() as u:
             try:
                 row = refunds.create(
@@ -444,9 +474,11 @@ class LedgerMachine(RuleBasedStateMachine):
         """Settle some unsettled intents: instant-style by id, or as a priority window."""
         due = self.ids(lambda i: i.status == "succeeded" and not i.settled)
         chosen = data.draw(st.lists(st.sampled_from(due), min_size=1, unique=True))
-        priority = self.intents[chosen[0]].priority if by_window else None
+        self._settle(chosen, self.intents[chosen[0]].priority if by_window else None)
+
+    def _settle(self, chosen: list[str], priority: str | None) -> None:
         with self.uow() as u:
-            settled = settlement.settle(u.conn, chosen, priority, skip_locked=by_window)
+            settled = settlement.settle(u.conn, chosen, priority, skip_locked=priority is not None)
             u.commit()
         expected = [i for i in chosen if priority is None or self.intents[i].priority == priority]
         assert sorted(settled) == sorted(expected)
