@@ -21,7 +21,7 @@ PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && \
 	{ echo $$p; break; }; done)
 
-.PHONY: help venv services migrate run test chaos bench bench-report lint fmt clean
+.PHONY: help venv services migrate run test chaos bench bench-report mutation lint fmt clean
 
 help:
 	@echo "make venv      create .venv and install the package with dev extras"
@@ -32,6 +32,8 @@ help:
 	@echo "make chaos     full chaos run: every fault kind, seeded (CHAOS_SEED replays), ~10 min"
 	@echo "make bench     load benchmark (tests.load.bench)"
 	@echo "make bench-report  daily report time for 100,000 intents (tests.load.report_bench)"
+	@echo "make mutation  mutation score of shared/domain (tests/unit) and shared/services/stages"
+	@echo "               (MUTATION_PASSES='domain' for one pass; CPU heavy, runs at nice 15)"
 	@echo "make lint      ruff check + ruff format --check;  make fmt  to reformat"
 	@echo "make clean     remove runtime files in var/ (keeps .venv)"
 
@@ -81,6 +83,12 @@ bench: venv services
 
 bench-report: venv services
 	$(BIN)/python -m tests.load.report_bench
+
+# Not part of `make test`: mutmut, one pass per package, each from scratch
+# (deploy/dev/mutation.py says what each pass runs). The last line is JSON.
+MUTATION_PASSES ?=
+mutation: venv services
+	nice -n 15 $(BIN)/python deploy/dev/mutation.py $(MUTATION_PASSES)
 
 lint: venv
 	$(BIN)/ruff check .

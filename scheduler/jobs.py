@@ -65,5 +65,5 @@ def expire_holds(conn: Connection) -> list[str]:
 
 
 def prune_idempotency_keys(conn: Connection, retention_h: int) -> int:
-    """Delete idempotency keys past the retention (never less than the promised 24 h)."""
-    return idempotency.prune(conn, max(retention_h, 24))
+    """Delete idempotency keys past the retention (Settings keeps it >= 24 h)."""
+    return idempotency.prune(conn, retention_h)

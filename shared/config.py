@@ -59,6 +59,11 @@ def _str(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
+# Idempotency keys are promised for at least 24 h (DESIGN.md §3): a lower
+# setting would let an old key's retry create a second payment.
+MIN_IDEMPOTENCY_RETENTION_H = 24
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/clearhouse"
@@ -117,6 +122,13 @@ class Settings:
     # Prometheus multiprocess folder (cleared at start); workers' metrics port.
     metrics_dir: str = "var/metrics"
     worker_metrics_port: int = 9808
+
+    def __post_init__(self) -> None:
+        # The retention floor is enforced here, so from_env (which builds through
+        # __init__), direct construction and replace() all agree, and every
+        # reader (the API's key lookup, the prune job) gets the floored value.
+        if self.idempotency_retention_h < MIN_IDEMPOTENCY_RETENTION_H:
+            object.__setattr__(self, "idempotency_retention_h", MIN_IDEMPOTENCY_RETENTION_H)
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
