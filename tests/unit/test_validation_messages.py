@@ -257,6 +257,19 @@ CARD_REFUSALS = [
         "invalid_expiry_year",
         "Your card's expiration date is in the past (or over 50 years ahead).",
     ),
+    # Four digits, so the shape passes; the date is what fails.
+    (
+        {"exp_year": 1000},
+        "exp_year",
+        "invalid_expiry_year",
+        "Your card's expiration date is in the past (or over 50 years ahead).",
+    ),
+    (
+        {"exp_year": 9999},
+        "exp_year",
+        "invalid_expiry_year",
+        "Your card's expiration date is in the past (or over 50 years ahead).",
+    ),
     (
         {"exp_year": 2077},
         "exp_year",
