@@ -329,8 +329,10 @@ class LedgerMachine(RuleBasedStateMachine):
         assert advanced == ok and sorted(x for a in applies for x in a.settle_now) == instant
         assert sorted(x for a in applies for x in a.failed) == failed
         assert last.retry == []
-        for earlier in applies[:-1]:
-            assert earlier.retry  # only retries lead to another attempt
+        for attempt, earlier in enumerate(applies[:-1], start=1):
+            # only retries lead to another attempt
+            retried = sorted(i.id for i in answered if i.acquirer_calls > attempt)
+            assert sorted(earlier.retry) == retried
 
     def _release_hold(self, intent: Intent) -> None:
         if intent.wallet is not None:
@@ -371,8 +373,10 @@ class LedgerMachine(RuleBasedStateMachine):
             self._authorize_with(payer, amount, "USD", capture_method, priority)
 
     def _tour(self, paid: int, held: int, expiring: int, refund_share, capture_share) -> None:
-        """Refund part, settle, refund the rest; capture part; void; let a hold expire."""
-        a = self._authorize_with(APPROVE, paid, "USD", "automatic", "standard")
+        """Refund part, settle, refund the rest; capture part; void; let a hold expire;
+        a card declined for its funds; a batch of four equal wallet payments of which
+        two fit."""
+        a = self._authorize_with(APPROVE, paid, "USD", "automatic", "instant")
         self._refund(a, max(1, floor(paid * refund_share)))
         self._settle([a.id], None)
         self._refund(a, None)
@@ -383,6 +387,10 @@ class LedgerMachine(RuleBasedStateMachine):
         d = self._authorize_with(APPROVE, expiring, "USD", "manual", "standard")
         self._overdue(d.id)
         self._expire()
+        self._authorize_with(NO_FUNDS, paid, "EUR", "automatic", "standard")
+        wallet = list(self.wallet_currency)[0]
+        self._fund(wallet, 2 * held)
+        self._batch(wallet, 4, 2, "manual", "standard", 1)
 
     # --- rules ---------------------------------------------------------------
 
@@ -444,7 +452,11 @@ class LedgerMachine(RuleBasedStateMachine):
         """One batch through each stage: equal payments from one wallet, each fitting
         alone, ``share`` of them together spending the balance, the rest refused;
         and some card payments alongside."""
-        wallet_id = list(self.wallet_currency)[wallet]
+        self._batch(
+            list(self.wallet_currency)[wallet], count, share, capture_method, priority, cards
+        )
+
+    def _batch(self, wallet_id, count, share, capture_method, priority, cards) -> None:
         currency = self.wallet_currency[wallet_id]
         amount = max(1, self.wallet_balance[wallet_id] // share)
         batch = [
@@ -461,7 +473,9 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(amount=st.integers(1, 200_000), wallet=st.sampled_from((0, 1)))
     def fund_wallet(self, amount, wallet):
-        wallet_id = list(self.wallet_currency)[wallet]
+        self._fund(list(self.wallet_currency)[wallet], amount)
+
+    def _fund(self, wallet_id: str, amount: int) -> None:
         with self.uow() as u:
             merchants.fund_wallet(u.conn, wallet_id, amount)
             u.commit()
