@@ -1,14 +1,18 @@
 """A stateful property test of the money paths, against a real Postgres.
 
 Hypothesis drives intents through the real service functions in any order
-and amount (authorize and hold, automatic or partial/full manual capture,
-void, expiry, refunds before and after settlement, settlement, late and
-duplicate stage messages) while a plain-Python model says what each intent
-and balance must be. After every step the invariants run: the product's own
-reconciliation finds nothing, an independent recomputation of every account
-from its transfers agrees with the stored balances, refunded fees never exceed
-the fee, no wallet is below zero, limit counters equal what the intents hold,
-and every intent and balance of this test equals the model.
+and amount (authorize and hold, alone or in batches, automatic or partial/full
+manual capture, void, expiry, refunds before and after settlement,
+settlement, late and duplicate stage messages, declines and an unreachable
+acquirer) while a plain-Python model says what each intent and balance must
+be. Each example starts with a short tour through every path, so that even a
+few examples (the mutation run's) execute every service function. After every
+step the invariants run: the product's own reconciliation finds nothing, an
+independent recomputation of every account from its transfers agrees with the
+stored balances, refunded fees never exceed the fee, no wallet is below zero,
+limit counters equal what the intents hold, and every intent (status, stage,
+amounts, messages, attempts, what each stage handed on) and balance of this
+test equals the model.
 
 The reconciliation covers the whole ledger, so the machine owns a fresh
 database (migrated for it, dropped after) instead of the session's shared one.
@@ -19,7 +23,7 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from fractions import Fraction
 from math import floor
 
@@ -54,7 +58,7 @@ from tests.support.scratchdb import scratch_database
 
 pytestmark = pytest.mark.integration
 
-# Examples of up to STEPS steps each: about 15 s on an idle 2-core machine.
+# Examples of up to STEPS steps each: 15-25 s on this 2-core machine.
 # The mutation run (deploy/dev/mutation.py) asks for fewer.
 EXAMPLES = int(os.environ.get("CLEARHOUSE_PROPERTY_EXAMPLES", "20"))
 STEPS = 20
@@ -77,6 +81,51 @@ BPS = {"instant": 290, "standard": 250, "economy": 200}
 FIXED = {"USD": 30, "EUR": 25, "JPY": 30}
 CURRENCIES = ("USD", "EUR", "JPY")
 STOP_BEFORE = ("limits", "fraud", "fees", "hold", "acquirer")
+
+# What the intent must say when it fails: the acquirer's words for a card
+# decline, the platform's otherwise.
+FAILURE_MESSAGE = {
+    ("card", "card_declined"): "Your card was declined.",
+    ("card", "insufficient_funds"): "Your card has insufficient funds.",
+    ("card", "processing_error"): "An error occurred while processing the payment.",
+    ("wallet", "insufficient_funds"): "The payer has insufficient funds.",
+}
+STAGE_BEFORE = {
+    "limits": "received",
+    "fraud": "limits_checked",
+    "fees": "risk_scored",
+    "hold": "fee_computed",
+    "acquirer": "fee_computed",
+}
+HOLD_REASONS = {
+    L.PENDING: {"authorization"},
+    L.POST_PENDING: {"capture"},
+    L.VOID_PENDING: {"authorization"},
+    L.EXPIRE_PENDING: {"authorization"},
+    L.POSTED: {"fee", "settlement", "refund", "fee_refund", "wallet_funding"},
+}
+
+
+class CheckingAcquirer:
+    """The sandbox, checking what it is asked and counting the calls per intent;
+    an intent in ``unreachable`` gets a connection error instead of an answer."""
+
+    def __init__(self):
+        self.sandbox = SandboxAcquirer()
+        self.calls: dict[str, int] = defaultdict(int)
+        self.expected: dict[str, tuple] = {}
+        self.unreachable: set[str] = set()
+        self.wrong: list[tuple] = []
+
+    def authorize(self, req):
+        self.calls[req.intent_id] += 1
+        asked = (req.amount, req.currency, req.pan, req.exp_month, req.exp_year)
+        if asked != self.expected.get(req.intent_id):
+            self.wrong.append((req.intent_id, asked))
+        if req.intent_id in self.unreachable:
+            raise ConnectionError("acquirer unreachable")
+        return self.sandbox.authorize(req)
+
 
 # Small amounts too: below the fixed fee the fee is the whole amount, net 0.
 amounts = st.one_of(st.integers(1, 60), st.integers(61, 250_000))
@@ -105,7 +154,10 @@ class Intent:
     card: str | None  # the card number of a card payment
     status: str = "processing"
     failure_code: str | None = None
+    failure_message: str | None = None
     cancellation_reason: str | None = None
+    stage: str = "received"
+    acquirer_calls: int = 0  # how often the acquirer must have been asked
     received: int = 0
     fee: int | None = None
     overdue: bool = False  # requires_capture with its hold past expiry
@@ -132,10 +184,10 @@ class Intent:
 class LedgerMachine(RuleBasedStateMachine):
     engine = None  # set by the test: the scratch database's engine
     vault = None
-    acquirer = SandboxAcquirer()
 
     def __init__(self):
         super().__init__()
+        self.acquirer = CheckingAcquirer()
         self.intents: dict[str, Intent] = {}
         self.wallet_balance: dict[str, int] = {}
         self.wallet_currency: dict[str, str] = {}
@@ -173,11 +225,19 @@ class LedgerMachine(RuleBasedStateMachine):
             u.commit()
         card = None if wallet else payer
         intent = Intent(row.id, currency, priority, capture_method, amount, wallet, card)
+        if card:
+            self.acquirer.expected[row.id] = (amount, currency, card, 12, 2040)
         self.intents[row.id] = intent
         return intent
 
-    def _drive(self, intent_id: str, stop_before: str | None = None) -> None:
-        """Run the pipeline in-process, as the stage tasks would, up to ``stop_before``."""
+    def _drive(self, intent_id, stop_before: str | None = None) -> dict:
+        """Run the pipeline in-process, as the stage tasks would, up to ``stop_before``.
+
+        ``intent_id`` may be a list: one batch through each stage. Returns each
+        stage's StageResult (``apply``: one per attempt).
+        """
+        ids = intent_id if isinstance(intent_id, list) else [intent_id]
+        results: dict = {"apply": []}
         steps = [
             ("limits", limits.run),
             (
@@ -191,35 +251,43 @@ class LedgerMachine(RuleBasedStateMachine):
         ]
         for name, step in steps:
             if name == stop_before:
-                return
+                return results
             with self.uow() as u:
-                step(u.conn, [intent_id])
+                results[name] = step(u.conn, ids)
                 u.commit()
         if stop_before == "acquirer":
-            return
+            return results
         for _ in range(MAX_ATTEMPTS):
             with self.uow() as u:
-                rows = authorize.held(u.conn, [intent_id])
+                rows = authorize.held(u.conn, ids)
             if not rows:
-                return
+                return results
             answers = authorize.ask_acquirer(rows, self.acquirer, self.vault)
             with self.uow() as u:
                 result = authorize.apply(
                     u.conn, answers, max_attempts=MAX_ATTEMPTS, hold_ttl_s=HOLD_TTL_S
                 )
                 u.commit()
+            results["apply"].append(result)
             if not result.retry:
-                return
+                return results
+        return results
 
     def _expected_outcome(self, intent: Intent) -> None:
         """What authorization must end in, from the model's wallet balance or the card."""
+        intent.stage = "fee_computed"
         if intent.wallet is not None:
             if intent.amount > self.wallet_balance[intent.wallet]:
-                intent.status, intent.failure_code = "failed", "insufficient_funds"
+                self._failed(intent, "insufficient_funds")
                 return
-        elif CARD_OUTCOME[intent.card] is not None:  # declined, or failing until failed
-            intent.status, intent.failure_code = "failed", CARD_OUTCOME[intent.card]
-            return
+        else:
+            flaky = intent.card == FLAKY or intent.id in self.acquirer.unreachable
+            intent.acquirer_calls = MAX_ATTEMPTS if flaky else 1
+            code = "processing_error" if flaky else CARD_OUTCOME[intent.card]
+            if code is not None:  # declined, or failing until failed
+                self._failed(intent, code)
+                return
+        intent.stage = "authorized"
         intent.fee = model_fee(intent.amount, intent.currency, intent.priority)
         if intent.wallet is not None:
             self.wallet_balance[intent.wallet] -= intent.amount
@@ -227,6 +295,48 @@ class LedgerMachine(RuleBasedStateMachine):
             intent.status, intent.received = "succeeded", intent.amount
         else:
             intent.status = "requires_capture"
+
+    def _failed(self, intent: Intent, code: str) -> None:
+        intent.status, intent.failure_code = "failed", code
+        intent.failure_message = FAILURE_MESSAGE["wallet" if intent.wallet else "card", code]
+
+    def _check_results(self, intents_: list[Intent], results: dict) -> None:
+        """What each stage handed on: the next stage's message depends on it."""
+        ids = sorted(i.id for i in intents_)
+        for name in ("limits", "fraud", "fees"):
+            assert sorted(results[name].advanced) == ids and not results[name].failed, name
+        broke = sorted(
+            i.id for i in intents_ if i.wallet and i.failure_code == "insufficient_funds"
+        )
+        hold = results["hold"]
+        assert (sorted(hold.advanced), sorted(hold.failed)) == (
+            sorted(set(ids) - set(broke)),
+            broke,
+        )
+        answered = [i for i in intents_ if i.id not in broke]
+        if not answered:
+            assert results["apply"] == []
+            return
+        applies = results["apply"]
+        assert len(applies) == max([i.acquirer_calls for i in answered] + [1])
+        last = applies[-1]
+        ok = sorted(i.id for i in answered if i.status in ("succeeded", "requires_capture"))
+        instant = sorted(
+            i.id
+            for i in answered
+            if i.status == "succeeded"
+            and i.capture_method == "automatic"
+            and i.priority == "instant"
+        )
+        failed = sorted(i.id for i in answered if i.status == "failed")
+        advanced = sorted(x for a in applies for x in a.advanced)
+        assert advanced == ok and sorted(x for a in applies for x in a.settle_now) == instant
+        assert sorted(x for a in applies for x in a.failed) == failed
+        assert last.retry == []
+        for attempt, earlier in enumerate(applies[:-1], start=1):
+            # only retries lead to another attempt
+            retried = sorted(i.id for i in answered if i.acquirer_calls > attempt)
+            assert sorted(earlier.retry) == retried
 
     def _release_hold(self, intent: Intent) -> None:
         if intent.wallet is not None:
@@ -267,8 +377,10 @@ class LedgerMachine(RuleBasedStateMachine):
             self._authorize_with(payer, amount, "USD", capture_method, priority)
 
     def _tour(self, paid: int, held: int, expiring: int, refund_share, capture_share) -> None:
-        """Refund part, settle, refund the rest; capture part; void; let a hold expire."""
-        a = self._authorize_with(APPROVE, paid, "USD", "automatic", "standard")
+        """Refund part, settle, refund the rest; capture part; void; let a hold expire;
+        a card declined for its funds; a batch of four equal wallet payments of which
+        two fit."""
+        a = self._authorize_with(APPROVE, paid, "USD", "automatic", "instant")
         self._refund(a, max(1, floor(paid * refund_share)))
         self._settle([a.id], None)
         self._refund(a, None)
@@ -279,6 +391,10 @@ class LedgerMachine(RuleBasedStateMachine):
         d = self._authorize_with(APPROVE, expiring, "USD", "manual", "standard")
         self._overdue(d.id)
         self._expire()
+        self._authorize_with(NO_FUNDS, paid, "EUR", "automatic", "standard")
+        wallet = list(self.wallet_currency)[0]
+        self._fund(wallet, 2 * held)
+        self._batch(wallet, 4, 2, "manual", "standard", 1)
 
     # --- rules ---------------------------------------------------------------
 
@@ -292,10 +408,15 @@ class LedgerMachine(RuleBasedStateMachine):
         payer = data.draw(self.payers(), label="payer")
         self._authorize_with(payer, amount, currency, capture_method, priority)
 
-    def _authorize_with(self, payer, amount, currency, capture_method, priority) -> Intent:
+    def _authorize_with(
+        self, payer, amount, currency, capture_method, priority, unreachable=False
+    ) -> Intent:
         intent = self._create(amount, currency, capture_method, priority, payer)
-        self._drive(intent.id)
+        if unreachable:
+            self.acquirer.unreachable.add(intent.id)
+        results = self._drive(intent.id)
         self._expected_outcome(intent)
+        self._check_results([intent], results)
         return intent
 
     @rule(
@@ -318,9 +439,47 @@ class LedgerMachine(RuleBasedStateMachine):
         """A new intent through the whole pipeline: hold, then capture at once."""
         self._authorize(data, amount, currency, "automatic", priority)
 
+    @rule(capture_method=st.sampled_from(("automatic", "manual")))
+    def acquirer_unreachable(self, capture_method):
+        """The connector raises: retried, then failed with processing_error, hold released."""
+        self._authorize_with(APPROVE, 700, "USD", capture_method, "standard", unreachable=True)
+
+    @rule(
+        wallet=st.sampled_from((0, 1)),
+        count=st.integers(2, 4),
+        share=st.integers(1, 3),
+        capture_method=st.sampled_from(("automatic", "manual")),
+        priority=st.sampled_from(("instant", "standard", "economy")),
+        cards=st.integers(0, 2),
+    )
+    def authorize_batch(self, wallet, count, share, capture_method, priority, cards):
+        """One batch through each stage: equal payments from one wallet, each fitting
+        alone, ``share`` of them together spending the balance, the rest refused;
+        and some card payments alongside."""
+        self._batch(
+            list(self.wallet_currency)[wallet], count, share, capture_method, priority, cards
+        )
+
+    def _batch(self, wallet_id, count, share, capture_method, priority, cards) -> None:
+        currency = self.wallet_currency[wallet_id]
+        amount = max(1, self.wallet_balance[wallet_id] // share)
+        batch = [
+            self._create(amount, currency, capture_method, priority, wallet_id)
+            for _ in range(count)
+        ]
+        batch += [
+            self._create(amount, currency, capture_method, priority, APPROVE) for _ in range(cards)
+        ]
+        results = self._drive([i.id for i in batch])
+        for intent in sorted(batch, key=lambda i: i.id):  # the stages take them in id order
+            self._expected_outcome(intent)
+        self._check_results(batch, results)
+
     @rule(amount=st.integers(1, 200_000), wallet=st.sampled_from((0, 1)))
     def fund_wallet(self, amount, wallet):
-        wallet_id = list(self.wallet_currency)[wallet]
+        self._fund(list(self.wallet_currency)[wallet], amount)
+
+    def _fund(self, wallet_id: str, amount: int) -> None:
         with self.uow() as u:
             merchants.fund_wallet(u.conn, wallet_id, amount)
             u.commit()
@@ -345,9 +504,11 @@ class LedgerMachine(RuleBasedStateMachine):
             u.commit()
         if status == "processing":
             intent.status, intent.cancellation_reason = "canceled", "abandoned"
+            intent.stage = STAGE_BEFORE[stop_before]
         else:  # a wallet short of funds already failed at the hold
             assert stop_before == "acquirer" and status == "failed"
-            intent.status, intent.failure_code = "failed", "insufficient_funds"
+            intent.stage = "fee_computed"
+            self._failed(intent, "insufficient_funds")
         self._drive(intent.id)  # the messages still in the queues arrive
 
     @precondition(lambda self: self.ids(lambda i: i.holds))
@@ -537,13 +698,27 @@ class LedgerMachine(RuleBasedStateMachine):
                     hold.debit_account_id,
                     hold.credit_account_id,
                 )
+        for t in transfers:
+            assert t.reason in HOLD_REASONS[t.kind], (t.kind, t.reason)
+            # Every movement but a wallet's funding belongs to an intent.
+            assert (t.intent_id is None) == (t.reason == "wallet_funding"), t.id
+            if t.kind == L.PENDING:
+                assert t.timeout_at == t.created_at + timedelta(seconds=HOLD_TTL_S)
         for a in accounts:
             stored = [a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted]
             assert stored == sums[a.id], a.code
+            # Only payer wallets refuse to go below zero.
+            assert a.no_overdraft == a.code.startswith("wallet:"), a.code
         for cur in {a.currency for a in accounts}:
             mine = [a for a in accounts if a.currency == cur]
             assert sum(a.debits_posted for a in mine) == sum(a.credits_posted for a in mine)
             assert sum(a.debits_pending for a in mine) == sum(a.credits_pending for a in mine)
+
+    @invariant()
+    def the_acquirer_was_asked_right(self):
+        assert self.acquirer.wrong == []
+        for intent in self.intents.values():
+            assert self.acquirer.calls.get(intent.id, 0) == intent.acquirer_calls, intent
 
     @invariant()
     def refunded_fees_never_exceed_the_fee(self):
@@ -591,7 +766,13 @@ class LedgerMachine(RuleBasedStateMachine):
         for intent in self.intents.values():
             r = rows[intent.id]
             assert r.status == intent.status, (intent, r.failure_code)
+            assert r.stage == intent.stage, intent
             assert r.failure_code == intent.failure_code
+            assert r.failure_message == intent.failure_message
+            assert r.auth_attempts == max(intent.acquirer_calls - 1, 0)
+            assert (r.finalized_at is None) == (intent.status == "processing")
+            if intent.holds and not intent.overdue:
+                assert r.hold_expires_at == r.finalized_at + timedelta(seconds=HOLD_TTL_S)
             assert r.cancellation_reason == intent.cancellation_reason
             assert r.amount_capturable == (intent.amount if intent.holds else 0)
             assert r.limit_reserved == intent.limit_reserved, intent
