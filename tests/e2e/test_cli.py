@@ -12,10 +12,8 @@ report's rows). A bad argument gives one line on stderr and a non-zero exit
 from __future__ import annotations
 
 import json
-import os
 import random
 import secrets
-import subprocess
 from datetime import UTC, datetime
 
 import pytest
@@ -23,23 +21,11 @@ from sqlalchemy import create_engine, inspect, select
 
 from shared.db.tables import merchant_limits, merchants
 from tests import factories as f
-from tests.conftest import free_port, python_bin
-from tests.e2e.conftest import E2E_ENV, Client
-from tests.support.processes import ROOT
+from tests.conftest import free_port
+from tests.e2e.conftest import Client, cli
 from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.e2e
-
-
-def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [python_bin("clearhouse"), *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, **E2E_ENV, **(env or {})},
-        timeout=120,
-    )
 
 
 def ok(*args: str, env: dict | None = None) -> str:
