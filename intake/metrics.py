@@ -8,12 +8,9 @@ import time
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from shared.observability import metrics
+from shared.observability import metrics, queues
 
 log = logging.getLogger(__name__)
-# kombu's Redis transport keeps one list per queue and priority step; a
-# message without a priority sits in the plain list.
-_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 
 
 class Metrics:
@@ -47,18 +44,13 @@ class QueueDepth:
             "clearhouse_queue_depth", "Messages waiting in each Celery queue", labels=["queue"]
         )
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            for q in self._queues:
-                for suffix in _PRIORITY_SUFFIXES:
-                    pipe.llen(self._prefix + q + suffix)
-            lengths = pipe.execute()
+            depth = queues.depths(self._redis, self._prefix, self._queues)
         except Exception as exc:
             # A scrape must still answer when Redis is away (/ready says so).
             log.warning("queue depth unavailable: %s", exc)
             return
-        n = len(_PRIORITY_SUFFIXES)
-        for i, q in enumerate(self._queues):
-            family.add_metric([q], sum(lengths[i * n : (i + 1) * n]))
+        for q, n in depth.items():
+            family.add_metric([q], n)
         yield family
 
 

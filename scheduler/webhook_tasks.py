@@ -8,6 +8,7 @@ import logging
 import redis
 
 from shared.config import get_settings
+from shared.observability import queues
 from shared.services import webhooks
 from workers import runtime
 from workers.base import stage_task
@@ -18,8 +19,6 @@ settings = get_settings()
 
 # Per run; the next run (every webhook_dispatch_interval_s) takes the rest.
 DUE_LIMIT = 5000
-# kombu's Redis transport keeps a queue's priority levels in lists of their own.
-PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 
 
 def backlog_max() -> int:
@@ -34,8 +33,7 @@ def _redis():
 
 
 def _backlog() -> int:
-    queue = settings.redis_key_prefix + "notifications"
-    return sum(_redis().llen(queue + suffix) for suffix in PRIORITY_SUFFIXES)
+    return queues.depths(_redis(), settings.redis_key_prefix, ["notifications"])["notifications"]
 
 
 @stage_task("clearhouse.scheduler.dispatch_webhooks", queue="maintenance")

@@ -6,10 +6,11 @@ import re
 import time
 from collections import Counter
 
+from shared.observability.queues import PRIORITY_SUFFIXES
+
 # kombu's Redis transport keeps one list per queue and priority step (0 is
 # the plain list), and every delivered but unacknowledged message in a hash
 # and a sorted set until the worker acks it (acks_late: after the task ran).
-_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 _RAN = re.compile(r'"message": "(clearhouse\.[\w.]+) ran (\d+) message\(s\)')
 
 
@@ -40,7 +41,7 @@ def broker_backlog(redis_client, prefix: str, queues) -> tuple[int, int]:
     """(messages waiting in ``queues``, messages delivered and not yet acked), one snapshot."""
     pipe = redis_client.pipeline(transaction=True)  # MULTI: both read at one instant
     for q in queues:
-        for suffix in _PRIORITY_SUFFIXES:
+        for suffix in PRIORITY_SUFFIXES:
             pipe.llen(prefix + q + suffix)
     pipe.hlen(prefix + "unacked")
     pipe.zcard(prefix + "unacked_index")

@@ -45,3 +45,18 @@ def test_direct_construction_and_replace_are_floored():
 def test_settings_stay_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         Settings().idempotency_retention_h = 1  # type: ignore[misc]
+
+
+def test_db_timeouts_are_read_per_kind_and_bad_values_refused(monkeypatch):
+    import pytest
+
+    from shared.config import Settings
+
+    monkeypatch.setenv("DB_TIMEOUTS_API", "100,200,300")
+    s = Settings.from_env()
+    assert s.db_timeouts("api") == (100, 200, 300)
+    assert s.db_timeouts("worker") == Settings().db_timeouts_worker
+    for bad in ("1,2", "a,b,c", "1,2,-3"):
+        monkeypatch.setenv("DB_TIMEOUTS_API", bad)
+        with pytest.raises(ValueError, match="DB_TIMEOUTS_API"):
+            Settings.from_env()
