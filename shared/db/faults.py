@@ -38,14 +38,19 @@ TRANSIENT = (
 
 
 def is_transient(exc: BaseException | None) -> bool:
-    """True for an error worth retrying, looking through the cause chain."""
+    """True for an error worth retrying, looking through its explicit causes.
+
+    Only ``raise ... from`` links count (SQLAlchemy wraps driver errors that
+    way): a bug raised while *handling* a transient error is still a bug, and
+    retrying it would loop.
+    """
     seen = 0
     while exc is not None and seen < 8:
         if isinstance(exc, TRANSIENT):
             return True
         if isinstance(exc, sa.DBAPIError) and exc.connection_invalidated:
             return True
-        exc = exc.__cause__ or exc.__context__
+        exc = exc.__cause__
         seen += 1
     return False
 

@@ -47,6 +47,16 @@ def test_a_wrapped_transient_error_is_transient():
         assert is_transient(outer)
 
 
+def test_a_bug_raised_while_handling_a_transient_error_is_not_transient():
+    try:
+        try:
+            raise RedisConnectionError("gone")
+        except RedisConnectionError:
+            raise KeyError("bug in the handler")  # noqa: B904 (the point of the test)
+    except KeyError as bug:
+        assert not is_transient(bug)
+
+
 @pytest.mark.parametrize(
     "error",
     [
