@@ -368,3 +368,31 @@ def test_first_attempt_latency(worker, hooked, submit, engine):
         assert time.monotonic() < deadline, "attempts were not recorded"
         time.sleep(0.1)
     assert all((d.status, d.attempts) == ("succeeded", 1) for d in _deliveries(engine, mid))
+
+
+def test_the_dispatcher_stands_back_only_for_a_full_backlog(worker, hooked, engine, monkeypatch):
+    """A prefetch's worth waiting (any priority list) holds due work back; one less does not."""
+    import redis
+
+    from scheduler import webhook_tasks
+    from tests.conftest import TEST_ENV
+    from tests.support.services import PrivateRedis
+
+    merchant, receiver = hooked
+    marker = _lost_event(engine, merchant["merchant_id"])
+    broker = PrivateRedis()
+    broker.start()
+    try:
+        client = redis.Redis(port=broker.port)
+        monkeypatch.setattr(webhook_tasks, "_redis", lambda: client)
+        queue = TEST_ENV["REDIS_KEY_PREFIX"] + "notifications"
+        full = webhook_tasks.backlog_max()
+        client.rpush(queue, *["m"] * (full - 1))
+        client.rpush(queue + "\x06\x169", "m")  # a priority list counts too
+        assert webhook_tasks.dispatch_webhooks.apply().get() == 0
+        assert _delivery_of(engine, marker).attempts == 0
+        client.lpop(queue)
+        assert webhook_tasks.dispatch_webhooks.apply().get() >= 1
+        receiver.wait_for(lambda r: marker in r.ids(), timeout=15)
+    finally:
+        broker.stop()
