@@ -126,7 +126,7 @@ def _run(args, settings) -> int:
     from shared.services import merchants
 
     with UnitOfWork(get_engine(settings.database_url)) as uow:
-        out = _command(args, uow.conn, merchants, Vault.from_settings(settings))
+        out = _command(args, uow, merchants, Vault.from_settings(settings))
         uow.commit()
     if getattr(args, "json", False):
         print(json.dumps(out, separators=(",", ":")))
@@ -136,13 +136,13 @@ def _run(args, settings) -> int:
     return 0
 
 
-def _command(args, conn, merchants, vault) -> dict:
+def _command(args, uow, merchants, vault) -> dict:
     key = (args.group, args.cmd)
     if key == ("merchant", "create"):
-        return merchants.create_merchant(conn, vault, args.name, args.webhook_url)
+        return merchants.create_merchant(uow, vault, args.name, args.webhook_url)
     if key == ("merchant", "set-limits"):
         merchants.set_limits(
-            conn,
+            uow,
             args.merchant,
             args.currency,
             args.scope,
@@ -152,29 +152,29 @@ def _command(args, conn, merchants, vault) -> dict:
         )
         return {"merchant_id": args.merchant, "limits": "updated"}
     if key == ("merchant", "set-fraud-threshold"):
-        merchants.set_fraud_threshold(conn, args.merchant, args.threshold)
+        merchants.set_fraud_threshold(uow, args.merchant, args.threshold)
         return {"merchant_id": args.merchant, "fraud_block_threshold": args.threshold}
     if key in (("merchant", "rotate-webhook-secret"), ("merchant", "set-webhook-url")):
-        return _webhook_command(args, conn, vault)
+        return _webhook_command(args, uow, vault)
     if key == ("wallet", "create"):
-        return merchants.create_wallet(conn, args.owner, args.currency)
+        return merchants.create_wallet(uow, args.owner, args.currency)
     if key == ("wallet", "fund"):
-        return merchants.fund_wallet(conn, args.wallet, args.amount)
+        return merchants.fund_wallet(uow, args.wallet, args.amount)
     if key == ("blocklist", "add"):
-        return merchants.block(conn, args.kind, args.value, args.reason)
+        return merchants.block(uow, args.kind, args.value, args.reason)
     raise ValueError(f"unknown command {' '.join(key)}")
 
 
-def _webhook_command(args, conn, vault) -> dict:
+def _webhook_command(args, uow, vault) -> dict:
     from shared.services import webhook_endpoints as endpoints
 
     settings = get_settings()
     if args.cmd == "set-webhook-url":
-        return endpoints.set_url(conn, args.merchant, args.url, settings.webhook_allow_private)
+        return endpoints.set_url(uow, args.merchant, args.url, settings.webhook_allow_private)
     overlap = args.overlap_hours
     if overlap is None:
         overlap = settings.webhook_rotation_overlap_h
-    return endpoints.rotate_secret(conn, vault, args.merchant, overlap)
+    return endpoints.rotate_secret(uow, vault, args.merchant, overlap)
 
 
 if __name__ == "__main__":

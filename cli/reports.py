@@ -35,10 +35,10 @@ def run(args, settings) -> int:
 
     with UnitOfWork(get_engine(settings.database_url, "report")) as uow:
         if args.group == "ledger":
-            return _verify(uow.conn)
+            return _verify(uow)
         from shared.services import reports
 
-        result = reports.run_daily(uow.conn, args.date)
+        result = reports.run_daily(uow, args.date)
         uow.commit()
     summary = {
         "date": result.day.isoformat(),
@@ -60,10 +60,10 @@ def run(args, settings) -> int:
     return 0
 
 
-def _verify(conn) -> int:
+def _verify(uow) -> int:
     from shared.services.ledger_verify import verify
 
-    v = verify(conn)
+    v = verify(uow)
     for problem in v.problems:
         print(problem)
     if v.problems:

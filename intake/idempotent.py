@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from intake.errors import PROBLEM_JSON, problem_for
 from shared.config import Settings
-from shared.db.uow import Dispatch, UnitOfWork
+from shared.db.uow import Publish, UnitOfWork
 from shared.domain.validation import ValidationError
 from shared.services import idempotency
 from shared.services.errors import ServiceError
@@ -19,7 +19,7 @@ from shared.services.errors import ServiceError
 log = logging.getLogger(__name__)
 
 # The effect does its work in the given unit of work (services register what to
-# enqueue with enqueue_after_commit) and returns (status, body); the runner commits.
+# enqueue with uow.enqueue) and returns (status, body); the runner commits.
 Effect = Callable[[UnitOfWork], tuple[int, dict]]
 
 
@@ -35,7 +35,7 @@ class IdempotentRunner:
         engine: Engine,
         settings: Settings,
         mac: Callable[[str], str] | None,
-        dispatch: Dispatch | None = None,
+        dispatch: Publish | None = None,
     ):
         self._engine = engine
         self._dispatch = dispatch
@@ -65,7 +65,7 @@ class IdempotentRunner:
             idempotency.request_hash(req.method, req.path, req.context.body, self._mac),
         )
         replay = idempotency.begin(
-            uow.conn,
+            uow,
             merchant_id,
             key,
             *request,
@@ -90,7 +90,7 @@ class IdempotentRunner:
             body = problem_for(exc, req.context.request_id)[0]
             status = body["status"]
         # Same transaction as the effect: both are kept, or neither.
-        idempotency.complete(uow.conn, merchant_id, key, request, status, body)
+        idempotency.complete(uow, merchant_id, key, request, status, body)
         return status, body, False
 
 

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def daily_report(self, day: str | None = None):
     report_day = date.fromisoformat(day) if day else datetime.now(UTC).date() - timedelta(days=1)
     with runtime.uow("report") as uow:
-        result = reports.run_daily(uow.conn, report_day)
+        result = reports.run_daily(uow, report_day)
         uow.commit()
     metrics.reconciliation_discrepancies(result.discrepancy_count)
     if result.discrepancies:

@@ -36,7 +36,7 @@ def settle_economy(self, after=None):
 @stage_task("clearhouse.settle_window", queue="settlement.standard")
 def settle_window(self, ids):
     with runtime.uow() as uow:
-        settled = settlement.settle(uow.conn, ids, skip_locked=True)
+        settled = settlement.settle(uow, ids, skip_locked=True)
         uow.commit()
     return len(settled)
 
@@ -44,7 +44,7 @@ def settle_window(self, ids):
 def open_window(task, priority: str, after=None, limit: int = SCAN_LIMIT) -> int:
     """Send every due intent of ``priority`` to its settlement queue in batches."""
     with runtime.uow() as uow:
-        due = settlement.due(uow.conn, priority, after, limit)
+        due = settlement.due(uow, priority, after, limit)
     ids = [intent_id for _, _, intent_id in due]
     size = settings.batch_max
     for start in range(0, len(ids), size):

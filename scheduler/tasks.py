@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from scheduler import jobs
 from shared.config import get_settings
+from shared.services import maintenance as jobs
 from workers import runtime
 from workers.base import stage_task
 from workers.dispatch import STAGE_STEP, dispatch
@@ -17,8 +17,8 @@ settings = get_settings()
 @stage_task("clearhouse.scheduler.redrive", queue="maintenance")
 def redrive(self):
     with runtime.uow() as uow:
-        stuck = jobs.stuck_intents(uow.conn, settings.redrive_after_s)
-        unsettled = jobs.unsettled_instant(uow.conn, settings.redrive_after_s)
+        stuck = jobs.stuck_intents(uow, settings.redrive_after_s)
+        unsettled = jobs.unsettled_instant(uow, settings.redrive_after_s)
     for stage, ids in stuck.items():
         log.info("re-driving %d intents stuck at %s", len(ids), stage)
         dispatch(STAGE_STEP[stage], ids)
@@ -30,7 +30,7 @@ def redrive(self):
 @stage_task("clearhouse.scheduler.expire_holds", queue="maintenance")
 def expire_holds(self):
     with runtime.uow() as uow:
-        expired = jobs.expire_holds(uow.conn)
+        expired = jobs.expire_holds(uow)
         uow.commit()
     if expired:
         log.info("expired %d holds", len(expired))
@@ -40,6 +40,6 @@ def expire_holds(self):
 @stage_task("clearhouse.scheduler.prune_idempotency_keys", queue="maintenance")
 def prune_idempotency_keys(self):
     with runtime.uow() as uow:
-        n = jobs.prune_idempotency_keys(uow.conn, settings.idempotency_retention_h)
+        n = jobs.prune_idempotency_keys(uow, settings.idempotency_retention_h)
         uow.commit()
     return n

@@ -45,7 +45,7 @@ def dispatch_webhooks(self):
     if _backlog() >= backlog_max():
         return 0
     with runtime.uow() as uow:
-        ids = webhooks.due(uow.conn, DUE_LIMIT)
+        ids = webhooks.due(uow, DUE_LIMIT)
     dispatch("deliver_webhooks", ids)
     if ids:
         log.info("dispatched %d due webhook deliveries", len(ids))

@@ -129,7 +129,7 @@ def make_merchant(engine, vault):
 
     def make(name: str = "Test merchant", webhook_url: str | None = None) -> dict:
         with UnitOfWork(engine) as u:
-            m = merchants.create_merchant(u.conn, vault, name, webhook_url)
+            m = merchants.create_merchant(u, vault, name, webhook_url)
             u.commit()
         make.made.append(m["merchant_id"])
         return m

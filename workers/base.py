@@ -63,7 +63,7 @@ def run_batch(step: Callable, ids: list[str]) -> StageResult:
 
 def _once(step: Callable, ids: list[str]) -> StageResult:
     with runtime.uow() as uow:
-        result = step(uow.conn, ids)
+        result = step(uow, ids)
         uow.commit()
     return result
 
@@ -78,7 +78,7 @@ def _fail_broken(intent_id: str) -> None:
             .with_for_update()
         ).first()
         if row is not None:
-            outcomes.fail(uow.conn, [row], FailureCode.PROCESSING_ERROR)
+            outcomes.fail(uow, [row], FailureCode.PROCESSING_ERROR)
         uow.commit()
 
 

@@ -75,10 +75,10 @@ def deliver_webhooks(ids: list[str]):
     # celery-batches gathers the many small messages (one per committed
     # state change) into batches of up to batch_max deliveries.
     with runtime.uow() as uow:
-        claimed = webhooks.claim(uow.conn, ids, lease_s())
+        claimed = webhooks.claim(uow, ids, lease_s())
         # Deliveries that can never be sent (secret that does not decrypt,
         # merchant or event gone) are failed here; the others come back.
-        sends = webhooks.prepare(uow.conn, runtime.vault(), claimed)
+        sends = webhooks.prepare(uow, runtime.vault(), claimed)
         uow.commit()
     # Returns at once: the sends run and are recorded in the background, so
     # this worker takes the next batch while a slow receiver still drips.
@@ -188,13 +188,13 @@ class _Recorder:
                 with runtime.uow() as uow:
                     if sent:
                         webhooks.record_attempts(
-                            uow.conn,
+                            uow,
                             [s for s, _ in sent],
                             [o for _, o in sent],
                             max_age_s=settings.webhook_max_age_s,
                             scale=settings.webhook_schedule_scale,
                         )
-                    webhooks.release(uow.conn, unsent)
+                    webhooks.release(uow, unsent)
                     uow.commit()
                 return
             except Exception as exc:

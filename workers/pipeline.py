@@ -45,7 +45,7 @@ def authorize_payments(ids):
     if not ready:
         return
     with runtime.uow() as uow:
-        rows = authorize.held(uow.conn, ready)
+        rows = authorize.held(uow, ready)
     # Outside any transaction: the acquirer may take its time.
     answers = authorize.ask_acquirer(rows, runtime.acquirer(), runtime.vault())
 
@@ -70,5 +70,5 @@ def authorize_payments(ids):
 @batch_task("clearhouse.settle_instant", "settle_instant")
 def settle_instant(ids):
     with runtime.uow() as uow:
-        settlement.settle(uow.conn, ids, priority="instant")
+        settlement.settle(uow, ids, priority="instant")
         uow.commit()

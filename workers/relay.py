@@ -41,15 +41,15 @@ def relay_once(engine, batch_max: int, dispatch, alive=lambda: None) -> int:
         # commit lost after a publish only duplicates a message, which the
         # stages' compare-and-set ignores; a stage that gets the message
         # first waits on the row lock for this commit.
-        with UnitOfWork(engine) as uow:
-            claimed = outbox.claim(uow.conn, batch_max)
+        with UnitOfWork(engine, dispatch) as uow:
+            claimed = outbox.claim(uow, batch_max)
             if claimed:
                 # A lone intent carries its request id into the tasks' logs; a
                 # batch of many requests has no single one to carry.
                 context.clear()
                 if len(claimed) == 1:
                     context.bind(request_id=claimed[0][1])
-                dispatch("limits", [intent_id for intent_id, _ in claimed])
+                uow.publish_now("limits", [intent_id for intent_id, _ in claimed])
             uow.commit()
         sent += len(claimed)
         if len(claimed) < batch_max:

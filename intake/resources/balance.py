@@ -16,7 +16,7 @@ class Balance:
 
     def on_get(self, req, resp) -> None:
         with UnitOfWork(self._engine) as uow:
-            balances = merchant_balances(uow.conn, req.context.merchant_id)
+            balances = merchant_balances(uow, req.context.merchant_id)
         currencies = sorted(balances)
         resp.media = {
             "object": "balance",

@@ -24,7 +24,7 @@ class Events(_Base):
     def on_get(self, req, resp) -> None:
         query = list_query(req.params, {"type": EVENT_TYPES})
         with UnitOfWork(self._engine) as uow:
-            rows, has_more = event_log.list_events(uow.conn, req.context.merchant_id, **query)
+            rows, has_more = event_log.list_events(uow, req.context.merchant_id, **query)
         resp.media = list_object([webhooks.event_json(r) for r in rows], has_more, "/v1/events")
 
 
@@ -33,7 +33,7 @@ class Event(_Base):
         for name in req.params:
             raise ValidationError(name, f"Received unknown parameter: {name}", "parameter_unknown")
         with UnitOfWork(self._engine) as uow:
-            row = event_log.get_event(uow.conn, req.context.merchant_id, event_id)
+            row = event_log.get_event(uow, req.context.merchant_id, event_id)
         resp.media = webhooks.event_json(row)
 
 
@@ -43,7 +43,7 @@ class Redeliver(_Base):
         merchant_id = req.context.merchant_id
 
         def effect(uow: UnitOfWork):
-            row = webhooks.redeliver(uow.conn, merchant_id, event_id)
+            row = webhooks.redeliver(uow, merchant_id, event_id)
             return 202, event_log.delivery_json(row)
 
         self._runner.run(req, resp, effect)
@@ -54,7 +54,7 @@ class Deliveries(_Base):
         query = list_query(req.params, {"event_id": None, "status": event_log.DELIVERY_STATUSES})
         with UnitOfWork(self._engine) as uow:
             rows, attempts, has_more = event_log.list_deliveries(
-                uow.conn, req.context.merchant_id, **query
+                uow, req.context.merchant_id, **query
             )
         data = [event_log.delivery_json(r, attempts[r.id]) for r in rows]
         resp.media = list_object(data, has_more, "/v1/webhook_deliveries")

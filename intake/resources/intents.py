@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 
 from intake.idempotent import IdempotentRunner
 from intake.listing import list_object, list_query
-from shared.db.uow import Dispatch, UnitOfWork
+from shared.db.uow import Publish, UnitOfWork
 from shared.domain.intent import Status
 from shared.domain.validation import (
     reject_unknown,
@@ -24,7 +24,7 @@ STATUSES = tuple(s.value for s in Status)
 class _Base:
     auth_required = True
 
-    def __init__(self, engine: Engine, vault, dispatch: Dispatch, runner: IdempotentRunner):
+    def __init__(self, engine: Engine, vault, dispatch: Publish, runner: IdempotentRunner):
         self._engine = engine
         self._vault = vault
         self._dispatch = dispatch
@@ -39,7 +39,7 @@ class Collection(_Base):
 
         def effect(uow: UnitOfWork):
             row = intents.create(
-                uow.conn,
+                uow,
                 self._vault,
                 merchant_id,
                 create,
@@ -55,7 +55,7 @@ class Collection(_Base):
         query = list_query(req.params, {"status": STATUSES})
         with UnitOfWork(self._engine) as uow:
             try:
-                rows, has_more = intents.list_(uow.conn, req.context.merchant_id, **query)
+                rows, has_more = intents.list_(uow, req.context.merchant_id, **query)
             except NotFound:
                 raise NotFound(
                     "payment_intent", query["starting_after"], "starting_after"
@@ -68,7 +68,7 @@ class Collection(_Base):
 class Item(_Base):
     def on_get(self, req, resp, intent_id: str) -> None:
         with UnitOfWork(self._engine) as uow:
-            row = intents.get(uow.conn, req.context.merchant_id, intent_id)
+            row = intents.get(uow, req.context.merchant_id, intent_id)
         resp.media = intents.to_json(row)
 
 
@@ -79,7 +79,7 @@ class Capture(_Base):
         merchant_id = req.context.merchant_id
 
         def effect(uow: UnitOfWork):
-            row = intents.capture(uow.conn, merchant_id, intent_id, body.get("amount_to_capture"))
+            row = intents.capture(uow, merchant_id, intent_id, body.get("amount_to_capture"))
             return 200, intents.to_json(row)
 
         self._runner.run(req, resp, effect)
@@ -92,7 +92,7 @@ class Cancel(_Base):
         merchant_id = req.context.merchant_id
 
         def effect(uow: UnitOfWork):
-            row = intents.cancel(uow.conn, merchant_id, intent_id, body.get("cancellation_reason"))
+            row = intents.cancel(uow, merchant_id, intent_id, body.get("cancellation_reason"))
             return 200, intents.to_json(row)
 
         self._runner.run(req, resp, effect)

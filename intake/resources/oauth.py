@@ -95,12 +95,12 @@ class Token:
         with UnitOfWork(self._engine) as uow:
             if grant == "client_credentials":
                 result = auth.client_credentials(
-                    uow.conn, keys, settings, client_id, secret, _param(body, "scope")
+                    uow, keys, settings, client_id, secret, _param(body, "scope")
                 )
             else:
                 try:
                     result = auth.refresh(
-                        uow.conn, keys, settings, _param(body, "refresh_token"), client_id, secret
+                        uow, keys, settings, _param(body, "refresh_token"), client_id, secret
                     )
                 except auth.RefreshTokenReused:
                     uow.commit()  # keep the family's revocation, then refuse
@@ -125,12 +125,12 @@ class Revoke:
             client = None
             if client_id is not None:
                 try:
-                    client = auth.authenticate_client(uow.conn, client_id, secret)
+                    client = auth.authenticate_client(uow, client_id, secret)
                 except OAuthError:
                     if via_basic:
                         raise _basic_failed() from None
                     raise
-            auth.revoke(uow.conn, token, client.client_id if client else None)
+            auth.revoke(uow, token, client.client_id if client else None)
             uow.commit()
         # RFC 7009 §2.2: 200 whether or not the token was known.
         resp.media = {}

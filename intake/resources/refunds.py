@@ -26,7 +26,7 @@ class Collection(_Base):
         merchant_id = req.context.merchant_id
 
         def effect(uow: UnitOfWork):
-            row = refunds.create(uow.conn, merchant_id, create, req.context.request_id)
+            row = refunds.create(uow, merchant_id, create, req.context.request_id)
             return 200, refunds.to_json(row)
 
         self._runner.run(req, resp, effect)
@@ -34,12 +34,12 @@ class Collection(_Base):
     def on_get(self, req, resp) -> None:
         query = list_query(req.params, {"payment_intent": None})
         with UnitOfWork(self._engine) as uow:
-            rows, has_more = refunds.list_(uow.conn, req.context.merchant_id, **query)
+            rows, has_more = refunds.list_(uow, req.context.merchant_id, **query)
         resp.media = list_object([refunds.to_json(r) for r in rows], has_more, "/v1/refunds")
 
 
 class Item(_Base):
     def on_get(self, req, resp, refund_id: str) -> None:
         with UnitOfWork(self._engine) as uow:
-            row = refunds.get(uow.conn, req.context.merchant_id, refund_id)
+            row = refunds.get(uow, req.context.merchant_id, refund_id)
         resp.media = refunds.to_json(row)

@@ -64,7 +64,7 @@ class Daily:
     def on_get(self, req, resp) -> None:
         day = report_date(req.params)
         with UnitOfWork(self._engine) as uow:
-            rows = reports.merchant_rows(uow.conn, req.context.merchant_id, day)
+            rows = reports.merchant_rows(uow, req.context.merchant_id, day)
         if rows is None:
             raise NotFound("daily report", day.isoformat(), "date")
         data = [reports.to_json(r) for r in rows]

@@ -1,9 +1,14 @@
-"""Unit of work: one transaction, rolled back unless committed.
+"""Unit of work: one transaction, rolled back unless committed, and what follows it.
 
-Resources, tasks and scheduler jobs all use it. Work that must only happen
-once the rows are visible to others (enqueueing the next step) is recorded
-with ``enqueue_after_commit(conn, step, ids)`` from anywhere that holds the
-connection, and sent by ``commit()`` after a successful commit, never before.
+Resources, tasks, the relay, the CLI and scheduler jobs all use it, and use
+cases take it instead of a bare connection. What must happen only once the
+rows are visible to others goes through it and nowhere else:
+
+- ``uow.enqueue(step, ids)``: send the ids to a pipeline step after commit;
+- ``uow.on_commit(fn)``: call ``fn()`` after commit (metrics, caches).
+
+A rollback drops both, so a batch that is retried or isolated never counts
+or caches twice, and a worker never sees a message for rows it cannot read.
 """
 
 from __future__ import annotations
@@ -14,34 +19,28 @@ from collections.abc import Callable
 from sqlalchemy import Connection, Engine
 
 log = logging.getLogger(__name__)
-_PENDING = "clearhouse.enqueue_after_commit"
 
-Dispatch = Callable[[str, list[str]], None]
-
-
-def enqueue_after_commit(conn: Connection, step: str, ids) -> None:
-    """Ask for ``ids`` to be sent to ``step`` once this transaction commits."""
-    ids = list(ids)
-    if ids:
-        conn.info.setdefault(_PENDING, []).append((step, ids))
+# publish(step, ids, countdown=None): sends ids to a step (workers.publish).
+Publish = Callable[..., None]
 
 
 class UnitOfWork:
-    def __init__(self, engine: Engine, dispatch: Dispatch | None = None):
+    def __init__(self, engine: Engine, publish: Publish | None = None):
         self._engine = engine
-        self._dispatch = dispatch
+        self._publish = publish
         self.conn: Connection | None = None
         self._committed = False
+        self._enqueued: list[tuple[str, list[str], float | None]] = []
+        self._hooks: list[Callable[[], None]] = []
 
     def __enter__(self) -> UnitOfWork:
         self.conn = self._engine.connect()
-        # conn.info outlives this checkout (it belongs to the pooled DBAPI
-        # connection): start clean so nothing leaks in from an earlier user.
-        self.conn.info.pop(_PENDING, None)
         self._tx = self.conn.begin()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        self._enqueued.clear()
+        self._hooks.clear()
         try:
             if not self._committed and (self._tx.is_active or self.conn.invalidated):
                 self._tx.rollback()
@@ -53,31 +52,61 @@ class UnitOfWork:
             log.debug("rollback after %s failed; discarding the connection", exc_type.__name__)
             self.conn.invalidate()
         finally:
-            self.conn.info.pop(_PENDING, None)
             self.conn.close()
 
-    def execute(self, statement, params=None):
-        if params is None:
-            return self.conn.execute(statement)
-        return self.conn.execute(statement, params)
+    def enqueue(self, step: str, ids, countdown: float | None = None) -> None:
+        """Send ``ids`` to ``step`` once this transaction commits (never if it rolls back)."""
+        ids = list(ids)
+        if ids:
+            self._enqueued.append((step, ids, countdown))
+
+    def on_commit(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` once this transaction commits; forget it on rollback."""
+        self._hooks.append(fn)
+
+    def publish_now(self, step: str, ids) -> None:
+        """Send ``ids`` now, inside the transaction: a failed publish raises and rolls back.
+
+        Only for the outbox relay, whose claim must be undone when the broker
+        is away; everyone else enqueues after commit.
+        """
+        self._require_publisher()(step, list(ids))
 
     def commit(self) -> None:
-        enqueue = self.conn.info.pop(_PENDING, [])
         self._tx.commit()
         self._committed = True
-        if not enqueue:
-            return
-        try:
-            self._send(enqueue)
-        except Exception:
-            # The rows are committed; the scheduler's re-drive (and the
-            # webhook dispatcher) will pick the work up again, so a failed
-            # enqueue must not fail work that already succeeded.
-            log.exception("enqueue after commit failed; the scheduler will recover it")
+        enqueued, self._enqueued = self._enqueued, []
+        hooks, self._hooks = self._hooks, []
+        if enqueued:
+            try:
+                self._send(enqueued)
+            except Exception:
+                # The rows are committed; the scheduler's re-drive (and the
+                # webhook dispatcher) will pick the work up again, so a failed
+                # enqueue must not fail work that already succeeded.
+                log.exception("enqueue after commit failed; the scheduler will recover it")
+        for fn in hooks:
+            try:
+                fn()
+            except Exception:
+                log.exception("an after-commit hook failed")
 
-    def _send(self, enqueue) -> None:
-        if self._dispatch is None:
-            log.warning("no dispatcher: %d enqueue requests left to the scheduler", len(enqueue))
+    def _send(self, enqueued) -> None:
+        if self._publish is None:
+            log.warning("no publisher: %d enqueue requests left to the scheduler", len(enqueued))
             return
-        for step, ids in enqueue:
-            self._dispatch(step, ids)
+        for step, ids, countdown in enqueued:
+            self._publish(step, ids, countdown=countdown)
+
+    def _require_publisher(self) -> Publish:
+        if self._publish is None:
+            raise RuntimeError("this unit of work has no publisher")
+        return self._publish
+
+
+def run(new_uow: Callable[[], UnitOfWork], fn: Callable, *args, **kwargs):
+    """Run ``fn(uow, *args, **kwargs)`` in a new unit of work and commit it."""
+    with new_uow() as uow:
+        result = fn(uow, *args, **kwargs)
+        uow.commit()
+    return result

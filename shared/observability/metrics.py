@@ -16,9 +16,6 @@ from datetime import UTC, datetime
 
 import prometheus_client
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
-from sqlalchemy.pool import Pool
 
 from shared.money import CURRENCIES
 
@@ -127,40 +124,15 @@ def registry():
 
 # --- recorded once the transaction commits ----------------------------------
 # A batch that rolls back (isolation re-runs, retries, redelivery) must not
-# count its transitions twice, so observations wait for the commit.
-
-_PENDING = "clearhouse.metrics_after_commit"
-
-
-def on_commit(conn, fn) -> None:
-    """Run ``fn()`` when ``conn``'s transaction commits; drop it on rollback."""
-    conn.info.setdefault(_PENDING, []).append(fn)
+# count its transitions twice, so observations wait for the unit of work's
+# commit (``uow.on_commit``); a rollback drops them.
 
 
-@event.listens_for(Engine, "commit")
-def _run_pending(conn) -> None:
-    for fn in conn.info.pop(_PENDING, []):
-        try:
-            fn()
-        except Exception:
-            log.exception("recording a metric failed")
-
-
-@event.listens_for(Engine, "rollback")
-def _drop_pending(conn) -> None:
-    conn.info.pop(_PENDING, None)
-
-
-@event.listens_for(Pool, "reset")
-def _drop_on_reset(dbapi_conn, record, reset_state) -> None:
-    record.info.pop(_PENDING, None)
-
-
-def intent_events(conn, items) -> None:
+def intent_events(uow, items) -> None:
     """Count created intents and status transitions from events.emit items."""
     rows = [data for _, type_, _, data in items if type_.startswith("payment_intent.")]
     if rows:
-        on_commit(conn, lambda: _count_intents(rows))
+        uow.on_commit(lambda: _count_intents(rows))
 
 
 def _count_intents(rows) -> None:
@@ -171,11 +143,11 @@ def _count_intents(rows) -> None:
         TRANSITIONS.labels(status, data.get("failure_code") or "").inc()
 
 
-def intents_final(conn, rows) -> None:
+def intents_final(uow, rows) -> None:
     """Observe accept-to-final latency of intent rows that reached a final status."""
     done = [(r.priority, r.status, r.created_at, r.finalized_at) for r in rows if r.status in FINAL]
     if done:
-        on_commit(conn, lambda: _observe_final(done))
+        uow.on_commit(lambda: _observe_final(done))
 
 
 def _observe_final(done) -> None:
@@ -186,18 +158,18 @@ def _observe_final(done) -> None:
         )
 
 
-def fraud_scored(conn, score: int, blocked: bool) -> None:
+def fraud_scored(uow, score: int, blocked: bool) -> None:
     outcome = "blocked" if blocked else "passed"
-    on_commit(conn, lambda: FRAUD_SCORES.labels(outcome).observe(score))
+    uow.on_commit(lambda: FRAUD_SCORES.labels(outcome).observe(score))
 
 
-def ledger_recorded(conn, transfers) -> None:
+def ledger_recorded(uow, transfers) -> None:
     """Add transfer amounts to the ledger volume, per currency and kind."""
     sums: dict[tuple[str, str], int] = {}
     for t in transfers:
         key = (t.currency, str(t.kind))
         sums[key] = sums.get(key, 0) + (t.amount if t.amount > 0 else t.pending_amount or 0)
-    on_commit(conn, lambda: _add_volume(sums))
+    uow.on_commit(lambda: _add_volume(sums))
 
 
 def _add_volume(sums) -> None:
@@ -216,11 +188,11 @@ def webhook_attempts(outcomes) -> None:
         WEBHOOK_ATTEMPTS.labels(kind).inc()
 
 
-def webhook_prepare_failures(conn, reasons) -> None:
+def webhook_prepare_failures(uow, reasons) -> None:
     """Count deliveries failed unsent (one reason each) once their transaction commits."""
     reasons = list(reasons)
     if reasons:
-        on_commit(conn, lambda: _count_prepare_failures(reasons))
+        uow.on_commit(lambda: _count_prepare_failures(reasons))
 
 
 def _count_prepare_failures(reasons) -> None:

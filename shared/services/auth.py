@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from shared.config import Settings
 from shared.db.tables import api_clients
 from shared.db.tables import refresh_tokens as rt
+from shared.db.uow import UnitOfWork
 from shared.security.signing import SigningKeys
 from shared.security.tokens import (
     hash_secret,
@@ -47,11 +48,11 @@ class RefreshTokenReused(OAuthError):
     """Raised after the family was revoked: the caller must commit, then respond."""
 
 
-def authenticate_client(conn: Connection, client_id: str | None, client_secret: str | None):
+def authenticate_client(uow: UnitOfWork, client_id: str | None, client_secret: str | None):
     """The active api_clients row for these credentials, or 401 invalid_client."""
     row = None
     if client_id:
-        row = conn.execute(
+        row = uow.conn.execute(
             select(api_clients).where(
                 api_clients.c.client_id == client_id, api_clients.c.revoked_at.is_(None)
             )
@@ -63,17 +64,17 @@ def authenticate_client(conn: Connection, client_id: str | None, client_secret: 
 
 
 def client_credentials(
-    conn: Connection, keys: SigningKeys, settings: Settings, client_id, client_secret, scope=None
+    uow: UnitOfWork, keys: SigningKeys, settings: Settings, client_id, client_secret, scope=None
 ) -> dict:
     """Issue an access token and a new refresh-token family to an authenticated client."""
     scope = _check_scope(scope)
-    client = authenticate_client(conn, client_id, client_secret)
+    client = authenticate_client(uow, client_id, client_secret)
     family = new_id("rtf")
-    return _issue(conn, keys, settings, client.client_id, client.merchant_id, scope, family)
+    return _issue(uow, keys, settings, client.client_id, client.merchant_id, scope, family)
 
 
 def refresh(
-    conn: Connection,
+    uow: UnitOfWork,
     keys: SigningKeys,
     settings: Settings,
     token,
@@ -85,10 +86,10 @@ def refresh(
         raise OAuthError(
             "invalid_request", "Missing required param: refresh_token.", param="refresh_token"
         )
-    client = authenticate_client(conn, client_id, client_secret) if client_id else None
-    now = conn.execute(select(func.now())).scalar_one()
+    client = authenticate_client(uow, client_id, client_secret) if client_id else None
+    now = uow.conn.execute(select(func.now())).scalar_one()
     # FOR UPDATE: two concurrent uses of one token serialize; the second sees used_at.
-    row = conn.execute(
+    row = uow.conn.execute(
         select(rt).where(rt.c.token_hash == hash_secret(token)).with_for_update()
     ).first()
     invalid = OAuthError("invalid_grant", "The refresh token is invalid, expired or revoked.")
@@ -97,31 +98,31 @@ def refresh(
     if client is not None and client.client_id != row.client_id:
         raise invalid
     if row.used_at is not None:
-        revoke_family(conn, row.family_id)
+        revoke_family(uow, row.family_id)
         raise RefreshTokenReused("invalid_grant", "The refresh token was already used.")
-    active = conn.execute(
+    active = uow.conn.execute(
         select(api_clients.c.client_id).where(
             api_clients.c.client_id == row.client_id, api_clients.c.revoked_at.is_(None)
         )
     ).first()
     if active is None:
         raise invalid
-    conn.execute(update(rt).where(rt.c.token_hash == row.token_hash).values(used_at=now))
-    return _issue(conn, keys, settings, row.client_id, row.merchant_id, row.scope, row.family_id)
+    uow.conn.execute(update(rt).where(rt.c.token_hash == row.token_hash).values(used_at=now))
+    return _issue(uow, keys, settings, row.client_id, row.merchant_id, row.scope, row.family_id)
 
 
-def revoke(conn: Connection, token, client_id: str | None = None) -> None:
+def revoke(uow: UnitOfWork, token, client_id: str | None = None) -> None:
     """Revoke the family of a refresh token; unknown tokens are ignored (RFC 7009)."""
     if not token or not isinstance(token, str):
         return
-    row = conn.execute(select(rt).where(rt.c.token_hash == hash_secret(token))).first()
+    row = uow.conn.execute(select(rt).where(rt.c.token_hash == hash_secret(token))).first()
     if row is None or (client_id is not None and row.client_id != client_id):
         return
-    revoke_family(conn, row.family_id)
+    revoke_family(uow, row.family_id)
 
 
-def revoke_family(conn: Connection, family_id: str) -> int:
-    return conn.execute(
+def revoke_family(uow: UnitOfWork, family_id: str) -> int:
+    return uow.conn.execute(
         update(rt)
         .where(rt.c.family_id == family_id, rt.c.revoked_at.is_(None))
         .values(revoked_at=func.now())
@@ -137,10 +138,10 @@ def _check_scope(scope) -> str:
     return " ".join(dict.fromkeys(wanted))
 
 
-def _issue(conn, keys, settings, client_id, merchant_id, scope, family_id) -> dict:
+def _issue(uow, keys, settings, client_id, merchant_id, scope, family_id) -> dict:
     access, expires_in = issue_access_token(keys, settings, merchant_id, client_id, scope)
     refresh_token = new_refresh_token()
-    conn.execute(
+    uow.conn.execute(
         insert(rt).values(
             token_hash=hash_secret(refresh_token),
             family_id=family_id,

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Table, and_, or_, select
+from sqlalchemy import Table, and_, or_, select
 
 from shared.db.tables import events, webhook_attempts
 from shared.db.tables import webhook_deliveries as wd
+from shared.db.uow import UnitOfWork
 from shared.services.errors import NotFound
 from shared.services.webhooks import event_json
 
 DELIVERY_STATUSES = ("pending", "succeeded", "failed")
 
 
-def get_event(conn: Connection, merchant_id: str, event_id: str):
+def get_event(uow: UnitOfWork, merchant_id: str, event_id: str):
     """One event of this merchant; NotFound (never another merchant's)."""
-    row = conn.execute(
+    row = uow.conn.execute(
         select(events).where(events.c.id == event_id, events.c.merchant_id == merchant_id)
     ).first()
     if row is None:
@@ -22,27 +23,25 @@ def get_event(conn: Connection, merchant_id: str, event_id: str):
     return row
 
 
-def list_events(conn, merchant_id, *, type=None, limit=10, starting_after=None):
+def list_events(uow, merchant_id, *, type=None, limit=10, starting_after=None):
     """Newest first; return (rows, has_more)."""
     where = [events.c.merchant_id == merchant_id]
     if type:
         where.append(events.c.type == type)
-    return _page(conn, events, "event", merchant_id, where, limit, starting_after)
+    return _page(uow, events, "event", merchant_id, where, limit, starting_after)
 
 
-def list_deliveries(
-    conn, merchant_id, *, event_id=None, status=None, limit=10, starting_after=None
-):
+def list_deliveries(uow, merchant_id, *, event_id=None, status=None, limit=10, starting_after=None):
     """Newest first, each with its attempts; return (rows, attempts by id, has_more)."""
     where = [wd.c.merchant_id == merchant_id]
     if event_id:
         where.append(wd.c.event_id == event_id)
     if status:
         where.append(wd.c.status == status)
-    rows, has_more = _page(conn, wd, "webhook_delivery", merchant_id, where, limit, starting_after)
+    rows, has_more = _page(uow, wd, "webhook_delivery", merchant_id, where, limit, starting_after)
     attempts: dict[str, list] = {r.id: [] for r in rows}
     if rows:
-        found = conn.execute(
+        found = uow.conn.execute(
             select(webhook_attempts)
             .where(webhook_attempts.c.delivery_id.in_(list(attempts)))
             .order_by(webhook_attempts.c.delivery_id, webhook_attempts.c.attempt)
@@ -52,10 +51,10 @@ def list_deliveries(
     return rows, attempts, has_more
 
 
-def _page(conn, table: Table, kind: str, merchant_id, where, limit, starting_after):
+def _page(uow, table: Table, kind: str, merchant_id, where, limit, starting_after):
     query = select(table).where(*where)
     if starting_after:
-        cursor = conn.execute(
+        cursor = uow.conn.execute(
             select(table.c.created_at, table.c.id).where(
                 table.c.id == starting_after, table.c.merchant_id == merchant_id
             )
@@ -68,7 +67,7 @@ def _page(conn, table: Table, kind: str, merchant_id, where, limit, starting_aft
                 and_(table.c.created_at == cursor.created_at, table.c.id < cursor.id),
             )
         )
-    rows = conn.execute(
+    rows = uow.conn.execute(
         query.order_by(table.c.created_at.desc(), table.c.id.desc()).limit(limit + 1)
     ).all()
     return rows[:limit], len(rows) > limit

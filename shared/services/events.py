@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import Connection, insert, select, text
+from sqlalchemy import insert, select, text
 
 from shared.db.tables import events, payment_intents
-from shared.db.uow import enqueue_after_commit
+from shared.db.uow import UnitOfWork
 from shared.observability import metrics
 
 INTENT_EVENTS = {
@@ -29,7 +29,7 @@ def new_event_id() -> str:
     return f"evt_{secrets.token_hex(12)}"
 
 
-def emit(conn: Connection, items: list[tuple[str, str, str, dict]], request_id=None) -> list[str]:
+def emit(uow: UnitOfWork, items: list[tuple[str, str, str, dict]], request_id=None) -> list[str]:
     """Record events [(merchant_id, type, object_id, data)] and their deliveries."""
     if not items:
         return []
@@ -44,11 +44,11 @@ def emit(conn: Connection, items: list[tuple[str, str, str, dict]], request_id=N
         }
         for merchant_id, type_, object_id, data in items
     ]
-    conn.execute(insert(events), rows)
-    metrics.intent_events(conn, items)
+    uow.conn.execute(insert(events), rows)
+    metrics.intent_events(uow, items)
     # A delivery per event whose merchant has a webhook URL, in one statement:
     # the merchant lookup and the insert share a round trip.
-    delivered = conn.execute(
+    delivered = uow.conn.execute(
         text(
             "INSERT INTO webhook_deliveries (id, event_id, merchant_id, url, next_attempt_at)"
             " SELECT d.id, d.event_id, d.merchant_id, m.webhook_url, now()"
@@ -63,21 +63,21 @@ def emit(conn: Connection, items: list[tuple[str, str, str, dict]], request_id=N
             "merchants": [r["merchant_id"] for r in rows],
         },
     ).scalars()
-    enqueue_after_commit(conn, "deliver_webhooks", list(delivered))
+    uow.enqueue("deliver_webhooks", list(delivered))
     return [r["id"] for r in rows]
 
 
-def emit_intents(conn: Connection, ids, request_id=None) -> list[str]:
+def emit_intents(uow: UnitOfWork, ids, request_id=None) -> list[str]:
     """An event for each intent's current status (call after changing it)."""
     from shared.services.intents import to_json  # intents imports this module
 
     ids = list(ids)
     if not ids:
         return []
-    rows = conn.execute(select(payment_intents).where(payment_intents.c.id.in_(ids))).all()
-    metrics.intents_final(conn, rows)
+    rows = uow.conn.execute(select(payment_intents).where(payment_intents.c.id.in_(ids))).all()
+    metrics.intents_final(uow, rows)
     return emit(
-        conn,
+        uow,
         [(r.merchant_id, INTENT_EVENTS[r.status], r.id, to_json(r)) for r in rows],
         request_id,
     )

@@ -15,10 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from shared.db.tables import idempotency_keys as ik
+from shared.db.uow import UnitOfWork
 from shared.services.errors import ServiceError
 
 MAX_KEY_LEN = 255
@@ -65,7 +66,7 @@ def request_hash(
 
 
 def begin(
-    conn: Connection,
+    uow: UnitOfWork,
     merchant_id: str,
     key: str,
     method: str,
@@ -85,13 +86,13 @@ def begin(
     # just released by the first request's commit while its snapshot predates
     # that commit, see no stored response, and charge a second time.
     lock = func.pg_try_advisory_xact_lock(func.hashtextextended(f"{merchant_id}:{key}", 0))
-    if not conn.execute(select(lock)).scalar_one():
+    if not uow.conn.execute(select(lock)).scalar_one():
         raise KeyInUse(
             "A request with this Idempotency-Key is still being processed; retry later.",
             "Idempotency-Key",
         )
     stale = ik.c.created_at < func.now() - _hours(retention_h)
-    row = conn.execute(
+    row = uow.conn.execute(
         select(ik, stale.label("stale")).where(ik.c.merchant_id == merchant_id, ik.c.key == key)
     ).first()
     if row is None or row.stale or row.response_status is None:
@@ -106,7 +107,7 @@ def begin(
 
 
 def complete(
-    conn: Connection,
+    uow: UnitOfWork,
     merchant_id: str,
     key: str,
     request: tuple[str, str, str],
@@ -124,16 +125,16 @@ def complete(
         locked_at=None,
         created_at=func.now(),
     )
-    conn.execute(
+    uow.conn.execute(
         pg_insert(ik)
         .values(merchant_id=merchant_id, key=key, **values)
         .on_conflict_do_update(index_elements=[ik.c.merchant_id, ik.c.key], set_=values)
     )
 
 
-def prune(conn: Connection, older_than_hours: int) -> int:
+def prune(uow: UnitOfWork, older_than_hours: int) -> int:
     """Delete keys older than the retention period; return how many (scheduler job)."""
-    return conn.execute(
+    return uow.conn.execute(
         delete(ik).where(ik.c.created_at < func.now() - _hours(older_than_hours))
     ).rowcount
 

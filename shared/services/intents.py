@@ -5,11 +5,11 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, and_, func, insert, or_, select
+from sqlalchemy import and_, func, insert, or_, select
 
 from shared.db.tables import merchants, wallets
 from shared.db.tables import payment_intents as pi
-from shared.db.uow import enqueue_after_commit
+from shared.db.uow import UnitOfWork
 from shared.domain.fees import compute_fee
 from shared.domain.intent import CANCELABLE, Stage, Status
 from shared.domain.validation import CreateIntent, ValidationError, amount_param
@@ -26,7 +26,7 @@ def new_id(prefix: str) -> str:
 
 
 def create(
-    conn: Connection,
+    uow: UnitOfWork,
     vault,
     merchant_id: str,
     req: CreateIntent,
@@ -65,7 +65,7 @@ def create(
             payer_key=f"card:{fingerprint}",
         )
     else:
-        wallet = conn.execute(select(wallets).where(wallets.c.id == req.wallet_id)).first()
+        wallet = uow.conn.execute(select(wallets).where(wallets.c.id == req.wallet_id)).first()
         if wallet is None:
             raise ValidationError(
                 "payment_method[wallet_id]", f"No such wallet: {req.wallet_id}", "resource_missing"
@@ -75,51 +75,51 @@ def create(
                 "currency", f"Wallet {wallet.id} holds {wallet.currency}, not {req.currency}."
             )
         values.update(pm_type="wallet", wallet_id=wallet.id, payer_key=f"wallet:{wallet.id}")
-    row = conn.execute(insert(pi).values(**values).returning(pi)).one()
+    row = uow.conn.execute(insert(pi).values(**values).returning(pi)).one()
     events.emit(
-        conn, [(merchant_id, events.INTENT_EVENTS[row.status], row.id, to_json(row))], request_id
+        uow, [(merchant_id, events.INTENT_EVENTS[row.status], row.id, to_json(row))], request_id
     )
     return row
 
 
-def get(conn: Connection, merchant_id: str, intent_id: str, *, lock: bool = False):
+def get(uow: UnitOfWork, merchant_id: str, intent_id: str, *, lock: bool = False):
     """One intent of this merchant; NotFound (never another merchant's)."""
     query = select(pi).where(pi.c.id == intent_id, pi.c.merchant_id == merchant_id)
     if lock:
         query = query.with_for_update()
-    row = conn.execute(query).first()
+    row = uow.conn.execute(query).first()
     if row is None:
         raise NotFound("payment_intent", intent_id)
     return row
 
 
-def list_(conn: Connection, merchant_id: str, *, status=None, limit=10, starting_after=None):
+def list_(uow: UnitOfWork, merchant_id: str, *, status=None, limit=10, starting_after=None):
     """Newest first; return (rows, has_more)."""
     query = select(pi).where(pi.c.merchant_id == merchant_id)
     if status:
         query = query.where(pi.c.status == status)
     if starting_after:
-        cursor = get(conn, merchant_id, starting_after)
+        cursor = get(uow, merchant_id, starting_after)
         query = query.where(
             or_(
                 pi.c.created_at < cursor.created_at,
                 and_(pi.c.created_at == cursor.created_at, pi.c.id < cursor.id),
             )
         )
-    rows = conn.execute(
+    rows = uow.conn.execute(
         query.order_by(pi.c.created_at.desc(), pi.c.id.desc()).limit(limit + 1)
     ).all()
     return rows[:limit], len(rows) > limit
 
 
-def capture(conn: Connection, merchant_id: str, intent_id: str, amount: object):
+def capture(uow: UnitOfWork, merchant_id: str, intent_id: str, amount: object):
     """Capture all or part of a held amount; the remainder is released."""
-    row = get(conn, merchant_id, intent_id, lock=True)
+    row = get(uow, merchant_id, intent_id, lock=True)
     if row.status != Status.REQUIRES_CAPTURE:
         raise InvalidState(
             f"This PaymentIntent could not be captured because it has a status of {row.status}."
         )
-    if row.hold_expires_at is not None and row.hold_expires_at <= _now(conn):
+    if row.hold_expires_at is not None and row.hold_expires_at <= _now(uow):
         # The hold-expiry job voids it and cancels the intent (an error here
         # rolls the request's transaction back, so it cannot do that itself).
         raise InvalidState("The authorization on this PaymentIntent has expired.")
@@ -134,42 +134,42 @@ def capture(conn: Connection, merchant_id: str, intent_id: str, amount: object):
             f"amount_to_capture must be at most the capturable amount {row.amount_capturable}.",
             "amount_too_large",
         )
-    plan = merchant_fee_plans(conn, [merchant_id])[merchant_id]
+    plan = merchant_fee_plans(uow, [merchant_id])[merchant_id]
     fee = compute_fee(to_capture, row.currency, row.priority, plan)
-    authorize.capture(conn, [row], {row.id: to_capture}, {row.id: fee})
+    authorize.capture(uow, [row], {row.id: to_capture}, {row.id: fee})
     if to_capture < row.amount:
         # The released part of the hold no longer counts against limits.
-        outcomes.release_limits(conn, [row], {row.id: row.amount - to_capture})
+        outcomes.release_limits(uow, [row], {row.id: row.amount - to_capture})
     if row.priority == "instant":
-        enqueue_after_commit(conn, "settle_instant", [row.id])
-    return get(conn, merchant_id, intent_id)
+        uow.enqueue("settle_instant", [row.id])
+    return get(uow, merchant_id, intent_id)
 
 
-def cancel(conn: Connection, merchant_id: str, intent_id: str, reason: object):
+def cancel(uow: UnitOfWork, merchant_id: str, intent_id: str, reason: object):
     """Cancel a processing or requires_capture intent, releasing what it holds."""
     if reason is not None and reason not in CANCELLATION_REASONS:
         raise ValidationError(
             "cancellation_reason",
             f"cancellation_reason must be one of: {', '.join(CANCELLATION_REASONS)}.",
         )
-    row = get(conn, merchant_id, intent_id, lock=True)
+    row = get(uow, merchant_id, intent_id, lock=True)
     if row.status not in CANCELABLE:
         raise InvalidState(
             f"You cannot cancel this PaymentIntent because it has a status of {row.status}."
         )
-    outcomes.cancel(conn, [row], reason or "requested_by_customer")
-    return get(conn, merchant_id, intent_id)
+    outcomes.cancel(uow, [row], reason or "requested_by_customer")
+    return get(uow, merchant_id, intent_id)
 
 
-def merchant_exists(conn: Connection, merchant_id: str) -> bool:
+def merchant_exists(uow: UnitOfWork, merchant_id: str) -> bool:
     return (
-        conn.execute(select(merchants.c.id).where(merchants.c.id == merchant_id)).first()
+        uow.conn.execute(select(merchants.c.id).where(merchants.c.id == merchant_id)).first()
         is not None
     )
 
 
-def _now(conn: Connection) -> datetime:
-    return conn.execute(select(func.now())).scalar_one()
+def _now(uow: UnitOfWork) -> datetime:
+    return uow.conn.execute(select(func.now())).scalar_one()
 
 
 def to_json(row) -> dict:

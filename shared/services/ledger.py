@@ -4,50 +4,60 @@ from __future__ import annotations
 
 import threading
 
-from sqlalchemy import Connection, insert, select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from shared.db.tables import ledger_accounts, ledger_transfers
+from shared.db.uow import UnitOfWork
 from shared.domain.ledger import Balance, Deltas, Transfer
 from shared.observability import metrics
 
 # Account ids never change once created, so a process-wide cache saves a
 # round trip per batch. Keyed by database URL as tests use several databases.
+# Filled only after commit: an id read inside a transaction that then rolls
+# back may belong to an account row that was never committed.
 _ids: dict[tuple[str, str], int] = {}
 _ids_lock = threading.Lock()
 
 
-def account_ids(conn: Connection, accounts: dict[str, tuple[str, bool]]) -> dict[str, int]:
+def account_ids(uow: UnitOfWork, accounts: dict[str, tuple[str, bool]]) -> dict[str, int]:
     """Ids for account codes ({code: (currency, no_overdraft)}), creating missing ones."""
-    db = str(conn.engine.url)
+    db = str(uow.conn.engine.url)
     found = {c: _ids[(db, c)] for c in accounts if (db, c) in _ids}
     missing = sorted(set(accounts) - set(found))
-    if missing:
-        conn.execute(
-            pg_insert(ledger_accounts)
-            .values(
-                [
-                    {"code": c, "currency": accounts[c][0], "no_overdraft": accounts[c][1]}
-                    for c in missing
-                ]
-            )
-            .on_conflict_do_nothing(index_elements=["code"])
+    if not missing:
+        return found
+    uow.conn.execute(
+        pg_insert(ledger_accounts)
+        .values(
+            [
+                {"code": c, "currency": accounts[c][0], "no_overdraft": accounts[c][1]}
+                for c in missing
+            ]
         )
-        rows = conn.execute(
+        .on_conflict_do_nothing(index_elements=["code"])
+    )
+    new = dict(
+        uow.conn.execute(
             select(ledger_accounts.c.code, ledger_accounts.c.id).where(
                 ledger_accounts.c.code.in_(missing)
             )
-        )
-        with _ids_lock:
-            for code, id_ in rows:
-                _ids[(db, code)] = id_
-                found[code] = id_
+        ).all()
+    )
+    found.update(new)
+    uow.on_commit(lambda: _remember(db, new))
     return found
 
 
-def lock_balances(conn: Connection, ids) -> dict[int, Balance]:
+def _remember(db: str, ids: dict[str, int]) -> None:
+    with _ids_lock:
+        for code, id_ in ids.items():
+            _ids[(db, code)] = id_
+
+
+def lock_balances(uow: UnitOfWork, ids) -> dict[int, Balance]:
     """Lock accounts in id order (no deadlocks between batches) and read them."""
-    rows = conn.execute(
+    rows = uow.conn.execute(
         select(ledger_accounts)
         .where(ledger_accounts.c.id.in_(sorted(set(ids))))
         .order_by(ledger_accounts.c.id)
@@ -61,17 +71,17 @@ def lock_balances(conn: Connection, ids) -> dict[int, Balance]:
     }
 
 
-def record(conn: Connection, transfers: list[Transfer]) -> list[int]:
+def record(uow: UnitOfWork, transfers: list[Transfer]) -> list[int]:
     """Insert immutable transfer rows and apply their effect on account balances."""
     if not transfers:
         return []
     deltas = Deltas()
     for t in transfers:
         deltas.apply(t)
-    lock_balances(conn, deltas.by_account)
-    metrics.ledger_recorded(conn, transfers)
+    lock_balances(uow, deltas.by_account)
+    metrics.ledger_recorded(uow, transfers)
     ids = (
-        conn.execute(
+        uow.conn.execute(
             insert(ledger_transfers).returning(ledger_transfers.c.id, sort_by_parameter_order=True),
             [
                 {
@@ -97,7 +107,7 @@ def record(conn: Connection, transfers: list[Transfer]) -> list[int]:
     )
     # Literal integers only (ints from our own arithmetic), so inlining is safe
     # and saves one bind parameter per value.
-    conn.execute(
+    uow.conn.execute(
         text(
             "UPDATE ledger_accounts AS a SET"
             " debits_pending = a.debits_pending + v.dp,"
@@ -110,20 +120,20 @@ def record(conn: Connection, transfers: list[Transfer]) -> list[int]:
     return list(ids)
 
 
-def pending_transfers(conn: Connection, ids) -> dict[int, object]:
+def pending_transfers(uow: UnitOfWork, ids) -> dict[int, object]:
     """Pending (hold) transfers by id, for posting or voiding them."""
-    rows = conn.execute(select(ledger_transfers).where(ledger_transfers.c.id.in_(list(ids))))
+    rows = uow.conn.execute(select(ledger_transfers).where(ledger_transfers.c.id.in_(list(ids))))
     return {r.id: r for r in rows}
 
 
-def merchant_balances(conn: Connection, merchant_id: str) -> dict:
+def merchant_balances(uow: UnitOfWork, merchant_id: str) -> dict:
     """{currency: {"pending", "held", "available"}} from the merchant's ledger accounts.
 
     pending/available are posted credits less posted debits; ``held`` is
     money authorized but not captured yet (pending credits).
     """
     prefix = f"merchant:{merchant_id}:"
-    rows = conn.execute(
+    rows = uow.conn.execute(
         # autoescape: ids contain `_`, a LIKE wildcard.
         select(
             ledger_accounts.c.code,

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import Connection, select, text
+from sqlalchemy import select, text
 
 from shared.db.tables import ledger_seals
+from shared.db.uow import UnitOfWork
 from shared.domain import hashchain as hc
 from shared.services.seals import COLUMNS, DAY_FILTER, day_bounds
 
@@ -36,7 +37,7 @@ FROM t FULL JOIN h ON h.transfer_id = t.transfer_id ORDER BY tid
 """
 
 
-def verify(conn: Connection, since: date | None = None, fresh=()) -> Verification:
+def verify(uow: UnitOfWork, since: date | None = None, fresh=()) -> Verification:
     """Recompute every entry hash and seal; name each altered, missing or extra transfer.
 
     Days before ``since``, and ``fresh`` days (sealed in this transaction), get
@@ -45,16 +46,16 @@ def verify(conn: Connection, since: date | None = None, fresh=()) -> Verificatio
     """
     problems: list[str] = []
     prev, prev_day, entries = hc.GENESIS, None, 0
-    seals = conn.execute(select(ledger_seals).order_by(ledger_seals.c.day)).all()
+    seals = uow.conn.execute(select(ledger_seals).order_by(ledger_seals.c.day)).all()
     for s in seals:
         if s.prev_hash != prev:
             problems.append(f"seal {s.day} altered: does not follow the seal before it")
         if prev_day is not None and s.day != prev_day + timedelta(days=1):
             problems.append(f"seal {s.day}: days missing after {prev_day}")
         if (since is not None and s.day < since) or s.day in fresh:
-            count, last_hash = s.entry_count, _recorded_hash(conn, s)
+            count, last_hash = s.entry_count, _recorded_hash(uow, s)
         else:
-            count, last_hash = _verify_day(conn, s, problems)
+            count, last_hash = _verify_day(uow, s, problems)
         entries += count
         expected = hc.seal_hash(
             s.prev_hash, s.day, s.first_transfer_id, s.last_transfer_id, count, last_hash
@@ -66,7 +67,7 @@ def verify(conn: Connection, since: date | None = None, fresh=()) -> Verificatio
         prev, prev_day = s.seal_hash, s.day
     if seals:
         first_start, _ = day_bounds(seals[0].day)
-        for (tid,) in conn.execute(
+        for (tid,) in uow.conn.execute(
             text("SELECT id FROM ledger_transfers WHERE created_at < :s ORDER BY id"),
             {"s": first_start},
         ):
@@ -74,23 +75,23 @@ def verify(conn: Connection, since: date | None = None, fresh=()) -> Verificatio
         _, last_end = day_bounds(seals[-1].day)
     else:
         last_end = datetime.min.replace(tzinfo=UTC)
-    unsealed = conn.execute(
+    unsealed = uow.conn.execute(
         text("SELECT count(*) FROM ledger_transfers WHERE created_at >= :e"), {"e": last_end}
     ).scalar()
     return Verification(problems, len(seals), entries, unsealed)
 
 
-def _recorded_hash(conn: Connection, seal) -> str:
+def _recorded_hash(uow: UnitOfWork, seal) -> str:
     if not seal.entry_count:
         return seal.prev_hash
-    found = conn.execute(
+    found = uow.conn.execute(
         text("SELECT hash FROM ledger_entry_hashes WHERE transfer_id = :i"),
         {"i": seal.last_transfer_id},
     ).scalar()
     return found or ""
 
 
-def _verify_day(conn: Connection, seal, problems: list[str]) -> tuple[int, str]:
+def _verify_day(uow: UnitOfWork, seal, problems: list[str]) -> tuple[int, str]:
     start, end = day_bounds(seal.day)
     params = {
         "start": start,
@@ -99,7 +100,7 @@ def _verify_day(conn: Connection, seal, problems: list[str]) -> tuple[int, str]:
         "last": seal.last_transfer_id or -1,
     }
     h, count = seal.prev_hash, 0
-    rows = conn.execute(text(_VERIFY_DAY).execution_options(yield_per=20_000), params)
+    rows = uow.conn.execute(text(_VERIFY_DAY).execution_options(yield_per=20_000), params)
     for row in rows:
         tid, present, stored = row.tid, row.present, row.hash
         if stored is None:

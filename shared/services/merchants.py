@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from shared.config import get_settings
 from shared.db.tables import api_clients, blocklist, merchant_limits, merchants, wallets
+from shared.db.uow import UnitOfWork
 from shared.domain import ledger as L
 from shared.domain.limits import SCOPES
 from shared.money import CURRENCIES
@@ -19,7 +20,7 @@ from shared.services.intents import new_id
 
 
 def create_merchant(
-    conn: Connection, vault, name: str, webhook_url: str | None = None, allow_private=None
+    uow: UnitOfWork, vault, name: str, webhook_url: str | None = None, allow_private=None
 ) -> dict:
     """Create a merchant with one API client; the secrets are returned only here."""
     if not name.strip():
@@ -32,7 +33,7 @@ def create_merchant(
     client_id = new_id("ci")
     client_secret = "cs_" + secrets.token_urlsafe(32)
     webhook_secret = "whsec_" + secrets.token_urlsafe(32)
-    conn.execute(
+    uow.conn.execute(
         insert(merchants).values(
             id=merchant_id,
             name=name,
@@ -40,7 +41,7 @@ def create_merchant(
             webhook_secret_enc=vault.encrypt(webhook_secret, aad=merchant_id),
         )
     )
-    conn.execute(
+    uow.conn.execute(
         insert(api_clients).values(
             client_id=client_id, merchant_id=merchant_id, secret_hash=hash_secret(client_secret)
         )
@@ -53,54 +54,54 @@ def create_merchant(
     }
 
 
-def set_limits(conn: Connection, merchant_id: str, currency: str, scope: str, **limits) -> None:
+def set_limits(uow: UnitOfWork, merchant_id: str, currency: str, scope: str, **limits) -> None:
     """Set per-transaction, daily and monthly limits (minor units; None = default)."""
     if scope not in SCOPES:
         raise ServiceError(f"scope must be one of {SCOPES}", "scope")
     if currency not in CURRENCIES:
         raise ServiceError(f"unknown currency {currency}", "currency")
-    _require_merchant(conn, merchant_id)
+    _require_merchant(uow, merchant_id)
     values = {k: limits.get(k) for k in ("per_transaction", "daily", "monthly")}
-    conn.execute(
+    uow.conn.execute(
         pg_insert(merchant_limits)
         .values(merchant_id=merchant_id, currency=currency, scope=scope, **values)
         .on_conflict_do_update(index_elements=["merchant_id", "currency", "scope"], set_=values)
     )
 
 
-def set_fraud_threshold(conn: Connection, merchant_id: str, threshold: int) -> None:
-    _require_merchant(conn, merchant_id)
-    conn.execute(
+def set_fraud_threshold(uow: UnitOfWork, merchant_id: str, threshold: int) -> None:
+    _require_merchant(uow, merchant_id)
+    uow.conn.execute(
         merchants.update()
         .where(merchants.c.id == merchant_id)
         .values(fraud_block_threshold=threshold)
     )
 
 
-def create_wallet(conn: Connection, owner: str, currency: str) -> dict:
+def create_wallet(uow: UnitOfWork, owner: str, currency: str) -> dict:
     """A payer wallet: a ledger account that may never go below zero."""
     if currency not in CURRENCIES:
         raise ServiceError(f"unknown currency {currency}", "currency")
     wallet_id = new_id("wal")
     code = L.account_code("wallet", currency, wallet_id)
-    account = ledger.account_ids(conn, {code: (currency, True)})[code]
-    conn.execute(
+    account = ledger.account_ids(uow, {code: (currency, True)})[code]
+    uow.conn.execute(
         insert(wallets).values(id=wallet_id, owner=owner, currency=currency, account_id=account)
     )
     return {"wallet_id": wallet_id, "owner": owner, "currency": currency}
 
 
-def fund_wallet(conn: Connection, wallet_id: str, amount: int) -> dict:
+def fund_wallet(uow: UnitOfWork, wallet_id: str, amount: int) -> dict:
     """Credit a wallet from the external funding account."""
     if amount <= 0:
         raise ServiceError("amount must be a positive integer (minor units)", "amount")
-    wallet = conn.execute(select(wallets).where(wallets.c.id == wallet_id)).first()
+    wallet = uow.conn.execute(select(wallets).where(wallets.c.id == wallet_id)).first()
     if wallet is None:
         raise NotFound("wallet", wallet_id)
     funding = L.account_code("wallet_funding", wallet.currency)
-    source = ledger.account_ids(conn, {funding: (wallet.currency, False)})[funding]
+    source = ledger.account_ids(uow, {funding: (wallet.currency, False)})[funding]
     ledger.record(
-        conn,
+        uow,
         [
             L.Transfer(
                 kind=L.POSTED,
@@ -112,24 +113,27 @@ def fund_wallet(conn: Connection, wallet_id: str, amount: int) -> dict:
             )
         ],
     )
-    return {"wallet_id": wallet_id, "balance": wallet_balance(conn, wallet_id)}
+    return {"wallet_id": wallet_id, "balance": wallet_balance(uow, wallet_id)}
 
 
-def wallet_balance(conn: Connection, wallet_id: str) -> int:
-    wallet = conn.execute(select(wallets).where(wallets.c.id == wallet_id)).first()
+def wallet_balance(uow: UnitOfWork, wallet_id: str) -> int:
+    wallet = uow.conn.execute(select(wallets).where(wallets.c.id == wallet_id)).first()
     if wallet is None:
         raise NotFound("wallet", wallet_id)
-    return ledger.lock_balances(conn, [wallet.account_id])[wallet.account_id].spendable()
+    return ledger.lock_balances(uow, [wallet.account_id])[wallet.account_id].spendable()
 
 
-def _require_merchant(conn: Connection, merchant_id: str) -> None:
-    if conn.execute(select(merchants.c.id).where(merchants.c.id == merchant_id)).first() is None:
+def _require_merchant(uow: UnitOfWork, merchant_id: str) -> None:
+    if (
+        uow.conn.execute(select(merchants.c.id).where(merchants.c.id == merchant_id)).first()
+        is None
+    ):
         raise NotFound("merchant", merchant_id)
 
 
-def block(conn: Connection, kind: str, value: str, reason: str | None = None) -> dict:
+def block(uow: UnitOfWork, kind: str, value: str, reason: str | None = None) -> dict:
     """Add a value to the fraud blocklist (idempotent)."""
-    conn.execute(
+    uow.conn.execute(
         pg_insert(blocklist)
         .values(kind=kind, value=value, reason=reason)
         .on_conflict_do_nothing(index_elements=["kind", "value"])

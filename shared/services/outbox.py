@@ -8,16 +8,18 @@ marks the intents and commits after, so a failed publish unmarks them.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, text
+from sqlalchemy import text
+
+from shared.db.uow import UnitOfWork
 
 CHANNEL = "clearhouse_outbox"
 
 
-def claim(conn: Connection, limit: int) -> list[tuple[str, str | None]]:
+def claim(uow: UnitOfWork, limit: int) -> list[tuple[str, str | None]]:
     """Mark up to ``limit`` unsent intents as enqueued; return (id, request_id) pairs."""
     return [
         (r.id, r.request_id)
-        for r in conn.execute(
+        for r in uow.conn.execute(
             text(
                 "UPDATE payment_intents SET enqueued_at = now() WHERE id IN ("
                 " SELECT id FROM payment_intents WHERE enqueued_at IS NULL"

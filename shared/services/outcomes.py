@@ -10,17 +10,18 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import Connection, func, select, text, update
+from sqlalchemy import func, select, text, update
 
 from shared.db.tables import limit_counters
 from shared.db.tables import payment_intents as pi
+from shared.db.uow import UnitOfWork
 from shared.domain import ledger as L
 from shared.domain.intent import FAILURE_MESSAGES, FailureCode, Status
 from shared.domain.limits import counter_keys
 from shared.services import events, ledger
 
 
-def release_limits(conn: Connection, rows, amounts: dict[str, int] | None = None) -> None:
+def release_limits(uow: UnitOfWork, rows, amounts: dict[str, int] | None = None) -> None:
     """Give back reserved limit amounts (all of it, or ``amounts[intent_id]``)."""
     decrements: dict[str, int] = {}
     released: dict[str, int] = {}
@@ -34,34 +35,34 @@ def release_limits(conn: Connection, rows, amounts: dict[str, int] | None = None
     if not decrements:
         return
     # Lock counters in key order, as the limits stage does, so no deadlock.
-    conn.execute(
+    uow.conn.execute(
         select(limit_counters.c.key)
         .where(limit_counters.c.key.in_(sorted(decrements)))
         .order_by(limit_counters.c.key)
         .with_for_update()
     )
     for key in sorted(decrements):
-        conn.execute(
+        uow.conn.execute(
             update(limit_counters)
             .where(limit_counters.c.key == key)
             .values(used=limit_counters.c.used - decrements[key])
         )
     for intent_id, amount in released.items():
-        conn.execute(
+        uow.conn.execute(
             update(pi)
             .where(pi.c.id == intent_id)
             .values(limit_reserved=pi.c.limit_reserved - amount)
         )
 
 
-def void_holds(conn: Connection, rows, kind: str = L.VOID_PENDING) -> None:
+def void_holds(uow: UnitOfWork, rows, kind: str = L.VOID_PENDING) -> None:
     """Void (or expire) the pending ledger transfer of each row that has one."""
     held = [r for r in rows if r.hold_transfer_id is not None]
     if not held:
         return
-    pending = ledger.pending_transfers(conn, [r.hold_transfer_id for r in held])
+    pending = ledger.pending_transfers(uow, [r.hold_transfer_id for r in held])
     resolved = set(
-        conn.execute(
+        uow.conn.execute(
             text("SELECT pending_id FROM ledger_transfers WHERE pending_id = ANY(:ids)"),
             {"ids": list(pending)},
         ).scalars()
@@ -81,16 +82,16 @@ def void_holds(conn: Connection, rows, kind: str = L.VOID_PENDING) -> None:
         for p in pending.values()
         if p.id not in resolved
     ]
-    ledger.record(conn, transfers)
+    ledger.record(uow, transfers)
 
 
-def fail(conn: Connection, rows, code: FailureCode, message: str | None = None) -> None:
+def fail(uow: UnitOfWork, rows, code: FailureCode, message: str | None = None) -> None:
     """Mark rows (locked, status processing) failed and undo their reservations."""
     if not rows:
         return
-    void_holds(conn, rows)
-    release_limits(conn, rows)
-    conn.execute(
+    void_holds(uow, rows)
+    release_limits(uow, rows)
+    uow.conn.execute(
         update(pi)
         .where(pi.c.id.in_([r.id for r in rows]))
         .values(
@@ -103,16 +104,16 @@ def fail(conn: Connection, rows, code: FailureCode, message: str | None = None) 
             stage_changed_at=func.now(),
         )
     )
-    events.emit_intents(conn, [r.id for r in rows])
+    events.emit_intents(uow, [r.id for r in rows])
 
 
-def cancel(conn: Connection, rows, reason: str, hold_kind: str = L.VOID_PENDING) -> None:
+def cancel(uow: UnitOfWork, rows, reason: str, hold_kind: str = L.VOID_PENDING) -> None:
     """Cancel rows (locked, cancelable) and undo their reservations."""
     if not rows:
         return
-    void_holds(conn, rows, hold_kind)
-    release_limits(conn, rows)
-    conn.execute(
+    void_holds(uow, rows, hold_kind)
+    release_limits(uow, rows)
+    uow.conn.execute(
         update(pi)
         .where(pi.c.id.in_([r.id for r in rows]))
         .values(
@@ -124,7 +125,7 @@ def cancel(conn: Connection, rows, reason: str, hold_kind: str = L.VOID_PENDING)
             stage_changed_at=func.now(),
         )
     )
-    events.emit_intents(conn, [r.id for r in rows])
+    events.emit_intents(uow, [r.id for r in rows])
 
 
 def _day(value) -> date:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, text
+from sqlalchemy import text
+
+from shared.db.uow import UnitOfWork
 
 # Each account's four balances recomputed from its transfers. A pending
 # transfer counts as pending until a post/void/expire names it.
@@ -49,20 +51,20 @@ WHERE i.status IN ('failed', 'canceled') AND i.hold_transfer_id IS NOT NULL
 """
 
 
-def discrepancies(conn: Connection) -> list[str]:
+def discrepancies(uow: UnitOfWork) -> list[str]:
     """Everything that does not add up; an empty list means the books balance."""
     problems = []
-    for cur, dpo, cpo, dp, cp in conn.execute(text(_CURRENCY_TOTALS)):
+    for cur, dpo, cpo, dp, cp in uow.conn.execute(text(_CURRENCY_TOTALS)):
         if dpo != cpo or dp != cp:
             problems.append(f"{cur}: debits {dpo}/{dp} != credits {cpo}/{cp} (posted/pending)")
-    for r in conn.execute(text(_ACCOUNT_SUMS)):
+    for r in uow.conn.execute(text(_ACCOUNT_SUMS)):
         stored = (r.debits_pending, r.debits_posted, r.credits_pending, r.credits_posted)
         summed = (r.dp, r.dpo, r.cp, r.cpo)
         if tuple(map(int, stored)) != tuple(map(int, summed)):
             problems.append(f"account {r.code}: balances {stored} != sum of entries {summed}")
-    for (intent_id,) in conn.execute(text(_SUCCEEDED_WITHOUT_CAPTURE)):
+    for (intent_id,) in uow.conn.execute(text(_SUCCEEDED_WITHOUT_CAPTURE)):
         problems.append(f"intent {intent_id}: succeeded without its capture transfer")
-    for (intent_id,) in conn.execute(text(_HOLD_MISMATCH)):
+    for (intent_id,) in uow.conn.execute(text(_HOLD_MISMATCH)):
         problems.append(f"intent {intent_id}: ended but its hold was never released")
     return problems
 
@@ -112,17 +114,17 @@ ORDER BY i.id
 """
 
 
-def day_discrepancies(conn: Connection, start, end) -> list[str]:
+def day_discrepancies(uow: UnitOfWork, start, end) -> list[str]:
     """What does not add up among the transfers and intents of one day."""
     params = {"start": start, "end": end}
     problems = []
-    for (tid,) in conn.execute(text(_CROSS_CURRENCY), params):
+    for (tid,) in uow.conn.execute(text(_CROSS_CURRENCY), params):
         problems.append(f"transfer {tid}: currency differs from its accounts'")
-    for (tid,) in conn.execute(text(_OVER_POSTED), params):
+    for (tid,) in uow.conn.execute(text(_OVER_POSTED), params):
         problems.append(f"transfer {tid}: posts more than its hold, or resolves a non-hold")
-    for (intent_id,) in conn.execute(text(_SUCCEEDED_WITHOUT_FEE), params):
+    for (intent_id,) in uow.conn.execute(text(_SUCCEEDED_WITHOUT_FEE), params):
         problems.append(f"intent {intent_id}: succeeded without its fee transfer")
-    for r in conn.execute(text(_REFUND_MISMATCH), params):
+    for r in uow.conn.execute(text(_REFUND_MISMATCH), params):
         if not int(r.amount_refunded) == int(r.in_ledger) == int(r.in_refunds):
             problems.append(
                 f"intent {r.id}: refunded {r.amount_refunded}, ledger {r.in_ledger},"

@@ -11,10 +11,11 @@ from __future__ import annotations
 import secrets
 from datetime import UTC
 
-from sqlalchemy import Connection, and_, func, insert, or_, select
+from sqlalchemy import and_, func, insert, or_, select
 
 from shared.db.tables import payment_intents as pi
 from shared.db.tables import refunds, wallets
+from shared.db.uow import UnitOfWork
 from shared.domain import ledger as L
 from shared.domain.intent import Status
 from shared.domain.refunds import CreateRefund, fee_refund
@@ -28,9 +29,9 @@ class AlreadyRefunded(InvalidState):
     title = "Already refunded"
 
 
-def create(conn: Connection, merchant_id: str, req: CreateRefund, request_id=None):
+def create(uow: UnitOfWork, merchant_id: str, req: CreateRefund, request_id=None):
     """Refund all or part of a succeeded intent's unrefunded amount."""
-    intent = conn.execute(
+    intent = uow.conn.execute(
         select(pi)
         .where(pi.c.id == req.payment_intent, pi.c.merchant_id == merchant_id)
         .with_for_update()
@@ -55,8 +56,8 @@ def create(conn: Connection, merchant_id: str, req: CreateRefund, request_id=Non
     fee_back = fee_refund(
         intent.fee_amount or 0, intent.amount_received, intent.amount_refunded, amount
     )
-    _reverse(conn, intent, amount, fee_back)
-    row = conn.execute(
+    _reverse(uow, intent, amount, fee_back)
+    row = uow.conn.execute(
         insert(refunds)
         .values(
             id=f"re_{secrets.token_hex(12)}",
@@ -71,16 +72,16 @@ def create(conn: Connection, merchant_id: str, req: CreateRefund, request_id=Non
         )
         .returning(refunds)
     ).one()
-    conn.execute(
+    uow.conn.execute(
         pi.update()
         .where(pi.c.id == intent.id)
         .values(amount_refunded=pi.c.amount_refunded + amount, updated_at=func.now())
     )
-    events.emit(conn, [(merchant_id, "refund.succeeded", row.id, to_json(row))], request_id)
+    events.emit(uow, [(merchant_id, "refund.succeeded", row.id, to_json(row))], request_id)
     return row
 
 
-def _reverse(conn: Connection, intent, amount: int, fee_back: int) -> None:
+def _reverse(uow: UnitOfWork, intent, amount: int, fee_back: int) -> None:
     """Ledger: merchant → payer for the amount; the returned fee, platform → merchant."""
     # Settled money sits in available; until then it is still in pending.
     side = "merchant_available" if intent.settlement_status == "settled" else "merchant_pending"
@@ -89,12 +90,12 @@ def _reverse(conn: Connection, intent, amount: int, fee_back: int) -> None:
     codes = {merchant_code: (cur, False), L.account_code("fees", cur): (cur, False)}
     if intent.pm_type == "card":
         codes[L.account_code("card_clearing", cur)] = (cur, False)
-    accounts = ledger.account_ids(conn, codes)
+    accounts = ledger.account_ids(uow, codes)
     if intent.pm_type == "card":
         payer = accounts[L.account_code("card_clearing", cur)]
     else:
         # The wallet the payment came from gets its money back.
-        payer = conn.execute(
+        payer = uow.conn.execute(
             select(wallets.c.account_id).where(wallets.c.id == intent.wallet_id)
         ).scalar_one()
     merchant = accounts[merchant_code]
@@ -104,12 +105,12 @@ def _reverse(conn: Connection, intent, amount: int, fee_back: int) -> None:
         transfers.append(
             L.Transfer(L.POSTED, fees, merchant, fee_back, cur, "fee_refund", intent.id)
         )
-    ledger.record(conn, transfers)
+    ledger.record(uow, transfers)
 
 
-def get(conn: Connection, merchant_id: str, refund_id: str, param: str = "id"):
+def get(uow: UnitOfWork, merchant_id: str, refund_id: str, param: str = "id"):
     """One refund of this merchant; NotFound (never another merchant's)."""
-    row = conn.execute(
+    row = uow.conn.execute(
         select(refunds).where(refunds.c.id == refund_id, refunds.c.merchant_id == merchant_id)
     ).first()
     if row is None:
@@ -117,22 +118,20 @@ def get(conn: Connection, merchant_id: str, refund_id: str, param: str = "id"):
     return row
 
 
-def list_(
-    conn: Connection, merchant_id: str, *, payment_intent=None, limit=10, starting_after=None
-):
+def list_(uow: UnitOfWork, merchant_id: str, *, payment_intent=None, limit=10, starting_after=None):
     """Newest first, optionally of one intent; return (rows, has_more)."""
     query = select(refunds).where(refunds.c.merchant_id == merchant_id)
     if payment_intent:
         query = query.where(refunds.c.payment_intent_id == payment_intent)
     if starting_after:
-        cursor = get(conn, merchant_id, starting_after, "starting_after")
+        cursor = get(uow, merchant_id, starting_after, "starting_after")
         query = query.where(
             or_(
                 refunds.c.created_at < cursor.created_at,
                 and_(refunds.c.created_at == cursor.created_at, refunds.c.id < cursor.id),
             )
         )
-    rows = conn.execute(
+    rows = uow.conn.execute(
         query.order_by(refunds.c.created_at.desc(), refunds.c.id.desc()).limit(limit + 1)
     ).all()
     return rows[:limit], len(rows) > limit

@@ -18,10 +18,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from shared.db.tables import daily_reports, report_runs
+from shared.db.uow import UnitOfWork
 from shared.domain.intent import Status
 from shared.services import ledger_verify, reconcile, seals
 
@@ -88,14 +89,14 @@ class RunResult:
         return len(self.discrepancies)
 
 
-def build(conn: Connection, day: date) -> int:
+def build(uow: UnitOfWork, day: date) -> int:
     """(Re)write the day's report rows; a rerun replaces them. Return the row count."""
     start, end = seals.day_bounds(day)
-    conn.execute(daily_reports.delete().where(daily_reports.c.report_date == day))
-    return conn.execute(text(_BUILD), {"day": day, "start": start, "end": end}).rowcount
+    uow.conn.execute(daily_reports.delete().where(daily_reports.c.report_date == day))
+    return uow.conn.execute(text(_BUILD), {"day": day, "start": start, "end": end}).rowcount
 
 
-def run_daily(conn: Connection, day: date, verify_days: int = 2) -> RunResult:
+def run_daily(uow: UnitOfWork, day: date, verify_days: int = 2) -> RunResult:
     """Build the report, reconcile the books, seal the ledger up to ``day``; record the run.
 
     Every seal's link and hash is checked, and the entries of the last
@@ -104,23 +105,23 @@ def run_daily(conn: Connection, day: date, verify_days: int = 2) -> RunResult:
     next day. ``clearhouse ledger verify`` re-hashes the whole chain.
     """
     began = time.monotonic()
-    rows = build(conn, day)
+    rows = build(uow, day)
     start, end = seals.day_bounds(day)
-    problems = reconcile.discrepancies(conn) + reconcile.day_discrepancies(conn, start, end)
+    problems = reconcile.discrepancies(uow) + reconcile.day_discrepancies(uow, start, end)
     sealed_days: list[date] = []
     try:
-        sealed_days = seals.seal_day(conn, day)
+        sealed_days = seals.seal_day(uow, day)
         sealed = True
     except seals.NotSealable as exc:
         # A day still running is reported as it stands, unsealed: not a discrepancy.
         sealed = False
-        if seals.day_ended(conn, day):
+        if seals.day_ended(uow, day):
             problems.append(f"ledger not sealed for {day}: {exc}")
     if sealed:
         since = day - timedelta(days=verify_days - 1)
-        problems += ledger_verify.verify(conn, since=since, fresh=set(sealed_days)).problems
+        problems += ledger_verify.verify(uow, since=since, fresh=set(sealed_days)).problems
     duration_ms = int((time.monotonic() - began) * 1000)
-    conn.execute(
+    uow.conn.execute(
         pg_insert(report_runs)
         .values(report_date=day, discrepancies=problems, duration_ms=duration_ms)
         .on_conflict_do_update(
@@ -131,12 +132,14 @@ def run_daily(conn: Connection, day: date, verify_days: int = 2) -> RunResult:
     return RunResult(day, rows, problems, sealed, sealed_days, duration_ms)
 
 
-def merchant_rows(conn: Connection, merchant_id: str, day: date):
+def merchant_rows(uow: UnitOfWork, merchant_id: str, day: date):
     """The merchant's rows for ``day``, or None when no report was run for it."""
-    ran = conn.execute(select(report_runs.c.report_date).where(report_runs.c.report_date == day))
+    ran = uow.conn.execute(
+        select(report_runs.c.report_date).where(report_runs.c.report_date == day)
+    )
     if ran.first() is None:
         return None
-    return conn.execute(
+    return uow.conn.execute(
         select(daily_reports)
         .where(daily_reports.c.report_date == day, daily_reports.c.merchant_id == merchant_id)
         .order_by(daily_reports.c.currency)

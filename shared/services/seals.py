@@ -14,9 +14,10 @@ from __future__ import annotations
 import io
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import func, select, text
 
 from shared.db.tables import ledger_seals
+from shared.db.uow import UnitOfWork
 from shared.domain import hashchain as hc
 
 # pg_advisory_xact_lock key: one sealer at a time ("clhseal").
@@ -39,19 +40,19 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
-def day_ended(conn: Connection, day: date) -> bool:
+def day_ended(uow: UnitOfWork, day: date) -> bool:
     """Whether ``day`` (UTC) is over by the database's clock."""
-    return conn.execute(select(func.now())).scalar() >= day_bounds(day)[1]
+    return uow.conn.execute(select(func.now())).scalar() >= day_bounds(day)[1]
 
 
-def why_not_sealable(conn: Connection, day: date) -> str | None:
+def why_not_sealable(uow: UnitOfWork, day: date) -> str | None:
     """Why ``day`` cannot be sealed now, or None if it can."""
     _, end = day_bounds(day)
-    if not day_ended(conn, day):
+    if not day_ended(uow, day):
         return f"{day} has not ended"
     # Other roles' xact_start is hidden (NULL) without pg_read_all_stats: the
     # application's writers are expected to share one role.
-    open_ = conn.execute(
+    open_ = uow.conn.execute(
         text(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
             " AND pid <> pg_backend_pid() AND xact_start < :end"
@@ -63,37 +64,39 @@ def why_not_sealable(conn: Connection, day: date) -> str | None:
     return None
 
 
-def seal_day(conn: Connection, day: date) -> list[date]:
+def seal_day(uow: UnitOfWork, day: date) -> list[date]:
     """Seal ``day`` and every unsealed day before it; return the days sealed now.
 
     Idempotent: a sealed day is left as is. The chain begins on the day of the
     first transfer (or ``day`` if earlier), so no transfer is ever left out.
     """
-    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SEAL_LOCK_KEY})
-    last = conn.execute(select(ledger_seals).order_by(ledger_seals.c.day.desc()).limit(1)).first()
+    uow.conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SEAL_LOCK_KEY})
+    last = uow.conn.execute(
+        select(ledger_seals).order_by(ledger_seals.c.day.desc()).limit(1)
+    ).first()
     if last is not None and day <= last.day:
         return []
-    reason = why_not_sealable(conn, day)
+    reason = why_not_sealable(uow, day)
     if reason:
         raise NotSealable(reason)
     if last is None:
-        first_day = conn.execute(text("SELECT min(created_at) FROM ledger_transfers")).scalar()
+        first_day = uow.conn.execute(text("SELECT min(created_at) FROM ledger_transfers")).scalar()
         start = min(day, first_day.astimezone(UTC).date()) if first_day else day
         prev = hc.GENESIS
     else:
         start, prev = last.day + timedelta(days=1), last.seal_hash
     sealed = []
     while start <= day:
-        prev = _seal_one(conn, start, prev)
+        prev = _seal_one(uow, start, prev)
         sealed.append(start)
         start += timedelta(days=1)
     return sealed
 
 
-def _seal_one(conn: Connection, day: date, prev_hash: str) -> str:
+def _seal_one(uow: UnitOfWork, day: date, prev_hash: str) -> str:
     start, end = day_bounds(day)
     query = text(f"SELECT {COLUMNS} FROM ledger_transfers t WHERE {DAY_FILTER} ORDER BY t.id")
-    rows = conn.execute(query.execution_options(yield_per=20_000), {"start": start, "end": end})
+    rows = uow.conn.execute(query.execution_options(yield_per=20_000), {"start": start, "end": end})
     buf, h, first, last, count = io.StringIO(), prev_hash, None, None, 0
     for row in rows:
         h = hc.link(h, hc.text_bytes(row))
@@ -104,10 +107,10 @@ def _seal_one(conn: Connection, day: date, prev_hash: str) -> str:
     if count:
         buf.seek(0)
         # COPY, not INSERTs: a busy day has hundreds of thousands of entries.
-        with conn.connection.dbapi_connection.cursor() as cur:
+        with uow.conn.connection.dbapi_connection.cursor() as cur:
             cur.copy_expert("COPY ledger_entry_hashes (transfer_id, hash) FROM STDIN", buf)
     seal = hc.seal_hash(prev_hash, day, first, last, count, h)
-    conn.execute(
+    uow.conn.execute(
         ledger_seals.insert().values(
             day=day,
             first_transfer_id=first,

@@ -5,16 +5,17 @@ from __future__ import annotations
 import secrets
 from datetime import UTC
 
-from sqlalchemy import Connection, bindparam, func, insert
+from sqlalchemy import bindparam, func, insert
 
 from shared.db.tables import payment_intents as pi
 from shared.db.tables import settlements
+from shared.db.uow import UnitOfWork
 from shared.domain import ledger as L
 from shared.domain.refunds import unsettled_net
 from shared.services import events, ledger
 
 
-def pay_out(conn: Connection, rows) -> list:
+def pay_out(uow: UnitOfWork, rows) -> list:
     """Settle locked, unsettled succeeded rows: one settlement per merchant, currency, priority.
 
     Each intent still gets its own transfer (merchant pending → available,
@@ -26,7 +27,7 @@ def pay_out(conn: Connection, rows) -> list:
     for r in rows:
         groups.setdefault((r.merchant_id, r.currency, r.priority), []).append(r)
     accounts = ledger.account_ids(
-        conn,
+        uow,
         {
             L.account_code(kind, currency, merchant): (currency, False)
             for merchant, currency, _ in groups
@@ -65,9 +66,9 @@ def pay_out(conn: Connection, rows) -> list:
             }
         )
         links += [{"_id": r.id, "sid": settlement_id} for r in members]
-    ledger.record(conn, transfers)
-    created = conn.execute(insert(settlements).values(objects).returning(settlements)).all()
-    conn.execute(
+    ledger.record(uow, transfers)
+    created = uow.conn.execute(insert(settlements).values(objects).returning(settlements)).all()
+    uow.conn.execute(
         pi.update()
         # Compare-and-set: the rows are locked, this is the belt to those braces.
         .where(pi.c.id == bindparam("_id"), pi.c.settlement_status == "pending")
@@ -79,7 +80,7 @@ def pay_out(conn: Connection, rows) -> list:
         ),
         links,
     )
-    events.emit(conn, [(s.merchant_id, "settlement.paid", s.id, to_json(s)) for s in created])
+    events.emit(uow, [(s.merchant_id, "settlement.paid", s.id, to_json(s)) for s in created])
     return created
 
 

@@ -7,10 +7,11 @@ import socket
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import func, select, update
 
 from shared.db.tables import merchants
 from shared.db.tables import webhook_deliveries as wd
+from shared.db.uow import UnitOfWork
 from shared.domain import webhooks as W
 from shared.services.errors import NotFound, ServiceError
 
@@ -30,9 +31,9 @@ def check_url(url: str, allow_private: bool) -> str:
     return url
 
 
-def rotate_secret(conn: Connection, vault, merchant_id: str, overlap_h: float) -> dict:
+def rotate_secret(uow: UnitOfWork, vault, merchant_id: str, overlap_h: float) -> dict:
     """A new signing secret (returned only here); the old one also signs until the overlap ends."""
-    m = conn.execute(
+    m = uow.conn.execute(
         select(merchants).where(merchants.c.id == merchant_id).with_for_update()
     ).first()
     if m is None:
@@ -40,8 +41,8 @@ def rotate_secret(conn: Connection, vault, merchant_id: str, overlap_h: float) -
     if overlap_h < 0:
         raise ServiceError("overlap must not be negative", "overlap_hours")
     new = "whsec_" + secrets.token_urlsafe(32)
-    ends = conn.execute(select(func.now() + timedelta(hours=overlap_h))).scalar_one()
-    conn.execute(
+    ends = uow.conn.execute(select(func.now() + timedelta(hours=overlap_h))).scalar_one()
+    uow.conn.execute(
         merchants.update()
         .where(merchants.c.id == merchant_id)
         .values(
@@ -58,16 +59,16 @@ def rotate_secret(conn: Connection, vault, merchant_id: str, overlap_h: float) -
     }
 
 
-def set_url(conn: Connection, merchant_id: str, url: str, allow_private: bool) -> dict:
+def set_url(uow: UnitOfWork, merchant_id: str, url: str, allow_private: bool) -> dict:
     """Point the merchant's webhooks (including pending retries) at ``url``."""
     check_url(url, allow_private)
-    found = conn.execute(
+    found = uow.conn.execute(
         merchants.update().where(merchants.c.id == merchant_id).values(webhook_url=url)
     ).rowcount
     if not found:
         raise NotFound("merchant", merchant_id)
     # Merchants change URLs because the old one is broken: retry at the new one.
-    conn.execute(
+    uow.conn.execute(
         update(wd)
         .where(wd.c.merchant_id == merchant_id, wd.c.status == "pending")
         .values(url=url, updated_at=func.now())

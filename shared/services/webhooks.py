@@ -8,11 +8,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, func, insert, select, text, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 
 from shared.db.tables import events, merchants, webhook_attempts
 from shared.db.tables import webhook_deliveries as wd
-from shared.db.uow import enqueue_after_commit
+from shared.db.uow import UnitOfWork
 from shared.domain import webhooks as W
 from shared.observability import metrics
 from shared.security.vault import VaultError
@@ -62,7 +62,7 @@ def event_body(row) -> bytes:
     return json.dumps(event_json(row), separators=(",", ":"), sort_keys=True).encode()
 
 
-def due(conn: Connection, limit: int, first_attempt_grace_s: float = 5.0) -> list[str]:
+def due(uow: UnitOfWork, limit: int, first_attempt_grace_s: float = 5.0) -> list[str]:
     """Pending deliveries that are due: retries, and first attempts whose message was lost."""
     # A first attempt is normally sent by the message enqueued after commit;
     # only pick it up once that message has had a few seconds to arrive.
@@ -74,14 +74,14 @@ def due(conn: Connection, limit: int, first_attempt_grace_s: float = 5.0) -> lis
         .order_by(wd.c.next_attempt_at)
         .limit(limit)
     )
-    return list(conn.execute(query).scalars())
+    return list(uow.conn.execute(query).scalars())
 
 
-def claim(conn: Connection, ids: list[str], lease_s: float) -> list:
+def claim(uow: UnitOfWork, ids: list[str], lease_s: float) -> list:
     """Lease due deliveries (compare-and-set): not due again until the lease ends."""
     # Concurrent claimers serialize on the row lock; the loser re-checks the
     # WHERE, finds next_attempt_at in the future and gets nothing back.
-    return conn.execute(
+    return uow.conn.execute(
         update(wd)
         .where(wd.c.id.in_(list(ids)), wd.c.status == "pending", wd.c.next_attempt_at <= func.now())
         .values(next_attempt_at=func.now() + timedelta(seconds=lease_s), updated_at=func.now())
@@ -111,7 +111,7 @@ class Unsendable:
     detail: str
 
 
-def prepare(conn: Connection, vault, claimed: list) -> list[Send]:
+def prepare(uow: UnitOfWork, vault, claimed: list) -> list[Send]:
     """Load the events and secrets of claimed deliveries; fail those that cannot be sent.
 
     A delivery whose event or merchant is gone, or whose merchant's secret
@@ -122,10 +122,10 @@ def prepare(conn: Connection, vault, claimed: list) -> list[Send]:
     """
     if not claimed:
         return []
-    now = conn.execute(select(func.now())).scalar_one()
-    rows = conn.execute(select(events).where(events.c.id.in_({c.event_id for c in claimed})))
+    now = uow.conn.execute(select(func.now())).scalar_one()
+    rows = uow.conn.execute(select(events).where(events.c.id.in_({c.event_id for c in claimed})))
     bodies = {r.id: event_body(r) for r in rows}
-    found = conn.execute(
+    found = uow.conn.execute(
         select(merchants).where(merchants.c.id.in_({c.merchant_id for c in claimed}))
     )
     by_id = {m.id: m for m in found}
@@ -145,7 +145,7 @@ def prepare(conn: Connection, vault, claimed: list) -> list[Send]:
             body = bodies[c.event_id]
             sends.append(Send(c.id, c.merchant_id, c.url, c.attempts, c.created_at, body, signing))
     if unsendable:
-        fail_unsendable(conn, unsendable, now)
+        fail_unsendable(uow, unsendable, now)
     return sends
 
 
@@ -163,7 +163,7 @@ def _secrets_or_reason(vault, merchant, now: datetime) -> tuple[str, ...] | Unse
         return Unsendable("secret", f"webhook secret unusable ({type(exc).__name__})")
 
 
-def fail_unsendable(conn: Connection, items: list, now: datetime) -> None:
+def fail_unsendable(uow: UnitOfWork, items: list, now: datetime) -> None:
     """Fail claimed deliveries [(claimed row, Unsendable)] for good, with their reason.
 
     Each gets an attempt (no status code, the reason as its error) so the
@@ -173,7 +173,7 @@ def fail_unsendable(conn: Connection, items: list, now: datetime) -> None:
     failed = []
     for c, why in items:
         error = f"not sent: {why.detail}"
-        row = conn.execute(
+        row = uow.conn.execute(
             update(wd)
             .where(wd.c.id == c.id, wd.c.status == "pending")
             .values(
@@ -191,7 +191,7 @@ def fail_unsendable(conn: Connection, items: list, now: datetime) -> None:
             failed.append((row, c.merchant_id, error, why.reason))
     if not failed:
         return
-    conn.execute(
+    uow.conn.execute(
         insert(webhook_attempts),
         [
             {"delivery_id": r.id, "attempt": r.attempts, "error": error, "outcome": "failed"}
@@ -203,10 +203,10 @@ def fail_unsendable(conn: Connection, items: list, now: datetime) -> None:
         per_cause[merchant_id, error] = per_cause.get((merchant_id, error), 0) + 1
     for (merchant_id, error), n in per_cause.items():
         log.error("%d webhook deliveries of %s failed: %s", n, merchant_id, error)
-    metrics.webhook_prepare_failures(conn, [reason for *_, reason in failed])
+    metrics.webhook_prepare_failures(uow, [reason for *_, reason in failed])
 
 
-def release(conn: Connection, sends: list[Send]) -> None:
+def release(uow: UnitOfWork, sends: list[Send]) -> None:
     """Give back the lease of claimed deliveries that were not sent: due again now.
 
     For deliveries that waited too long behind their merchant's own sends:
@@ -216,7 +216,7 @@ def release(conn: Connection, sends: list[Send]) -> None:
     if not sends:
         return
     # Fenced like record_attempts: only while still at the attempt we claimed.
-    conn.execute(
+    uow.conn.execute(
         update(wd)
         .where(
             wd.c.id == bindparam("delivery_id"),
@@ -229,10 +229,10 @@ def release(conn: Connection, sends: list[Send]) -> None:
 
 
 def record_attempts(
-    conn: Connection, sends: list[Send], outcomes: list[Outcome], *, max_age_s, scale, rng=None
+    uow: UnitOfWork, sends: list[Send], outcomes: list[Outcome], *, max_age_s, scale, rng=None
 ) -> dict[str, str]:
     """Store the attempts and move each delivery on: succeeded, rescheduled or failed."""
-    now = conn.execute(select(func.now())).scalar_one()
+    now = uow.conn.execute(select(func.now())).scalar_one()
     rows = []
     for send, outcome in zip(sends, outcomes, strict=True):
         status, next_at = "succeeded", None
@@ -264,7 +264,7 @@ def record_attempts(
     # ran out and another worker already recorded this attempt, ours changes
     # nothing (and is not stored).
     moved = set(
-        conn.execute(
+        uow.conn.execute(
             text(
                 "UPDATE webhook_deliveries AS d SET attempts = v.seen + 1, status = v.status,"
                 " next_attempt_at = v.next_at, last_status_code = v.code, last_error = v.error,"
@@ -279,7 +279,7 @@ def record_attempts(
     )
     stored = [r for r in rows if r[0].delivery_id in moved]
     if stored:
-        conn.execute(
+        uow.conn.execute(
             insert(webhook_attempts),
             [
                 {
@@ -297,19 +297,19 @@ def record_attempts(
     return {send.delivery_id: status for send, _, status, _ in stored}
 
 
-def redeliver(conn: Connection, merchant_id: str, event_id: str):
+def redeliver(uow: UnitOfWork, merchant_id: str, event_id: str):
     """A new delivery of one of this merchant's events to its current URL."""
-    event = conn.execute(
+    event = uow.conn.execute(
         select(events.c.id).where(events.c.id == event_id, events.c.merchant_id == merchant_id)
     ).first()
     if event is None:
         raise NotFound("event", event_id)
-    url = conn.execute(
+    url = uow.conn.execute(
         select(merchants.c.webhook_url).where(merchants.c.id == merchant_id)
     ).scalar()
     if not url:
         raise ServiceError("This merchant has no webhook URL configured.", "webhook_url")
-    row = conn.execute(
+    row = uow.conn.execute(
         insert(wd)
         .values(
             id=f"whd_{secrets.token_hex(12)}",
@@ -320,5 +320,5 @@ def redeliver(conn: Connection, merchant_id: str, event_id: str):
         )
         .returning(wd)
     ).one()
-    enqueue_after_commit(conn, "deliver_webhooks", [row.id])
+    uow.enqueue("deliver_webhooks", [row.id])
     return row

@@ -70,9 +70,7 @@ def _merchants(stack: Stack, receiver_port: int, n: int) -> list[dict]:
     with UnitOfWork(get_engine(stack.env["DATABASE_URL"])) as u:
         for i in range(n):
             url = f"http://127.0.0.1:{receiver_port}/hooks/{i}"
-            out.append(
-                merchants.create_merchant(u.conn, vault, f"chaos {i}", url, allow_private=True)
-            )
+            out.append(merchants.create_merchant(u, vault, f"chaos {i}", url, allow_private=True))
         u.commit()
     return out
 

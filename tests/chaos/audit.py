@@ -11,6 +11,8 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from tests.support.units import bound
+
 FINAL = ("succeeded", "failed", "canceled", "requires_capture")
 
 
@@ -75,8 +77,8 @@ def money(conn) -> dict:
     processing_errors = conn.execute(
         text("SELECT count(*) FROM payment_intents WHERE failure_code = 'processing_error'")
     ).scalar_one()
-    problems = discrepancies(conn)
-    report = reports.run_daily(conn, datetime.now(UTC).date())
+    problems = discrepancies(bound(conn))
+    report = reports.run_daily(bound(conn), datetime.now(UTC).date())
     statuses = dict(
         conn.execute(text("SELECT status, count(*) FROM payment_intents GROUP BY 1")).all()
     )

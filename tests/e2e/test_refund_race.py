@@ -22,6 +22,7 @@ from sqlalchemy import select
 from shared.db.tables import ledger_accounts, ledger_transfers
 from tests import factories as f
 from tests.e2e.conftest import E2E_ENV, Client, create_merchant
+from tests.support.units import bound
 
 pytestmark = pytest.mark.e2e
 
@@ -177,6 +178,6 @@ def test_refunds_racing_settlement_windows_keep_the_books(stack, e2e_engine):
         assert settlements[intent_id] == ([rest] if rest > 0 else []), intent_id
 
     with e2e_engine.connect() as conn:
-        assert discrepancies(conn) == []
+        assert discrepancies(bound(conn)) == []
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        assert day_discrepancies(conn, today, today + timedelta(days=1)) == []
+        assert day_discrepancies(bound(conn), today, today + timedelta(days=1)) == []

@@ -63,13 +63,13 @@ def submit(engine, vault):
         merchant_id: str, body: dict, enqueue: bool = True, client_ip: str | None = None
     ) -> str:
         req = validate_create(body, date.today())
-        with UnitOfWork(engine, dispatch) as u:
+        # enqueue=False: as if published, and every message lost on the way.
+        with UnitOfWork(engine, dispatch if enqueue else None) as u:
             row = intents.create(
-                u.conn, vault, merchant_id, req, client_ip=client_ip or test_ip, request_id=None
+                u, vault, merchant_id, req, client_ip=client_ip or test_ip, request_id=None
             )
-            if not enqueue:  # as if published, and every message lost on the way
-                u.conn.info.pop("clearhouse.enqueue_after_commit", None)
-                u.execute(
+            if not enqueue:
+                u.conn.execute(
                     text("UPDATE payment_intents SET enqueued_at = now() WHERE id = :i"),
                     {"i": row.id},
                 )
@@ -87,8 +87,8 @@ def funded_wallet(engine):
 
     def make(amount: int) -> str:
         with UnitOfWork(engine) as u:
-            wallet = merchants.create_wallet(u.conn, "payer", "USD")["wallet_id"]
-            merchants.fund_wallet(u.conn, wallet, amount)
+            wallet = merchants.create_wallet(u, "payer", "USD")["wallet_id"]
+            merchants.fund_wallet(u, wallet, amount)
             u.commit()
         make.made.append(wallet)
         return wallet

@@ -37,6 +37,7 @@ from shared.services.merchants import create_merchant
 from shared.services.stages import authorize, fees, fraud, limits
 from tests import factories as f
 from tests.support.scratchdb import scratch_database
+from tests.support.units import bound
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +68,7 @@ class RecordingDispatch:
     def __init__(self):
         self.calls: list[tuple[str, list[str]]] = []
 
-    def __call__(self, step, ids):
+    def __call__(self, step, ids, countdown=None):
         self.calls.append((step, list(ids)))
 
 
@@ -127,7 +128,7 @@ def client(settings, engine, keys, vault, dispatch):
 
 def new_merchant(engine, vault) -> dict:
     with UnitOfWork(engine) as uow:
-        merchant = create_merchant(uow.conn, vault, f"shop-{uuid.uuid4().hex[:8]}")
+        merchant = create_merchant(uow, vault, f"shop-{uuid.uuid4().hex[:8]}")
         uow.commit()
     return merchant
 
@@ -186,15 +187,15 @@ def drive_to_requires_capture(engine, vault, intent_id):
         fees.run,
     ):
         with UnitOfWork(engine) as uow:
-            assert step(uow.conn, [intent_id]).advanced == [intent_id]
+            assert step(uow, [intent_id]).advanced == [intent_id]
             uow.commit()
     with UnitOfWork(engine) as uow:
-        authorize.place_holds(uow.conn, [intent_id], hold_ttl_s=3600)
-        rows = authorize.held(uow.conn, [intent_id])
+        authorize.place_holds(uow, [intent_id], hold_ttl_s=3600)
+        rows = authorize.held(uow, [intent_id])
         uow.commit()
     answers = authorize.ask_acquirer(rows, SandboxAcquirer(), vault)
     with UnitOfWork(engine) as uow:
-        authorize.apply(uow.conn, answers, max_attempts=3, hold_ttl_s=3600)
+        authorize.apply(uow, answers, max_attempts=3, hold_ttl_s=3600)
         uow.commit()
 
 
@@ -619,10 +620,10 @@ def test_balance_reads_ledger_accounts(client, auth, merchant, engine):
         "available": L.account_code("merchant_available", "EUR", mid),
     }
     with engine.begin() as conn:
-        ids = ledger.account_ids(conn, {c: ("EUR", False) for c in codes.values()})
+        ids = ledger.account_ids(bound(conn), {c: ("EUR", False) for c in codes.values()})
         src, pend, avail = (ids[codes[k]] for k in ("src", "pending", "available"))
         ledger.record(
-            conn,
+            bound(conn),
             [
                 L.Transfer(L.POSTED, src, pend, 1100, "EUR", "capture"),
                 L.Transfer(L.POSTED, pend, avail, 300, "EUR", "settlement"),
@@ -672,5 +673,5 @@ def test_expired_keys_are_absent_and_pruned(client, auth, merchant, engine, sett
             .where(idempotency_keys.c.merchant_id == merchant["merchant_id"])
             .values(created_at=old)
         )
-        assert idempotency.prune(conn, settings.idempotency_retention_h) >= 1
+        assert idempotency.prune(bound(conn), settings.idempotency_retention_h) >= 1
     assert _key_row(engine, merchant["merchant_id"], key) is None

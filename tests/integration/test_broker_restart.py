@@ -58,10 +58,10 @@ def _submit(engine, vault) -> str:
     from shared.services import intents, merchants
 
     with UnitOfWork(engine) as u:
-        merchant = merchants.create_merchant(u.conn, vault, "broker restart", None)
+        merchant = merchants.create_merchant(u, vault, "broker restart", None)
         req = validate_create(f.card_body(f.random_visa(random.Random()), 500), date.today())
         row = intents.create(
-            u.conn, vault, merchant["merchant_id"], req, client_ip="192.0.2.7", request_id=None
+            u, vault, merchant["merchant_id"], req, client_ip="192.0.2.7", request_id=None
         )
         u.commit()
     return row.id

@@ -20,6 +20,7 @@ from shared.db.tables import ledger_accounts
 from shared.db.tables import payment_intents as pi
 from tests import factories as f
 from tests.support.scratchdb import scratch_database
+from tests.support.units import bound
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +30,9 @@ def _create(conn, vault, merchant_id: str, body: dict) -> str:
     from shared.services import intents
 
     req = validate_create(body, date.today())
-    return intents.create(conn, vault, merchant_id, req, client_ip="192.0.2.80", request_id=None).id
+    return intents.create(
+        bound(conn), vault, merchant_id, req, client_ip="192.0.2.80", request_id=None
+    ).id
 
 
 def _to_holds(conn, ids) -> None:
@@ -37,18 +40,20 @@ def _to_holds(conn, ids) -> None:
     from shared.services.stages import authorize, fees, fraud, limits
     from workers import runtime
 
-    limits.run(conn, ids)
-    fraud.run(conn, ids, fraud_fingerprints=runtime.fraud_fingerprints(), default_threshold=75)
-    fees.run(conn, ids)
-    authorize.place_holds(conn, ids, hold_ttl_s=3600)
+    limits.run(bound(conn), ids)
+    fraud.run(
+        bound(conn), ids, fraud_fingerprints=runtime.fraud_fingerprints(), default_threshold=75
+    )
+    fees.run(bound(conn), ids)
+    authorize.place_holds(bound(conn), ids, hold_ttl_s=3600)
 
 
 def _authorize(conn, vault, ids) -> None:
     from shared.services.stages import authorize
     from workers import runtime
 
-    answers = authorize.ask_acquirer(authorize.held(conn, ids), runtime.acquirer(), vault)
-    authorize.apply(conn, answers, max_attempts=3, hold_ttl_s=3600)
+    answers = authorize.ask_acquirer(authorize.held(bound(conn), ids), runtime.acquirer(), vault)
+    authorize.apply(bound(conn), answers, max_attempts=3, hold_ttl_s=3600)
 
 
 def _day_of_business(engine, vault) -> dict:
@@ -59,12 +64,12 @@ def _day_of_business(engine, vault) -> dict:
 
     rng = random.Random()
     with UnitOfWork(engine) as u:
-        m = merchants.create_merchant(u.conn, vault, "books", None)["merchant_id"]
+        m = merchants.create_merchant(u, vault, "books", None)["merchant_id"]
         paid = [_create(u.conn, vault, m, f.card_body(f.random_visa(rng), a)) for a in (900, 1500)]
         declined = _create(u.conn, vault, m, f.card_body(f.DECLINE, 700))
         _to_holds(u.conn, [*paid, declined])
         _authorize(u.conn, vault, [*paid, declined])
-        refunds.create(u.conn, m, CreateRefund(paid[1], 400, None, {}))
+        refunds.create(u, m, CreateRefund(paid[1], 400, None, {}))
         u.commit()
     with engine.connect() as conn:
         states = dict(conn.execute(select(pi.c.id, pi.c.status).where(pi.c.merchant_id == m)).all())
@@ -87,7 +92,7 @@ def _record(conn, *transfers) -> list[int]:
     """New transfers through the ledger service: the account balances follow them."""
     from shared.services import ledger
 
-    return ledger.record(conn, list(transfers))
+    return ledger.record(bound(conn), list(transfers))
 
 
 def _plant_cross_currency(conn, vault, seed) -> str:
@@ -171,7 +176,7 @@ def _plant_missing_fee(conn, vault, seed) -> str:
     assert row.fee_amount > 0
     # Captured without its fee transfer: the hold is posted and the intent
     # says succeeded with its fee, but the platform never got that fee.
-    hold = ledger.pending_transfers(conn, [row.hold_transfer_id])[row.hold_transfer_id]
+    hold = ledger.pending_transfers(bound(conn), [row.hold_transfer_id])[row.hold_transfer_id]
     _record(
         conn,
         L.Transfer(
@@ -215,7 +220,7 @@ def test_each_reconciliation_check_finds_its_planted_fault(fault, database, vaul
     with scratch_database(f"clearhouse_books_{fault}") as (_, engine):
         seed = _day_of_business(engine, vault)
         with UnitOfWork(engine) as u:
-            clean = reports.run_daily(u.conn, today)
+            clean = reports.run_daily(u, today)
             u.commit()
         assert clean.discrepancies == [], clean.discrepancies
 
@@ -223,7 +228,7 @@ def test_each_reconciliation_check_finds_its_planted_fault(fault, database, vaul
             expected = PLANTS[fault](u.conn, vault, seed)
             u.commit()
         with UnitOfWork(engine) as u:
-            found = reports.run_daily(u.conn, today)
+            found = reports.run_daily(u, today)
             u.commit()
         assert found.discrepancies == [expected]
         assert found.discrepancy_count == 1

@@ -33,6 +33,7 @@ from tests import factories as f
 from tests.conftest import free_port
 from tests.support import processes
 from tests.support.scratchdb import scratch_database
+from tests.support.units import bound
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +68,7 @@ def _merchant(engine, vault) -> dict:
     from shared.services import merchants
 
     with UnitOfWork(engine) as u:
-        m = merchants.create_merchant(u.conn, vault, "faults", None)
+        m = merchants.create_merchant(u, vault, "faults", None)
         u.commit()
     return m
 
@@ -81,7 +82,7 @@ def _create(engine, vault, merchant_id: str, bodies: list[dict]) -> list[str]:
     with UnitOfWork(engine) as u:
         ids = [
             intents.create(
-                u.conn,
+                u,
                 vault,
                 merchant_id,
                 validate_create(body, date.today()),
@@ -121,7 +122,7 @@ def _books(engine) -> list[str]:
     from shared.services.reconcile import discrepancies
 
     with engine.connect() as conn:
-        return discrepancies(conn)
+        return discrepancies(bound(conn))
 
 
 def test_a_worker_killed_mid_batch_loses_nothing_and_captures_once(vault):

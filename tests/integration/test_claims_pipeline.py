@@ -16,6 +16,7 @@ from sqlalchemy import select, text
 from shared.db.tables import ledger_transfers
 from shared.db.tables import payment_intents as pi
 from tests import factories as f
+from tests.support.units import bound
 
 pytestmark = pytest.mark.integration
 
@@ -69,12 +70,12 @@ def _drive_in_process(engine, vault, ids):
     ]
     for step in steps:
         with UnitOfWork(engine) as u:
-            step(u.conn, ids)
+            step(u, ids)
             u.commit()
     with UnitOfWork(engine) as u:
-        answers = authorize.ask_acquirer(authorize.held(u.conn, ids), runtime.acquirer(), vault)
+        answers = authorize.ask_acquirer(authorize.held(u, ids), runtime.acquirer(), vault)
     with UnitOfWork(engine) as u:  # no dispatcher: the after-commit message is lost
-        result = authorize.apply(u.conn, answers, max_attempts=3, hold_ttl_s=3600)
+        result = authorize.apply(u, answers, max_attempts=3, hold_ttl_s=3600)
         u.commit()
     return result
 
@@ -169,7 +170,7 @@ def test_a_connection_killed_mid_stage_is_retried_never_failed(
 def test_hold_expiry_skips_a_row_that_a_capture_holds(
     worker, make_merchant, submit, engine, books_balance
 ):
-    from scheduler import jobs
+    from shared.services import maintenance as jobs
     from shared.db.uow import UnitOfWork
     from shared.services import intents
     from workers.dispatch import dispatch
@@ -187,28 +188,28 @@ def test_hold_expiry_skips_a_row_that_a_capture_holds(
 
     with UnitOfWork(engine, dispatch) as capture:
         # The capture's transaction starts now (Postgres' now() is its start time) ...
-        capture.execute(text("SELECT now()"))
+        capture.conn.execute(text("SELECT now()"))
         # ... and both holds run out just after, before the capture takes its row.
         with engine.begin() as conn:
             conn.execute(
                 text("UPDATE payment_intents SET hold_expires_at = now() WHERE id = ANY(:ids)"),
                 {"ids": [captured, expired]},
             )
-        done = intents.capture(capture.conn, merchant, captured, None)
+        done = intents.capture(capture, merchant, captured, None)
         assert done.status == "succeeded"  # not committed yet: the row stays locked
 
         # The expiry job meanwhile: its clock says both holds are past; one row is held.
         with engine.begin() as conn:
             conn.execute(text("SET LOCAL lock_timeout = '3s'"))  # waiting would fail the test
             started = time.monotonic()
-            voided = jobs.expire_holds(conn)
+            voided = jobs.expire_holds(bound(conn))
             took = time.monotonic() - started
         assert expired in voided and captured not in voided
         assert took < 1.0, f"the expiry job waited {took:.2f}s for the captured row"
         capture.commit()
 
     with engine.begin() as conn:
-        assert captured not in jobs.expire_holds(conn)  # succeeded now: nothing to expire
+        assert captured not in jobs.expire_holds(bound(conn))  # succeeded now: nothing to expire
     after = {i: _row(engine, i) for i in (captured, expired)}
     assert (after[captured].status, after[captured].amount_received) == ("succeeded", 1000)
     assert (after[expired].status, after[expired].cancellation_reason) == ("canceled", "expired")

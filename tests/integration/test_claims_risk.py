@@ -40,7 +40,7 @@ def _create(engine, vault, merchant_id: str, body: dict, ip: str) -> str:
 
     req = validate_create(body, date.today())
     with UnitOfWork(engine) as u:
-        row = intents.create(u.conn, vault, merchant_id, req, client_ip=ip, request_id=None)
+        row = intents.create(u, vault, merchant_id, req, client_ip=ip, request_id=None)
         u.commit()
     return row.id
 
@@ -133,7 +133,7 @@ def test_a_blocklisted_payer_is_blocked(
     before = _final(engine, pay(merchant, body()))
     assert (before.status, _reasons(before)) == ("succeeded", {})
     with UnitOfWork(engine) as u:
-        merchants.block(u.conn, kind, value, "test")
+        merchants.block(u, kind, value, "test")
         u.commit()
     after = _final(engine, pay(merchant, body()))
     assert (after.status, after.failure_code) == ("failed", "fraud_suspected")
@@ -149,8 +149,8 @@ def test_the_block_threshold_is_the_merchants_own(worker, make_merchant, pay, en
     rng = random.Random()
     strict, at_16, default = (make_merchant()["merchant_id"] for _ in range(3))
     with UnitOfWork(engine) as u:
-        merchants.set_fraud_threshold(u.conn, strict, 15)
-        merchants.set_fraud_threshold(u.conn, at_16, 16)
+        merchants.set_fraud_threshold(u, strict, 15)
+        merchants.set_fraud_threshold(u, at_16, 16)
         u.commit()
     # A new payer's USD 1,000.00 scores 15 (first_time_large_amount) everywhere.
     ids = {m: pay(m, f.card_body(f.random_visa(rng), 100_000)) for m in (strict, at_16, default)}
@@ -234,9 +234,9 @@ def test_a_hundred_concurrent_intents_never_overshoot_a_limit(scope, period, pri
 
     def limits_stage(intent_id: str):
         with UnitOfWork(engine) as u:
-            u.execute(text("SELECT 1"))  # the connection is open before the race starts
+            u.conn.execute(text("SELECT 1"))  # the connection is open before the race starts
             start.wait(timeout=60)
-            result = limits.run(u.conn, [intent_id])
+            result = limits.run(u, [intent_id])
             u.commit()
         return result
 

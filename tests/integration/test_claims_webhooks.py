@@ -67,14 +67,14 @@ def test_a_url_allowed_when_configured_is_refused_at_send_time(
         task_serializer="json", broker_transport_options={"global_keyprefix": STRICT_PREFIX}
     )
 
-    def to_strict_worker(step: str, ids: list[str]) -> None:
+    def to_strict_worker(step: str, ids: list[str], countdown=None) -> None:
         assert step == "deliver_webhooks"
         producer.send_task("clearhouse.deliver_webhooks", args=[list(ids)], queue="notifications")
 
     try:
         with processes.celery_worker("strict-urls", queues="notifications", env=env):
             with UnitOfWork(engine, to_strict_worker) as u:
-                (event_id,) = ev.emit(u.conn, [(mid, "settlement.paid", "st_refused", {})])
+                (event_id,) = ev.emit(u, [(mid, "settlement.paid", "st_refused", {})])
                 u.commit()
             (delivery,) = _deliveries(engine, mid)
             assert delivery.url == receiver.url and delivery.event_id == event_id
@@ -96,7 +96,7 @@ def test_a_lost_first_attempt_is_sent_by_the_dispatcher_after_its_grace(worker, 
     merchant, receiver = hooked
     mid = merchant["merchant_id"]
     with UnitOfWork(engine) as u:  # no dispatcher: the first attempt's message is lost
-        (event_id,) = ev.emit(u.conn, [(mid, "settlement.paid", "st_lost", {})])
+        (event_id,) = ev.emit(u, [(mid, "settlement.paid", "st_lost", {})])
         u.commit()
     (delivery,) = _deliveries(engine, mid)
     created = delivery.created_at.timestamp()

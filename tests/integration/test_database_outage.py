@@ -102,7 +102,7 @@ def _merchant(stack) -> tuple[dict, dict]:
     from shared.services import merchants
 
     with UnitOfWork(stack.engine) as u:
-        m = merchants.create_merchant(u.conn, stack.vault, "pg outage merchant", None)
+        m = merchants.create_merchant(u, stack.vault, "pg outage merchant", None)
         u.commit()
     return m, {"Authorization": f"Bearer {f.access_token(stack.base, m)}"}
 

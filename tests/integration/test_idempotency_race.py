@@ -33,9 +33,9 @@ def test_concurrent_requests_with_one_key_run_the_effect_once(engine, make_merch
         start.wait()
         try:
             with UnitOfWork(engine) as u:
-                if idempotency.begin(u.conn, merchant, key, *request, retention_h=24) is None:
+                if idempotency.begin(u, merchant, key, *request, retention_h=24) is None:
                     ran[key] += 1  # the effect: what must happen once per key
-                    idempotency.complete(u.conn, merchant, key, request, 202, {"ok": True})
+                    idempotency.complete(u, merchant, key, request, 202, {"ok": True})
                 u.commit()
         except ServiceError:
             pass  # 409: still in flight; a client would retry

@@ -14,11 +14,12 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from intake.app import create_app
-from scheduler import jobs
+from shared.services import maintenance as jobs
 from shared.config import Settings
 from shared.db.tables import idempotency_keys, payment_intents
 from shared.db.uow import UnitOfWork
 from shared.services.merchants import create_merchant
+from tests.support.units import bound
 
 pytestmark = pytest.mark.integration
 
@@ -41,14 +42,14 @@ def low_retention(monkeypatch, database) -> Settings:
 
 @pytest.fixture
 def client(low_retention, engine, vault):
-    app = create_app(low_retention, engine=engine, dispatch=lambda step, ids: None, vault=vault)
+    app = create_app(low_retention, engine=engine, dispatch=lambda step, ids, countdown=None: None, vault=vault)
     return falcon.testing.TestClient(app)
 
 
 @pytest.fixture
 def merchant(engine, vault) -> dict:
     with UnitOfWork(engine) as uow:
-        m = create_merchant(uow.conn, vault, f"retention-{uuid.uuid4().hex[:8]}")
+        m = create_merchant(uow, vault, f"retention-{uuid.uuid4().hex[:8]}")
         uow.commit()
     return m
 
@@ -114,7 +115,7 @@ def test_prune_keeps_a_two_hour_old_key_with_retention_set_to_one_hour(
     assert resp.status_code == 202, resp.text
     _backdate_keys(engine, merchant["merchant_id"], hours=2)
     with engine.begin() as conn:
-        jobs.prune_idempotency_keys(conn, low_retention.idempotency_retention_h)
+        jobs.prune_idempotency_keys(bound(conn), low_retention.idempotency_retention_h)
         left = conn.execute(
             select(func.count()).where(
                 idempotency_keys.c.merchant_id == merchant["merchant_id"],
@@ -125,4 +126,4 @@ def test_prune_keeps_a_two_hour_old_key_with_retention_set_to_one_hour(
     # Past the 24 h floor it goes.
     _backdate_keys(engine, merchant["merchant_id"], hours=25)
     with engine.begin() as conn:
-        assert jobs.prune_idempotency_keys(conn, low_retention.idempotency_retention_h) >= 1
+        assert jobs.prune_idempotency_keys(bound(conn), low_retention.idempotency_retention_h) >= 1

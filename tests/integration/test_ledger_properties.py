@@ -40,7 +40,7 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import select, text
 
-from scheduler import jobs
+from shared.services import maintenance as jobs
 from shared.connectors.base import AuthResult
 from shared.connectors.sandbox import SandboxAcquirer
 from shared.db.tables import ledger_accounts, ledger_transfers, limit_counters, wallets
@@ -55,6 +55,7 @@ from shared.services.errors import InvalidState
 from shared.services.reconcile import day_discrepancies, discrepancies
 from shared.services.stages import authorize, fees, fraud, limits, settlement
 from tests.support.scratchdb import scratch_database
+from tests.support.units import bound
 
 pytestmark = pytest.mark.integration
 
@@ -220,7 +221,7 @@ class LedgerMachine(RuleBasedStateMachine):
         req = validate_create(body, date.today())
         with self.uow() as u:
             row = intents.create(
-                u.conn, self.vault, self.merchant, req, client_ip="192.0.2.7", request_id=None
+                u, self.vault, self.merchant, req, client_ip="192.0.2.7", request_id=None
             )
             u.commit()
         card = None if wallet else payer
@@ -253,19 +254,19 @@ class LedgerMachine(RuleBasedStateMachine):
             if name == stop_before:
                 return results
             with self.uow() as u:
-                results[name] = step(u.conn, ids)
+                results[name] = step(u, ids)
                 u.commit()
         if stop_before == "acquirer":
             return results
         for _ in range(MAX_ATTEMPTS):
             with self.uow() as u:
-                rows = authorize.held(u.conn, ids)
+                rows = authorize.held(u, ids)
             if not rows:
                 return results
             answers = authorize.ask_acquirer(rows, self.acquirer, self.vault)
             with self.uow() as u:
                 result = authorize.apply(
-                    u.conn, answers, max_attempts=MAX_ATTEMPTS, hold_ttl_s=HOLD_TTL_S
+                    u, answers, max_attempts=MAX_ATTEMPTS, hold_ttl_s=HOLD_TTL_S
                 )
                 u.commit()
             results["apply"].append(result)
@@ -359,14 +360,14 @@ class LedgerMachine(RuleBasedStateMachine):
         (so that even a few examples run each service function), and a few
         payments so that captures, refunds and settlements have work at once."""
         with self.uow() as u:
-            m = merchants.create_merchant(u.conn, self.vault, "property test")
+            m = merchants.create_merchant(u, self.vault, "property test")
             self.merchant = m["merchant_id"]
             # Fraud scoring is not under test: never block (scores are 0-100).
-            merchants.set_fraud_threshold(u.conn, self.merchant, 101)
+            merchants.set_fraud_threshold(u, self.merchant, 101)
             for currency, amount in zip(("USD", "EUR"), funds, strict=True):
-                wallet = merchants.create_wallet(u.conn, "payer", currency)["wallet_id"]
+                wallet = merchants.create_wallet(u, "payer", currency)["wallet_id"]
                 if amount:
-                    merchants.fund_wallet(u.conn, wallet, amount)
+                    merchants.fund_wallet(u, wallet, amount)
                 self.wallet_balance[wallet] = amount
                 self.wallet_currency[wallet] = currency
             u.commit()
@@ -481,7 +482,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def _fund(self, wallet_id: str, amount: int) -> None:
         with self.uow() as u:
-            merchants.fund_wallet(u.conn, wallet_id, amount)
+            merchants.fund_wallet(u, wallet_id, amount)
             u.commit()
         self.wallet_balance[wallet_id] += amount
 
@@ -497,10 +498,10 @@ class LedgerMachine(RuleBasedStateMachine):
         intent = self._create(amount, "USD", capture_method, "standard", payer)
         self._drive(intent.id, stop_before=stop_before)
         with self.uow() as u:
-            row = intents.get(u.conn, self.merchant, intent.id)
+            row = intents.get(u, self.merchant, intent.id)
             status = row.status
             if status == "processing":
-                intents.cancel(u.conn, self.merchant, intent.id, "abandoned")
+                intents.cancel(u, self.merchant, intent.id, "abandoned")
             u.commit()
         if status == "processing":
             intent.status, intent.cancellation_reason = "canceled", "abandoned"
@@ -521,7 +522,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def _capture(self, intent: Intent, amount: int | None) -> None:
         with self.uow() as u:
             try:
-                intents.capture(u.conn, self.merchant, intent.id, amount)
+                intents.capture(u, self.merchant, intent.id, amount)
                 u.commit()
                 refused = False
             except InvalidState:
@@ -540,7 +541,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def capture_too_much(self, data, extra):
         intent = self.intents[data.draw(st.sampled_from(self.ids(lambda i: i.holds)))]
         with self.uow() as u, pytest.raises((ValidationError, InvalidState)):
-            intents.capture(u.conn, self.merchant, intent.id, intent.amount + extra)
+            intents.capture(u, self.merchant, intent.id, intent.amount + extra)
 
     @precondition(lambda self: self.ids(lambda i: i.holds))
     @rule(data=st.data())
@@ -549,7 +550,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def _void(self, intent: Intent) -> None:
         with self.uow() as u:
-            intents.cancel(u.conn, self.merchant, intent.id, None)
+            intents.cancel(u, self.merchant, intent.id, None)
             u.commit()
         intent.status, intent.cancellation_reason = "canceled", "requested_by_customer"
         self._release_hold(intent)
@@ -562,7 +563,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def _overdue(self, intent_id: str) -> None:
         with self.uow() as u:
-            u.execute(
+            u.conn.execute(
                 text(
                     "UPDATE payment_intents SET hold_expires_at = now() - interval '1 second'"
                     " WHERE id = :i"
@@ -579,7 +580,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def _expire(self) -> None:
         with self.uow() as u:
-            expired = set(jobs.expire_holds(u.conn))
+            expired = set(jobs.expire_holds(u))
             u.commit()
         overdue = set(self.ids(lambda i: i.holds and i.overdue))
         assert expired & set(self.intents) == overdue
@@ -601,9 +602,7 @@ class LedgerMachine(RuleBasedStateMachine):
         remaining = intent.received - intent.refunded
         with self.uow() as u:
             try:
-                row = refunds.create(
-                    u.conn, self.merchant, CreateRefund(intent.id, amount, None, {})
-                )
+                row = refunds.create(u, self.merchant, CreateRefund(intent.id, amount, None, {}))
                 u.commit()
             except InvalidState as exc:  # charge_already_refunded
                 assert remaining == 0 and exc.code == "charge_already_refunded"
@@ -625,9 +624,7 @@ class LedgerMachine(RuleBasedStateMachine):
         ]
         remaining = intent.received - intent.refunded
         with self.uow() as u, pytest.raises((ValidationError, InvalidState)):
-            refunds.create(
-                u.conn, self.merchant, CreateRefund(intent.id, remaining + extra, None, {})
-            )
+            refunds.create(u, self.merchant, CreateRefund(intent.id, remaining + extra, None, {}))
 
     @precondition(lambda self: self.ids(lambda i: i.status == "succeeded" and not i.settled))
     @rule(data=st.data(), by_window=st.booleans())
@@ -639,7 +636,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def _settle(self, chosen: list[str], priority: str | None) -> None:
         with self.uow() as u:
-            settled = settlement.settle(u.conn, chosen, priority, skip_locked=priority is not None)
+            settled = settlement.settle(u, chosen, priority, skip_locked=priority is not None)
             u.commit()
         expected = [i for i in chosen if priority is None or self.intents[i].priority == priority]
         assert sorted(settled) == sorted(expected)
@@ -656,9 +653,9 @@ class LedgerMachine(RuleBasedStateMachine):
         self._drive(intent_id)
         with self.uow() as u:
             answers = {intent_id: AuthResult(outcome="approved", reference="dup")}
-            authorize.apply(u.conn, answers, max_attempts=MAX_ATTEMPTS, hold_ttl_s=HOLD_TTL_S)
+            authorize.apply(u, answers, max_attempts=MAX_ATTEMPTS, hold_ttl_s=HOLD_TTL_S)
             if self.intents[intent_id].settled:
-                assert settlement.settle(u.conn, [intent_id]) == []
+                assert settlement.settle(u, [intent_id]) == []
             u.commit()
 
     # --- invariants ----------------------------------------------------------
@@ -666,11 +663,11 @@ class LedgerMachine(RuleBasedStateMachine):
     @invariant()
     def books_reconcile(self):
         with self.engine.connect() as conn:
-            assert discrepancies(conn) == []
+            assert discrepancies(bound(conn)) == []
             start, end = conn.execute(
                 text("SELECT date_trunc('day', now()), date_trunc('day', now()) + interval '1 day'")
             ).one()
-            assert day_discrepancies(conn, start, end) == []
+            assert day_discrepancies(bound(conn), start, end) == []
 
     @invariant()
     def balances_equal_their_transfers(self):
@@ -797,7 +794,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 e["available" if from_available else "pending"] -= r - fb
             e["available"] += i.settled_amount
         with self.engine.connect() as conn:
-            actual = ledger.merchant_balances(conn, self.merchant)
+            actual = ledger.merchant_balances(bound(conn), self.merchant)
         for cur, e in expected.items():
             assert actual.get(cur, {"pending": 0, "held": 0, "available": 0}) == e, cur
             assert e["pending"] >= 0 and e["available"] >= 0

@@ -14,6 +14,7 @@ from shared.domain import hashchain as hc
 from shared.services import ledger_verify, seals
 from tests.conftest import python_bin
 from tests.support.scratchdb import scratch_database
+from tests.support.units import bound
 
 pytestmark = pytest.mark.integration
 
@@ -86,11 +87,11 @@ def test_days_are_sealed_in_order_once_and_chain_independently(ledger_db):
     _, engine = ledger_db
     ids = _populate(engine)
     with engine.begin() as conn:
-        assert seals.seal_day(conn, DAY3) == [DAY1, DAY2, DAY3]
+        assert seals.seal_day(bound(conn), DAY3) == [DAY1, DAY2, DAY3]
     with engine.begin() as conn:
-        assert seals.seal_day(conn, DAY3) == [] and seals.seal_day(conn, DAY1) == []
+        assert seals.seal_day(bound(conn), DAY3) == [] and seals.seal_day(bound(conn), DAY1) == []
         with pytest.raises(seals.NotSealable, match="has not ended"):
-            seals.seal_day(conn, TODAY)
+            seals.seal_day(bound(conn), TODAY)
         rows = conn.execute(text("SELECT * FROM ledger_seals ORDER BY day")).all()
         stored = dict(conn.execute(text("SELECT transfer_id, hash FROM ledger_entry_hashes")).all())
         transfers = {
@@ -115,7 +116,7 @@ def test_days_are_sealed_in_order_once_and_chain_independently(ledger_db):
         prev = seal.seal_hash
     assert ids["today"] not in stored
     with engine.connect() as conn:
-        v = ledger_verify.verify(conn)
+        v = ledger_verify.verify(bound(conn))
     assert (v.problems, v.seals, v.entries, v.unsealed) == ([], 3, 5, 1)
 
 
@@ -123,7 +124,7 @@ def test_verify_names_an_altered_missing_or_extra_transfer_and_cli_exits_1(ledge
     url, engine = ledger_db
     ids = _populate(engine)
     with engine.begin() as conn:
-        seals.seal_day(conn, DAY3)
+        seals.seal_day(bound(conn), DAY3)
     ok = _cli(url, "ledger", "verify")
     assert ok.returncode == 0 and ok.stdout.startswith("OK: 3 seals, 5 entries"), ok
 
@@ -138,7 +139,7 @@ def test_verify_names_an_altered_missing_or_extra_transfer_and_cli_exits_1(ledge
     _superuser_sql(engine, "DELETE FROM ledger_transfers WHERE id = :i", i=ids["d3_late"])
     with engine.begin() as conn:
         late = _transfer(conn, 1, 2, 7, _at(DAY1, 18))  # backdated into a sealed day
-        problems = ledger_verify.verify(conn).problems
+        problems = ledger_verify.verify(bound(conn)).problems
     assert problems == [
         f"transfer {late} extra: dated {DAY1} but not in its seal",
         f"transfer {ids['d3_late']} missing: sealed on {DAY3}, gone from the ledger",
@@ -151,15 +152,15 @@ def test_seal_rows_themselves_are_checked(ledger_db):
     _, engine = ledger_db
     _populate(engine)
     with engine.begin() as conn:
-        seals.seal_day(conn, DAY3)
+        seals.seal_day(bound(conn), DAY3)
         conn.execute(text("UPDATE ledger_seals SET entry_count = 1 WHERE day = :d"), {"d": DAY1})
         conn.execute(
             text("UPDATE ledger_seals SET seal_hash = :h WHERE day = :d"),
             {"h": "f" * 64, "d": DAY2},
         )
-        problems = ledger_verify.verify(conn).problems
+        problems = ledger_verify.verify(bound(conn)).problems
         # Days before `since` are not re-hashed, but their seals still are checked.
-        quick = ledger_verify.verify(conn, since=DAY3).problems
+        quick = ledger_verify.verify(bound(conn), since=DAY3).problems
     assert problems == [
         f"seal {DAY1}: 2 entries on record, 1 sealed",
         f"seal {DAY2} altered: seal hash mismatch",

@@ -197,18 +197,19 @@ def test_worker_metrics_port_serves_multiprocess_registry(worker, redis_client):
 def test_observations_wait_for_the_commit(engine):
     from sqlalchemy import text
 
-    from shared.observability import metrics
+    from shared.db.uow import UnitOfWork
 
     seen = []
-    with engine.connect() as conn:
-        with conn.begin():
-            metrics.on_commit(conn, lambda: seen.append("committed"))
-            conn.execute(text("SELECT 1"))
-        tx = conn.begin()
-        metrics.on_commit(conn, lambda: seen.append("rolled back"))
-        tx.rollback()
-        with conn.begin():
-            conn.execute(text("SELECT 1"))  # nothing left over from the rollback
+    with UnitOfWork(engine) as uow:
+        uow.on_commit(lambda: seen.append("committed"))
+        uow.conn.execute(text("SELECT 1"))
+        assert seen == []
+        uow.commit()
+    with UnitOfWork(engine) as uow:
+        uow.on_commit(lambda: seen.append("rolled back"))
+    with UnitOfWork(engine) as uow:
+        uow.conn.execute(text("SELECT 1"))
+        uow.commit()  # nothing left over from the rollback
     assert seen == ["committed"]
 
 

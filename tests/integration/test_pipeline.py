@@ -12,6 +12,7 @@ from shared.db.tables import ledger_transfers, limit_counters
 from shared.db.tables import payment_intents as pi
 from tests import factories as f
 from tests.conftest import TEST_ENV, wipe_redis
+from tests.support.units import bound
 from tests.support.waiting import drain, messages_run, until
 
 pytestmark = pytest.mark.integration
@@ -141,7 +142,7 @@ def test_two_racing_deliveries_of_one_stage_advance_an_intent_once(make_merchant
 
     def deliver(_):
         with UnitOfWork(engine) as u:
-            result = limits.run(u.conn, ids)
+            result = limits.run(u, ids)
             u.commit()
         return result.advanced
 
@@ -163,7 +164,7 @@ def test_fifty_concurrent_intents_never_overshoot_a_daily_limit(make_merchant, s
 
     merchant = make_merchant()["merchant_id"]
     with UnitOfWork(engine) as u:
-        merchants.set_limits(u.conn, merchant, "USD", "merchant", daily=10 * 1000)
+        merchants.set_limits(u, merchant, "USD", "merchant", daily=10 * 1000)
         u.commit()
     rng = random.Random(7)
     ids = [
@@ -172,7 +173,7 @@ def test_fifty_concurrent_intents_never_overshoot_a_daily_limit(make_merchant, s
 
     def deliver(intent_id):
         with UnitOfWork(engine) as u:
-            result = limits.run(u.conn, [intent_id])
+            result = limits.run(u, [intent_id])
             u.commit()
         return result
 
@@ -197,7 +198,7 @@ def test_limits_through_the_worker_never_overshoot(worker, make_merchant, submit
 
     merchant = make_merchant()["merchant_id"]
     with UnitOfWork(engine) as u:
-        merchants.set_limits(u.conn, merchant, "USD", "merchant", daily=10 * 1000)
+        merchants.set_limits(u, merchant, "USD", "merchant", daily=10 * 1000)
         u.commit()
     rng = random.Random(11)
     ids = [submit(merchant, f.card_body(f.random_visa(rng), 1000)) for _ in range(50)]
@@ -221,7 +222,7 @@ def test_wallet_never_goes_below_zero(
     assert outcomes.count(("succeeded", None)) == 5
     assert outcomes.count(("failed", "insufficient_funds")) == 3
     with UnitOfWork(engine) as u:
-        assert merchants.wallet_balance(u.conn, wallet) == 0
+        assert merchants.wallet_balance(u, wallet) == 0
     books_balance()
 
 
@@ -242,8 +243,8 @@ def test_manual_capture_partial_releases_the_rest_and_cancel_voids(
     )
     assert rows[first].amount_capturable == 1000
     with UnitOfWork(engine) as u:
-        captured = intents.capture(u.conn, merchant, first, 600)
-        canceled = intents.cancel(u.conn, merchant, second, None)
+        captured = intents.capture(u, merchant, first, 600)
+        canceled = intents.cancel(u, merchant, second, None)
         u.commit()
     assert (captured.status, captured.amount_received, captured.amount_capturable) == (
         "succeeded",
@@ -261,7 +262,7 @@ def test_losing_every_redis_key_loses_no_payment(
     worker, make_merchant, submit, engine, redis_client, books_balance
 ):
     """Intents whose messages vanished are found in Postgres and re-driven."""
-    from scheduler import jobs
+    from shared.services import maintenance as jobs
     from workers.dispatch import STAGE_STEP, dispatch
 
     merchant = make_merchant()["merchant_id"]
@@ -278,7 +279,7 @@ def test_losing_every_redis_key_loses_no_payment(
             ),
             {"ids": lost},
         )
-        stuck = jobs.stuck_intents(conn, 60)
+        stuck = jobs.stuck_intents(bound(conn), 60)
     assert set(lost) <= {i for ids in stuck.values() for i in ids}
     for stage, ids in stuck.items():
         dispatch(STAGE_STEP[stage], ids)
@@ -317,7 +318,7 @@ def test_the_relay_enqueues_only_committed_intents(worker, make_merchant, submit
     req = validate_create(f.card_body(f.random_visa(rng), 600), date.today())
     log_start = len(worker.output())
     with UnitOfWork(engine) as u:
-        held = intents.create(u.conn, vault, merchant, req, client_ip=None, request_id=None).id
+        held = intents.create(u, vault, merchant, req, client_ip=None, request_id=None).id
         # An intent committed after `held` was inserted goes through the relay
         # and the whole pipeline: the relay has completed passes (claimed,
         # published) while `held` sat in the database, inserted and uncommitted.
@@ -326,7 +327,7 @@ def test_the_relay_enqueues_only_committed_intents(worker, make_merchant, submit
         assert first.status == "succeeded" and first.enqueued_at is not None
         assert later in worker.output()[log_start:]  # the worker's log names what it ran
         # Those passes left `held` alone: not marked as sent, and no task ran on it.
-        enqueued = u.execute(select(pi.c.enqueued_at).where(pi.c.id == held)).scalar_one()
+        enqueued = u.conn.execute(select(pi.c.enqueued_at).where(pi.c.id == held)).scalar_one()
         assert enqueued is None
         assert held not in worker.output()[log_start:], "a worker ran an uncommitted intent"
         with engine.connect() as other:

@@ -15,6 +15,7 @@ from shared.domain.refunds import CreateRefund, fee_refund, unsettled_net
 from shared.domain.validation import ValidationError
 from shared.services.errors import InvalidState, NotFound
 from tests import factories as f
+from tests.support.units import bound
 
 pytestmark = pytest.mark.integration
 rng = random.Random()
@@ -48,7 +49,7 @@ def refund(engine, merchant, intent_id, amount=None, **kw):
     from shared.services import refunds as service
 
     with UnitOfWork(engine) as u:
-        row = service.create(u.conn, merchant, CreateRefund(intent_id, amount, None, {}), **kw)
+        row = service.create(u, merchant, CreateRefund(intent_id, amount, None, {}), **kw)
         u.commit()
     return row
 
@@ -160,7 +161,7 @@ def test_refund_before_settlement_reduces_what_is_settled(
     row = paid(submit, engine, merchant, 1000, priority="economy")
     r = refund(engine, merchant, row.id, 400)
     with UnitOfWork(engine) as u:
-        assert settlement.settle(u.conn, [row.id]) == [row.id]
+        assert settlement.settle(u, [row.id]) == [row.id]
         u.commit()
     settled = transfers(engine, row.id, "settlement")
     assert settled == [
@@ -184,10 +185,10 @@ def test_wallet_refund_returns_the_money_to_the_wallet(
     row = paid(submit, engine, merchant, body=f.wallet_body(wallet, 3000))
     refund(engine, merchant, row.id, 1000)
     with engine.connect() as conn:
-        assert merchants.wallet_balance(conn, wallet) == 3000
+        assert merchants.wallet_balance(bound(conn), wallet) == 3000
     refund(engine, merchant, row.id)
     with engine.connect() as conn:
-        assert merchants.wallet_balance(conn, wallet) == 5000
+        assert merchants.wallet_balance(bound(conn), wallet) == 5000
     books_balance()
 
 
@@ -228,7 +229,7 @@ def test_balance_equals_the_ledger_after_captures_settlements_and_refunds(
     settle_window([r.id for r in standard])  # as a window batch does, in-process
     refund(engine, merchant, standard[2].id, 50)  # settled by now: from available
     with UnitOfWork(engine) as u:
-        balances = merchant_balances(u.conn, merchant)["USD"]
+        balances = merchant_balances(u, merchant)["USD"]
         prefix = {"prefix": f"merchant:{merchant}:%"}
         ledger = dict(u.conn.execute(text(LEDGER_NET), prefix).all())
     assert balances["pending"] == ledger[f"merchant:{merchant}:pending:USD"]

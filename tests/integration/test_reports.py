@@ -22,6 +22,7 @@ from shared.services import reports
 from tests import factories as f
 from tests.support import books
 from tests.support.scratchdb import scratch_database
+from tests.support.units import bound
 
 pytestmark = pytest.mark.integration
 STATUSES = ("processing", "requires_capture", "succeeded", "failed", "canceled")
@@ -72,10 +73,8 @@ def test_report_figures_equal_the_ledger_and_the_intents(worker, make_merchant, 
     ids = [*instant, standard, declined, manual, held]
     f.wait_until_final(engine, ids)
     with UnitOfWork(engine, dispatch) as u:
-        intents.capture(u.conn, m, manual, 3000)  # partial: 2000 released
-        refund_service.create(
-            u.conn, m, refund_request({"payment_intent": standard, "amount": 800})
-        )
+        intents.capture(u, m, manual, 3000)  # partial: 2000 released
+        refund_service.create(u, m, refund_request({"payment_intent": standard, "amount": 800}))
         u.commit()
     _wait_settled(engine, instant)
 
@@ -115,7 +114,7 @@ def test_report_figures_equal_the_ledger_and_the_intents(worker, make_merchant, 
 
 @pytest.fixture
 def client(settings, engine):
-    app = create_app(settings, engine=engine, dispatch=lambda step, ids: None)
+    app = create_app(settings, engine=engine, dispatch=lambda step, ids, countdown=None: None)
     return falcon.testing.TestClient(app)
 
 
@@ -287,7 +286,7 @@ def test_run_reconciles_seals_and_finds_planted_faults(database):
         with engine.begin() as conn:
             acc = _seed(conn, day)
         with engine.begin() as conn:
-            result = reports.run_daily(conn, day)
+            result = reports.run_daily(bound(conn), day)
         assert (result.discrepancies, result.sealed, result.sealed_days) == ([], True, [day])
         with engine.connect() as conn:
             row = conn.execute(select(daily_reports)).one()
@@ -317,7 +316,7 @@ def test_run_reconciles_seals_and_finds_planted_faults(database):
                 text("SELECT id FROM ledger_transfers WHERE reason = 'fee'")
             ).scalar()
         with engine.begin() as conn:
-            rerun = reports.run_daily(conn, day)
+            rerun = reports.run_daily(bound(conn), day)
         found = "\n".join(rerun.discrepancies)
         assert "account merchant:m1:available:USD: balances" in found
         assert "intent pi_b: succeeded without its capture transfer" in found
@@ -334,5 +333,5 @@ def test_a_running_day_is_reported_but_not_sealed(database):
     with scratch_database("clearhouse_today") as (_, engine):
         with engine.begin() as conn:
             _seed(conn, today)
-            result = reports.run_daily(conn, today)
+            result = reports.run_daily(bound(conn), today)
         assert (result.sealed, result.discrepancies, result.rows) == (False, [], 1)

@@ -79,14 +79,12 @@ def test_expired_holds_are_voided_by_the_real_scheduler(
     ]
     for step in steps:
         with UnitOfWork(engine) as u:
-            step(u.conn, [intent_id])
+            step(u, [intent_id])
             u.commit()
     with UnitOfWork(engine) as u:
-        answers = authorize.ask_acquirer(
-            authorize.held(u.conn, [intent_id]), runtime.acquirer(), vault
-        )
+        answers = authorize.ask_acquirer(authorize.held(u, [intent_id]), runtime.acquirer(), vault)
     with UnitOfWork(engine) as u:
-        authorize.apply(u.conn, answers, max_attempts=3, hold_ttl_s=2)
+        authorize.apply(u, answers, max_attempts=3, hold_ttl_s=2)
         u.commit()
     assert f.wait_until_final(engine, [intent_id])[intent_id].status == "requires_capture"
     with processes.celery_beat(FAST_BEAT):

@@ -137,7 +137,7 @@ def test_racing_window_runs_and_duplicates_never_settle_twice(
 
     def run(_):
         with UnitOfWork(engine) as u:
-            done = settlement.settle(u.conn, ids, skip_locked=True)
+            done = settlement.settle(u, ids, skip_locked=True)
             u.commit()
         return done
 

@@ -53,7 +53,7 @@ def to_worker(settings):
         task_serializer="json", broker_transport_options={"global_keyprefix": PREFIX}
     )
 
-    def dispatch(step: str, ids: list[str]) -> None:
+    def dispatch(step: str, ids: list[str], countdown=None) -> None:
         assert step == "deliver_webhooks"
         producer.send_task("clearhouse.deliver_webhooks", args=[list(ids)], queue="notifications")
 
@@ -119,7 +119,7 @@ def _leased(engine, merchant_id) -> int:
 def _emit(engine, dispatch, merchant_id, n):
     with UnitOfWork(engine, dispatch) as u:
         items = [(merchant_id, "settlement.paid", f"stl_{i}", {}) for i in range(n)]
-        ids = ev.emit(u.conn, items)
+        ids = ev.emit(u, items)
         u.commit()
     return ids
 
@@ -145,9 +145,9 @@ def test_a_secret_that_does_not_decrypt_holds_back_no_other_merchant(
 
     # One message, one batch: both merchants' events, and a delivery whose merchant is gone.
     queued: list[str] = []
-    with UnitOfWork(engine, lambda step, ids: queued.extend(ids)) as u:
+    with UnitOfWork(engine, lambda step, ids, countdown=None: queued.extend(ids)) as u:
         good_event, bad_event = ev.emit(
-            u.conn,
+            u,
             [
                 (good["merchant_id"], "settlement.paid", "stl_good", {}),
                 (bad["merchant_id"], "settlement.paid", "stl_bad", {}),

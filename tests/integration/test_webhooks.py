@@ -23,6 +23,7 @@ from tests import factories as f
 from tests.conftest import free_port
 from tests.support import processes
 from tests.support.receiver import Receiver
+from tests.support.units import bound
 from tests.support.waiting import until
 from workers.dispatch import dispatch
 
@@ -83,9 +84,9 @@ def _lost_event(engine, merchant_id) -> str:
     """
     with UnitOfWork(engine) as uow:  # no dispatch: the after-commit message goes nowhere
         (event_id,) = ev.emit(
-            uow.conn, [(merchant_id, "settlement.paid", "st_marker", {"id": "st_marker"})]
+            uow, [(merchant_id, "settlement.paid", "st_marker", {"id": "st_marker"})]
         )
-        uow.execute(
+        uow.conn.execute(
             text(
                 "UPDATE webhook_deliveries SET next_attempt_at = now() - interval '1 minute'"
                 " WHERE event_id = :e"
@@ -204,7 +205,7 @@ def test_the_scheduler_sends_a_first_attempt_whose_message_was_lost(worker, beat
     log_start = len(worker.output())
     with UnitOfWork(engine) as uow:  # committed, but its message never published
         (event_id,) = ev.emit(
-            uow.conn, [(merchant["merchant_id"], "settlement.paid", "st_lost", {"id": "st_lost"})]
+            uow, [(merchant["merchant_id"], "settlement.paid", "st_lost", {"id": "st_lost"})]
         )
         uow.commit()
     # Not before the grace for first attempts (5 s), and within a few beats after.
@@ -265,7 +266,7 @@ def test_rotation_signs_with_both_secrets_during_the_overlap(worker, hooked, sub
     merchant, receiver = hooked
     mid = merchant["merchant_id"]
     with engine.begin() as conn:
-        rotated = webhook_endpoints.rotate_secret(conn, vault, mid, overlap_h=1)
+        rotated = webhook_endpoints.rotate_secret(bound(conn), vault, mid, overlap_h=1)
     assert rotated["webhook_secret"] != merchant["webhook_secret"]
     receiver.secrets.append(rotated["webhook_secret"])
     submit(mid, f.card_body(f.DECLINE))
@@ -275,7 +276,7 @@ def test_rotation_signs_with_both_secrets_during_the_overlap(worker, hooked, sub
         assert got.verified_with == [0, 1]  # old and new both verify
 
     with engine.begin() as conn:  # rotate again with no overlap: only the newest signs
-        newest = webhook_endpoints.rotate_secret(conn, vault, mid, overlap_h=0)
+        newest = webhook_endpoints.rotate_secret(bound(conn), vault, mid, overlap_h=0)
     receiver.secrets.append(newest["webhook_secret"])
     submit(mid, f.card_body(f.DECLINE))
     receiver.wait_for(lambda r: len(r.received) == 4)
@@ -290,12 +291,12 @@ def test_two_concurrent_claims_lease_a_delivery_once(engine, hooked, submit):
     won: list = []
     with engine.connect() as first:
         tx = first.begin()
-        won.append(webhooks.claim(first, [d.id], lease_s=60))
+        won.append(webhooks.claim(bound(first), [d.id], lease_s=60))
         first_pid = first.execute(text("SELECT pg_backend_pid()")).scalar_one()
 
         def second():
             with engine.begin() as conn:
-                won.append(webhooks.claim(conn, [d.id], lease_s=60))
+                won.append(webhooks.claim(bound(conn), [d.id], lease_s=60))
 
         def second_waits_on_first():
             with engine.connect() as conn:
@@ -322,16 +323,16 @@ def test_redeliver_makes_a_new_delivery_only_for_own_events(worker, hooked, make
     mid = merchant["merchant_id"]
     other = make_merchant()["merchant_id"]
     with UnitOfWork(engine, dispatch) as uow:
-        (event_id,) = ev.emit(uow.conn, [(mid, "payment_intent.processing", "pi_x", {})])
+        (event_id,) = ev.emit(uow, [(mid, "payment_intent.processing", "pi_x", {})])
         uow.commit()
     receiver.wait_for(lambda r: r.ids() == [event_id])
     with UnitOfWork(engine, dispatch) as uow:
-        again = webhooks.redeliver(uow.conn, mid, event_id)
+        again = webhooks.redeliver(uow, mid, event_id)
         uow.commit()
     receiver.wait_for(lambda r: r.ids() == [event_id, event_id])
     assert again.event_id == event_id and again.status == "pending"
     with engine.begin() as conn, pytest.raises(NotFound):
-        webhooks.redeliver(conn, other, event_id)
+        webhooks.redeliver(bound(conn), other, event_id)
 
 
 def test_first_attempt_latency(worker, hooked, submit, engine):

@@ -425,7 +425,7 @@ class Run:
         webhook_url = f"http://127.0.0.1:{self.sink_port}/hooks" if self.sink_port else None
         with UnitOfWork(self.engine) as u:
             self.merchant = create_merchant(
-                u.conn, vault, "Bench merchant", webhook_url, allow_private=True
+                u, vault, "Bench merchant", webhook_url, allow_private=True
             )
             u.commit()
         log(

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from sqlalchemy import Connection, text
 
 from shared.services import reconcile
+from tests.support.units import bound
 
 
 def own_discrepancies(
@@ -87,4 +88,4 @@ def whole_ledger(engine) -> list[str]:
     """Every discrepancy in the database, read in one snapshot."""
     snapshot = engine.connect().execution_options(isolation_level="REPEATABLE READ")
     with snapshot as conn, conn.begin():
-        return reconcile.discrepancies(conn)
+        return reconcile.discrepancies(bound(conn))

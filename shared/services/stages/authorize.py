@@ -14,11 +14,12 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import bindparam, func, select
 
 from shared.connectors.base import AuthRequest, AuthResult
 from shared.db.tables import payment_intents as pi
 from shared.db.tables import wallets
+from shared.db.uow import UnitOfWork
 from shared.domain import ledger as L
 from shared.domain.intent import FailureCode, Stage, Status
 from shared.services import events, ledger, outcomes
@@ -28,22 +29,22 @@ APPROVED_WALLET = AuthResult(outcome="approved", reference="wallet")
 _pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="acquirer")
 
 
-def place_holds(conn: Connection, ids, hold_ttl_s: int) -> StageResult:
+def place_holds(uow: UnitOfWork, ids, hold_ttl_s: int) -> StageResult:
     """Hold funds for every claimed intent; ``advanced`` are those ready to authorize."""
-    rows = claim(conn, ids, Stage.FEE_COMPUTED)
+    rows = claim(uow, ids, Stage.FEE_COMPUTED)
     fresh = [r for r in rows if r.hold_transfer_id is None]
     if not fresh:
         return StageResult(advanced=[r.id for r in rows])
-    t = now(conn)
-    payers = _payer_accounts(conn, fresh)
+    t = now(uow)
+    payers = _payer_accounts(uow, fresh)
     merchant = ledger.account_ids(
-        conn,
+        uow,
         {
             L.account_code("merchant_pending", r.currency, r.merchant_id): (r.currency, False)
             for r in fresh
         },
     )
-    balances = ledger.lock_balances(conn, [a for a in payers.values() if a is not None])
+    balances = ledger.lock_balances(uow, [a for a in payers.values() if a is not None])
     holdable, broke = [], []
     for r in fresh:
         account = payers[r.id]
@@ -55,7 +56,7 @@ def place_holds(conn: Connection, ids, hold_ttl_s: int) -> StageResult:
             bal.debits_pending += r.amount
         holdable.append(r)
     transfer_ids = ledger.record(
-        conn,
+        uow,
         [
             L.Transfer(
                 kind=L.PENDING,
@@ -71,22 +72,22 @@ def place_holds(conn: Connection, ids, hold_ttl_s: int) -> StageResult:
         ],
     )
     if holdable:
-        conn.execute(
+        uow.conn.execute(
             pi.update()
             .where(pi.c.id == bindparam("_id"))
             .values(hold_transfer_id=bindparam("hold"), updated_at=func.now()),
             [{"_id": r.id, "hold": h} for r, h in zip(holdable, transfer_ids, strict=True)],
         )
-    outcomes.fail(conn, broke, FailureCode.INSUFFICIENT_FUNDS)
+    outcomes.fail(uow, broke, FailureCode.INSUFFICIENT_FUNDS)
     broke_ids = {r.id for r in broke}
     return StageResult(
         advanced=[r.id for r in rows if r.id not in broke_ids], failed=sorted(broke_ids)
     )
 
 
-def held(conn: Connection, ids) -> list:
+def held(uow: UnitOfWork, ids) -> list:
     """Intents with a hold still waiting for the acquirer's answer."""
-    return conn.execute(
+    return uow.conn.execute(
         select(pi).where(
             pi.c.id.in_(list(ids)),
             pi.c.status == Status.PROCESSING,
@@ -124,26 +125,26 @@ def ask_acquirer(rows, acquirer, vault) -> dict[str, AuthResult]:
 
 
 def apply(
-    conn: Connection, results: dict[str, AuthResult], *, max_attempts: int, hold_ttl_s: int
+    uow: UnitOfWork, results: dict[str, AuthResult], *, max_attempts: int, hold_ttl_s: int
 ) -> StageResult:
     """Record the acquirer's answers for intents still waiting at this stage."""
-    rows = claim(conn, results, Stage.FEE_COMPUTED)
+    rows = claim(uow, results, Stage.FEE_COMPUTED)
     result = StageResult()
     rows = [r for r in rows if r.hold_transfer_id is not None]
     if not rows:
         return result
-    t = now(conn)
+    t = now(uow)
     approved = [r for r in rows if results[r.id].outcome == "approved"]
     automatic = [r for r in approved if r.capture_method == "automatic"]
     manual = [r for r in approved if r.capture_method == "manual"]
     capture(
-        conn,
+        uow,
         automatic,
         {r.id: r.amount for r in automatic},
         {r.id: r.fee_amount for r in automatic},
     )
     if manual:
-        conn.execute(
+        uow.conn.execute(
             pi.update()
             .where(pi.c.id.in_([r.id for r in manual]))
             .values(
@@ -156,18 +157,18 @@ def apply(
                 stage_changed_at=func.now(),
             )
         )
-        events.emit_intents(conn, [r.id for r in manual])
+        events.emit_intents(uow, [r.id for r in manual])
     for r in rows:
         res = results[r.id]
         if res.outcome == "declined":
-            outcomes.fail(conn, [r], FailureCode(res.code), res.message)
+            outcomes.fail(uow, [r], FailureCode(res.code), res.message)
             result.failed.append(r.id)
         elif res.outcome == "transient_error":
             if r.auth_attempts + 1 >= max_attempts:
-                outcomes.fail(conn, [r], FailureCode.PROCESSING_ERROR)
+                outcomes.fail(uow, [r], FailureCode.PROCESSING_ERROR)
                 result.failed.append(r.id)
             else:
-                conn.execute(
+                uow.conn.execute(
                     pi.update()
                     .where(pi.c.id == r.id)
                     .values(auth_attempts=pi.c.auth_attempts + 1, updated_at=func.now())
@@ -178,13 +179,13 @@ def apply(
     return result
 
 
-def capture(conn: Connection, rows, amounts: dict[str, int], fees: dict[str, int]) -> None:
+def capture(uow: UnitOfWork, rows, amounts: dict[str, int], fees: dict[str, int]) -> None:
     """Post each hold (``amounts`` may be less: the rest is released) and its fee."""
     if not rows:
         return
-    holds = ledger.pending_transfers(conn, [r.hold_transfer_id for r in rows])
+    holds = ledger.pending_transfers(uow, [r.hold_transfer_id for r in rows])
     fee_accounts = ledger.account_ids(
-        conn, {L.account_code("fees", r.currency): (r.currency, False) for r in rows}
+        uow, {L.account_code("fees", r.currency): (r.currency, False) for r in rows}
     )
     transfers = []
     for r in rows:
@@ -214,8 +215,8 @@ def capture(conn: Connection, rows, amounts: dict[str, int], fees: dict[str, int
                     intent_id=r.id,
                 )
             )
-    ledger.record(conn, transfers)
-    conn.execute(
+    ledger.record(uow, transfers)
+    uow.conn.execute(
         pi.update()
         .where(pi.c.id == bindparam("_id"))
         .values(
@@ -231,18 +232,18 @@ def capture(conn: Connection, rows, amounts: dict[str, int], fees: dict[str, int
         ),
         [{"_id": r.id, "received": amounts[r.id], "fee": fees[r.id]} for r in rows],
     )
-    events.emit_intents(conn, [r.id for r in rows])
+    events.emit_intents(uow, [r.id for r in rows])
 
 
-def _payer_accounts(conn: Connection, rows) -> dict[str, int | None]:
+def _payer_accounts(uow: UnitOfWork, rows) -> dict[str, int | None]:
     """The account each payer pays from: card clearing, or the wallet's own."""
     wallet_ids = sorted({r.wallet_id for r in rows if r.wallet_id})
     wallet_rows = {}
     if wallet_ids:
-        found = conn.execute(wallets.select().where(wallets.c.id.in_(wallet_ids)))
+        found = uow.conn.execute(wallets.select().where(wallets.c.id.in_(wallet_ids)))
         wallet_rows = {w.id: w for w in found}
     clearing = ledger.account_ids(
-        conn,
+        uow,
         {
             L.account_code("card_clearing", r.currency): (r.currency, False)
             for r in rows

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, bindparam, func, select, text
+from sqlalchemy import bindparam, func, select, text
 
 from shared.db.tables import payment_intents as pi
+from shared.db.uow import UnitOfWork
 from shared.domain.intent import Stage, Status
 
 
@@ -21,14 +22,14 @@ class StageResult:
     settle_now: list[str] = field(default_factory=list)
 
 
-def claim(conn: Connection, ids, stage: Stage):
+def claim(uow: UnitOfWork, ids, stage: Stage):
     """Lock the intents still at ``stage``; a duplicate delivery gets none.
 
     Rows are locked in id order, so two batches sharing intents cannot
     deadlock; a concurrent duplicate waits here, then sees the stage moved on
     (READ COMMITTED re-checks the WHERE on the new row version) and skips.
     """
-    return conn.execute(
+    return uow.conn.execute(
         select(pi)
         .where(pi.c.id.in_(list(ids)), pi.c.status == Status.PROCESSING, pi.c.stage == stage)
         .order_by(pi.c.id)
@@ -36,13 +37,13 @@ def claim(conn: Connection, ids, stage: Stage):
     ).all()
 
 
-def advance(conn: Connection, ids, to: Stage, per_row: dict[str, dict] | None = None, **values):
+def advance(uow: UnitOfWork, ids, to: Stage, per_row: dict[str, dict] | None = None, **values):
     """Move claimed intents to stage ``to``; ``per_row`` sets columns per intent."""
     if not ids:
         return
     common = {"stage": to.value, **values}
     if not per_row:
-        conn.execute(
+        uow.conn.execute(
             pi.update()
             .where(pi.c.id.in_(list(ids)))
             .values(**common, updated_at=func.now(), stage_changed_at=func.now())
@@ -51,7 +52,7 @@ def advance(conn: Connection, ids, to: Stage, per_row: dict[str, dict] | None = 
     # One executemany: with executemany_mode="values_plus_batch" (engine.py)
     # psycopg2 sends it in pages, not one round trip per row.
     columns = sorted(next(iter(per_row.values())))
-    conn.execute(
+    uow.conn.execute(
         pi.update()
         .where(pi.c.id == bindparam("_id"))
         .values(
@@ -64,6 +65,6 @@ def advance(conn: Connection, ids, to: Stage, per_row: dict[str, dict] | None = 
     )
 
 
-def now(conn: Connection):
+def now(uow: UnitOfWork):
     """The database's clock (one clock for every process)."""
-    return conn.execute(text("SELECT now()")).scalar_one()
+    return uow.conn.execute(text("SELECT now()")).scalar_one()

@@ -2,32 +2,33 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, select
+from sqlalchemy import select
 
 from shared.db.tables import merchants
+from shared.db.uow import UnitOfWork
 from shared.domain.fees import compute_fee, plan_from_json
 from shared.domain.intent import Stage
 from shared.services.stages.common import StageResult, advance, claim
 
 
-def run(conn: Connection, ids) -> StageResult:
-    rows = claim(conn, ids, Stage.RISK_SCORED)
+def run(uow: UnitOfWork, ids) -> StageResult:
+    rows = claim(uow, ids, Stage.RISK_SCORED)
     result = StageResult()
     if not rows:
         return result
-    plans = merchant_fee_plans(conn, {r.merchant_id for r in rows})
+    plans = merchant_fee_plans(uow, {r.merchant_id for r in rows})
     fees = {
         r.id: {"fee_amount": compute_fee(r.amount, r.currency, r.priority, plans[r.merchant_id])}
         for r in rows
     }
-    advance(conn, list(fees), Stage.FEE_COMPUTED, per_row=fees)
+    advance(uow, list(fees), Stage.FEE_COMPUTED, per_row=fees)
     result.advanced = list(fees)
     return result
 
 
-def merchant_fee_plans(conn: Connection, merchant_ids):
+def merchant_fee_plans(uow: UnitOfWork, merchant_ids):
     """Fee plan per merchant (the default plan where none is set)."""
-    rows = conn.execute(
+    rows = uow.conn.execute(
         select(merchants.c.id, merchants.c.fee_plan).where(merchants.c.id.in_(list(merchant_ids)))
     )
     return {m.id: plan_from_json(m.fee_plan) for m in rows}

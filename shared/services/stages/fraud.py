@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 
 from shared.db.tables import payment_intents as pi
+from shared.db.uow import UnitOfWork
 from shared.domain import fraud
 from shared.domain.intent import FailureCode, Stage
 from shared.observability import metrics
@@ -14,23 +15,23 @@ from shared.services import outcomes
 from shared.services.stages.common import StageResult, advance, claim, now
 
 
-def run(conn: Connection, ids, *, fraud_fingerprints: frozenset[str], default_threshold: int):
-    rows = claim(conn, ids, Stage.LIMITS_CHECKED)
+def run(uow: UnitOfWork, ids, *, fraud_fingerprints: frozenset[str], default_threshold: int):
+    rows = claim(uow, ids, Stage.LIMITS_CHECKED)
     result = StageResult()
     if not rows:
         return result
-    t = now(conn)
+    t = now(uow)
     fps = sorted({r.card_fingerprint for r in rows if r.card_fingerprint})
     ips = sorted({r.client_ip for r in rows if r.client_ip})
     since = t - timedelta(seconds=fraud.VELOCITY_WINDOW_S)
     # +2: the window includes the intent being scored, and "more than N" needs N+1
-    velocity = _counts(conn, "card_fingerprint", fps, since, fraud.CARD_VELOCITY_EXTREME + 2)
-    ip_velocity = _counts(conn, "client_ip", ips, since, fraud.IP_VELOCITY_HIGH + 2)
-    declines = _declines(conn, fps, t - timedelta(seconds=fraud.DECLINE_WINDOW_S))
-    payer = _payer_history(conn, rows)
-    merchant_avg = _merchant_history(conn, rows)
-    blocked = _blocklisted(conn, rows)
-    thresholds = _thresholds(conn, rows, default_threshold)
+    velocity = _counts(uow, "card_fingerprint", fps, since, fraud.CARD_VELOCITY_EXTREME + 2)
+    ip_velocity = _counts(uow, "client_ip", ips, since, fraud.IP_VELOCITY_HIGH + 2)
+    declines = _declines(uow, fps, t - timedelta(seconds=fraud.DECLINE_WINDOW_S))
+    payer = _payer_history(uow, rows)
+    merchant_avg = _merchant_history(uow, rows)
+    blocked = _blocklisted(uow, rows)
+    thresholds = _thresholds(uow, rows, default_threshold)
     scored, to_block = {}, []
     for r in rows:
         count, avg = payer.get((r.payer_key, r.currency), (0, None))
@@ -51,21 +52,21 @@ def run(conn: Connection, ids, *, fraud_fingerprints: frozenset[str], default_th
         )
         values = {"risk_score": assessment.score, "risk_reasons": assessment.to_json()}
         block = fraud.decide(assessment, thresholds[r.merchant_id])
-        metrics.fraud_scored(conn, assessment.score, block)
+        metrics.fraud_scored(uow, assessment.score, block)
         if block:
             to_block.append((r, values))
         else:
             scored[r.id] = values
-    advance(conn, list(scored), Stage.RISK_SCORED, per_row=scored)
+    advance(uow, list(scored), Stage.RISK_SCORED, per_row=scored)
     for r, values in to_block:
-        conn.execute(pi.update().where(pi.c.id == r.id).values(**values))
-    outcomes.fail(conn, [r for r, _ in to_block], FailureCode.FRAUD_SUSPECTED)
+        uow.conn.execute(pi.update().where(pi.c.id == r.id).values(**values))
+    outcomes.fail(uow, [r for r, _ in to_block], FailureCode.FRAUD_SUSPECTED)
     result.advanced = list(scored)
     result.failed = [r.id for r, _ in to_block]
     return result
 
 
-def _counts(conn: Connection, column: str, values: list[str], since, cap: int) -> dict[str, int]:
+def _counts(uow: UnitOfWork, column: str, values: list[str], since, cap: int) -> dict[str, int]:
     """Recent intents per value, counted up to ``cap`` only.
 
     The rules only ask "more than N?", so each count stops at N+1 rows: a
@@ -73,7 +74,7 @@ def _counts(conn: Connection, column: str, values: list[str], since, cap: int) -
     """
     if not values:
         return {}
-    rows = conn.execute(
+    rows = uow.conn.execute(
         text(
             f"SELECT v, (SELECT count(*) FROM (SELECT 1 FROM payment_intents"
             f" WHERE {column} = v AND created_at > :since LIMIT :cap) AS recent)"
@@ -84,10 +85,10 @@ def _counts(conn: Connection, column: str, values: list[str], since, cap: int) -
     return dict(rows.all())
 
 
-def _declines(conn: Connection, fps: list[str], since) -> dict[str, int]:
+def _declines(uow: UnitOfWork, fps: list[str], since) -> dict[str, int]:
     if not fps:
         return {}
-    rows = conn.execute(
+    rows = uow.conn.execute(
         text(
             "SELECT card_fingerprint, count(*) FROM payment_intents"
             " WHERE card_fingerprint = ANY(:v) AND created_at > :since AND status = 'failed'"
@@ -99,9 +100,9 @@ def _declines(conn: Connection, fps: list[str], since) -> dict[str, int]:
     return dict(rows.all())
 
 
-def _payer_history(conn: Connection, rows) -> dict[tuple[str, str], tuple[int, int | None]]:
+def _payer_history(uow: UnitOfWork, rows) -> dict[tuple[str, str], tuple[int, int | None]]:
     keys = sorted({r.payer_key for r in rows})
-    found = conn.execute(
+    found = uow.conn.execute(
         text(
             "SELECT payer_key, currency, count(*), round(avg(amount)) FROM payment_intents"
             " WHERE payer_key = ANY(:k) AND status = 'succeeded' GROUP BY 1, 2"
@@ -111,12 +112,12 @@ def _payer_history(conn: Connection, rows) -> dict[tuple[str, str], tuple[int, i
     return {(k, c): (n, int(avg) if avg is not None else None) for k, c, n, avg in found}
 
 
-def _merchant_history(conn: Connection, rows) -> dict[tuple[str, str], int]:
+def _merchant_history(uow: UnitOfWork, rows) -> dict[tuple[str, str], int]:
     # The mean of the merchant's last 500 successes: recent enough to follow
     # the business, bounded so it costs the same at a million intents.
     out = {}
     for merchant_id, cur in sorted({(r.merchant_id, r.currency) for r in rows}):
-        avg = conn.execute(
+        avg = uow.conn.execute(
             text(
                 "SELECT round(avg(amount)) FROM (SELECT amount FROM payment_intents"
                 " WHERE merchant_id = :m AND currency = :c AND status = 'succeeded'"
@@ -129,7 +130,7 @@ def _merchant_history(conn: Connection, rows) -> dict[tuple[str, str], int]:
     return out
 
 
-def _blocklisted(conn: Connection, rows) -> dict[str, list[str]]:
+def _blocklisted(uow: UnitOfWork, rows) -> dict[str, list[str]]:
     wanted = {}
     for r in rows:
         for kind, value in (
@@ -142,7 +143,7 @@ def _blocklisted(conn: Connection, rows) -> dict[str, list[str]]:
                 wanted.setdefault((kind, value), []).append(r.id)
     if not wanted:
         return {}
-    found = conn.execute(
+    found = uow.conn.execute(
         text("SELECT kind, value FROM blocklist WHERE value = ANY(:v)"),
         {"v": sorted({v for _, v in wanted})},
     )
@@ -153,9 +154,9 @@ def _blocklisted(conn: Connection, rows) -> dict[str, list[str]]:
     return out
 
 
-def _thresholds(conn: Connection, rows, default: int) -> dict[str, int]:
+def _thresholds(uow: UnitOfWork, rows, default: int) -> dict[str, int]:
     ids = sorted({r.merchant_id for r in rows})
-    found = conn.execute(
+    found = uow.conn.execute(
         text("SELECT id, fraud_block_threshold FROM merchants WHERE id = ANY(:ids)"),
         {"ids": ids},
     )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, select, text
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from shared.db.tables import limit_counters, merchant_limits
+from shared.db.uow import UnitOfWork
 from shared.domain.intent import FailureCode, Stage
 from shared.domain.limits import LimitRequest, Limits, allocate, counter_keys, default_limits
 from shared.money import currency
@@ -13,13 +14,13 @@ from shared.services import outcomes
 from shared.services.stages.common import StageResult, advance, claim, now
 
 
-def run(conn: Connection, ids) -> StageResult:
-    rows = claim(conn, ids, Stage.RECEIVED)
+def run(uow: UnitOfWork, ids) -> StageResult:
+    rows = claim(uow, ids, Stage.RECEIVED)
     result = StageResult()
     if not rows:
         return result
-    today = now(conn).date()
-    configured = _configured_limits(conn, rows)
+    today = now(uow).date()
+    configured = _configured_limits(uow, rows)
     requests = [
         LimitRequest(
             intent_id=r.id,
@@ -30,7 +31,7 @@ def run(conn: Connection, ids) -> StageResult:
         )
         for r in rows
     ]
-    used = _lock_counters(conn, sorted({k for req in requests for k in req.keys}))
+    used = _lock_counters(uow, sorted({k for req in requests for k in req.keys}))
     decisions = allocate(requests, used)
     by_id = {r.id: r for r in rows}
     accepted = [d.intent_id for d in decisions if d.accepted]
@@ -40,16 +41,16 @@ def run(conn: Connection, ids) -> StageResult:
         if req.intent_id in accepted:
             for key in req.keys:
                 deltas[key] = deltas.get(key, 0) + req.amount
-    _add_to_counters(conn, deltas)
-    advance(conn, accepted, Stage.LIMITS_CHECKED, limit_day=today)
+    _add_to_counters(uow, deltas)
+    advance(uow, accepted, Stage.LIMITS_CHECKED, limit_day=today)
     if accepted:
-        conn.execute(
+        uow.conn.execute(
             text("UPDATE payment_intents SET limit_reserved = amount WHERE id = ANY(:ids)"),
             {"ids": accepted},
         )
     for d in refused:
         outcomes.fail(
-            conn,
+            uow,
             [by_id[d.intent_id]],
             FailureCode.LIMIT_EXCEEDED,
             f"The payment exceeds the {d.reason} limit.",
@@ -73,9 +74,9 @@ def _limits(configured, row, scope: str) -> Limits:
     )
 
 
-def _configured_limits(conn: Connection, rows) -> dict[tuple[str, str, str], Limits]:
+def _configured_limits(uow: UnitOfWork, rows) -> dict[tuple[str, str, str], Limits]:
     merchants = sorted({r.merchant_id for r in rows})
-    found = conn.execute(
+    found = uow.conn.execute(
         select(merchant_limits).where(merchant_limits.c.merchant_id.in_(merchants))
     )
     return {
@@ -84,15 +85,15 @@ def _configured_limits(conn: Connection, rows) -> dict[tuple[str, str, str], Lim
     }
 
 
-def _lock_counters(conn: Connection, keys: list[str]) -> dict[str, int]:
+def _lock_counters(uow: UnitOfWork, keys: list[str]) -> dict[str, int]:
     # Create missing rows, then lock all of them in key order: every batch
     # takes its counters in the same order, so batches queue, never deadlock.
-    conn.execute(
+    uow.conn.execute(
         pg_insert(limit_counters)
         .values([{"key": k, "used": 0} for k in keys])
         .on_conflict_do_nothing(index_elements=["key"])
     )
-    rows = conn.execute(
+    rows = uow.conn.execute(
         select(limit_counters.c.key, limit_counters.c.used)
         .where(limit_counters.c.key.in_(keys))
         .order_by(limit_counters.c.key)
@@ -101,7 +102,7 @@ def _lock_counters(conn: Connection, keys: list[str]) -> dict[str, int]:
     return {k: used for k, used in rows}
 
 
-def _add_to_counters(conn: Connection, deltas: dict[str, int]) -> None:
+def _add_to_counters(uow: UnitOfWork, deltas: dict[str, int]) -> None:
     if not deltas:
         return
     params = {}
@@ -109,7 +110,7 @@ def _add_to_counters(conn: Connection, deltas: dict[str, int]) -> None:
     for i, (key, delta) in enumerate(sorted(deltas.items())):
         params[f"k{i}"], params[f"d{i}"] = key, delta
         values.append(f"(:k{i}, CAST(:d{i} AS numeric))")
-    conn.execute(
+    uow.conn.execute(
         text(
             "UPDATE limit_counters AS c SET used = c.used + v.delta"
             f" FROM (VALUES {', '.join(values)}) AS v(key, delta) WHERE c.key = v.key"

@@ -7,14 +7,15 @@ hands it out in batches (``due`` then ``settle``).
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, select, tuple_
+from sqlalchemy import select, tuple_
 
 from shared.db.tables import payment_intents as pi
+from shared.db.uow import UnitOfWork
 from shared.domain.intent import Status
 from shared.services import settlements
 
 
-def settle(conn: Connection, ids, priority: str | None = None, skip_locked=False) -> list[str]:
+def settle(uow: UnitOfWork, ids, priority: str | None = None, skip_locked=False) -> list[str]:
     """Settle succeeded, unsettled intents among ``ids``; return those settled.
 
     Compare-and-set on ``settlement_status`` under a row lock: a duplicate
@@ -34,12 +35,12 @@ def settle(conn: Connection, ids, priority: str | None = None, skip_locked=False
     )
     if priority:
         query = query.where(pi.c.priority == priority)
-    rows = conn.execute(query).all()
-    settlements.pay_out(conn, rows)
+    rows = uow.conn.execute(query).all()
+    settlements.pay_out(uow, rows)
     return [r.id for r in rows]
 
 
-def due(conn: Connection, priority: str, after=None, limit: int = 10_000) -> list[tuple]:
+def due(uow: UnitOfWork, priority: str, after=None, limit: int = 10_000) -> list[tuple]:
     """Unsettled succeeded intents of a priority as (merchant, currency, id), in that order.
 
     Ordered so each batch holds few merchants (few settlement objects); the
@@ -53,5 +54,7 @@ def due(conn: Connection, priority: str, after=None, limit: int = 10_000) -> lis
     )
     if after:
         query = query.where(key > tuple_(*after))
-    rows = conn.execute(query.order_by(pi.c.merchant_id, pi.c.currency, pi.c.id).limit(limit)).all()
+    rows = uow.conn.execute(
+        query.order_by(pi.c.merchant_id, pi.c.currency, pi.c.id).limit(limit)
+    ).all()
     return [tuple(r) for r in rows]
