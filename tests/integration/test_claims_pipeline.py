@@ -170,9 +170,9 @@ def test_a_connection_killed_mid_stage_is_retried_never_failed(
 def test_hold_expiry_skips_a_row_that_a_capture_holds(
     worker, make_merchant, submit, engine, books_balance
 ):
-    from shared.services import maintenance as jobs
     from shared.db.uow import UnitOfWork
     from shared.services import intents
+    from shared.services import maintenance as jobs
     from workers.dispatch import dispatch
 
     merchant = make_merchant()["merchant_id"]

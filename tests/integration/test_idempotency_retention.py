@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from intake.app import create_app
-from shared.services import maintenance as jobs
 from shared.config import Settings
 from shared.db.tables import idempotency_keys, payment_intents
 from shared.db.uow import UnitOfWork
+from shared.services import maintenance as jobs
 from shared.services.merchants import create_merchant
 from tests.support.units import bound
 
@@ -42,7 +42,9 @@ def low_retention(monkeypatch, database) -> Settings:
 
 @pytest.fixture
 def client(low_retention, engine, vault):
-    app = create_app(low_retention, engine=engine, dispatch=lambda step, ids, countdown=None: None, vault=vault)
+    app = create_app(
+        low_retention, engine=engine, dispatch=lambda step, ids, countdown=None: None, vault=vault
+    )
     return falcon.testing.TestClient(app)
 
 

@@ -40,7 +40,6 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import select, text
 
-from shared.services import maintenance as jobs
 from shared.connectors.base import AuthResult
 from shared.connectors.sandbox import SandboxAcquirer
 from shared.db.tables import ledger_accounts, ledger_transfers, limit_counters, wallets
@@ -51,6 +50,7 @@ from shared.domain.limits import counter_keys
 from shared.domain.refunds import CreateRefund
 from shared.domain.validation import ValidationError, validate_create
 from shared.services import intents, ledger, merchants, refunds
+from shared.services import maintenance as jobs
 from shared.services.errors import InvalidState
 from shared.services.reconcile import day_discrepancies, discrepancies
 from shared.services.stages import authorize, fees, fraud, limits, settlement
