@@ -28,13 +28,15 @@ help:
 	@echo "make services  make sure Postgres and Redis are up (starts local ones in var/)"
 	@echo "make migrate   create the database and apply migrations"
 	@echo "make run       run API, workers, beat and Flower in the foreground (PORT=$(PORT))"
-	@echo "make test      ruff + pytest (TEST_ARGS='-k foo -x' to pass pytest arguments)"
+	@echo "make test      ruff + pytest (TEST_ARGS='-k foo -x' to pass pytest arguments);"
+	@echo "               pytest includes the import contracts (tests/unit/test_architecture.py)"
 	@echo "make chaos     full chaos run: every fault kind, seeded (CHAOS_SEED replays), ~10 min"
 	@echo "make bench     load benchmark (tests.load.bench)"
 	@echo "make bench-report  daily report time for 100,000 intents (tests.load.report_bench)"
 	@echo "make mutation  mutation score of shared/domain (tests/unit) and shared/services/stages"
 	@echo "               (MUTATION_PASSES='domain' for one pass; CPU heavy, runs at nice 15)"
-	@echo "make lint      ruff check + ruff format --check;  make fmt  to reformat"
+	@echo "make lint      ruff check + ruff format --check + lint-imports (import contracts in"
+	@echo "               pyproject.toml);  make fmt  to reformat"
 	@echo "make clean     remove runtime files in var/ (keeps .venv)"
 
 venv: $(STAMP)
@@ -93,6 +95,7 @@ mutation: venv services
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 fmt: venv
 	$(BIN)/ruff check --fix .
@@ -103,4 +106,4 @@ fmt: venv
 clean:
 	rm -rf var/celerybeat-schedule* var/run/*.pid bench-results*.json
 	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
-	rm -rf .pytest_cache .ruff_cache
+	rm -rf .pytest_cache .ruff_cache .import_linter_cache
