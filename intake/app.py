@@ -17,11 +17,11 @@ from shared.security.vault import Vault
 from shared.services.errors import ServiceError
 
 
-def _celery_dispatch(step: str, ids: list[str]) -> None:
+def _celery_dispatch(step: str, ids: list[str], countdown: float | None = None) -> None:
     # Imported on first use: building the app (tests, /health) needs no broker.
-    from workers.dispatch import dispatch
+    from workers.celery_app import publish
 
-    dispatch(step, ids)
+    publish(step, ids, countdown)
 
 
 def _redis_client(url: str):

@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily
 
 from shared.observability import metrics, queues
+from workers.topology import QUEUES
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,6 @@ class QueueDepth:
 
     def collect(self):
         if self._queues is None:
-            from workers.celery_app import QUEUES  # the Celery app only when scraped
-
             self._queues = QUEUES
         family = GaugeMetricFamily(
             "clearhouse_queue_depth", "Messages waiting in each Celery queue", labels=["queue"]

@@ -1,122 +1,133 @@
-"""The project's task decorator and the batch runner every stage uses."""
+"""The task base: every clearhouse task runs in one unit of work, committed.
+
+``Task`` opens a unit of work, calls the body with it, commits, and only
+then are the body's messages published (``uow.enqueue``) and its hooks run
+(``uow.on_commit``). A transient error (``shared.db.faults``) is retried
+with one backoff policy; any other error fails the task.
+
+``BatchTask`` is the same base plus gathering (celery-batches): messages
+carrying lists of ids are flushed together at ``batch_max`` ids or every
+``batch_interval_ms``, and a stage's batch runs through
+``shared.services.batches.run_isolated``, so an intent that breaks its
+batch is isolated and failed alone. Bodies are declared with ``task`` and
+``stage`` (one place for the options, so no typos).
+"""
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
 
-from shared.config import get_settings
-from shared.db.faults import TRANSIENT, is_transient
-from shared.domain.intent import FailureCode, Status
-from shared.services import outcomes
-from shared.services.stages.common import StageResult
-from workers import runtime
+import celery
+
+from shared.db.faults import is_transient
+from shared.db.uow import run
+from shared.services.batches import run_isolated
 from workers.batches import ReconnectSafeBatches
 from workers.celery_app import app
-from workers.dispatch import dispatch
+from workers.runtime import Runtime
 
 log = logging.getLogger(__name__)
-settings = get_settings()
+
+MAX_RETRIES = 5
 
 
-def stage_task(name: str, **options):
-    """Declare a task with the project's defaults (one place, so no option typos)."""
-    defaults = dict(
-        name=name,
-        bind=True,
-        acks_late=True,
-        autoretry_for=TRANSIENT,
-        retry_backoff=1,
-        retry_backoff_max=30,
-        retry_jitter=True,
-        max_retries=5,
-    )
-    return app.task(**{**defaults, **options})
+def retry_delay(retries: int) -> float:
+    """The one backoff policy: 1, 2, 4 ... 30 s, with full jitter above half."""
+    base = min(30.0, 2.0**retries)
+    return base * (0.5 + random.random() / 2)
 
 
-def run_batch(step: Callable, ids: list[str]) -> StageResult:
-    """Run ``step(conn, ids)`` in one transaction; isolate intents that break it.
+class Task(celery.Task):
+    abstract = True
+    # Bodies take the unit of work first, which callers never pass: Celery's
+    # argument check against the signature would refuse every call.
+    typing = False
+    acks_late = True
+    max_retries = MAX_RETRIES
+    uow_kind = "worker"
 
-    A transient error propagates (the task retries the whole batch). Any
-    other error re-runs each intent on its own so the healthy ones go on, and
-    an intent that still fails alone is failed with ``processing_error``
-    rather than blocking its batch or being re-driven forever.
-    """
-    try:
-        return _once(step, ids)
-    except Exception as exc:
-        if is_transient(exc):
-            raise
-        if len(ids) == 1:
-            log.exception("intent %s failed in %s; failing it", ids[0], step.__name__)
-            _fail_broken(ids[0])
-            return StageResult(failed=list(ids))
-        log.warning("batch of %d failed in %s; isolating", len(ids), step.__name__, exc_info=True)
-    merged = StageResult()
-    for intent_id in ids:
-        one = run_batch(step, [intent_id])
-        for field in ("advanced", "failed", "retry", "settle_now"):
-            getattr(merged, field).extend(getattr(one, field))
-    return merged
+    @property
+    def runtime(self) -> Runtime:
+        return self.app.runtime
 
+    @property
+    def settings(self):
+        return self.runtime.settings
 
-def _once(step: Callable, ids: list[str]) -> StageResult:
-    with runtime.uow() as uow:
-        result = step(uow, ids)
-        uow.commit()
-    return result
+    def __call__(self, *args, **kwargs):
+        try:
+            with self.runtime.uow(self.uow_kind) as uow:
+                result = self.run(uow, *args, **kwargs)
+                uow.commit()
+            return result
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            raise self.retry(exc=exc, countdown=retry_delay(self.request.retries)) from exc
 
 
-def _fail_broken(intent_id: str) -> None:
-    from shared.db.tables import payment_intents as pi
+class BatchTask(ReconnectSafeBatches, Task):
+    """A stage: its messages gathered into batches of intent ids."""
 
-    with runtime.uow() as uow:
-        row = uow.conn.execute(
-            pi.select()
-            .where(pi.c.id == intent_id, pi.c.status == Status.PROCESSING)
-            .with_for_update()
-        ).first()
-        if row is not None:
-            outcomes.fail(uow, [row], FailureCode.PROCESSING_ERROR)
-        uow.commit()
+    abstract = True
+    # The step whose queue the ids come from (to put them back on a transient
+    # error), and the step the advanced intents go on to (None: the body says).
+    step: str = ""
+    then: str | None = None
+    # False: the batch runs in one unit of work, without isolating intents
+    # (its ids are not intents: webhook deliveries).
+    isolate: bool = True
+    # True: the body ``body(self, ids)`` opens its own units of work
+    # (authorize's three, around the acquirer's call).
+    flow: bool = False
 
+    @property
+    def flush_every(self) -> int:
+        return self.settings.batch_max
 
-def batch_task(name: str, step: str):
-    """Declare a stage task that gathers its messages (lists of ids) into batches.
+    @property
+    def flush_interval(self) -> float:
+        return self.settings.batch_interval_ms / 1000
 
-    celery-batches flushes at ``batch_max`` ids or every ``batch_interval_ms``:
-    light load sees batches of one within milliseconds, heavy load amortizes
-    one transaction and one onward message over many intents. Messages are
-    acked after the flush (acks_late). Batches has no autoretry, so transient
-    errors put the ids back on the queue themselves (re-drive is the backstop).
-    """
+    def __call__(self, requests):
+        ids = list(dict.fromkeys(i for r in requests for i in r.args[0]))
+        try:
+            if self.flow:
+                return self.run(ids)
+            if self.isolate:
+                return run_isolated(self._new_uow, self._body, ids, self.then)
+            return run(self._new_uow, self._body, ids)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self._put_back(ids, exc)
 
-    def decorate(handle):
-        @app.task(
-            base=ReconnectSafeBatches,
-            name=name,
-            acks_late=True,
-            flush_every=settings.batch_max,
-            flush_interval=settings.batch_interval_ms / 1000,
+    def _new_uow(self):
+        return self.runtime.uow(self.uow_kind)
+
+    def _body(self, uow, ids):
+        return self.run(uow, ids)
+
+    def _put_back(self, ids: list[str], exc: Exception) -> None:
+        # Batches has no retry of its own: the ids go back on the queue.
+        log.warning(
+            "%s: transient error (%s); retrying %d ids", self.name, type(exc).__name__, len(ids)
         )
-        def task(requests):
-            ids = list(dict.fromkeys(i for r in requests for i in r.args[0]))
-            try:
-                handle(ids)
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                log.warning(
-                    "%s: transient error (%s); retrying %d ids", name, type(exc).__name__, len(ids)
-                )
-                try:
-                    dispatch(step, ids, countdown=1 + random.random())
-                except Exception as again:
-                    # The broker is away too: the intents are safe in Postgres
-                    # and the scheduler's re-drive sends them again.
-                    log.warning("%s: could not re-enqueue (%s); re-drive will", name, again)
+        try:
+            self.runtime.publish(self.step, ids, countdown=retry_delay(0))
+        except Exception as again:
+            # The broker is away too: the intents are safe in Postgres and
+            # the scheduler's re-drive sends them again.
+            log.warning("%s: could not re-enqueue (%s); re-drive will", self.name, again)
 
-        return task
 
-    return decorate
+def task(name: str, **options):
+    """Declare a task ``body(self, uow, *args)`` with the project's defaults."""
+    return app.task(name=name, base=Task, bind=True, **options)
+
+
+def stage(name: str, step: str, then: str | None = None, *, isolate=True, flow=False):
+    """Declare a batch stage ``body(self, uow, ids) -> StageResult`` (flow: ``body(self, ids)``)."""
+    options = dict(step=step, then=then, isolate=isolate, flow=flow)
+    return app.task(name=name, base=BatchTask, bind=True, **options)

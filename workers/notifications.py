@@ -2,7 +2,7 @@
 
 The batch task only claims and prepares its deliveries, then hands them to
 sender threads and returns. Each send has a hard deadline, at most
-``MERCHANT_CONCURRENCY`` of a merchant's sends are in flight at once, and a
+``WEBHOOK_MERCHANT_CONCURRENCY`` of a merchant's sends are in flight at once, and a
 recorder thread stores the outcomes. So a slow receiver holds neither the
 task (and with it every other merchant's next batch) nor every sender thread.
 """
@@ -10,6 +10,7 @@ task (and with it every other merchant's next batch) nor every sender thread.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import queue
@@ -24,36 +25,38 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from shared.config import get_settings
+from shared.db.faults import is_transient
+from shared.db.uow import run
 from shared.domain import webhooks as W
 from shared.observability import metrics
 from shared.services import webhooks
 from shared.services.webhook_endpoints import resolve
 from shared.services.webhooks import Outcome, Send
-from workers import runtime
-from workers.base import batch_task, is_transient
+from workers.base import stage
+from workers.celery_app import app
 
 log = logging.getLogger(__name__)
-settings = get_settings()
 
 USER_AGENT = "clearhouse-webhooks/1"
 # Sends in flight at once. One pool for the process (not one per task), and
 # one HTTP session per thread, so connections to a receiver are reused.
 SENDERS = 16
-# Sends of one merchant in flight at once (per worker process), so that one
-# slow merchant cannot take every sender thread: well under SENDERS.
-MERCHANT_CONCURRENCY = settings.webhook_merchant_concurrency
 # Tries to store a batch of outcomes when the database is briefly away.
 STORE_TRIES = 3
 _pool = ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix="webhook")
 _local = threading.local()
 
 
+def _settings():
+    # The Celery app's settings, read when used (never at import).
+    return app.runtime.settings
+
+
 def send_budget_s() -> float:
     # requests' timeout is per socket operation, so a receiver that drips its
     # answer could hold a send far longer: at this deadline its socket is
     # shut down and the attempt has failed.
-    return 3 * settings.webhook_timeout_s
+    return 3 * _settings().webhook_timeout_s
 
 
 def wait_max_s() -> float:
@@ -61,7 +64,7 @@ def wait_max_s() -> float:
     # sender thread). A healthy receiver frees a slot in milliseconds; past
     # this the merchant is slow, and the delivery goes back to the
     # dispatcher rather than holding its lease behind that merchant.
-    return settings.webhook_timeout_s
+    return _settings().webhook_timeout_s
 
 
 def lease_s() -> float:
@@ -70,21 +73,14 @@ def lease_s() -> float:
     return wait_max_s() + send_budget_s() + 30
 
 
-@batch_task("clearhouse.deliver_webhooks", "deliver_webhooks")
-def deliver_webhooks(ids: list[str]):
-    # celery-batches gathers the many small messages (one per committed
-    # state change) into batches of up to batch_max deliveries.
-    with runtime.uow() as uow:
-        claimed = webhooks.claim(uow, ids, lease_s())
-        # Deliveries that can never be sent (secret that does not decrypt,
-        # merchant or event gone) are failed here; the others come back.
-        sends = webhooks.prepare(uow, runtime.vault(), claimed)
-        uow.commit()
-    # Returns at once: the sends run and are recorded in the background, so
-    # this worker takes the next batch while a slow receiver still drips.
-    # Should the process die first, the leases run out and the dispatcher
-    # sends again (at least once, as ever).
-    _lanes.start(sends)
+@stage("clearhouse.deliver_webhooks", step="deliver_webhooks", isolate=False)
+def deliver_webhooks(self, uow, ids: list[str]):
+    # celery-batches gathers the many small messages (one per committed state
+    # change) into batches of up to batch_max deliveries. Deliveries that can
+    # never be sent (secret that does not decrypt, merchant or event gone) are
+    # failed here; the others are sent once their lease is committed.
+    sends = webhooks.prepare(uow, self.runtime.vault, webhooks.claim(uow, ids, lease_s()))
+    uow.on_commit(lambda: _lanes().start(sends))
 
 
 class _Lanes:
@@ -105,7 +101,7 @@ class _Lanes:
     def start(self, sends: list[Send]) -> None:
         if not sends:
             return
-        _recorder.ensure_running()
+        _recorder().ensure_running()
         now = time.monotonic()
         ready = []
         with self._lock:
@@ -122,9 +118,9 @@ class _Lanes:
     def _run(self, send: Send, queued_at: float) -> None:
         try:
             if time.monotonic() - queued_at > wait_max_s():
-                _recorder.put(send, None)
+                _recorder().put(send, None)
             else:
-                _recorder.put(send, post(send))
+                _recorder().put(send, post(send))
         finally:
             self._next(send.merchant_id)
 
@@ -168,7 +164,7 @@ class _Recorder:
     def _loop(self) -> None:
         while True:
             items = [self._queue.get()]
-            while len(items) < settings.batch_max:
+            while len(items) < _settings().batch_max:
                 try:
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
@@ -185,17 +181,7 @@ class _Recorder:
         metrics.webhook_attempts([o for _, o in sent])
         for attempt in range(1, STORE_TRIES + 1):
             try:
-                with runtime.uow() as uow:
-                    if sent:
-                        webhooks.record_attempts(
-                            uow,
-                            [s for s, _ in sent],
-                            [o for _, o in sent],
-                            max_age_s=settings.webhook_max_age_s,
-                            scale=settings.webhook_schedule_scale,
-                        )
-                    webhooks.release(uow, unsent)
-                    uow.commit()
+                run(app.runtime.uow, _record, sent, unsent)
                 return
             except Exception as exc:
                 if attempt == STORE_TRIES or not is_transient(exc):
@@ -205,8 +191,16 @@ class _Recorder:
                 time.sleep(attempt)
 
 
-_lanes = _Lanes(MERCHANT_CONCURRENCY)
-_recorder = _Recorder()
+@functools.cache
+def _lanes() -> _Lanes:
+    # Sends of one merchant in flight at once (per worker process), so that
+    # one slow merchant cannot take every sender thread: well under SENDERS.
+    return _Lanes(_settings().webhook_merchant_concurrency)
+
+
+@functools.cache
+def _recorder() -> _Recorder:
+    return _Recorder()
 
 
 # --- the hard deadline of one send ------------------------------------------
@@ -318,7 +312,7 @@ def post(send: Send) -> Outcome:
     """POST one signed event; never raises (every failure is an attempt outcome)."""
     # Checked again at send time: DNS may now point somewhere it did not
     # when the URL was configured (rebinding).
-    ok, reason = W.url_allowed(send.url, settings.webhook_allow_private, resolve)
+    ok, reason = W.url_allowed(send.url, _settings().webhook_allow_private, resolve)
     if not ok:
         return Outcome(error=f"refused: {reason}")
     headers = {
@@ -333,7 +327,7 @@ def post(send: Send) -> Outcome:
                 send.url,
                 data=send.body,
                 headers=headers,
-                timeout=settings.webhook_timeout_s,
+                timeout=_settings().webhook_timeout_s,
                 allow_redirects=False,
                 stream=True,
             )
@@ -355,6 +349,19 @@ def post(send: Send) -> Outcome:
         response_body=text.decode("utf-8", "replace"),
         error=error,
     )
+
+
+def _record(uow, sent: list[tuple[Send, Outcome]], unsent: list[Send]) -> None:
+    settings = app.runtime.settings
+    if sent:
+        webhooks.record_attempts(
+            uow,
+            [s for s, _ in sent],
+            [o for _, o in sent],
+            max_age_s=settings.webhook_max_age_s,
+            scale=settings.webhook_schedule_scale,
+        )
+    webhooks.release(uow, unsent)
 
 
 def _ms(started: float) -> int:

@@ -1,74 +1,41 @@
-"""Pipeline tasks: thin wrappers that run one stage and hand on the survivors."""
+"""Pipeline stages: each runs one use case on a batch and hands on the survivors."""
 
 from __future__ import annotations
 
-import functools
-import logging
-import random
-
-from shared.config import get_settings
-from shared.services.stages import authorize, fees, fraud, limits, settlement
-from workers import runtime
-from workers.base import batch_task, run_batch
-from workers.dispatch import dispatch
-
-log = logging.getLogger(__name__)
-settings = get_settings()
+from shared.services import authorization
+from shared.services.stages import fees, fraud, limits, settlement
+from shared.services.stages.common import StageResult
+from workers.base import stage, task
 
 
-@batch_task("clearhouse.limits", "limits")
-def check_limits(ids):
-    dispatch("fraud", run_batch(limits.run, ids).advanced)
+@stage("clearhouse.limits", step="limits", then="fraud")
+def check_limits(self, uow, ids):
+    return limits.run(uow, ids)
 
 
-@batch_task("clearhouse.fraud", "fraud")
-def score_risk(ids):
-    step = functools.partial(
-        fraud.run,
-        fraud_fingerprints=runtime.fraud_fingerprints(),
-        default_threshold=settings.fraud_block_threshold,
-    )
-    step.__name__ = "fraud"
-    dispatch("fees", run_batch(step, ids).advanced)
+@stage("clearhouse.fraud", step="fraud", then="fees")
+def score_risk(self, uow, ids):
+    fingerprints, threshold = self.runtime.fraud_fingerprints, self.settings.fraud_block_threshold
+    return fraud.run(uow, ids, fraud_fingerprints=fingerprints, default_threshold=threshold)
 
 
-@batch_task("clearhouse.fees", "fees")
-def compute_fees(ids):
-    dispatch("authorize", run_batch(fees.run, ids).advanced)
+@stage("clearhouse.fees", step="fees", then="authorize")
+def compute_fees(self, uow, ids):
+    return fees.run(uow, ids)
 
 
-@batch_task("clearhouse.authorize", "authorize")
-def authorize_payments(ids):
-    hold = functools.partial(authorize.place_holds, hold_ttl_s=settings.hold_ttl_s)
-    hold.__name__ = "place_holds"
-    ready = run_batch(hold, ids).advanced
-    if not ready:
-        return
-    with runtime.uow() as uow:
-        rows = authorize.held(uow, ready)
-    # Outside any transaction: the acquirer may take its time.
-    answers = authorize.ask_acquirer(rows, runtime.acquirer(), runtime.vault())
-
-    def record(conn, batch):
-        return authorize.apply(
-            conn,
-            {i: answers[i] for i in batch},
-            max_attempts=settings.auth_max_attempts,
-            hold_ttl_s=settings.hold_ttl_s,
-        )
-
-    record.__name__ = "authorize"
-    result = run_batch(record, list(answers))
-    dispatch("settle_instant", result.settle_now)
-    if result.retry:
-        # Transient acquirer errors: try again shortly, with jitter. The
-        # attempt count lives on the intent, so the bound survives redelivery.
-        countdown = settings.auth_retry_base_s * (1 + random.random())
-        dispatch("authorize", result.retry, countdown=countdown)
+@stage("clearhouse.authorize", step="authorize", flow=True)
+def authorize_payments(self, ids):
+    rt, policy = self.runtime, authorization.Policy.from_settings(self.settings)
+    return authorization.authorize_batch(rt.uow, ids, rt.acquirer, rt.vault, policy)
 
 
-@batch_task("clearhouse.settle_instant", "settle_instant")
-def settle_instant(ids):
-    with runtime.uow() as uow:
-        settlement.settle(uow, ids, priority="instant")
-        uow.commit()
+@stage("clearhouse.settle_instant", step="settle_instant")
+def settle_instant(self, uow, ids):
+    return StageResult(advanced=settlement.settle(uow, ids, priority="instant"))
+
+
+@task("clearhouse.settle_window")
+def settle_window(self, uow, ids):
+    # Windows settle on their own queues; an intent a refund holds waits for the next.
+    return len(settlement.settle(uow, ids, skip_locked=True))

@@ -19,6 +19,7 @@ import time
 import psycopg2
 
 from shared.config import Settings, get_settings
+from shared.db import uow
 from shared.db.engine import get_engine
 from shared.db.uow import UnitOfWork
 from shared.observability import context
@@ -30,7 +31,7 @@ log = logging.getLogger("clearhouse.relay")
 POLL_S = 1.0
 
 
-def relay_once(engine, batch_max: int, dispatch, alive=lambda: None) -> int:
+def relay_once(engine, batch_max: int, publish, alive=lambda: None) -> int:
     """Send everything unsent now; return how many intents went (``alive``: each batch)."""
     sent = 0
     while True:
@@ -41,24 +42,27 @@ def relay_once(engine, batch_max: int, dispatch, alive=lambda: None) -> int:
         # commit lost after a publish only duplicates a message, which the
         # stages' compare-and-set ignores; a stage that gets the message
         # first waits on the row lock for this commit.
-        with UnitOfWork(engine, dispatch) as uow:
-            claimed = outbox.claim(uow, batch_max)
-            if claimed:
-                # A lone intent carries its request id into the tasks' logs; a
-                # batch of many requests has no single one to carry.
-                context.clear()
-                if len(claimed) == 1:
-                    context.bind(request_id=claimed[0][1])
-                uow.publish_now("limits", [intent_id for intent_id, _ in claimed])
-            uow.commit()
-        sent += len(claimed)
-        if len(claimed) < batch_max:
+        claimed = uow.run(lambda: UnitOfWork(engine, publish), _relay_batch, batch_max)
+        sent += claimed
+        if claimed < batch_max:
             return sent
+
+
+def _relay_batch(unit: UnitOfWork, batch_max: int) -> int:
+    claimed = outbox.claim(unit, batch_max)
+    if claimed:
+        # A lone intent carries its request id into the tasks' logs; a batch
+        # of many requests has no single one to carry.
+        context.clear()
+        if len(claimed) == 1:
+            context.bind(request_id=claimed[0][1])
+        unit.publish_now("limits", [intent_id for intent_id, _ in claimed])
+    return len(claimed)
 
 
 def run(settings: Settings, stop: threading.Event) -> None:
     """Relay until ``stop`` is set, riding out Postgres and Redis outages."""
-    from workers.dispatch import dispatch
+    from workers.celery_app import publish
 
     engine = get_engine(settings.database_url)
     listener = Listener(engine)
@@ -70,7 +74,7 @@ def run(settings: Settings, stop: threading.Event) -> None:
     while not stop.is_set():
         heartbeat.beat()
         try:
-            relay_once(engine, settings.batch_max, dispatch, heartbeat.beat)
+            relay_once(engine, settings.batch_max, publish, heartbeat.beat)
             if failing:
                 log.warning("relay: passes succeed again")
             failing = False

@@ -1,34 +1,35 @@
-"""Per-process collaborators of the tasks, built once from the settings."""
+"""A worker process's collaborators, built once from the settings by the Celery app."""
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cached_property
 
-from shared.config import get_settings
+from shared.config import Settings
 from shared.connectors.sandbox import FRAUD_TEST_CARDS, SandboxAcquirer
 from shared.db.engine import get_engine
-from shared.db.uow import UnitOfWork
+from shared.db.uow import Publish, UnitOfWork
 from shared.security.vault import Vault
 
 
-def uow(kind: str = "worker") -> UnitOfWork:
-    """A unit of work on this process's engine for ``kind`` (``report``: long scans)."""
-    from workers.dispatch import dispatch
+class Runtime:
+    def __init__(self, settings: Settings, publish: Publish):
+        self.settings = settings
+        self.publish = publish
 
-    return UnitOfWork(get_engine(get_settings().database_url, kind), dispatch)
+    def uow(self, kind: str = "worker") -> UnitOfWork:
+        """A unit of work on this process's engine for ``kind`` (``report``: long scans)."""
+        engine = get_engine(self.settings.database_url, kind, self.settings.db_timeouts(kind))
+        return UnitOfWork(engine, self.publish)
 
+    @cached_property
+    def vault(self) -> Vault:
+        return Vault.from_settings(self.settings)
 
-@cache
-def vault() -> Vault:
-    return Vault.from_settings(get_settings())
+    @cached_property
+    def acquirer(self) -> SandboxAcquirer:
+        return SandboxAcquirer.from_settings(self.settings)
 
-
-@cache
-def acquirer() -> SandboxAcquirer:
-    return SandboxAcquirer.from_settings(get_settings())
-
-
-@cache
-def fraud_fingerprints() -> frozenset[str]:
-    """Fingerprints of the sandbox's fraud test cards (no card is decrypted)."""
-    return frozenset(vault().fingerprint(pan) for pan in FRAUD_TEST_CARDS)
+    @cached_property
+    def fraud_fingerprints(self) -> frozenset[str]:
+        """Fingerprints of the sandbox's fraud test cards (no card is decrypted)."""
+        return frozenset(self.vault.fingerprint(pan) for pan in FRAUD_TEST_CARDS)

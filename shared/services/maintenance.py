@@ -1,20 +1,45 @@
-"""Periodic jobs: re-drive stuck intents, expire holds, prune idempotency keys."""
+"""Periodic jobs: re-drive, expire holds, open settlement windows, send due webhooks, prune."""
 
 from __future__ import annotations
 
 import logging
+from datetime import date
 
 from sqlalchemy import select, text
 
 from shared.db.tables import payment_intents as pi
 from shared.db.uow import UnitOfWork
 from shared.domain import ledger as L
-from shared.domain.intent import Status
-from shared.services import idempotency, outcomes
+from shared.domain.intent import Stage, Status
+from shared.observability import metrics
+from shared.services import idempotency, outcomes, reports, webhooks
+from shared.services.stages import settlement
 from shared.services.stages.common import now
 
 log = logging.getLogger(__name__)
 BATCH = 1000
+# Ids a settlement window lists per run; a bigger backlog goes on in another run.
+SCAN_LIMIT = 10_000
+# Webhook deliveries sent per run; the next run takes the rest.
+DUE_WEBHOOKS_LIMIT = 5000
+# The step that takes an intent waiting at each stage.
+STAGE_STEP = {
+    Stage.RECEIVED: "limits",
+    Stage.LIMITS_CHECKED: "fraud",
+    Stage.RISK_SCORED: "fees",
+    Stage.FEE_COMPUTED: "authorize",
+}
+
+
+def redrive(uow: UnitOfWork, older_than_s: int) -> dict[str, int]:
+    """Send intents that stopped advancing (and lost instant settlements) on again."""
+    stuck = stuck_intents(uow, older_than_s)
+    for stage, ids in stuck.items():
+        log.info("re-driving %d intents stuck at %s", len(ids), stage)
+        uow.enqueue(STAGE_STEP[stage], ids)
+    unsettled = unsettled_instant(uow, older_than_s)
+    uow.enqueue("settle_instant", unsettled)
+    return {"stuck": sum(map(len, stuck.values())), "unsettled": len(unsettled)}
 
 
 def stuck_intents(uow: UnitOfWork, older_than_s: int) -> dict[str, list[str]]:
@@ -62,9 +87,57 @@ def expire_holds(uow: UnitOfWork) -> list[str]:
         .with_for_update(skip_locked=True)
     ).all()
     outcomes.cancel(uow, rows, "expired", L.EXPIRE_PENDING)
+    if rows:
+        log.info("expired %d holds", len(rows))
     return [r.id for r in rows]
+
+
+def open_window(uow: UnitOfWork, priority: str, cursor=None, limit: int = SCAN_LIMIT) -> int:
+    """Send every due intent of ``priority`` to its window's settlement queue in batches.
+
+    Only ids are read here, so a big window is many small settle messages,
+    never one long task; past ``limit`` the scan goes on in a run of its own
+    (``cursor``: a one-item list holding the last key listed).
+    """
+    due = settlement.due(uow, priority, cursor[0] if cursor else None, limit)
+    ids = [intent_id for _, _, intent_id in due]
+    uow.enqueue(f"settle_{priority}", ids)
+    if len(due) == limit:
+        uow.enqueue(f"scan_{priority}", [list(due[-1])])
+    if ids:
+        log.info("%s window: %d intents sent to settle", priority, len(ids))
+    return len(ids)
+
+
+def send_due_webhooks(uow: UnitOfWork) -> int:
+    """Send deliveries whose attempt is due (retries, and first attempts that were lost)."""
+    ids = webhooks.due(uow, DUE_WEBHOOKS_LIMIT)
+    uow.enqueue("deliver_webhooks", ids)
+    if ids:
+        log.info("dispatched %d due webhook deliveries", len(ids))
+    return len(ids)
 
 
 def prune_idempotency_keys(uow: UnitOfWork, retention_h: int) -> int:
     """Delete idempotency keys past the retention (Settings keeps it >= 24 h)."""
     return idempotency.prune(uow, retention_h)
+
+
+def daily_report(uow: UnitOfWork, day: date) -> dict:
+    """Build ``day``'s report, reconcile and seal it; the discrepancy gauge follows the commit."""
+    result = reports.run_daily(uow, day)
+    uow.on_commit(lambda: metrics.reconciliation_discrepancies(result.discrepancy_count))
+    if result.discrepancies:
+        log.error(
+            "daily report %s: %d discrepancies, first: %s",
+            day,
+            result.discrepancy_count,
+            result.discrepancies[0],
+        )
+    return {
+        "date": day.isoformat(),
+        "rows": result.rows,
+        "discrepancies": result.discrepancy_count,
+        "sealed": result.sealed,
+        "duration_ms": result.duration_ms,
+    }

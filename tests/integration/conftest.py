@@ -54,7 +54,7 @@ def submit(engine, vault):
     from shared.db.uow import UnitOfWork
     from shared.domain.validation import validate_create
     from shared.services import intents
-    from workers.dispatch import dispatch
+    from workers.celery_app import publish as dispatch
 
     # An address of the test's own: IP velocity counts only this test's intents.
     test_ip = f.new_ip()

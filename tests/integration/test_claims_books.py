@@ -38,11 +38,11 @@ def _create(conn, vault, merchant_id: str, body: dict) -> str:
 def _to_holds(conn, ids) -> None:
     """limits → fraud → fees → holds placed, in one transaction (no worker needed)."""
     from shared.services.stages import authorize, fees, fraud, limits
-    from workers import runtime
+    from workers.celery_app import app
 
     limits.run(bound(conn), ids)
     fraud.run(
-        bound(conn), ids, fraud_fingerprints=runtime.fraud_fingerprints(), default_threshold=75
+        bound(conn), ids, fraud_fingerprints=app.runtime.fraud_fingerprints, default_threshold=75
     )
     fees.run(bound(conn), ids)
     authorize.place_holds(bound(conn), ids, hold_ttl_s=3600)
@@ -50,9 +50,9 @@ def _to_holds(conn, ids) -> None:
 
 def _authorize(conn, vault, ids) -> None:
     from shared.services.stages import authorize
-    from workers import runtime
+    from workers.celery_app import app
 
-    answers = authorize.ask_acquirer(authorize.held(bound(conn), ids), runtime.acquirer(), vault)
+    answers = authorize.ask_acquirer(authorize.held(bound(conn), ids), app.runtime.acquirer, vault)
     authorize.apply(bound(conn), answers, max_attempts=3, hold_ttl_s=3600)
 
 

@@ -58,12 +58,12 @@ def _drive_in_process(engine, vault, ids):
     """
     from shared.db.uow import UnitOfWork
     from shared.services.stages import authorize, fees, fraud, limits
-    from workers import runtime
+    from workers.celery_app import app
 
     steps = [
         limits.run,
         lambda c, i: fraud.run(
-            c, i, fraud_fingerprints=runtime.fraud_fingerprints(), default_threshold=75
+            c, i, fraud_fingerprints=app.runtime.fraud_fingerprints, default_threshold=75
         ),
         fees.run,
         lambda c, i: authorize.place_holds(c, i, hold_ttl_s=3600),
@@ -73,7 +73,7 @@ def _drive_in_process(engine, vault, ids):
             step(u, ids)
             u.commit()
     with UnitOfWork(engine) as u:
-        answers = authorize.ask_acquirer(authorize.held(u, ids), runtime.acquirer(), vault)
+        answers = authorize.ask_acquirer(authorize.held(u, ids), app.runtime.acquirer, vault)
     with UnitOfWork(engine) as u:  # no dispatcher: the after-commit message is lost
         result = authorize.apply(u, answers, max_attempts=3, hold_ttl_s=3600)
         u.commit()
@@ -83,7 +83,7 @@ def _drive_in_process(engine, vault, ids):
 def test_a_lost_instant_settlement_is_redriven(
     worker, make_merchant, submit, engine, vault, books_balance
 ):
-    from scheduler.tasks import redrive
+    from workers.periodic import redrive
 
     merchant = make_merchant()["merchant_id"]
     rng = random.Random()
@@ -124,7 +124,7 @@ def test_a_lost_instant_settlement_is_redriven(
 def test_a_connection_killed_mid_stage_is_retried_never_failed(
     worker, make_merchant, submit, engine
 ):
-    from workers.dispatch import dispatch
+    from workers.celery_app import publish as dispatch
 
     merchant = make_merchant()["merchant_id"]
     rng = random.Random()
@@ -173,7 +173,7 @@ def test_hold_expiry_skips_a_row_that_a_capture_holds(
     from shared.db.uow import UnitOfWork
     from shared.services import intents
     from shared.services import maintenance as jobs
-    from workers.dispatch import dispatch
+    from workers.celery_app import publish as dispatch
 
     merchant = make_merchant()["merchant_id"]
     rng = random.Random()

@@ -15,7 +15,7 @@ from tests import factories as f
 from tests.conftest import TEST_ENV, free_port, queue_key
 from tests.support import processes
 from tests.support.waiting import drain
-from workers.celery_app import QUEUES
+from workers.topology import QUEUES
 
 N = 12
 PRIORITY_9 = "\x06\x169"  # kombu's list for priority-9 messages of a queue
@@ -178,7 +178,7 @@ def _remove_messages(redis_client, queue: str, task_ids: set) -> int:
 
 def test_worker_metrics_port_serves_multiprocess_registry(worker, redis_client):
     """A task this test sends shows up on the worker's port (from a prefork child's files)."""
-    from workers.dispatch import dispatch
+    from workers.celery_app import publish as dispatch
 
     def runs():
         samples = scrape(f"http://127.0.0.1:{worker.metrics_port}/metrics")

@@ -40,7 +40,7 @@ def _counters(engine, merchant_id):
 
 def _drain(redis_client, timeout=30):
     """Wait until every message sent so far has run: none queued, none delivered but unacked."""
-    from workers.celery_app import QUEUES
+    from workers.topology import QUEUES
 
     drain(redis_client, TEST_ENV["REDIS_KEY_PREFIX"], QUEUES, timeout)
 
@@ -95,7 +95,8 @@ def test_processing_error_is_retried_then_fails_releasing_hold_and_limits(
 def test_duplicate_deliveries_change_nothing(
     worker, make_merchant, submit, engine, redis_client, books_balance
 ):
-    from workers.dispatch import STEPS, dispatch
+    from workers.celery_app import publish as dispatch
+    from workers.topology import STEPS
 
     merchant = make_merchant()["merchant_id"]
     rng = random.Random()
@@ -108,7 +109,7 @@ def test_duplicate_deliveries_change_nothing(
     with engine.connect() as conn:
         rows_before = conn.execute(select(pi).where(pi.c.id.in_(ids)).order_by(pi.c.id)).all()
     steps = ("limits", "fraud", "fees", "authorize", "settle_instant")
-    tasks = [STEPS[step][0] for step in steps]
+    tasks = [STEPS[step].task for step in steps]
     log_start = len(worker.output())
     for _ in range(2):  # every stage's message, delivered again, twice
         for step in steps:
@@ -263,7 +264,8 @@ def test_losing_every_redis_key_loses_no_payment(
 ):
     """Intents whose messages vanished are found in Postgres and re-driven."""
     from shared.services import maintenance as jobs
-    from workers.dispatch import STAGE_STEP, dispatch
+    from shared.services.maintenance import STAGE_STEP
+    from workers.celery_app import publish as dispatch
 
     merchant = make_merchant()["merchant_id"]
     rng = random.Random()
@@ -289,7 +291,7 @@ def test_losing_every_redis_key_loses_no_payment(
 
 
 def test_one_broken_intent_does_not_hold_back_its_batch(worker, make_merchant, submit, engine):
-    from workers.dispatch import dispatch
+    from workers.celery_app import publish as dispatch
 
     merchant = make_merchant()["merchant_id"]
     rng = random.Random()

@@ -216,9 +216,9 @@ def test_only_succeeded_intents_of_the_merchant_can_be_refunded(
 def test_balance_equals_the_ledger_after_captures_settlements_and_refunds(
     worker, make_merchant, submit, engine, books_balance
 ):
-    from scheduler.settlement_tasks import settle_window
     from shared.db.uow import UnitOfWork
     from shared.services.ledger import merchant_balances
+    from workers.pipeline import settle_window
 
     merchant = make_merchant()["merchant_id"]
     instant = [paid(submit, engine, merchant, 1500 + i, priority="instant") for i in range(3)]

@@ -58,7 +58,7 @@ def test_report_figures_equal_the_ledger_and_the_intents(worker, make_merchant, 
     from shared.domain.refunds import validate_create as refund_request
     from shared.services import intents
     from shared.services import refunds as refund_service
-    from workers.dispatch import dispatch
+    from workers.celery_app import publish as dispatch
 
     m = make_merchant()["merchant_id"]
 

@@ -63,7 +63,7 @@ def test_expired_holds_are_voided_by_the_real_scheduler(
     """A 2-second hold: beat's expiry job cancels the intent and frees money and limits."""
     from shared.db.uow import UnitOfWork
     from shared.services.stages import authorize, fees, fraud, limits
-    from workers import runtime
+    from workers.celery_app import app
 
     merchant = make_merchant()["merchant_id"]
     card = f.card_body(f.random_visa(random.Random()), 700, capture_method="manual")
@@ -72,7 +72,7 @@ def test_expired_holds_are_voided_by_the_real_scheduler(
     steps = [
         limits.run,
         lambda c, i: fraud.run(
-            c, i, fraud_fingerprints=runtime.fraud_fingerprints(), default_threshold=75
+            c, i, fraud_fingerprints=app.runtime.fraud_fingerprints, default_threshold=75
         ),
         fees.run,
         lambda c, i: authorize.place_holds(c, i, hold_ttl_s=2),
@@ -82,7 +82,9 @@ def test_expired_holds_are_voided_by_the_real_scheduler(
             step(u, [intent_id])
             u.commit()
     with UnitOfWork(engine) as u:
-        answers = authorize.ask_acquirer(authorize.held(u, [intent_id]), runtime.acquirer(), vault)
+        answers = authorize.ask_acquirer(
+            authorize.held(u, [intent_id]), app.runtime.acquirer, vault
+        )
     with UnitOfWork(engine) as u:
         authorize.apply(u, answers, max_attempts=3, hold_ttl_s=2)
         u.commit()

@@ -95,12 +95,9 @@ def check_settled(engine, rows: dict, priority: str) -> None:
 def test_window_settles_due_intents_into_settlement_objects(
     priority, worker, make_merchant, submit, engine, books_balance
 ):
-    from scheduler import settlement_tasks
+    from workers import periodic
 
-    window = {
-        "standard": settlement_tasks.settle_standard,
-        "economy": settlement_tasks.settle_economy,
-    }
+    window = {"standard": periodic.settle_standard, "economy": periodic.settle_economy}
     other = "economy" if priority == "standard" else "standard"
     merchants = [make_merchant()["merchant_id"] for _ in range(2)]
     ids = [i for m in merchants for i in succeeded(submit, engine, m, priority, 3)]
@@ -158,8 +155,8 @@ def test_instant_settles_while_a_big_economy_backlog_waits(
     In production they are different workers; here one worker stops consuming
     settlement.economy (as if its pool were saturated) and instant still settles.
     """
-    from scheduler.settlement_tasks import settle_economy
     from workers.celery_app import app
+    from workers.periodic import settle_economy
 
     merchant = make_merchant()["merchant_id"]
     economy = succeeded(submit, engine, merchant, "economy", 20)
@@ -192,31 +189,28 @@ def test_instant_settles_while_a_big_economy_backlog_waits(
     books_balance()
 
 
-def test_windows_run_on_maintenance_and_settle_off_the_instant_queue(monkeypatch, engine):
-    from scheduler import settlement_tasks
-    from scheduler.schedule import BEAT_SCHEDULE
+def test_windows_run_on_maintenance_and_settle_off_the_instant_queue(engine, make_merchant, submit):
+    from shared.db.uow import UnitOfWork
+    from shared.services import maintenance
     from workers.celery_app import app
-    from workers.dispatch import STEPS
+    from workers.schedule import beat_schedule
+    from workers.topology import STEPS
 
+    schedule = beat_schedule(app.runtime.settings)
     for entry in ("settle-standard-window", "settle-economy-window"):
-        task = app.tasks[BEAT_SCHEDULE[entry]["task"]]
-        assert task.queue == "maintenance"
-    assert STEPS["settle_instant"][1] == "settlement.instant"
+        route = app.amqp.router.route({}, schedule[entry]["task"])
+        assert route["queue"].name == "maintenance"
+    assert STEPS["settle_instant"].queue == "settlement.instant"
     sent = []
-    monkeypatch.setattr(
-        settlement_tasks.app, "send_task", lambda name, args, queue: sent.append((name, queue))
-    )
-    monkeypatch.setattr(
-        settlement_tasks.settlement,
-        "due",
-        lambda conn, priority, after, limit: [("m", "USD", f"pi_{i}") for i in range(3)],
-    )
-    settlement_tasks.open_window(None, "economy")
-    settlement_tasks.open_window(None, "standard")
-    assert sent == [
-        ("clearhouse.settle_window", "settlement.economy"),
-        ("clearhouse.settle_window", "settlement.standard"),
-    ]
+    merchant = make_merchant()["merchant_id"]
+    succeeded(submit, engine, merchant, "economy", 1)
+    succeeded(submit, engine, merchant, "standard", 1)
+    for priority in ("economy", "standard"):
+        with UnitOfWork(engine, lambda step, ids, countdown=None: sent.append(step)) as uow:
+            maintenance.open_window(uow, priority)
+            uow.commit()
+    assert [STEPS[step].queue for step in sent] == ["settlement.economy", "settlement.standard"]
+    assert {STEPS[step].task for step in sent} == {"clearhouse.settle_window"}
     # The production topology: the instant worker consumes nothing else.
     procfile = (Path(__file__).resolve().parents[2] / "deploy/Procfile").read_text()
     instant = next(line for line in procfile.splitlines() if line.startswith("worker_instant:"))

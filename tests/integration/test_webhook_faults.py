@@ -17,6 +17,7 @@ from celery import Celery
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, insert, select, text, update
 
+from shared.config import Settings
 from shared.db.tables import merchants, webhook_attempts
 from shared.db.tables import webhook_deliveries as wd
 from shared.db.uow import UnitOfWork
@@ -26,7 +27,11 @@ from tests.conftest import TEST_ENV, free_port
 from tests.support import processes
 from tests.support.receiver import Receiver
 from tests.unit.test_webhook_send_deadline import DripServer, wait_until
-from workers.notifications import MERCHANT_CONCURRENCY
+
+# Sends of one merchant in flight at once per worker process (the default setting).
+MERCHANT_CONCURRENCY = int(
+    TEST_ENV.get("WEBHOOK_MERCHANT_CONCURRENCY", Settings.webhook_merchant_concurrency)
+)
 
 pytestmark = pytest.mark.integration
 

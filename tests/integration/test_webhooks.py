@@ -25,7 +25,7 @@ from tests.support import processes
 from tests.support.receiver import Receiver
 from tests.support.units import bound
 from tests.support.waiting import until
-from workers.dispatch import dispatch
+from workers.celery_app import publish as dispatch
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +67,7 @@ def _dispatch_until(predicate, timeout=30):
     At least one pass runs before the first look, so a predicate that is
     already true still has a pass of the dispatcher behind it.
     """
-    from scheduler.webhook_tasks import dispatch_webhooks
+    from workers.periodic import dispatch_webhooks
 
     def passed():
         dispatch_webhooks.apply()
@@ -375,9 +375,10 @@ def test_the_dispatcher_stands_back_only_for_a_full_backlog(worker, hooked, engi
     """A prefetch's worth waiting (any priority list) holds due work back; one less does not."""
     import redis
 
-    from scheduler import webhook_tasks
     from tests.conftest import TEST_ENV
     from tests.support.services import PrivateRedis
+    from workers import periodic
+    from workers.celery_app import app
 
     merchant, receiver = hooked
     marker = _lost_event(engine, merchant["merchant_id"])
@@ -385,15 +386,15 @@ def test_the_dispatcher_stands_back_only_for_a_full_backlog(worker, hooked, engi
     broker.start()
     try:
         client = redis.Redis(port=broker.port)
-        monkeypatch.setattr(webhook_tasks, "_redis", lambda: client)
+        monkeypatch.setattr(periodic, "_redis", lambda url: client)
         queue = TEST_ENV["REDIS_KEY_PREFIX"] + "notifications"
-        full = webhook_tasks.backlog_max()
+        full = periodic.backlog_max(app.runtime.settings)
         client.rpush(queue, *["m"] * (full - 1))
         client.rpush(queue + "\x06\x169", "m")  # a priority list counts too
-        assert webhook_tasks.dispatch_webhooks.apply().get() == 0
+        assert periodic.dispatch_webhooks.apply().get() == 0
         assert _delivery_of(engine, marker).attempts == 0
         client.lpop(queue)
-        assert webhook_tasks.dispatch_webhooks.apply().get() >= 1
+        assert periodic.dispatch_webhooks.apply().get() >= 1
         receiver.wait_for(lambda r: marker in r.ids(), timeout=15)
     finally:
         broker.stop()

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import requests
 
+from workers.topology import QUEUES
+
 ROOT = Path(__file__).resolve().parents[2]
-ALL_QUEUES = (
-    "limits,fraud,fees,authorize,settlement.instant,settlement.standard,"
-    "settlement.economy,notifications,maintenance"
-)
+ALL_QUEUES = ",".join(QUEUES)
 
 
 def _bin(name: str) -> str:

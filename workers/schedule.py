@@ -1,0 +1,42 @@
+"""The beat schedule. Exactly one beat is active: RedBeat holds a lock in Redis."""
+
+from __future__ import annotations
+
+from celery.schedules import crontab
+
+from shared.config import Settings
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict]:
+    """Every periodic job, its task and how often it runs."""
+    economy = settings.settlement_economy_interval_s
+    return {
+        "redrive-stuck-intents": {
+            "task": "clearhouse.scheduler.redrive",
+            "schedule": float(settings.redrive_interval_s),
+        },
+        "expire-holds": {
+            "task": "clearhouse.scheduler.expire_holds",
+            "schedule": float(settings.hold_expiry_interval_s),
+        },
+        "prune-idempotency-keys": {
+            "task": "clearhouse.scheduler.prune_idempotency_keys",
+            "schedule": 3600.0,
+        },
+        "dispatch-due-webhooks": {
+            "task": "clearhouse.scheduler.dispatch_webhooks",
+            "schedule": settings.webhook_dispatch_interval_s,
+        },
+        "settle-standard-window": {
+            "task": "clearhouse.scheduler.settle_standard",
+            "schedule": float(settings.settlement_standard_interval_s),
+        },
+        "settle-economy-window": {
+            "task": "clearhouse.scheduler.settle_economy",
+            "schedule": float(economy) if economy else crontab(hour=0, minute=10),
+        },
+        "daily-report": {
+            "task": "clearhouse.scheduler.daily_report",
+            "schedule": crontab(hour=0, minute=5),
+        },
+    }

@@ -1,0 +1,59 @@
+"""Where every message goes: the one declaration of queues, routes and steps.
+
+A *step* is what the code asks for (``uow.enqueue("fraud", ids)``); it names
+the task that runs it and the queue it waits on. Celery's ``task_routes``,
+the worker queue list and the publisher are all derived from ``STEPS``, so a
+queue name is written here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.domain.intent import Stage
+
+
+@dataclass(frozen=True)
+class Step:
+    task: str
+    queue: str
+
+
+# Beat-driven jobs (re-drive, expiry, windows, reports) run here, off the
+# payment queues, so a long report never delays a payment.
+MAINTENANCE = "maintenance"
+
+STEPS = {
+    # The pipeline: each stage on its own queue, so each can have its own pool.
+    "limits": Step("clearhouse.limits", "limits"),
+    "fraud": Step("clearhouse.fraud", "fraud"),
+    "fees": Step("clearhouse.fees", "fees"),
+    "authorize": Step("clearhouse.authorize", "authorize"),
+    "settle_instant": Step("clearhouse.settle_instant", "settlement.instant"),
+    # One task settles both windows; each window has its own queue, so a big
+    # economy window never waits in front of the standard one.
+    "settle_standard": Step("clearhouse.settle_window", "settlement.standard"),
+    "settle_economy": Step("clearhouse.settle_window", "settlement.economy"),
+    "deliver_webhooks": Step("clearhouse.deliver_webhooks", "notifications"),
+    # A window scan that found more than one run lists goes on in another run.
+    "scan_standard": Step("clearhouse.scheduler.settle_standard", MAINTENANCE),
+    "scan_economy": Step("clearhouse.scheduler.settle_economy", MAINTENANCE),
+}
+
+# The step that takes an intent waiting at each stage (the re-drive uses it).
+STAGE_STEP = {
+    Stage.RECEIVED: "limits",
+    Stage.LIMITS_CHECKED: "fraud",
+    Stage.RISK_SCORED: "fees",
+    Stage.FEE_COMPUTED: "authorize",
+}
+
+QUEUES = tuple(dict.fromkeys([*(s.queue for s in STEPS.values()), MAINTENANCE]))
+
+
+def task_routes() -> dict[str, dict[str, str]]:
+    """Celery's ``task_routes``: each task's default queue (the publisher names it anyway)."""
+    routes = {"clearhouse.scheduler.*": {"queue": MAINTENANCE}}
+    for step in STEPS.values():
+        routes.setdefault(step.task, {"queue": step.queue})
+    return routes
