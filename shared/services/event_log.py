@@ -8,7 +8,6 @@ from shared.db.tables import events, webhook_attempts
 from shared.db.tables import webhook_deliveries as wd
 from shared.db.uow import UnitOfWork
 from shared.services.errors import NotFound
-from shared.services.webhooks import event_json
 
 DELIVERY_STATUSES = ("pending", "succeeded", "failed")
 
@@ -71,39 +70,3 @@ def _page(uow, table: Table, kind: str, merchant_id, where, limit, starting_afte
         query.order_by(table.c.created_at.desc(), table.c.id.desc()).limit(limit + 1)
     ).all()
     return rows[:limit], len(rows) > limit
-
-
-def _ts(value) -> int | None:
-    return None if value is None else int(value.timestamp())
-
-
-def delivery_json(row, attempts=()) -> dict:
-    """A delivery as the API shows it, with its attempt history."""
-    return {
-        "id": row.id,
-        "object": "webhook_delivery",
-        "event_id": row.event_id,
-        "url": row.url,
-        "status": row.status,
-        "attempts": row.attempts,
-        "last_status_code": row.last_status_code,
-        "last_error": row.last_error,
-        "next_attempt_at": _ts(row.next_attempt_at) if row.status == "pending" else None,
-        "created": _ts(row.created_at),
-        "completed_at": _ts(row.completed_at),
-        "attempt_history": [
-            {
-                "attempt": a.attempt,
-                "outcome": a.outcome,
-                "status_code": a.status_code,
-                "latency_ms": a.latency_ms,
-                "error": a.error,
-                "response_body": a.response_body,
-                "created": _ts(a.created_at),
-            }
-            for a in attempts
-        ],
-    }
-
-
-__all__ = ["event_json", "delivery_json", "get_event", "list_events", "list_deliveries"]

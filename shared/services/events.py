@@ -14,6 +14,7 @@ from sqlalchemy import insert, select, text
 from shared.db.tables import events, payment_intents
 from shared.db.uow import UnitOfWork
 from shared.observability import metrics
+from shared.services import views
 
 INTENT_EVENTS = {
     "processing": "payment_intent.processing",
@@ -69,8 +70,6 @@ def emit(uow: UnitOfWork, items: list[tuple[str, str, str, dict]], request_id=No
 
 def emit_intents(uow: UnitOfWork, ids, request_id=None) -> list[str]:
     """An event for each intent's current status (call after changing it)."""
-    from shared.services.intents import to_json  # intents imports this module
-
     ids = list(ids)
     if not ids:
         return []
@@ -78,6 +77,6 @@ def emit_intents(uow: UnitOfWork, ids, request_id=None) -> list[str]:
     metrics.intents_final(uow, rows)
     return emit(
         uow,
-        [(r.merchant_id, INTENT_EVENTS[r.status], r.id, to_json(r)) for r in rows],
+        [(r.merchant_id, INTENT_EVENTS[r.status], r.id, views.intent_json(r)) for r in rows],
         request_id,
     )

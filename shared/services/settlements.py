@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from datetime import UTC
 
 from sqlalchemy import bindparam, func, insert
 
@@ -12,7 +11,7 @@ from shared.db.tables import settlements
 from shared.db.uow import UnitOfWork
 from shared.domain import ledger as L
 from shared.domain.refunds import unsettled_net
-from shared.services import events, ledger
+from shared.services import events, ledger, views
 
 
 def pay_out(uow: UnitOfWork, rows) -> list:
@@ -80,18 +79,7 @@ def pay_out(uow: UnitOfWork, rows) -> list:
         ),
         links,
     )
-    events.emit(uow, [(s.merchant_id, "settlement.paid", s.id, to_json(s)) for s in created])
+    events.emit(
+        uow, [(s.merchant_id, "settlement.paid", s.id, views.settlement_json(s)) for s in created]
+    )
     return created
-
-
-def to_json(row) -> dict:
-    """The public representation of a settlement."""
-    return {
-        "id": row.id,
-        "object": "settlement",
-        "amount": row.amount,
-        "currency": row.currency,
-        "priority": row.priority,
-        "intent_count": row.intent_count,
-        "created": int(row.created_at.astimezone(UTC).timestamp()),
-    }

@@ -16,6 +16,7 @@ from shared.db.uow import UnitOfWork
 from shared.domain import webhooks as W
 from shared.observability import metrics
 from shared.security.vault import VaultError
+from shared.services import views
 from shared.services.errors import NotFound, ServiceError
 
 log = logging.getLogger(__name__)
@@ -47,19 +48,9 @@ class Outcome:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def event_json(row) -> dict:
-    """An event as the API and webhooks show it."""
-    return {
-        "id": row.id,
-        "object": "event",
-        "type": row.type,
-        "created": int(row.created_at.timestamp()),
-        "data": {"object": row.data},
-    }
-
-
 def event_body(row) -> bytes:
-    return json.dumps(event_json(row), separators=(",", ":"), sort_keys=True).encode()
+    """The bytes a webhook POSTs (and signs) for an event: compact, keys sorted."""
+    return json.dumps(views.event_json(row), separators=(",", ":"), sort_keys=True).encode()
 
 
 def due(uow: UnitOfWork, limit: int, first_attempt_grace_s: float = 5.0) -> list[str]:
