@@ -15,8 +15,7 @@ from shared.domain.intent import CANCELABLE, Stage, Status
 from shared.domain.validation import CreateIntent, ValidationError, amount_param
 from shared.services import events, outcomes, views
 from shared.services.errors import InvalidState, NotFound
-from shared.services.stages import authorize
-from shared.services.stages.fees import merchant_fee_plans
+from shared.services.fee_plans import merchant_fee_plans
 
 CANCELLATION_REASONS = ("duplicate", "fraudulent", "requested_by_customer", "abandoned")
 
@@ -138,7 +137,7 @@ def capture(uow: UnitOfWork, merchant_id: str, intent_id: str, amount: object):
         )
     plan = merchant_fee_plans(uow, [merchant_id])[merchant_id]
     fee = compute_fee(to_capture, row.currency, row.priority, plan)
-    authorize.capture(uow, [row], {row.id: to_capture}, {row.id: fee})
+    outcomes.capture(uow, [row], {row.id: to_capture}, {row.id: fee})
     if to_capture < row.amount:
         # The released part of the hold no longer counts against limits.
         outcomes.release_limits(uow, [row], {row.id: row.amount - to_capture})
