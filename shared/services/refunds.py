@@ -24,8 +24,9 @@ from shared.services.errors import InvalidState, NotFound
 
 
 class AlreadyRefunded(InvalidState):
+    """Nothing is left to refund."""
+
     code = "charge_already_refunded"
-    title = "Already refunded"
 
 
 def create(uow: UnitOfWork, merchant_id: str, req: CreateRefund, request_id=None):
