@@ -7,8 +7,8 @@ from datetime import datetime
 
 from sqlalchemy import and_, func, insert, or_, select
 
-from shared.db.tables import merchants, wallets
 from shared.db.tables import payment_intents as pi
+from shared.db.tables import wallets
 from shared.db.uow import UnitOfWork
 from shared.domain.fees import compute_fee
 from shared.domain.intent import CANCELABLE, Stage, Status
@@ -160,13 +160,6 @@ def cancel(uow: UnitOfWork, merchant_id: str, intent_id: str, reason: object):
         )
     outcomes.cancel(uow, [row], reason or "requested_by_customer")
     return get(uow, merchant_id, intent_id)
-
-
-def merchant_exists(uow: UnitOfWork, merchant_id: str) -> bool:
-    return (
-        uow.conn.execute(select(merchants.c.id).where(merchants.c.id == merchant_id)).first()
-        is not None
-    )
 
 
 def _now(uow: UnitOfWork) -> datetime:
