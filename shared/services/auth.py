@@ -24,7 +24,7 @@ from shared.security.tokens import (
     verify_secret,
 )
 from shared.services.errors import ServiceError
-from shared.services.intents import new_id
+from shared.services.ids import new_id
 
 SCOPES = ("payments",)
 DEFAULT_SCOPE = "payments"

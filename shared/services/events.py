@@ -7,14 +7,13 @@ the delivery row and dispatched by the scheduler.
 
 from __future__ import annotations
 
-import secrets
-
 from sqlalchemy import insert, select, text
 
 from shared.db.tables import events, payment_intents
 from shared.db.uow import UnitOfWork
 from shared.observability import metrics
 from shared.services import views
+from shared.services.ids import new_id
 
 INTENT_EVENTS = {
     "processing": "payment_intent.processing",
@@ -26,17 +25,13 @@ INTENT_EVENTS = {
 EVENT_TYPES = (*INTENT_EVENTS.values(), "refund.succeeded", "settlement.paid")
 
 
-def new_event_id() -> str:
-    return f"evt_{secrets.token_hex(12)}"
-
-
 def emit(uow: UnitOfWork, items: list[tuple[str, str, str, dict]], request_id=None) -> list[str]:
     """Record events [(merchant_id, type, object_id, data)] and their deliveries."""
     if not items:
         return []
     rows = [
         {
-            "id": new_event_id(),
+            "id": new_id("evt"),
             "merchant_id": merchant_id,
             "type": type_,
             "object_id": object_id,
@@ -59,7 +54,7 @@ def emit(uow: UnitOfWork, items: list[tuple[str, str, str, dict]], request_id=No
             " RETURNING id"
         ),
         {
-            "ids": [f"whd_{secrets.token_hex(12)}" for _ in rows],
+            "ids": [new_id("whd") for _ in rows],
             "events": [r["id"] for r in rows],
             "merchants": [r["merchant_id"] for r in rows],
         },

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from datetime import datetime
 
 from sqlalchemy import and_, func, insert, or_, select
@@ -16,12 +15,9 @@ from shared.domain.validation import CreateIntent, ValidationError, amount_param
 from shared.services import events, outcomes, views
 from shared.services.errors import InvalidState, NotFound
 from shared.services.fee_plans import merchant_fee_plans
+from shared.services.ids import new_id
 
 CANCELLATION_REASONS = ("duplicate", "fraudulent", "requested_by_customer", "abandoned")
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(12)}"
 
 
 def create(

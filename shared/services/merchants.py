@@ -16,7 +16,7 @@ from shared.money import CURRENCIES
 from shared.security.tokens import hash_secret
 from shared.services import ledger, webhook_endpoints
 from shared.services.errors import NotFound, ServiceError
-from shared.services.intents import new_id
+from shared.services.ids import new_id
 
 
 def create_merchant(

@@ -8,8 +8,6 @@ never add up to more than was captured. Fee policy: ``shared.domain.refunds``.
 
 from __future__ import annotations
 
-import secrets
-
 from sqlalchemy import and_, func, insert, or_, select
 
 from shared.db.tables import payment_intents as pi
@@ -21,6 +19,7 @@ from shared.domain.refunds import CreateRefund, fee_refund
 from shared.domain.validation import ValidationError
 from shared.services import events, ledger, views
 from shared.services.errors import InvalidState, NotFound
+from shared.services.ids import new_id
 
 
 class AlreadyRefunded(InvalidState):
@@ -60,7 +59,7 @@ def create(uow: UnitOfWork, merchant_id: str, req: CreateRefund, request_id=None
     row = uow.conn.execute(
         insert(refunds)
         .values(
-            id=f"re_{secrets.token_hex(12)}",
+            id=new_id("re"),
             merchant_id=merchant_id,
             payment_intent_id=intent.id,
             amount=amount,

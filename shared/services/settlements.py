@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
-
 from sqlalchemy import bindparam, func, insert
 
 from shared.db.tables import payment_intents as pi
@@ -12,6 +10,7 @@ from shared.db.uow import UnitOfWork
 from shared.domain import ledger as L
 from shared.domain.refunds import unsettled_net
 from shared.services import events, ledger, views
+from shared.services.ids import new_id
 
 
 def pay_out(uow: UnitOfWork, rows) -> list:
@@ -35,7 +34,7 @@ def pay_out(uow: UnitOfWork, rows) -> list:
     )
     transfers, objects, links = [], [], []
     for (merchant, currency, priority), members in sorted(groups.items()):
-        settlement_id = f"st_{secrets.token_hex(12)}"
+        settlement_id = new_id("st")
         # Refunds taken before settlement already left pending: settle the rest.
         amounts = {
             r.id: unsettled_net(r.amount_received, r.fee_amount or 0, r.amount_refunded)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,6 +17,7 @@ from shared.observability import metrics
 from shared.security.vault import VaultError
 from shared.services import views
 from shared.services.errors import NotFound, ServiceError
+from shared.services.ids import new_id
 
 log = logging.getLogger(__name__)
 RESPONSE_BODY_MAX = 1024
@@ -303,7 +303,7 @@ def redeliver(uow: UnitOfWork, merchant_id: str, event_id: str):
     row = uow.conn.execute(
         insert(wd)
         .values(
-            id=f"whd_{secrets.token_hex(12)}",
+            id=new_id("whd"),
             event_id=event_id,
             merchant_id=merchant_id,
             url=url,
