@@ -8,7 +8,7 @@ from intake.idempotent import IdempotentRunner
 from intake.listing import list_object, list_query
 from shared.db.uow import UnitOfWork
 from shared.domain.validation import ValidationError, reject_unknown, require_object
-from shared.services import event_log, views, webhooks
+from shared.services import event_log, views
 from shared.services.events import EVENT_TYPES
 
 
@@ -43,7 +43,7 @@ class Redeliver(_Base):
         merchant_id = req.context.merchant_id
 
         def effect(uow: UnitOfWork):
-            row = webhooks.redeliver(uow, merchant_id, event_id)
+            row = event_log.redeliver(uow, merchant_id, event_id)
             return 202, views.delivery_json(row)
 
         self._runner.run(req, resp, effect)

@@ -1,4 +1,4 @@
-"""Webhook delivery use cases: find due, claim, prepare, record, redeliver."""
+"""Webhook delivery: find what is due, claim it, prepare it, record the attempts."""
 
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ from shared.domain import webhooks as W
 from shared.observability import metrics
 from shared.security.vault import VaultError
 from shared.services import views
-from shared.services.errors import NotFound, ServiceError
-from shared.services.ids import new_id
 
 log = logging.getLogger(__name__)
 RESPONSE_BODY_MAX = 1024
@@ -232,8 +230,6 @@ def record_attempts(
             expired = retry_at > send.created_at + timedelta(seconds=max_age_s * scale)
             status, next_at = ("failed", None) if expired else ("pending", retry_at)
         rows.append((send, outcome, status, next_at))
-    # attempts is the fence: if our lease ran out and another worker already
-    # recorded this attempt, ours changes nothing (and is not stored).
     params: dict = {"now": now}
     values = []
     for i, (send, outcome, status, next_at) in enumerate(rows):
@@ -286,30 +282,3 @@ def record_attempts(
             ],
         )
     return {send.delivery_id: status for send, _, status, _ in stored}
-
-
-def redeliver(uow: UnitOfWork, merchant_id: str, event_id: str):
-    """A new delivery of one of this merchant's events to its current URL."""
-    event = uow.conn.execute(
-        select(events.c.id).where(events.c.id == event_id, events.c.merchant_id == merchant_id)
-    ).first()
-    if event is None:
-        raise NotFound("event", event_id)
-    url = uow.conn.execute(
-        select(merchants.c.webhook_url).where(merchants.c.id == merchant_id)
-    ).scalar()
-    if not url:
-        raise ServiceError("This merchant has no webhook URL configured.", "webhook_url")
-    row = uow.conn.execute(
-        insert(wd)
-        .values(
-            id=new_id("whd"),
-            event_id=event_id,
-            merchant_id=merchant_id,
-            url=url,
-            next_attempt_at=func.now(),
-        )
-        .returning(wd)
-    ).one()
-    uow.enqueue("deliver_webhooks", [row.id])
-    return row
