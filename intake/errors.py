@@ -188,6 +188,7 @@ def handle(req: falcon.Request, resp: falcon.Response, exc: Exception, params) -
 
 
 def write(resp: falcon.Response, body: dict, headers: dict | None = None) -> None:
+    """Send a problem body with its status and headers."""
     resp.status = body["status"]
     resp.set_headers(headers or {})
     resp.content_type = PROBLEM_JSON

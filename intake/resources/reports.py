@@ -45,6 +45,7 @@ def report_date(params: dict) -> date:
 
 
 def to_csv(rows: list[dict]) -> str:
+    """Report rows (as report_row_json gives them) as CSV, one column per count."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_HEADER)

@@ -125,6 +125,7 @@ def revoke(uow: UnitOfWork, token, client_id: str | None = None) -> None:
 
 
 def revoke_family(uow: UnitOfWork, family_id: str) -> int:
+    """Revoke every live token of a family; return how many."""
     return uow.conn.execute(
         update(rt)
         .where(rt.c.family_id == family_id, rt.c.revoked_at.is_(None))

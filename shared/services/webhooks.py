@@ -43,6 +43,7 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
+        """Whether the receiver answered 2xx."""
         return self.status_code is not None and 200 <= self.status_code < 300
 
 

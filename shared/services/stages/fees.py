@@ -10,6 +10,7 @@ from shared.services.stages.common import StageResult, advance, claim
 
 
 def run(uow: UnitOfWork, ids) -> StageResult:
+    """Compute the fee of each claimed intent from its merchant's plan."""
     rows = claim(uow, ids, Stage.RISK_SCORED)
     result = StageResult()
     if not rows:
