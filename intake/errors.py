@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, field
 
 import falcon
 
 from shared.db import faults
 from shared.db.engine import outage
 from shared.domain.validation import ValidationError
-from shared.services.errors import ServiceError
+from shared.services.auth import InvalidClient, OAuthError
+from shared.services.errors import InvalidState, NotFound, ServiceError
+from shared.services.idempotency import KeyInUse, KeyReused
+from shared.services.refunds import AlreadyRefunded
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,44 @@ DEFAULT_DETAILS = {
     404: "No resource exists at this path.",
     405: "This path does not support this HTTP method.",
 }
+
+
+class BasicAuthFailed(InvalidClient):
+    """invalid_client for a client that authenticated with HTTP Basic (RFC 6749 §5.2)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """How the API answers one class of domain error."""
+
+    status: int
+    title: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+# Every domain error class and its answer; a class not listed is answered as its
+# nearest listed base class. The body's code, detail and param come from the error.
+ANSWERS: dict[type[Exception], Answer] = {
+    ValidationError: Answer(400, "Invalid request"),
+    ServiceError: Answer(400, "Invalid request"),
+    NotFound: Answer(404, "No such object"),
+    InvalidState: Answer(400, "Unexpected state"),
+    AlreadyRefunded: Answer(400, "Already refunded"),
+    KeyReused: Answer(422, "Idempotency key reused"),
+    KeyInUse: Answer(409, "Idempotency key in use"),
+    OAuthError: Answer(400, "OAuth error"),
+    InvalidClient: Answer(401, "OAuth error"),
+    # A client that tried Basic gets a Basic challenge back.
+    BasicAuthFailed: Answer(401, "OAuth error", {"WWW-Authenticate": 'Basic realm="clearhouse"'}),
+}
+
+
+def answer_for(exc: Exception) -> Answer | None:
+    """The answer for a domain error (None for anything else)."""
+    for cls in type(exc).__mro__:
+        if cls in ANSWERS:
+            return ANSWERS[cls]
+    return None
 
 
 class ApiError(falcon.HTTPError):
@@ -82,27 +124,23 @@ def problem(
 
 def problem_for(exc: Exception, request_id: str | None) -> tuple[dict, dict]:
     """Map any exception to (problem body, extra response headers)."""
-    if isinstance(exc, ValidationError):
+    answer = answer_for(exc)
+    if answer is not None:
+        # OAuth client libraries read these members; problem+json allows extensions.
+        extra = (
+            {"error": exc.code, "error_description": exc.message}
+            if isinstance(exc, OAuthError)
+            else None
+        )
         return problem(
-            400,
+            answer.status,
             exc.code,
             exc.message,
-            param=exc.param,
-            request_id=request_id,
-            title="Invalid request",
-        ), {}
-    if isinstance(exc, ServiceError):
-        extra = getattr(exc, "extensions", None)
-        headers = getattr(exc, "headers", None) or {}
-        return problem(
-            exc.status,
-            exc.code,
-            exc.message,
-            title=exc.title,
+            title=answer.title,
             param=exc.param,
             request_id=request_id,
             extra=extra,
-        ), headers
+        ), dict(answer.headers)
     if isinstance(exc, falcon.HTTPError):
         status = exc.status_code
         code = getattr(exc, "api_code", None) or STATUS_CODES.get(status, "http_error")
@@ -150,6 +188,7 @@ def handle(req: falcon.Request, resp: falcon.Response, exc: Exception, params) -
 
 
 def write(resp: falcon.Response, body: dict, headers: dict | None = None) -> None:
+    """Send a problem body with its status and headers."""
     resp.status = body["status"]
     resp.set_headers(headers or {})
     resp.content_type = PROBLEM_JSON

@@ -9,12 +9,10 @@ from collections.abc import Callable
 import falcon
 from sqlalchemy import Engine
 
-from intake.errors import PROBLEM_JSON, problem_for
+from intake.errors import PROBLEM_JSON, answer_for, problem_for
 from shared.config import Settings
 from shared.db.uow import Publish, UnitOfWork
-from shared.domain.validation import ValidationError
 from shared.services import idempotency
-from shared.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +22,9 @@ Effect = Callable[[UnitOfWork], tuple[int, dict]]
 
 
 def _client_error(exc: Exception) -> bool:
-    if isinstance(exc, ServiceError | ValidationError):
-        return True
+    answer = answer_for(exc)
+    if answer is not None:
+        return answer.status < 500
     return isinstance(exc, falcon.HTTPError) and exc.status_code < 500
 
 

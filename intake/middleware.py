@@ -50,6 +50,7 @@ class RequestId:
 
 
 def unauthorized(detail: str, error: str | None = None) -> ApiError:
+    """A 401 with a Bearer challenge (naming ``error`` when given)."""
     challenge = 'Bearer realm="clearhouse"'
     if error:
         # RFC 6750 §3: the challenge names the error; the reason is safe to show.
@@ -163,6 +164,7 @@ def _drain(stream, seen: int) -> None:
 
 
 def too_large(limit: int) -> ApiError:
+    """The 413 for a body over ``limit`` bytes."""
     return ApiError(413, "request_too_large", f"The request body exceeds {limit} bytes.")
 
 
@@ -180,6 +182,7 @@ def _no_constant(name: str):
 
 
 def parse_json(raw: bytes):
+    """Parse a JSON body strictly (no duplicate keys, no NaN); 400 invalid_json if not."""
     try:
         return json.loads(
             raw.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant
@@ -192,6 +195,7 @@ def parse_json(raw: bytes):
 
 
 def parse_form(raw: bytes) -> dict:
+    """Parse a form body (no duplicate keys); 400 if malformed."""
     try:
         pairs = parse_qsl(raw.decode("ascii"), keep_blank_values=True, strict_parsing=bool(raw))
         return _no_duplicates(pairs)

@@ -7,6 +7,7 @@ from shared.money import CURRENCIES
 
 
 def ref(name: str) -> dict:
+    """A JSON reference to a component schema."""
     return {"$ref": f"#/components/schemas/{name}"}
 
 
@@ -15,6 +16,7 @@ _STR = {"type": ["string", "null"]}
 
 
 def schemas() -> dict:
+    """The component schemas of the OpenAPI document."""
     card_in = {
         "type": "object",
         "additionalProperties": False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from shared.db.uow import UnitOfWork
+from shared.services import views
 from shared.services.ledger import merchant_balances
 
 
@@ -17,14 +18,4 @@ class Balance:
     def on_get(self, req, resp) -> None:
         with UnitOfWork(self._engine) as uow:
             balances = merchant_balances(uow, req.context.merchant_id)
-        currencies = sorted(balances)
-        resp.media = {
-            "object": "balance",
-            "available": [{"currency": c, "amount": balances[c]["available"]} for c in currencies],
-            "pending": [
-                # credits_pending: not yet posted (e.g. awaiting capture).
-                {"currency": c, "amount": balances[c]["pending"], "held": balances[c]["held"]}
-                for c in currencies
-            ],
-            "livemode": False,
-        }
+        resp.media = views.balance_json(balances)

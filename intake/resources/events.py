@@ -8,7 +8,7 @@ from intake.idempotent import IdempotentRunner
 from intake.listing import list_object, list_query
 from shared.db.uow import UnitOfWork
 from shared.domain.validation import ValidationError, reject_unknown, require_object
-from shared.services import event_log, webhooks
+from shared.services import event_log, views
 from shared.services.events import EVENT_TYPES
 
 
@@ -25,7 +25,7 @@ class Events(_Base):
         query = list_query(req.params, {"type": EVENT_TYPES})
         with UnitOfWork(self._engine) as uow:
             rows, has_more = event_log.list_events(uow, req.context.merchant_id, **query)
-        resp.media = list_object([webhooks.event_json(r) for r in rows], has_more, "/v1/events")
+        resp.media = list_object([views.event_json(r) for r in rows], has_more, "/v1/events")
 
 
 class Event(_Base):
@@ -34,7 +34,7 @@ class Event(_Base):
             raise ValidationError(name, f"Received unknown parameter: {name}", "parameter_unknown")
         with UnitOfWork(self._engine) as uow:
             row = event_log.get_event(uow, req.context.merchant_id, event_id)
-        resp.media = webhooks.event_json(row)
+        resp.media = views.event_json(row)
 
 
 class Redeliver(_Base):
@@ -43,8 +43,8 @@ class Redeliver(_Base):
         merchant_id = req.context.merchant_id
 
         def effect(uow: UnitOfWork):
-            row = webhooks.redeliver(uow, merchant_id, event_id)
-            return 202, event_log.delivery_json(row)
+            row = event_log.redeliver(uow, merchant_id, event_id)
+            return 202, views.delivery_json(row)
 
         self._runner.run(req, resp, effect)
 
@@ -56,5 +56,5 @@ class Deliveries(_Base):
             rows, attempts, has_more = event_log.list_deliveries(
                 uow, req.context.merchant_id, **query
             )
-        data = [event_log.delivery_json(r, attempts[r.id]) for r in rows]
+        data = [views.delivery_json(r, attempts[r.id]) for r in rows]
         resp.media = list_object(data, has_more, "/v1/webhook_deliveries")

@@ -15,7 +15,7 @@ from shared.domain.validation import (
     require_object,
     validate_create,
 )
-from shared.services import intents
+from shared.services import intents, views
 from shared.services.errors import NotFound
 
 STATUSES = tuple(s.value for s in Status)
@@ -46,7 +46,7 @@ class Collection(_Base):
                 client_ip=req.remote_addr,
                 request_id=req.context.request_id,
             )
-            return 202, intents.to_json(row)
+            return 202, views.intent_json(row)
 
         # intents.create refuses (unknown wallet) only before its first write.
         self._runner.run(req, resp, effect, savepoint=False)
@@ -61,7 +61,7 @@ class Collection(_Base):
                     "payment_intent", query["starting_after"], "starting_after"
                 ) from None
         resp.media = list_object(
-            [intents.to_json(r) for r in rows], has_more, "/v1/payment_intents"
+            [views.intent_json(r) for r in rows], has_more, "/v1/payment_intents"
         )
 
 
@@ -69,7 +69,7 @@ class Item(_Base):
     def on_get(self, req, resp, intent_id: str) -> None:
         with UnitOfWork(self._engine) as uow:
             row = intents.get(uow, req.context.merchant_id, intent_id)
-        resp.media = intents.to_json(row)
+        resp.media = views.intent_json(row)
 
 
 class Capture(_Base):
@@ -80,7 +80,7 @@ class Capture(_Base):
 
         def effect(uow: UnitOfWork):
             row = intents.capture(uow, merchant_id, intent_id, body.get("amount_to_capture"))
-            return 200, intents.to_json(row)
+            return 200, views.intent_json(row)
 
         self._runner.run(req, resp, effect)
 
@@ -93,6 +93,6 @@ class Cancel(_Base):
 
         def effect(uow: UnitOfWork):
             row = intents.cancel(uow, merchant_id, intent_id, body.get("cancellation_reason"))
-            return 200, intents.to_json(row)
+            return 200, views.intent_json(row)
 
         self._runner.run(req, resp, effect)

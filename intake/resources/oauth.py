@@ -8,11 +8,12 @@ from urllib.parse import unquote
 
 from sqlalchemy import Engine
 
+from intake.errors import BasicAuthFailed
 from shared.config import Settings
 from shared.db.uow import UnitOfWork
 from shared.security.signing import SigningKeys
 from shared.services import auth
-from shared.services.auth import OAuthError
+from shared.services.auth import InvalidClient, OAuthError
 
 GRANTS = ("client_credentials", "refresh_token")
 
@@ -38,16 +39,9 @@ def client_credentials(req, body: dict) -> tuple[str | None, str | None, bool]:
     except (binascii.Error, UnicodeDecodeError):
         user, sep, password = "", "", ""
     if not sep:
-        raise _basic_failed()
+        raise BasicAuthFailed()
     # RFC 6749 §2.3.1: both parts are form-urlencoded before base64.
     return unquote(user.replace("+", " ")), unquote(password.replace("+", " ")), True
-
-
-def _basic_failed() -> OAuthError:
-    exc = OAuthError("invalid_client", "Client authentication failed.", 401)
-    # RFC 6749 §5.2: a client that tried Basic gets a Basic challenge back.
-    exc.headers = {"WWW-Authenticate": 'Basic realm="clearhouse"'}
-    return exc
 
 
 def _body(req) -> dict:
@@ -81,9 +75,9 @@ class Token:
         client_id, secret, via_basic = client_credentials(req, body)
         try:
             result = self._grant(grant, body, client_id, secret)
-        except OAuthError as exc:
-            if via_basic and exc.code == "invalid_client":
-                raise _basic_failed() from None
+        except InvalidClient:
+            if via_basic:
+                raise BasicAuthFailed() from None
             raise
         # RFC 6749 §5.1: token responses must not be cached.
         resp.set_header("Cache-Control", "no-store")
@@ -126,9 +120,9 @@ class Revoke:
             if client_id is not None:
                 try:
                     client = auth.authenticate_client(uow, client_id, secret)
-                except OAuthError:
+                except InvalidClient:
                     if via_basic:
-                        raise _basic_failed() from None
+                        raise BasicAuthFailed() from None
                     raise
             auth.revoke(uow, token, client.client_id if client else None)
             uow.commit()

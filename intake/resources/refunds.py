@@ -8,7 +8,7 @@ from intake.idempotent import IdempotentRunner
 from intake.listing import list_object, list_query
 from shared.db.uow import UnitOfWork
 from shared.domain.refunds import validate_create
-from shared.services import refunds
+from shared.services import refunds, views
 
 
 class _Base:
@@ -27,7 +27,7 @@ class Collection(_Base):
 
         def effect(uow: UnitOfWork):
             row = refunds.create(uow, merchant_id, create, req.context.request_id)
-            return 200, refunds.to_json(row)
+            return 200, views.refund_json(row)
 
         self._runner.run(req, resp, effect)
 
@@ -35,11 +35,11 @@ class Collection(_Base):
         query = list_query(req.params, {"payment_intent": None})
         with UnitOfWork(self._engine) as uow:
             rows, has_more = refunds.list_(uow, req.context.merchant_id, **query)
-        resp.media = list_object([refunds.to_json(r) for r in rows], has_more, "/v1/refunds")
+        resp.media = list_object([views.refund_json(r) for r in rows], has_more, "/v1/refunds")
 
 
 class Item(_Base):
     def on_get(self, req, resp, refund_id: str) -> None:
         with UnitOfWork(self._engine) as uow:
             row = refunds.get(uow, req.context.merchant_id, refund_id)
-        resp.media = refunds.to_json(row)
+        resp.media = views.refund_json(row)

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from shared.db.uow import UnitOfWork
 from shared.domain.intent import Status
 from shared.domain.validation import ValidationError
-from shared.services import reports
+from shared.services import reports, views
 from shared.services.errors import NotFound
 
 CSV_HEADER = [
@@ -45,6 +45,7 @@ def report_date(params: dict) -> date:
 
 
 def to_csv(rows: list[dict]) -> str:
+    """Report rows (as report_row_json gives them) as CSV, one column per count."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_HEADER)
@@ -67,7 +68,7 @@ class Daily:
             rows = reports.merchant_rows(uow, req.context.merchant_id, day)
         if rows is None:
             raise NotFound("daily report", day.isoformat(), "date")
-        data = [reports.to_json(r) for r in rows]
+        data = [views.report_row_json(r) for r in rows]
         # JSON unless the client prefers CSV (`*/*` and no Accept mean JSON).
         if req.client_prefers(["application/json", "text/csv"]) == "text/csv":
             resp.content_type = "text/csv; charset=utf-8"

@@ -32,6 +32,7 @@ class FailureCode(StrEnum):
 
 CAPTURE_METHODS = ("automatic", "manual")
 PRIORITIES = ("instant", "standard", "economy")
+# Statuses an intent never leaves.
 FINAL_STATUSES = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELED})
 # Statuses from which a merchant may cancel.
 CANCELABLE = frozenset({Status.PROCESSING, Status.REQUIRES_CAPTURE})
@@ -43,13 +44,4 @@ FAILURE_MESSAGES = {
     FailureCode.INSUFFICIENT_FUNDS: "The payer has insufficient funds.",
     FailureCode.EXPIRED_CARD: "Your card has expired.",
     FailureCode.PROCESSING_ERROR: "An error occurred while processing the payment.",
-}
-
-# The stage an intent must be at for each pipeline step to take it, and the
-# queue that step runs on. The scheduler's re-drive uses the same map.
-STAGE_QUEUE = {
-    Stage.RECEIVED: "limits",
-    Stage.LIMITS_CHECKED: "fraud",
-    Stage.RISK_SCORED: "fees",
-    Stage.FEE_COMPUTED: "authorize",
 }

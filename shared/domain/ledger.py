@@ -19,7 +19,6 @@ PENDING = "pending"
 POST_PENDING = "post_pending"
 VOID_PENDING = "void_pending"
 EXPIRE_PENDING = "expire_pending"
-KINDS = (POSTED, PENDING, POST_PENDING, VOID_PENDING, EXPIRE_PENDING)
 
 
 @dataclass

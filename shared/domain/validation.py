@@ -74,6 +74,7 @@ def reject_unknown(body: dict, allowed: set[str], prefix: str = "") -> None:
 
 
 def require_object(body: object, param: str = "") -> dict:
+    """The body (or ``param``) if it is a JSON object; ValidationError if not."""
     if not isinstance(body, dict):
         where = f"`{param}`" if param else "The request body"
         raise ValidationError(param or "body", f"{where} must be a JSON object.")
@@ -101,6 +102,7 @@ def amount_param(value: object, currency: str, param: str = "amount") -> int:
 
 
 def currency_param(value: object) -> str:
+    """A supported currency code, upper-cased."""
     if value is None:
         raise ValidationError("currency", "Missing required param: currency.", "parameter_missing")
     if not isinstance(value, str) or value.upper() not in CURRENCIES:
@@ -112,6 +114,7 @@ def currency_param(value: object) -> str:
 
 
 def choice(body: dict, param: str, options: tuple[str, ...], default: str) -> str:
+    """``body[param]`` (or ``default``) if it is one of ``options``."""
     value = body.get(param, default)
     if value not in options:
         raise ValidationError(param, f"`{param}` must be one of: {', '.join(options)}.")
@@ -119,6 +122,7 @@ def choice(body: dict, param: str, options: tuple[str, ...], default: str) -> st
 
 
 def optional_str(body: dict, param: str, max_len: int) -> str | None:
+    """``body[param]``: absent, or a string of at most ``max_len`` characters."""
     value = body.get(param)
     if value is None:
         return None
@@ -147,6 +151,7 @@ def metadata_param(value: object) -> dict:
 
 
 def card_param(value: object, today: date) -> CardInput:
+    """A card: Luhn-valid number, expiry not past, CVC checked for shape and dropped."""
     p = "payment_method[card]"
     card = require_object(value, p)
     reject_unknown(card, {"number", "exp_month", "exp_year", "cvc"}, p)
@@ -187,6 +192,7 @@ def card_param(value: object, today: date) -> CardInput:
 
 
 def payment_method_param(value: object, today: date) -> tuple[CardInput | None, str | None]:
+    """(card, None) or (None, wallet_id) from ``payment_method``."""
     p = "payment_method"
     if value is None:
         raise ValidationError(p, "Missing required param: payment_method.", "parameter_missing")

@@ -24,7 +24,7 @@ from shared.security.tokens import (
     verify_secret,
 )
 from shared.services.errors import ServiceError
-from shared.services.intents import new_id
+from shared.services.ids import new_id
 
 SCOPES = ("payments",)
 DEFAULT_SCOPE = "payments"
@@ -35,13 +35,16 @@ _DUMMY_HASH = hash_secret("not-a-client-secret")
 class OAuthError(ServiceError):
     """An RFC 6749 §5.2 error; ``code`` is the OAuth error code."""
 
-    def __init__(self, code: str, message: str, status: int = 400, param: str | None = None):
+    def __init__(self, code: str, message: str, param: str | None = None):
         super().__init__(message, param)
         self.code = code
-        self.status = status
-        self.title = "OAuth error"
-        # OAuth client libraries read these members; problem+json allows extensions.
-        self.extensions = {"error": code, "error_description": message}
+
+
+class InvalidClient(OAuthError):
+    """Client authentication failed (unknown client, wrong secret, revoked client)."""
+
+    def __init__(self, message: str = "Client authentication failed."):
+        super().__init__("invalid_client", message)
 
 
 class RefreshTokenReused(OAuthError):
@@ -49,7 +52,7 @@ class RefreshTokenReused(OAuthError):
 
 
 def authenticate_client(uow: UnitOfWork, client_id: str | None, client_secret: str | None):
-    """The active api_clients row for these credentials, or 401 invalid_client."""
+    """The active api_clients row for these credentials, or InvalidClient."""
     row = None
     if client_id:
         row = uow.conn.execute(
@@ -59,7 +62,7 @@ def authenticate_client(uow: UnitOfWork, client_id: str | None, client_secret: s
         ).first()
     ok = verify_secret(client_secret, row.secret_hash if row else _DUMMY_HASH)
     if row is None or not ok:
-        raise OAuthError("invalid_client", "Client authentication failed.", 401)
+        raise InvalidClient()
     return row
 
 
@@ -122,6 +125,7 @@ def revoke(uow: UnitOfWork, token, client_id: str | None = None) -> None:
 
 
 def revoke_family(uow: UnitOfWork, family_id: str) -> int:
+    """Revoke every live token of a family; return how many."""
     return uow.conn.execute(
         update(rt)
         .where(rt.c.family_id == family_id, rt.c.revoked_at.is_(None))

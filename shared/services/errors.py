@@ -1,12 +1,16 @@
-"""Errors a use case raises; the API maps each to one problem+json response."""
+"""Errors a use case raises: a machine ``code``, a human ``message``, the ``param`` at fault.
+
+They say what went wrong, not how to answer it: the intake maps each class to
+its HTTP status in one table (``intake/errors.py``).
+"""
 
 from __future__ import annotations
 
 
 class ServiceError(Exception):
-    status = 400
+    """The request cannot be carried out as asked."""
+
     code = "invalid_request"
-    title = "Invalid request"
 
     def __init__(self, message: str, param: str | None = None):
         super().__init__(message)
@@ -15,15 +19,15 @@ class ServiceError(Exception):
 
 
 class NotFound(ServiceError):
-    status = 404
+    """No such object (or not this merchant's)."""
+
     code = "resource_missing"
-    title = "No such object"
 
     def __init__(self, kind: str, object_id: str, param: str = "id"):
         super().__init__(f"No such {kind}: '{object_id}'", param)
 
 
 class InvalidState(ServiceError):
-    status = 400
+    """The object's state does not allow this (say, capturing a failed intent)."""
+
     code = "payment_intent_unexpected_state"
-    title = "Unexpected state"

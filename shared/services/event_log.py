@@ -1,14 +1,14 @@
-"""Reading the event log and webhook deliveries (always scoped to one merchant)."""
+"""The event log as merchants see it: events, webhook deliveries, redelivery (one merchant each)."""
 
 from __future__ import annotations
 
-from sqlalchemy import Table, and_, or_, select
+from sqlalchemy import Table, and_, func, insert, or_, select
 
-from shared.db.tables import events, webhook_attempts
+from shared.db.tables import events, merchants, webhook_attempts
 from shared.db.tables import webhook_deliveries as wd
 from shared.db.uow import UnitOfWork
-from shared.services.errors import NotFound
-from shared.services.webhooks import event_json
+from shared.services.errors import NotFound, ServiceError
+from shared.services.ids import new_id
 
 DELIVERY_STATUSES = ("pending", "succeeded", "failed")
 
@@ -51,6 +51,33 @@ def list_deliveries(uow, merchant_id, *, event_id=None, status=None, limit=10, s
     return rows, attempts, has_more
 
 
+def redeliver(uow: UnitOfWork, merchant_id: str, event_id: str):
+    """A new delivery of one of this merchant's events to its current URL."""
+    event = uow.conn.execute(
+        select(events.c.id).where(events.c.id == event_id, events.c.merchant_id == merchant_id)
+    ).first()
+    if event is None:
+        raise NotFound("event", event_id)
+    url = uow.conn.execute(
+        select(merchants.c.webhook_url).where(merchants.c.id == merchant_id)
+    ).scalar()
+    if not url:
+        raise ServiceError("This merchant has no webhook URL configured.", "webhook_url")
+    row = uow.conn.execute(
+        insert(wd)
+        .values(
+            id=new_id("whd"),
+            event_id=event_id,
+            merchant_id=merchant_id,
+            url=url,
+            next_attempt_at=func.now(),
+        )
+        .returning(wd)
+    ).one()
+    uow.enqueue("deliver_webhooks", [row.id])
+    return row
+
+
 def _page(uow, table: Table, kind: str, merchant_id, where, limit, starting_after):
     query = select(table).where(*where)
     if starting_after:
@@ -71,39 +98,3 @@ def _page(uow, table: Table, kind: str, merchant_id, where, limit, starting_afte
         query.order_by(table.c.created_at.desc(), table.c.id.desc()).limit(limit + 1)
     ).all()
     return rows[:limit], len(rows) > limit
-
-
-def _ts(value) -> int | None:
-    return None if value is None else int(value.timestamp())
-
-
-def delivery_json(row, attempts=()) -> dict:
-    """A delivery as the API shows it, with its attempt history."""
-    return {
-        "id": row.id,
-        "object": "webhook_delivery",
-        "event_id": row.event_id,
-        "url": row.url,
-        "status": row.status,
-        "attempts": row.attempts,
-        "last_status_code": row.last_status_code,
-        "last_error": row.last_error,
-        "next_attempt_at": _ts(row.next_attempt_at) if row.status == "pending" else None,
-        "created": _ts(row.created_at),
-        "completed_at": _ts(row.completed_at),
-        "attempt_history": [
-            {
-                "attempt": a.attempt,
-                "outcome": a.outcome,
-                "status_code": a.status_code,
-                "latency_ms": a.latency_ms,
-                "error": a.error,
-                "response_body": a.response_body,
-                "created": _ts(a.created_at),
-            }
-            for a in attempts
-        ],
-    }
-
-
-__all__ = ["event_json", "delivery_json", "get_event", "list_events", "list_deliveries"]

@@ -7,13 +7,13 @@ the delivery row and dispatched by the scheduler.
 
 from __future__ import annotations
 
-import secrets
-
 from sqlalchemy import insert, select, text
 
 from shared.db.tables import events, payment_intents
 from shared.db.uow import UnitOfWork
 from shared.observability import metrics
+from shared.services import views
+from shared.services.ids import new_id
 
 INTENT_EVENTS = {
     "processing": "payment_intent.processing",
@@ -25,17 +25,13 @@ INTENT_EVENTS = {
 EVENT_TYPES = (*INTENT_EVENTS.values(), "refund.succeeded", "settlement.paid")
 
 
-def new_event_id() -> str:
-    return f"evt_{secrets.token_hex(12)}"
-
-
 def emit(uow: UnitOfWork, items: list[tuple[str, str, str, dict]], request_id=None) -> list[str]:
     """Record events [(merchant_id, type, object_id, data)] and their deliveries."""
     if not items:
         return []
     rows = [
         {
-            "id": new_event_id(),
+            "id": new_id("evt"),
             "merchant_id": merchant_id,
             "type": type_,
             "object_id": object_id,
@@ -58,7 +54,7 @@ def emit(uow: UnitOfWork, items: list[tuple[str, str, str, dict]], request_id=No
             " RETURNING id"
         ),
         {
-            "ids": [f"whd_{secrets.token_hex(12)}" for _ in rows],
+            "ids": [new_id("whd") for _ in rows],
             "events": [r["id"] for r in rows],
             "merchants": [r["merchant_id"] for r in rows],
         },
@@ -69,8 +65,6 @@ def emit(uow: UnitOfWork, items: list[tuple[str, str, str, dict]], request_id=No
 
 def emit_intents(uow: UnitOfWork, ids, request_id=None) -> list[str]:
     """An event for each intent's current status (call after changing it)."""
-    from shared.services.intents import to_json  # intents imports this module
-
     ids = list(ids)
     if not ids:
         return []
@@ -78,6 +72,6 @@ def emit_intents(uow: UnitOfWork, ids, request_id=None) -> list[str]:
     metrics.intents_final(uow, rows)
     return emit(
         uow,
-        [(r.merchant_id, INTENT_EVENTS[r.status], r.id, to_json(r)) for r in rows],
+        [(r.merchant_id, INTENT_EVENTS[r.status], r.id, views.intent_json(r)) for r in rows],
         request_id,
     )

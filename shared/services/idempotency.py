@@ -26,15 +26,15 @@ MAX_KEY_LEN = 255
 
 
 class KeyReused(ServiceError):
-    status = 422
+    """The key was first used with another method, path or body."""
+
     code = "idempotency_key_reused"
-    title = "Idempotency key reused"
 
 
 class KeyInUse(ServiceError):
-    status = 409
+    """A request holding the key is still in flight."""
+
     code = "idempotency_key_in_use"
-    title = "Idempotency key in use"
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def begin(
     """Claim ``key`` in this transaction (None: go ahead) or return the stored response.
 
     A transaction-scoped advisory lock marks the request in flight: a second
-    request with the key fails to take it (409) instead of waiting, and it is
+    request with the key fails to take it (KeyInUse) instead of waiting, and it is
     released by commit or rollback, so a crashed request never leaves it held.
     """
     # Two statements, not one: in READ COMMITTED a statement's snapshot is

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import secrets
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import and_, func, insert, or_, select
 
-from shared.db.tables import merchants, wallets
 from shared.db.tables import payment_intents as pi
+from shared.db.tables import wallets
 from shared.db.uow import UnitOfWork
 from shared.domain.fees import compute_fee
 from shared.domain.intent import CANCELABLE, Stage, Status
 from shared.domain.validation import CreateIntent, ValidationError, amount_param
-from shared.services import events, outcomes
+from shared.services import events, outcomes, views
 from shared.services.errors import InvalidState, NotFound
-from shared.services.stages import authorize
-from shared.services.stages.fees import merchant_fee_plans
+from shared.services.fee_plans import merchant_fee_plans
+from shared.services.ids import new_id
 
 CANCELLATION_REASONS = ("duplicate", "fraudulent", "requested_by_customer", "abandoned")
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(12)}"
 
 
 def create(
@@ -77,7 +72,9 @@ def create(
         values.update(pm_type="wallet", wallet_id=wallet.id, payer_key=f"wallet:{wallet.id}")
     row = uow.conn.execute(insert(pi).values(**values).returning(pi)).one()
     events.emit(
-        uow, [(merchant_id, events.INTENT_EVENTS[row.status], row.id, to_json(row))], request_id
+        uow,
+        [(merchant_id, events.INTENT_EVENTS[row.status], row.id, views.intent_json(row))],
+        request_id,
     )
     return row
 
@@ -136,7 +133,7 @@ def capture(uow: UnitOfWork, merchant_id: str, intent_id: str, amount: object):
         )
     plan = merchant_fee_plans(uow, [merchant_id])[merchant_id]
     fee = compute_fee(to_capture, row.currency, row.priority, plan)
-    authorize.capture(uow, [row], {row.id: to_capture}, {row.id: fee})
+    outcomes.capture(uow, [row], {row.id: to_capture}, {row.id: fee})
     if to_capture < row.amount:
         # The released part of the hold no longer counts against limits.
         outcomes.release_limits(uow, [row], {row.id: row.amount - to_capture})
@@ -161,64 +158,5 @@ def cancel(uow: UnitOfWork, merchant_id: str, intent_id: str, reason: object):
     return get(uow, merchant_id, intent_id)
 
 
-def merchant_exists(uow: UnitOfWork, merchant_id: str) -> bool:
-    return (
-        uow.conn.execute(select(merchants.c.id).where(merchants.c.id == merchant_id)).first()
-        is not None
-    )
-
-
 def _now(uow: UnitOfWork) -> datetime:
     return uow.conn.execute(select(func.now())).scalar_one()
-
-
-def to_json(row) -> dict:
-    """The public representation: never the card number, never the token."""
-    if row.pm_type == "card":
-        payment_method = {
-            "type": "card",
-            "card": {
-                "brand": row.card_brand,
-                "last4": row.card_last4,
-                "exp_month": row.card_exp_month,
-                "exp_year": row.card_exp_year,
-                "fingerprint": row.card_fingerprint,
-            },
-        }
-    else:
-        payment_method = {"type": "wallet", "wallet_id": row.wallet_id}
-    return {
-        "id": row.id,
-        "object": "payment_intent",
-        "amount": row.amount,
-        "amount_capturable": row.amount_capturable,
-        "amount_received": row.amount_received,
-        "amount_refunded": row.amount_refunded,
-        "currency": row.currency,
-        "status": row.status,
-        "stage": row.stage,
-        "capture_method": row.capture_method,
-        "priority": row.priority,
-        "payment_method": payment_method,
-        "description": row.description,
-        "metadata": row.metadata or {},
-        "customer": row.customer,
-        "fee": row.fee_amount,
-        "net": None
-        if row.fee_amount is None or not row.amount_received
-        else row.amount_received - row.fee_amount,
-        "risk": None
-        if row.risk_score is None
-        else {"score": row.risk_score, "reasons": row.risk_reasons or []},
-        "failure_code": row.failure_code,
-        "failure_message": row.failure_message,
-        "cancellation_reason": row.cancellation_reason,
-        "settlement_status": row.settlement_status,
-        "hold_expires_at": _ts(row.hold_expires_at),
-        "created": _ts(row.created_at),
-        "livemode": False,
-    }
-
-
-def _ts(value: datetime | None) -> int | None:
-    return None if value is None else int(value.astimezone(UTC).timestamp())

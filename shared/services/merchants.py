@@ -16,7 +16,7 @@ from shared.money import CURRENCIES
 from shared.security.tokens import hash_secret
 from shared.services import ledger, webhook_endpoints
 from shared.services.errors import NotFound, ServiceError
-from shared.services.intents import new_id
+from shared.services.ids import new_id
 
 
 def create_merchant(
@@ -70,6 +70,7 @@ def set_limits(uow: UnitOfWork, merchant_id: str, currency: str, scope: str, **l
 
 
 def set_fraud_threshold(uow: UnitOfWork, merchant_id: str, threshold: int) -> None:
+    """Set the risk score at which the merchant's payments are blocked."""
     _require_merchant(uow, merchant_id)
     uow.conn.execute(
         merchants.update()
@@ -117,6 +118,7 @@ def fund_wallet(uow: UnitOfWork, wallet_id: str, amount: int) -> dict:
 
 
 def wallet_balance(uow: UnitOfWork, wallet_id: str) -> int:
+    """What the wallet can still spend (minor units)."""
     wallet = uow.conn.execute(select(wallets).where(wallets.c.id == wallet_id)).first()
     if wallet is None:
         raise NotFound("wallet", wallet_id)

@@ -1,24 +1,102 @@
-"""Ending an intent: fail or cancel it, releasing its hold and its limits.
+"""The intent's state changes: capture, hold for capture, fail, cancel.
 
-Every way an intent stops short of success (limit refusal, fraud block,
-decline, processing error, merchant cancel, expired hold) goes through here,
-so the hold is always voided and the limit reservation always released in the
-same transaction as the status change.
+Every change of an intent's status goes through here, in the transaction of
+whoever decides it (a pipeline stage, a merchant's capture or cancel, the
+hold-expiry job), together with its ledger entries and its event. Every way an
+intent stops short of success (limit refusal, fraud block, decline,
+processing error, merchant cancel, expired hold) voids the hold and releases
+the limit reservation in that same transaction.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import bindparam, func, select, text, update
 
 from shared.db.tables import limit_counters
 from shared.db.tables import payment_intents as pi
 from shared.db.uow import UnitOfWork
 from shared.domain import ledger as L
-from shared.domain.intent import FAILURE_MESSAGES, FailureCode, Status
+from shared.domain.intent import FAILURE_MESSAGES, FailureCode, Stage, Status
 from shared.domain.limits import counter_keys
 from shared.services import events, ledger
+
+
+def capture(uow: UnitOfWork, rows, amounts: dict[str, int], fees: dict[str, int]) -> None:
+    """Succeed rows: post each hold (``amounts`` may be less: the rest is released) and its fee."""
+    if not rows:
+        return
+    holds = ledger.pending_transfers(uow, [r.hold_transfer_id for r in rows])
+    fee_accounts = ledger.account_ids(
+        uow, {L.account_code("fees", r.currency): (r.currency, False) for r in rows}
+    )
+    transfers = []
+    for r in rows:
+        hold = holds[r.hold_transfer_id]
+        transfers.append(
+            L.Transfer(
+                kind=L.POST_PENDING,
+                debit=hold.debit_account_id,
+                credit=hold.credit_account_id,
+                amount=amounts[r.id],
+                pending_amount=hold.amount,
+                currency=r.currency,
+                reason="capture",
+                intent_id=r.id,
+                pending_id=hold.id,
+            )
+        )
+        if fees[r.id] > 0:
+            transfers.append(
+                L.Transfer(
+                    kind=L.POSTED,
+                    debit=hold.credit_account_id,
+                    credit=fee_accounts[L.account_code("fees", r.currency)],
+                    amount=fees[r.id],
+                    currency=r.currency,
+                    reason="fee",
+                    intent_id=r.id,
+                )
+            )
+    ledger.record(uow, transfers)
+    uow.conn.execute(
+        pi.update()
+        .where(pi.c.id == bindparam("_id"))
+        .values(
+            status=Status.SUCCEEDED,
+            stage=Stage.AUTHORIZED,
+            amount_received=bindparam("received"),
+            fee_amount=bindparam("fee"),
+            amount_capturable=0,
+            settlement_status="pending",
+            finalized_at=func.now(),
+            updated_at=func.now(),
+            stage_changed_at=func.now(),
+        ),
+        [{"_id": r.id, "received": amounts[r.id], "fee": fees[r.id]} for r in rows],
+    )
+    events.emit_intents(uow, [r.id for r in rows])
+
+
+def hold_for_capture(uow: UnitOfWork, rows, expires_at: datetime) -> None:
+    """Keep approved manual-capture holds until ``expires_at``: status requires_capture."""
+    if not rows:
+        return
+    uow.conn.execute(
+        update(pi)
+        .where(pi.c.id.in_([r.id for r in rows]))
+        .values(
+            status=Status.REQUIRES_CAPTURE,
+            stage=Stage.AUTHORIZED,
+            amount_capturable=pi.c.amount,
+            hold_expires_at=expires_at,
+            finalized_at=func.now(),
+            updated_at=func.now(),
+            stage_changed_at=func.now(),
+        )
+    )
+    events.emit_intents(uow, [r.id for r in rows])
 
 
 def release_limits(uow: UnitOfWork, rows, amounts: dict[str, int] | None = None) -> None:

@@ -8,9 +8,6 @@ never add up to more than was captured. Fee policy: ``shared.domain.refunds``.
 
 from __future__ import annotations
 
-import secrets
-from datetime import UTC
-
 from sqlalchemy import and_, func, insert, or_, select
 
 from shared.db.tables import payment_intents as pi
@@ -20,13 +17,15 @@ from shared.domain import ledger as L
 from shared.domain.intent import Status
 from shared.domain.refunds import CreateRefund, fee_refund
 from shared.domain.validation import ValidationError
-from shared.services import events, ledger
+from shared.services import events, ledger, views
 from shared.services.errors import InvalidState, NotFound
+from shared.services.ids import new_id
 
 
 class AlreadyRefunded(InvalidState):
+    """Nothing is left to refund."""
+
     code = "charge_already_refunded"
-    title = "Already refunded"
 
 
 def create(uow: UnitOfWork, merchant_id: str, req: CreateRefund, request_id=None):
@@ -60,7 +59,7 @@ def create(uow: UnitOfWork, merchant_id: str, req: CreateRefund, request_id=None
     row = uow.conn.execute(
         insert(refunds)
         .values(
-            id=f"re_{secrets.token_hex(12)}",
+            id=new_id("re"),
             merchant_id=merchant_id,
             payment_intent_id=intent.id,
             amount=amount,
@@ -77,7 +76,9 @@ def create(uow: UnitOfWork, merchant_id: str, req: CreateRefund, request_id=None
         .where(pi.c.id == intent.id)
         .values(amount_refunded=pi.c.amount_refunded + amount, updated_at=func.now())
     )
-    events.emit(uow, [(merchant_id, "refund.succeeded", row.id, to_json(row))], request_id)
+    events.emit(
+        uow, [(merchant_id, "refund.succeeded", row.id, views.refund_json(row))], request_id
+    )
     return row
 
 
@@ -135,19 +136,3 @@ def list_(uow: UnitOfWork, merchant_id: str, *, payment_intent=None, limit=10, s
         query.order_by(refunds.c.created_at.desc(), refunds.c.id.desc()).limit(limit + 1)
     ).all()
     return rows[:limit], len(rows) > limit
-
-
-def to_json(row) -> dict:
-    """The public representation of a refund."""
-    return {
-        "id": row.id,
-        "object": "refund",
-        "amount": row.amount,
-        "currency": row.currency,
-        "payment_intent": row.payment_intent_id,
-        "status": row.status,
-        "reason": row.reason,
-        "fee_refunded": row.fee_refunded,
-        "metadata": row.metadata or {},
-        "created": int(row.created_at.astimezone(UTC).timestamp()),
-    }

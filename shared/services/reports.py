@@ -144,18 +144,3 @@ def merchant_rows(uow: UnitOfWork, merchant_id: str, day: date):
         .where(daily_reports.c.report_date == day, daily_reports.c.merchant_id == merchant_id)
         .order_by(daily_reports.c.currency)
     ).all()
-
-
-def to_json(row) -> dict:
-    """One report row as the API shows it (counts for every status, amounts in minor units)."""
-    return {
-        "object": "daily_report_row",
-        "date": row.report_date.isoformat(),
-        "currency": row.currency,
-        "counts": {s.value: int(row.counts.get(s.value, 0)) for s in Status},
-        "gross": row.gross,
-        "fees": row.fees,
-        "refunds": row.refunds,
-        "net": row.net,
-        "settled": row.settled,
-    }

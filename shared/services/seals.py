@@ -36,6 +36,7 @@ class NotSealable(Exception):
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
+    """The UTC day as [start, end)."""
     start = datetime.combine(day, time(), tzinfo=UTC)
     return start, start + timedelta(days=1)
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
-from datetime import UTC
-
 from sqlalchemy import bindparam, func, insert
 
 from shared.db.tables import payment_intents as pi
@@ -12,7 +9,8 @@ from shared.db.tables import settlements
 from shared.db.uow import UnitOfWork
 from shared.domain import ledger as L
 from shared.domain.refunds import unsettled_net
-from shared.services import events, ledger
+from shared.services import events, ledger, views
+from shared.services.ids import new_id
 
 
 def pay_out(uow: UnitOfWork, rows) -> list:
@@ -36,7 +34,7 @@ def pay_out(uow: UnitOfWork, rows) -> list:
     )
     transfers, objects, links = [], [], []
     for (merchant, currency, priority), members in sorted(groups.items()):
-        settlement_id = f"st_{secrets.token_hex(12)}"
+        settlement_id = new_id("st")
         # Refunds taken before settlement already left pending: settle the rest.
         amounts = {
             r.id: unsettled_net(r.amount_received, r.fee_amount or 0, r.amount_refunded)
@@ -80,18 +78,7 @@ def pay_out(uow: UnitOfWork, rows) -> list:
         ),
         links,
     )
-    events.emit(uow, [(s.merchant_id, "settlement.paid", s.id, to_json(s)) for s in created])
+    events.emit(
+        uow, [(s.merchant_id, "settlement.paid", s.id, views.settlement_json(s)) for s in created]
+    )
     return created
-
-
-def to_json(row) -> dict:
-    """The public representation of a settlement."""
-    return {
-        "id": row.id,
-        "object": "settlement",
-        "amount": row.amount,
-        "currency": row.currency,
-        "priority": row.priority,
-        "intent_count": row.intent_count,
-        "created": int(row.created_at.astimezone(UTC).timestamp()),
-    }

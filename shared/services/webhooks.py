@@ -1,10 +1,9 @@
-"""Webhook delivery use cases: find due, claim, prepare, record, redeliver."""
+"""Webhook delivery: find what is due, claim it, prepare it, record the attempts."""
 
 from __future__ import annotations
 
 import json
 import logging
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -16,7 +15,7 @@ from shared.db.uow import UnitOfWork
 from shared.domain import webhooks as W
 from shared.observability import metrics
 from shared.security.vault import VaultError
-from shared.services.errors import NotFound, ServiceError
+from shared.services import views
 
 log = logging.getLogger(__name__)
 RESPONSE_BODY_MAX = 1024
@@ -44,22 +43,13 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
+        """Whether the receiver answered 2xx."""
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def event_json(row) -> dict:
-    """An event as the API and webhooks show it."""
-    return {
-        "id": row.id,
-        "object": "event",
-        "type": row.type,
-        "created": int(row.created_at.timestamp()),
-        "data": {"object": row.data},
-    }
-
-
 def event_body(row) -> bytes:
-    return json.dumps(event_json(row), separators=(",", ":"), sort_keys=True).encode()
+    """The bytes a webhook POSTs (and signs) for an event: compact, keys sorted."""
+    return json.dumps(views.event_json(row), separators=(",", ":"), sort_keys=True).encode()
 
 
 def due(uow: UnitOfWork, limit: int, first_attempt_grace_s: float = 5.0) -> list[str]:
@@ -241,8 +231,6 @@ def record_attempts(
             expired = retry_at > send.created_at + timedelta(seconds=max_age_s * scale)
             status, next_at = ("failed", None) if expired else ("pending", retry_at)
         rows.append((send, outcome, status, next_at))
-    # attempts is the fence: if our lease ran out and another worker already
-    # recorded this attempt, ours changes nothing (and is not stored).
     params: dict = {"now": now}
     values = []
     for i, (send, outcome, status, next_at) in enumerate(rows):
@@ -295,30 +283,3 @@ def record_attempts(
             ],
         )
     return {send.delivery_id: status for send, _, status, _ in stored}
-
-
-def redeliver(uow: UnitOfWork, merchant_id: str, event_id: str):
-    """A new delivery of one of this merchant's events to its current URL."""
-    event = uow.conn.execute(
-        select(events.c.id).where(events.c.id == event_id, events.c.merchant_id == merchant_id)
-    ).first()
-    if event is None:
-        raise NotFound("event", event_id)
-    url = uow.conn.execute(
-        select(merchants.c.webhook_url).where(merchants.c.id == merchant_id)
-    ).scalar()
-    if not url:
-        raise ServiceError("This merchant has no webhook URL configured.", "webhook_url")
-    row = uow.conn.execute(
-        insert(wd)
-        .values(
-            id=f"whd_{secrets.token_hex(12)}",
-            event_id=event_id,
-            merchant_id=merchant_id,
-            url=url,
-            next_attempt_at=func.now(),
-        )
-        .returning(wd)
-    ).one()
-    uow.enqueue("deliver_webhooks", [row.id])
-    return row

@@ -16,8 +16,8 @@ from sqlalchemy import select, text
 from shared.db.tables import events, webhook_attempts
 from shared.db.tables import webhook_deliveries as wd
 from shared.db.uow import UnitOfWork
+from shared.services import event_log, webhook_endpoints, webhooks
 from shared.services import events as ev
-from shared.services import webhook_endpoints, webhooks
 from shared.services.errors import NotFound
 from tests import factories as f
 from tests.conftest import free_port
@@ -327,12 +327,12 @@ def test_redeliver_makes_a_new_delivery_only_for_own_events(worker, hooked, make
         uow.commit()
     receiver.wait_for(lambda r: r.ids() == [event_id])
     with UnitOfWork(engine, dispatch) as uow:
-        again = webhooks.redeliver(uow, mid, event_id)
+        again = event_log.redeliver(uow, mid, event_id)
         uow.commit()
     receiver.wait_for(lambda r: r.ids() == [event_id, event_id])
     assert again.event_id == event_id and again.status == "pending"
     with engine.begin() as conn, pytest.raises(NotFound):
-        webhooks.redeliver(bound(conn), other, event_id)
+        event_log.redeliver(bound(conn), other, event_id)
 
 
 def test_first_attempt_latency(worker, hooked, submit, engine):

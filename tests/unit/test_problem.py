@@ -6,7 +6,7 @@ import pytest
 from intake.errors import ApiError, problem, problem_for
 from intake.middleware import parse_form, parse_json, sanitize_request_id
 from shared.domain.validation import ValidationError
-from shared.services.auth import OAuthError
+from shared.services.auth import InvalidClient
 from shared.services.errors import NotFound
 from shared.services.idempotency import check_key, request_hash
 
@@ -37,7 +37,7 @@ def test_service_error_keeps_its_status_code_and_param():
 
 
 def test_oauth_error_carries_rfc6749_members():
-    body, _ = problem_for(OAuthError("invalid_client", "nope", 401), "r")
+    body, _ = problem_for(InvalidClient("nope"), "r")
     assert body["error"] == "invalid_client" and body["error_description"] == "nope"
     assert body["status"] == 401
 

@@ -22,7 +22,7 @@ from shared.db.tables import wallets
 from shared.db.uow import UnitOfWork
 from shared.domain import ledger as L
 from shared.domain.intent import FailureCode, Stage, Status
-from shared.services import events, ledger, outcomes
+from shared.services import ledger, outcomes
 from shared.services.stages.common import StageResult, claim, now
 
 APPROVED_WALLET = AuthResult(outcome="approved", reference="wallet")
@@ -137,27 +137,13 @@ def apply(
     approved = [r for r in rows if results[r.id].outcome == "approved"]
     automatic = [r for r in approved if r.capture_method == "automatic"]
     manual = [r for r in approved if r.capture_method == "manual"]
-    capture(
+    outcomes.capture(
         uow,
         automatic,
         {r.id: r.amount for r in automatic},
         {r.id: r.fee_amount for r in automatic},
     )
-    if manual:
-        uow.conn.execute(
-            pi.update()
-            .where(pi.c.id.in_([r.id for r in manual]))
-            .values(
-                status=Status.REQUIRES_CAPTURE,
-                stage=Stage.AUTHORIZED,
-                amount_capturable=pi.c.amount,
-                hold_expires_at=t + timedelta(seconds=hold_ttl_s),
-                finalized_at=func.now(),
-                updated_at=func.now(),
-                stage_changed_at=func.now(),
-            )
-        )
-        events.emit_intents(uow, [r.id for r in manual])
+    outcomes.hold_for_capture(uow, manual, t + timedelta(seconds=hold_ttl_s))
     for r in rows:
         res = results[r.id]
         if res.outcome == "declined":
@@ -177,62 +163,6 @@ def apply(
     result.advanced = [r.id for r in approved]
     result.settle_now = [r.id for r in automatic if r.priority == "instant"]
     return result
-
-
-def capture(uow: UnitOfWork, rows, amounts: dict[str, int], fees: dict[str, int]) -> None:
-    """Post each hold (``amounts`` may be less: the rest is released) and its fee."""
-    if not rows:
-        return
-    holds = ledger.pending_transfers(uow, [r.hold_transfer_id for r in rows])
-    fee_accounts = ledger.account_ids(
-        uow, {L.account_code("fees", r.currency): (r.currency, False) for r in rows}
-    )
-    transfers = []
-    for r in rows:
-        hold = holds[r.hold_transfer_id]
-        transfers.append(
-            L.Transfer(
-                kind=L.POST_PENDING,
-                debit=hold.debit_account_id,
-                credit=hold.credit_account_id,
-                amount=amounts[r.id],
-                pending_amount=hold.amount,
-                currency=r.currency,
-                reason="capture",
-                intent_id=r.id,
-                pending_id=hold.id,
-            )
-        )
-        if fees[r.id] > 0:
-            transfers.append(
-                L.Transfer(
-                    kind=L.POSTED,
-                    debit=hold.credit_account_id,
-                    credit=fee_accounts[L.account_code("fees", r.currency)],
-                    amount=fees[r.id],
-                    currency=r.currency,
-                    reason="fee",
-                    intent_id=r.id,
-                )
-            )
-    ledger.record(uow, transfers)
-    uow.conn.execute(
-        pi.update()
-        .where(pi.c.id == bindparam("_id"))
-        .values(
-            status=Status.SUCCEEDED,
-            stage=Stage.AUTHORIZED,
-            amount_received=bindparam("received"),
-            fee_amount=bindparam("fee"),
-            amount_capturable=0,
-            settlement_status="pending",
-            finalized_at=func.now(),
-            updated_at=func.now(),
-            stage_changed_at=func.now(),
-        ),
-        [{"_id": r.id, "received": amounts[r.id], "fee": fees[r.id]} for r in rows],
-    )
-    events.emit_intents(uow, [r.id for r in rows])
 
 
 def _payer_accounts(uow: UnitOfWork, rows) -> dict[str, int | None]:

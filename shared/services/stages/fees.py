@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
-from shared.db.tables import merchants
 from shared.db.uow import UnitOfWork
-from shared.domain.fees import compute_fee, plan_from_json
+from shared.domain.fees import compute_fee
 from shared.domain.intent import Stage
+from shared.services.fee_plans import merchant_fee_plans
 from shared.services.stages.common import StageResult, advance, claim
 
 
 def run(uow: UnitOfWork, ids) -> StageResult:
+    """Compute the fee of each claimed intent from its merchant's plan."""
     rows = claim(uow, ids, Stage.RISK_SCORED)
     result = StageResult()
     if not rows:
@@ -24,11 +23,3 @@ def run(uow: UnitOfWork, ids) -> StageResult:
     advance(uow, list(fees), Stage.FEE_COMPUTED, per_row=fees)
     result.advanced = list(fees)
     return result
-
-
-def merchant_fee_plans(uow: UnitOfWork, merchant_ids):
-    """Fee plan per merchant (the default plan where none is set)."""
-    rows = uow.conn.execute(
-        select(merchants.c.id, merchants.c.fee_plan).where(merchants.c.id.in_(list(merchant_ids)))
-    )
-    return {m.id: plan_from_json(m.fee_plan) for m in rows}

@@ -16,6 +16,7 @@ from shared.services.stages.common import StageResult, advance, claim, now
 
 
 def run(uow: UnitOfWork, ids, *, fraud_fingerprints: frozenset[str], default_threshold: int):
+    """Score each claimed intent; fail those at or over the merchant's threshold."""
     rows = claim(uow, ids, Stage.LIMITS_CHECKED)
     result = StageResult()
     if not rows:

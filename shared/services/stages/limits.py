@@ -15,6 +15,7 @@ from shared.services.stages.common import StageResult, advance, claim, now
 
 
 def run(uow: UnitOfWork, ids) -> StageResult:
+    """Reserve each claimed intent's amount against its limits; fail those over them."""
     rows = claim(uow, ids, Stage.RECEIVED)
     result = StageResult()
     if not rows:
