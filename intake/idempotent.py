@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from intake.errors import PROBLEM_JSON, answer_for, problem_for
 from shared.config import Settings
-from shared.db.uow import Publish, UnitOfWork
+from shared.db.uow import Publish, UnitOfWork, transact
 from shared.services import idempotency
 
 log = logging.getLogger(__name__)
@@ -46,15 +46,18 @@ class IdempotentRunner:
     ) -> None:
         """Run ``effect``; ``savepoint=False`` if it never refuses after its first write."""
         key = idempotency.check_key(req.get_header("Idempotency-Key"))
-        with UnitOfWork(self._engine, self._dispatch) as uow:
-            if key is None:
-                status, body = effect(uow)
-            else:
-                status, body, replayed = self._keyed(req, uow, key, effect, savepoint)
-                if replayed:
-                    resp.set_header("Idempotent-Replayed", "true")
-            uow.commit()
+        status, body, replayed = transact(self._new_uow, self._once, req, key, effect, savepoint)
+        if replayed:
+            resp.set_header("Idempotent-Replayed", "true")
         _respond(resp, status, body)
+
+    def _new_uow(self) -> UnitOfWork:
+        return UnitOfWork(self._engine, self._dispatch)
+
+    def _once(self, unit: UnitOfWork, req, key: str | None, effect: Effect, savepoint: bool):
+        if key is None:
+            return (*effect(unit), False)
+        return self._keyed(req, unit, key, effect, savepoint)
 
     def _keyed(self, req, uow: UnitOfWork, key: str, effect: Effect, savepoint: bool):
         merchant_id = req.context.merchant_id
@@ -75,14 +78,13 @@ class IdempotentRunner:
         # A savepoint lets a refusal (4xx) after some writes drop them and still
         # store the refusal; an effect that refuses only before writing skips it
         # (two round trips saved on the hottest path).
-        nested = uow.conn.begin_nested() if savepoint else None
         try:
-            status, body = effect(uow)
-            if nested is not None:
-                nested.commit()
+            if savepoint:
+                with uow.savepoint():
+                    status, body = effect(uow)
+            else:
+                status, body = effect(uow)
         except Exception as exc:
-            if nested is not None:
-                nested.rollback()
             if not _client_error(exc):
                 raise  # our failure: the whole transaction rolls back, the key with it
             # The endpoint ran and refused: a retry must get the same answer.

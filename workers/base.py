@@ -21,7 +21,7 @@ import random
 import celery
 
 from shared.db.faults import is_transient
-from shared.db.uow import run
+from shared.db.uow import transact
 from shared.services.batches import run_isolated
 from workers.batches import ReconnectSafeBatches
 from workers.celery_app import app
@@ -97,7 +97,7 @@ class BatchTask(ReconnectSafeBatches, Task):
                 return self.run(ids)
             if self.isolate:
                 return run_isolated(self._new_uow, self._body, ids, self.then)
-            return run(self._new_uow, self._body, ids)
+            return transact(self._new_uow, self._body, ids)
         except Exception as exc:
             if not is_transient(exc):
                 raise

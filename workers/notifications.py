@@ -26,7 +26,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from shared.db.faults import is_transient
-from shared.db.uow import run
+from shared.db.uow import transact
 from shared.domain import webhooks as W
 from shared.observability import metrics
 from shared.services import webhooks
@@ -181,7 +181,7 @@ class _Recorder:
         metrics.webhook_attempts([o for _, o in sent])
         for attempt in range(1, STORE_TRIES + 1):
             try:
-                run(app.runtime.uow, _record, sent, unsent)
+                transact(app.runtime.uow, _record, sent, unsent)
                 return
             except Exception as exc:
                 if attempt == STORE_TRIES or not is_transient(exc):

@@ -19,9 +19,8 @@ import time
 import psycopg2
 
 from shared.config import Settings, get_settings
-from shared.db import uow
 from shared.db.engine import get_engine
-from shared.db.uow import UnitOfWork
+from shared.db.uow import UnitOfWork, transact
 from shared.observability import context
 from shared.observability import heartbeat as hb
 from shared.observability import logging as jsonlog
@@ -42,7 +41,7 @@ def relay_once(engine, batch_max: int, publish, alive=lambda: None) -> int:
         # commit lost after a publish only duplicates a message, which the
         # stages' compare-and-set ignores; a stage that gets the message
         # first waits on the row lock for this commit.
-        claimed = uow.run(lambda: UnitOfWork(engine, publish), _relay_batch, batch_max)
+        claimed = transact(lambda: UnitOfWork(engine, publish), _relay_batch, batch_max)
         sent += claimed
         if claimed < batch_max:
             return sent

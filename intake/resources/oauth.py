@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from intake.errors import BasicAuthFailed
 from shared.config import Settings
-from shared.db.uow import UnitOfWork
+from shared.db.uow import UnitOfWork, transact
 from shared.security.signing import SigningKeys
 from shared.services import auth
 from shared.services.auth import InvalidClient, OAuthError
@@ -85,22 +85,28 @@ class Token:
         resp.media = result
 
     def _grant(self, grant: str, body: dict, client_id, secret) -> dict:
+        # A reused refresh token is refused, and its family's revocation kept.
+        return transact(
+            self._new_uow,
+            self._issue,
+            grant,
+            body,
+            client_id,
+            secret,
+            keep_on=(auth.RefreshTokenReused,),
+        )
+
+    def _new_uow(self) -> UnitOfWork:
+        return UnitOfWork(self._engine)
+
+    def _issue(self, unit: UnitOfWork, grant: str, body: dict, client_id, secret) -> dict:
         keys, settings = self._keys, self._settings
-        with UnitOfWork(self._engine) as uow:
-            if grant == "client_credentials":
-                result = auth.client_credentials(
-                    uow, keys, settings, client_id, secret, _param(body, "scope")
-                )
-            else:
-                try:
-                    result = auth.refresh(
-                        uow, keys, settings, _param(body, "refresh_token"), client_id, secret
-                    )
-                except auth.RefreshTokenReused:
-                    uow.commit()  # keep the family's revocation, then refuse
-                    raise
-            uow.commit()
-        return result
+        if grant == "client_credentials":
+            return auth.client_credentials(
+                unit, keys, settings, client_id, secret, _param(body, "scope")
+            )
+        refresh_token = _param(body, "refresh_token")
+        return auth.refresh(unit, keys, settings, refresh_token, client_id, secret)
 
 
 class Revoke:
@@ -115,19 +121,21 @@ class Revoke:
         if not token:
             raise OAuthError("invalid_request", "Missing required param: token.", param="token")
         client_id, secret, via_basic = client_credentials(req, body)
-        with UnitOfWork(self._engine) as uow:
-            client = None
-            if client_id is not None:
-                try:
-                    client = auth.authenticate_client(uow, client_id, secret)
-                except InvalidClient:
-                    if via_basic:
-                        raise BasicAuthFailed() from None
-                    raise
-            auth.revoke(uow, token, client.client_id if client else None)
-            uow.commit()
+        transact(lambda: UnitOfWork(self._engine), _revoke, token, client_id, secret, via_basic)
         # RFC 7009 §2.2: 200 whether or not the token was known.
         resp.media = {}
+
+
+def _revoke(unit: UnitOfWork, token: str, client_id, secret, via_basic: bool) -> None:
+    client = None
+    if client_id is not None:
+        try:
+            client = auth.authenticate_client(unit, client_id, secret)
+        except InvalidClient:
+            if via_basic:
+                raise BasicAuthFailed() from None
+            raise
+    auth.revoke(unit, token, client.client_id if client else None)
 
 
 class JWKS:

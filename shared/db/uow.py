@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine
 
@@ -72,6 +73,22 @@ class UnitOfWork:
         """
         self._require_publisher()(step, list(ids))
 
+    @contextmanager
+    def savepoint(self):
+        """A nested transaction: an exception inside undoes only what it did, then propagates.
+
+        Work enqueued and hooks registered inside are dropped with it.
+        """
+        nested = self.conn.begin_nested()
+        marks = len(self._enqueued), len(self._hooks)
+        try:
+            yield self
+        except BaseException:
+            nested.rollback()
+            del self._enqueued[marks[0] :], self._hooks[marks[1] :]
+            raise
+        nested.commit()
+
     def commit(self) -> None:
         self._tx.commit()
         self._committed = True
@@ -104,9 +121,18 @@ class UnitOfWork:
         return self._publish
 
 
-def run(new_uow: Callable[[], UnitOfWork], fn: Callable, *args, **kwargs):
-    """Run ``fn(uow, *args, **kwargs)`` in a new unit of work and commit it."""
+def transact(new_uow: Callable[[], UnitOfWork], fn: Callable, *args, keep_on=(), **kwargs):
+    """Run ``fn(uow, *args, **kwargs)`` in a new unit of work and commit it.
+
+    ``keep_on``: exception types that refuse the request but must keep what
+    was written before them (a reused refresh token revokes its family):
+    the unit commits, then the exception propagates.
+    """
     with new_uow() as uow:
-        result = fn(uow, *args, **kwargs)
+        try:
+            result = fn(uow, *args, **kwargs)
+        except keep_on:
+            uow.commit()
+            raise
         uow.commit()
     return result

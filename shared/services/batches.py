@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from shared.db.faults import is_transient
 from shared.db.tables import payment_intents as pi
-from shared.db.uow import UnitOfWork, run
+from shared.db.uow import UnitOfWork, transact
 from shared.domain.intent import FailureCode, Status
 from shared.services import outcomes
 from shared.services.stages.common import StageResult
@@ -28,13 +28,13 @@ def run_isolated(new_uow: NewUnit, step: Step, ids: list[str], then: str | None 
     """Run ``step(uow, ids)``, committed; ``then``: the step its advanced intents go to."""
     name = getattr(step, "__name__", "stage")
     try:
-        return run(new_uow, _step_then, step, ids, then)
+        return transact(new_uow, _step_then, step, ids, then)
     except Exception as exc:
         if is_transient(exc):
             raise
         if len(ids) == 1:
             log.exception("intent %s failed in %s; failing it", ids[0], name)
-            run(new_uow, _fail_broken, ids[0])
+            transact(new_uow, _fail_broken, ids[0])
             return StageResult(failed=list(ids))
         log.warning("batch of %d failed in %s; isolating", len(ids), name, exc_info=True)
     merged = StageResult()

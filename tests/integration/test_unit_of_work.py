@@ -131,3 +131,44 @@ def test_the_task_base_fails_on_a_bug_without_retrying_or_publishing(engine, mon
     with pytest.raises(KeyError):
         buggy.apply().get()
     assert runs == [1] and published.sent == []
+
+
+def test_a_savepoint_rolled_back_drops_its_writes_and_its_enqueued_work(engine):
+    code = f"test:savepoint:{uuid.uuid4().hex[:12]}"
+    published = Published()
+    with UnitOfWork(engine, published) as uow:
+        uow.enqueue("fraud", ["pi_kept"])
+        with pytest.raises(ValueError), uow.savepoint():
+            uow.conn.execute(
+                ledger_accounts.insert().values(code=code, currency="USD", no_overdraft=False)
+            )
+            uow.enqueue("fraud", ["pi_refused"])
+            raise ValueError("refused after a write")
+        uow.commit()
+    assert published.sent == [("fraud", ["pi_kept"], None)]
+    with engine.connect() as conn:
+        assert (
+            conn.execute(select(ledger_accounts.c.id).where(ledger_accounts.c.code == code)).first()
+            is None
+        )
+
+
+def test_transact_keeps_what_a_keep_on_refusal_wrote(engine):
+    from shared.db.uow import transact
+
+    code = f"test:keep:{uuid.uuid4().hex[:12]}"
+
+    class Refused(Exception):
+        pass
+
+    def write_then_refuse(uow):
+        uow.conn.execute(
+            ledger_accounts.insert().values(code=code, currency="USD", no_overdraft=False)
+        )
+        raise Refused
+
+    with pytest.raises(Refused):
+        transact(lambda: UnitOfWork(engine), write_then_refuse, keep_on=(Refused,))
+    with engine.connect() as conn:
+        found = conn.execute(select(ledger_accounts.c.id).where(ledger_accounts.c.code == code))
+        assert found.first() is not None
