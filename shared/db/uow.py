@@ -9,6 +9,9 @@ rows are visible to others goes through it and nowhere else:
 
 A rollback drops both, so a batch that is retried or isolated never counts
 or caches twice, and a worker never sees a message for rows it cannot read.
+Commits happen here and in the task base only: callers use
+``transact(new_uow, fn, ...)`` (open, run, commit) or ``Task``
+(workers/base.py), which calls ``commit()``.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import prometheus_client
 from prometheus_client import Counter, Gauge, Histogram
 
+from shared.domain.intent import FINAL_STATUSES
 from shared.money import CURRENCIES
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,6 @@ RECONCILIATION_DISCREPANCIES = Gauge(
     # One report job sets it; the latest value wins across processes.
     multiprocess_mode="mostrecent",
 )
-FINAL = frozenset({"succeeded", "failed", "canceled"})
 
 
 def use_multiprocess_dir(path: str) -> None:
@@ -145,7 +145,11 @@ def _count_intents(rows) -> None:
 
 def intents_final(uow, rows) -> None:
     """Observe accept-to-final latency of intent rows that reached a final status."""
-    done = [(r.priority, r.status, r.created_at, r.finalized_at) for r in rows if r.status in FINAL]
+    done = [
+        (r.priority, r.status, r.created_at, r.finalized_at)
+        for r in rows
+        if r.status in FINAL_STATUSES
+    ]
     if done:
         uow.on_commit(lambda: _observe_final(done))
 
