@@ -125,7 +125,8 @@ def _run(args, settings) -> int:
     from shared.security.vault import Vault
     from shared.services import merchants
 
-    with UnitOfWork(get_engine(settings.database_url)) as uow:
+    engine = get_engine(settings.database_url, "worker", settings.db_timeouts_worker)
+    with UnitOfWork(engine) as uow:
         out = _command(args, uow, merchants, Vault.from_settings(settings))
         uow.commit()
     if getattr(args, "json", False):

@@ -33,7 +33,8 @@ def run(args, settings) -> int:
     from shared.db.engine import get_engine
     from shared.db.uow import UnitOfWork
 
-    with UnitOfWork(get_engine(settings.database_url, "report")) as uow:
+    engine = get_engine(settings.database_url, "report", settings.db_timeouts_report)
+    with UnitOfWork(engine) as uow:
         if args.group == "ledger":
             return _verify(uow)
         from shared.services import reports

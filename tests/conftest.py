@@ -92,9 +92,10 @@ def database():
 
 @pytest.fixture(scope="session")
 def engine(database):
+    from shared.config import get_settings
     from shared.db.engine import get_engine
 
-    return get_engine(database)
+    return get_engine(database, "worker", get_settings().db_timeouts_worker)
 
 
 @pytest.fixture(scope="session")

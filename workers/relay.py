@@ -60,7 +60,7 @@ def run(settings: Settings, stop: threading.Event) -> None:
     """Relay until ``stop`` is set, riding out Postgres and Redis outages."""
     from workers.dispatch import dispatch
 
-    engine = get_engine(settings.database_url)
+    engine = get_engine(settings.database_url, "worker", settings.db_timeouts_worker)
     listener = Listener(engine)
     heartbeat = hb.from_env()
     linger = settings.batch_interval_ms / 1000

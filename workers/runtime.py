@@ -15,7 +15,9 @@ def uow(kind: str = "worker") -> UnitOfWork:
     """A unit of work on this process's engine for ``kind`` (``report``: long scans)."""
     from workers.dispatch import dispatch
 
-    return UnitOfWork(get_engine(get_settings().database_url, kind), dispatch)
+    return UnitOfWork(
+        get_engine(get_settings().database_url, kind, get_settings().db_timeouts(kind)), dispatch
+    )
 
 
 @cache
