@@ -7,7 +7,7 @@ import json
 import sys
 
 from cli import reports as reports_cli
-from shared.config import get_settings
+from shared.config import Settings
 
 
 class Parser(argparse.ArgumentParser):
@@ -101,8 +101,9 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = get_settings()
     try:
+        # Built once, here, and passed down; a bad variable is a one-line error.
+        settings = Settings.from_env()
         return _run(args, settings)
     except Exception as exc:  # one line for operators; no traceback, no secrets
         message = getattr(exc, "message", None) or str(exc).splitlines()[0]
@@ -127,7 +128,7 @@ def _run(args, settings) -> int:
 
     engine = get_engine(settings.database_url, "worker", settings.db_timeouts_worker)
     with UnitOfWork(engine) as uow:
-        out = _command(args, uow, merchants, Vault.from_settings(settings))
+        out = _command(args, uow, merchants, Vault.from_settings(settings), settings)
         uow.commit()
     if getattr(args, "json", False):
         print(json.dumps(out, separators=(",", ":")))
@@ -137,10 +138,12 @@ def _run(args, settings) -> int:
     return 0
 
 
-def _command(args, uow, merchants, vault) -> dict:
+def _command(args, uow, merchants, vault, settings) -> dict:
     key = (args.group, args.cmd)
     if key == ("merchant", "create"):
-        return merchants.create_merchant(uow, vault, args.name, args.webhook_url)
+        return merchants.create_merchant(
+            uow, vault, args.name, args.webhook_url, settings.webhook_allow_private
+        )
     if key == ("merchant", "set-limits"):
         merchants.set_limits(
             uow,
@@ -156,7 +159,7 @@ def _command(args, uow, merchants, vault) -> dict:
         merchants.set_fraud_threshold(uow, args.merchant, args.threshold)
         return {"merchant_id": args.merchant, "fraud_block_threshold": args.threshold}
     if key in (("merchant", "rotate-webhook-secret"), ("merchant", "set-webhook-url")):
-        return _webhook_command(args, uow, vault)
+        return _webhook_command(args, uow, vault, settings)
     if key == ("wallet", "create"):
         return merchants.create_wallet(uow, args.owner, args.currency)
     if key == ("wallet", "fund"):
@@ -166,10 +169,9 @@ def _command(args, uow, merchants, vault) -> dict:
     raise ValueError(f"unknown command {' '.join(key)}")
 
 
-def _webhook_command(args, uow, vault) -> dict:
+def _webhook_command(args, uow, vault, settings) -> dict:
     from shared.services import webhook_endpoints as endpoints
 
-    settings = get_settings()
     if args.cmd == "set-webhook-url":
         return endpoints.set_url(uow, args.merchant, args.url, settings.webhook_allow_private)
     overlap = args.overlap_hours

@@ -123,14 +123,16 @@ def vault(settings):
 
 
 @pytest.fixture
-def make_merchant(engine, vault):
+def make_merchant(engine, vault, settings):
     """Factory: a fresh merchant (with credentials) per call."""
     from shared.db.uow import UnitOfWork
     from shared.services import merchants
 
     def make(name: str = "Test merchant", webhook_url: str | None = None) -> dict:
         with UnitOfWork(engine) as u:
-            m = merchants.create_merchant(u, vault, name, webhook_url)
+            m = merchants.create_merchant(
+                u, vault, name, webhook_url, settings.webhook_allow_private
+            )
             u.commit()
         make.made.append(m["merchant_id"])
         return m
