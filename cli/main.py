@@ -7,7 +7,7 @@ import json
 import sys
 
 from cli import reports as reports_cli
-from shared.config import get_settings
+from shared.config import Settings
 
 
 class Parser(argparse.ArgumentParser):
@@ -101,8 +101,9 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = get_settings()
     try:
+        # Built once, here, and passed down; a bad variable is a one-line error.
+        settings = Settings.from_env()
         return _run(args, settings)
     except Exception as exc:  # one line for operators; no traceback, no secrets
         message = getattr(exc, "message", None) or str(exc).splitlines()[0]
@@ -121,13 +122,13 @@ def _run(args, settings) -> int:
         return 0
 
     from shared.db.engine import get_engine
-    from shared.db.uow import UnitOfWork
+    from shared.db.uow import UnitOfWork, transact
     from shared.security.vault import Vault
     from shared.services import merchants
 
-    with UnitOfWork(get_engine(settings.database_url)) as uow:
-        out = _command(args, uow, merchants, Vault.from_settings(settings))
-        uow.commit()
+    engine = get_engine(settings.database_url, "worker", settings.db_timeouts_worker)
+    vault = Vault.from_settings(settings)
+    out = transact(lambda: UnitOfWork(engine), _command, args, merchants, vault, settings)
     if getattr(args, "json", False):
         print(json.dumps(out, separators=(",", ":")))
     else:
@@ -136,10 +137,12 @@ def _run(args, settings) -> int:
     return 0
 
 
-def _command(args, uow, merchants, vault) -> dict:
+def _command(uow, args, merchants, vault, settings) -> dict:
     key = (args.group, args.cmd)
     if key == ("merchant", "create"):
-        return merchants.create_merchant(uow, vault, args.name, args.webhook_url)
+        return merchants.create_merchant(
+            uow, vault, args.name, args.webhook_url, settings.webhook_allow_private
+        )
     if key == ("merchant", "set-limits"):
         merchants.set_limits(
             uow,
@@ -155,7 +158,7 @@ def _command(args, uow, merchants, vault) -> dict:
         merchants.set_fraud_threshold(uow, args.merchant, args.threshold)
         return {"merchant_id": args.merchant, "fraud_block_threshold": args.threshold}
     if key in (("merchant", "rotate-webhook-secret"), ("merchant", "set-webhook-url")):
-        return _webhook_command(args, uow, vault)
+        return _webhook_command(args, uow, vault, settings)
     if key == ("wallet", "create"):
         return merchants.create_wallet(uow, args.owner, args.currency)
     if key == ("wallet", "fund"):
@@ -165,10 +168,9 @@ def _command(args, uow, merchants, vault) -> dict:
     raise ValueError(f"unknown command {' '.join(key)}")
 
 
-def _webhook_command(args, uow, vault) -> dict:
+def _webhook_command(args, uow, vault, settings) -> dict:
     from shared.services import webhook_endpoints as endpoints
 
-    settings = get_settings()
     if args.cmd == "set-webhook-url":
         return endpoints.set_url(uow, args.merchant, args.url, settings.webhook_allow_private)
     overlap = args.overlap_hours

@@ -31,15 +31,15 @@ def add_parsers(sub) -> None:
 def run(args, settings) -> int:
     """Run one command of these groups; return the exit status."""
     from shared.db.engine import get_engine
-    from shared.db.uow import UnitOfWork
+    from shared.db.uow import UnitOfWork, transact
 
-    with UnitOfWork(get_engine(settings.database_url, "report")) as uow:
-        if args.group == "ledger":
+    engine = get_engine(settings.database_url, "report", settings.db_timeouts_report)
+    if args.group == "ledger":
+        with UnitOfWork(engine) as uow:
             return _verify(uow)
-        from shared.services import reports
+    from shared.services import reports
 
-        result = reports.run_daily(uow, args.date)
-        uow.commit()
+    result = transact(lambda: UnitOfWork(engine), reports.run_daily, args.date)
     summary = {
         "date": result.day.isoformat(),
         "rows": result.rows,

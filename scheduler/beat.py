@@ -31,13 +31,14 @@ RETRY_S = 1.0
 
 class ResilientRedBeatScheduler(RedBeatScheduler):
     _outage = Outage("redis (beat)", log)
-    _heartbeat = heartbeat.from_env()
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, app, *args, **kwargs):
+        # The settings the Celery app was built from (workers/celery_app.py).
+        self._heartbeat = heartbeat.Heartbeat.from_settings(app.runtime.settings)
         # RedBeat takes the lock (blocking, as a standby) right after this,
         # before the first tick: stay alive for the healthcheck meanwhile.
         self._waiting = self._heartbeat.keep_alive()
-        super().__init__(*args, **kwargs)
+        super().__init__(app, *args, **kwargs)
 
     def tick(self, *args, **kwargs):
         self._waiting.set()

@@ -1,5 +1,8 @@
 """Settings: one frozen object built from the environment at start.
 
+This is the one module that reads the environment. Each entry point (the
+API's ``get_app``, the Celery app, the relay, the CLI) builds its settings
+once and passes them down; a bad value fails that build, naming the variable.
 Every setting has a default that works on a developer machine; the README
 lists them all. Tests build their own with ``Settings.from_env(**overrides)``
 or ``dataclasses.replace``.
@@ -7,9 +10,13 @@ or ``dataclasses.replace``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
+import ipaddress
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 
@@ -59,6 +66,90 @@ def _str(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
+def _optional_str(name: str) -> str | None:
+    return os.environ.get(name) or None
+
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def _host(name: str, default: str) -> str:
+    """An address to bind: an IP literal (``0.0.0.0``, ``::``) or a host name."""
+    raw = _str(name, default).strip()
+    try:
+        ipaddress.ip_address(raw)
+        return raw
+    except ValueError:
+        pass
+    labels = raw.split(".")
+    # A name whose last label is all digits would be a mistyped IP address.
+    if len(raw) <= 253 and all(map(_HOST_LABEL.match, labels)) and not labels[-1].isdigit():
+        return raw
+    raise ValueError(f"setting {name} must be an IP address or a host name, got {raw!r}")
+
+
+# Secrets: their errors never quote the value.
+
+_KEY_VERSION = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z ]+)-----.+?-----END \1-----", re.S)
+
+
+def decode_key(text: str, what: str, size: int = 32) -> bytes:
+    """Base64 ``text`` as a key of exactly ``size`` bytes, else ValueError naming ``what``."""
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{what} is not valid base64") from None
+    if len(key) != size:
+        raise ValueError(f"{what} must be {size} bytes, got {len(key)}")
+    return key
+
+
+def parse_card_keys(spec: str) -> dict[str, bytes]:
+    """Parse ``v1:<b64>,v2:<b64>`` into an ordered {version: key}; the last is current."""
+    keys: dict[str, bytes] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        version, sep, encoded = item.partition(":")
+        if not sep or not _KEY_VERSION.match(version):
+            raise ValueError("card keys must look like v1:<base64>,v2:<base64>")
+        if version in keys:
+            raise ValueError(f"card key version {version} appears twice")
+        keys[version] = decode_key(encoded, f"card key {version}")
+    if not keys:
+        raise ValueError("no card encryption keys configured")
+    return keys
+
+
+def _card_keys() -> tuple[str, str]:
+    keys, fingerprint = _str("CARD_KEYS", ""), _str("CARD_FINGERPRINT_KEY", "")
+    if bool(keys) != bool(fingerprint):
+        # Fingerprints from per-host generated keys would silently differ
+        # between machines and break velocity checks.
+        raise ValueError("set both CARD_KEYS and CARD_FINGERPRINT_KEY, or neither")
+    if keys:
+        try:
+            parse_card_keys(keys)
+        except ValueError as exc:
+            raise ValueError(f"setting CARD_KEYS is invalid: {exc}") from None
+        decode_key(fingerprint, "setting CARD_FINGERPRINT_KEY")
+    return keys, fingerprint
+
+
+def _private_pem(name: str) -> str:
+    """PEM block(s) with at least one PRIVATE KEY; the key itself is parsed by its user."""
+    raw = _str(name, "")
+    if not raw:
+        return raw
+    # Env vars and secret stores often carry PEM with escaped newlines.
+    labels = {m.group(1) for m in _PEM_BLOCK.finditer(raw.replace("\\n", "\n"))}
+    if "PRIVATE KEY" not in labels or labels - {"PRIVATE KEY", "PUBLIC KEY"}:
+        raise ValueError(
+            f"setting {name} must hold PEM blocks: at least one PRIVATE KEY (PKCS#8),"
+            " and PUBLIC KEY blocks of retired keys"
+        )
+    return raw
+
+
 # Idempotency keys are promised for at least 24 h (DESIGN.md §3): a lower
 # setting would let an old key's retry create a second payment.
 MIN_IDEMPOTENCY_RETENTION_H = 24
@@ -73,6 +164,14 @@ class Settings:
     # Where generated dev keys (JWT signing key, card encryption keys) live
     # when they are not given explicitly. Git-ignored.
     key_dir: str = "var/keys"
+    # Secrets, kept out of repr (and so out of logs and tracebacks). Empty:
+    # keys come from (or are generated in) key_dir.
+    # Ed25519 PEM block(s): the last PRIVATE KEY signs; every key verifies.
+    jwt_private_key: str = field(default="", repr=False)
+    # ``v1:<base64 32 bytes>,v2:...`` (the last is current) and the base64
+    # HMAC key of card fingerprints: both or neither.
+    card_keys: str = field(default="", repr=False)
+    card_fingerprint_key: str = field(default="", repr=False)
     jwt_issuer: str = "clearhouse"
     jwt_audience: str = "clearhouse-api"
     access_token_ttl_s: int = 900
@@ -122,6 +221,11 @@ class Settings:
     # Prometheus multiprocess folder (cleared at start); workers' metrics port.
     metrics_dir: str = "var/metrics"
     worker_metrics_port: int = 9808
+    # Address the worker metrics server binds: loopback unless told
+    # (containers: 0.0.0.0 so Prometheus can scrape).
+    worker_metrics_addr: str = "127.0.0.1"
+    # Liveness file the relay and beat touch every loop; None: no file.
+    heartbeat_file: str | None = None
 
     def __post_init__(self) -> None:
         # The retention floor is enforced here, so from_env (which builds through
@@ -133,11 +237,15 @@ class Settings:
     @classmethod
     def from_env(cls, **overrides) -> Settings:
         d = cls()
+        card_keys, card_fingerprint_key = _card_keys()
         values = dict(
             database_url=_str("DATABASE_URL", d.database_url),
             redis_url=_str("REDIS_URL", d.redis_url),
             redis_key_prefix=_str("REDIS_KEY_PREFIX", d.redis_key_prefix),
             key_dir=_str("CLEARHOUSE_KEY_DIR", d.key_dir),
+            jwt_private_key=_private_pem("JWT_PRIVATE_KEY"),
+            card_keys=card_keys,
+            card_fingerprint_key=card_fingerprint_key,
             jwt_issuer=_str("JWT_ISSUER", d.jwt_issuer),
             jwt_audience=_str("JWT_AUDIENCE", d.jwt_audience),
             access_token_ttl_s=min(_int("ACCESS_TOKEN_TTL_S", d.access_token_ttl_s), 900),
@@ -181,6 +289,8 @@ class Settings:
             beat_lock_timeout_s=_int("BEAT_LOCK_TIMEOUT_S", d.beat_lock_timeout_s),
             metrics_dir=_str("METRICS_DIR", d.metrics_dir),
             worker_metrics_port=_int("WORKER_METRICS_PORT", d.worker_metrics_port),
+            worker_metrics_addr=_host("WORKER_METRICS_ADDR", d.worker_metrics_addr),
+            heartbeat_file=_optional_str("HEARTBEAT_FILE"),
         )
         values.update(overrides)
         return cls(**values)

@@ -92,9 +92,10 @@ def database():
 
 @pytest.fixture(scope="session")
 def engine(database):
+    from shared.config import get_settings
     from shared.db.engine import get_engine
 
-    return get_engine(database)
+    return get_engine(database, "worker", get_settings().db_timeouts_worker)
 
 
 @pytest.fixture(scope="session")
@@ -122,14 +123,16 @@ def vault(settings):
 
 
 @pytest.fixture
-def make_merchant(engine, vault):
+def make_merchant(engine, vault, settings):
     """Factory: a fresh merchant (with credentials) per call."""
     from shared.db.uow import UnitOfWork
     from shared.services import merchants
 
     def make(name: str = "Test merchant", webhook_url: str | None = None) -> dict:
         with UnitOfWork(engine) as u:
-            m = merchants.create_merchant(u, vault, name, webhook_url)
+            m = merchants.create_merchant(
+                u, vault, name, webhook_url, settings.webhook_allow_private
+            )
             u.commit()
         make.made.append(m["merchant_id"])
         return m

@@ -63,9 +63,9 @@ def run(settings: Settings, stop: threading.Event) -> None:
     """Relay until ``stop`` is set, riding out Postgres and Redis outages."""
     from workers.celery_app import publish
 
-    engine = get_engine(settings.database_url)
+    engine = get_engine(settings.database_url, "worker", settings.db_timeouts_worker)
     listener = Listener(engine)
-    heartbeat = hb.from_env()
+    heartbeat = hb.Heartbeat.from_settings(settings)
     linger = settings.batch_interval_ms / 1000
     failing = False
     listener.connect()

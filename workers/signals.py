@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from datetime import datetime
@@ -50,7 +49,7 @@ def _serve_metrics(sender, **_) -> None:
 
     try:
         # Loopback unless told (containers: 0.0.0.0 so Prometheus can scrape).
-        addr = os.environ.get("WORKER_METRICS_ADDR") or "127.0.0.1"
+        addr = settings.worker_metrics_addr
         start_http_server(port, addr=addr, registry=metrics.registry())
     except OSError as exc:
         # Metrics must never stop payments: run without them, loudly.

@@ -37,22 +37,17 @@ def options(timeouts: tuple[int, int, int]) -> str:
     )
 
 
-def get_engine(
-    url: str, kind: str = "worker", timeouts: tuple[int, int, int] | None = None
-) -> Engine:
+def get_engine(url: str, kind: str, timeouts: tuple[int, int, int]) -> Engine:
     """Return this process's engine for ``url`` and ``kind``, creating it on first use.
 
-    ``timeouts`` defaults to the settings' ``db_timeouts(kind)``.
+    ``timeouts`` are the caller's settings' ``db_timeouts(kind)``; they apply when
+    the engine is created (the first call for this ``url`` and ``kind``).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown kind of connection {kind!r}")
     with _lock:
         engine = _engines.get((url, kind))
         if engine is None:
-            if timeouts is None:
-                from shared.config import get_settings
-
-                timeouts = get_settings().db_timeouts(kind)
             engine = _create(url, timeouts)
             _engines[(url, kind)] = engine
         return engine

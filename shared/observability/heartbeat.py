@@ -1,19 +1,21 @@
 """A liveness file for processes without an HTTP port (the relay, beat).
 
-The process touches ``HEARTBEAT_FILE`` every loop; a supervisor's healthcheck
-runs ``python -m shared.observability.heartbeat check FILE MAX_AGE_S``, which
-exits 0 only while the file is younger than MAX_AGE_S. A process stuck in a
-loop that no longer turns goes unhealthy and is restarted.
+The process touches ``Settings.heartbeat_file`` (env ``HEARTBEAT_FILE``) every
+loop; a supervisor's healthcheck runs ``python -m shared.observability.heartbeat
+check FILE MAX_AGE_S``, which exits 0 only while the file is younger than
+MAX_AGE_S. A process stuck in a loop that no longer turns goes unhealthy and is
+restarted.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import threading
 import time
 from pathlib import Path
+
+from shared.config import Settings
 
 
 class Heartbeat:
@@ -21,6 +23,11 @@ class Heartbeat:
         self._path = Path(path) if path else None
         self._every = every_s
         self._last = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Heartbeat:
+        """The heartbeat of ``settings.heartbeat_file`` (none when it is unset)."""
+        return cls(settings.heartbeat_file)
 
     def beat(self) -> None:
         """Touch the file (at most once per ``every_s``); never raises."""
@@ -49,10 +56,6 @@ class Heartbeat:
         if self._path is not None:
             threading.Thread(target=run, name="heartbeat", daemon=True).start()
         return stop
-
-
-def from_env() -> Heartbeat:
-    return Heartbeat(os.environ.get("HEARTBEAT_FILE") or None)
 
 
 def age_s(path: str) -> float:

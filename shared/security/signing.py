@@ -1,21 +1,22 @@
 """Ed25519 JWT signing keys: sign, verify, and publish them as a JWKS.
 
-Keys come from env ``JWT_PRIVATE_KEY`` (PEM) or else ``jwt_ed25519.pem`` in
-``Settings.key_dir``, generated on first use. Either may hold several PEM
-blocks for rotation: the last PRIVATE KEY signs; every key (including retired
-PUBLIC KEY blocks) is published and accepted, until it is removed.
+Keys come from ``Settings.jwt_private_key`` (env ``JWT_PRIVATE_KEY``, PEM) or
+else ``jwt_ed25519.pem`` in ``Settings.key_dir``, generated on first use. Either
+may hold several PEM blocks for rotation: the last PRIVATE KEY signs; every key
+(including retired PUBLIC KEY blocks) is published and accepted, until it is
+removed.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import re
 from collections.abc import Sequence
 from functools import lru_cache
 
 import jwt
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PrivateFormat, PublicFormat
@@ -97,8 +98,16 @@ class SigningKeys:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SigningKeys:
-        """Keys from env JWT_PRIVATE_KEY, else from (or created in) settings.key_dir."""
-        return _cached(settings.key_dir, os.environ.get("JWT_PRIVATE_KEY") or "")
+        """Keys from ``settings.jwt_private_key``, else from (or created in) its key_dir."""
+        pem = settings.jwt_private_key
+        if not pem:
+            return _cached(settings.key_dir, "")
+        try:
+            return _cached(settings.key_dir, pem)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            # Named, so a bad key stops the API at start with a line that says
+            # which setting to fix (the messages never quote key material).
+            raise ValueError(f"setting JWT_PRIVATE_KEY holds no usable key: {exc}") from None
 
     def jwks(self) -> dict:
         """The public JWK Set served at /.well-known/jwks.json."""
@@ -141,9 +150,9 @@ class SigningKeys:
 
 
 @lru_cache(maxsize=16)
-def _cached(key_dir: str, env_pem: str) -> SigningKeys:
+def _cached(key_dir: str, pem: str) -> SigningKeys:
     # Parsing and thumbprinting on every request would be waste; the key
     # material only changes on restart (or a new key_dir in tests).
-    if env_pem:
-        return SigningKeys.from_pem(env_pem)
+    if pem:
+        return SigningKeys.from_pem(pem)
     return SigningKeys.from_pem(load_or_create(key_dir, KEY_FILE, generate_pem))

@@ -7,7 +7,6 @@ import secrets
 from sqlalchemy import insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from shared.config import get_settings
 from shared.db.tables import api_clients, blocklist, merchant_limits, merchants, wallets
 from shared.db.uow import UnitOfWork
 from shared.domain import ledger as L
@@ -20,14 +19,12 @@ from shared.services.ids import new_id
 
 
 def create_merchant(
-    uow: UnitOfWork, vault, name: str, webhook_url: str | None = None, allow_private=None
+    uow: UnitOfWork, vault, name: str, webhook_url: str | None = None, allow_private=False
 ) -> dict:
     """Create a merchant with one API client; the secrets are returned only here."""
     if not name.strip():
         raise ServiceError("name must not be empty", "name")
     if webhook_url is not None:
-        if allow_private is None:
-            allow_private = get_settings().webhook_allow_private
         webhook_endpoints.check_url(webhook_url, allow_private)
     merchant_id = new_id("mch")
     client_id = new_id("ci")

@@ -65,9 +65,11 @@ def _merchants(stack: Stack, receiver_port: int, n: int) -> list[dict]:
     from shared.security.vault import Vault
     from shared.services import merchants
 
-    vault = Vault.from_settings(Settings.from_env())
+    settings = Settings.from_env()
+    vault = Vault.from_settings(settings)
     out = []
-    with UnitOfWork(get_engine(stack.env["DATABASE_URL"])) as u:
+    engine = get_engine(stack.env["DATABASE_URL"], "worker", settings.db_timeouts_worker)
+    with UnitOfWork(engine) as u:
         for i in range(n):
             url = f"http://127.0.0.1:{receiver_port}/hooks/{i}"
             out.append(merchants.create_merchant(u, vault, f"chaos {i}", url, allow_private=True))
@@ -121,9 +123,10 @@ def run(cfg: dict, rundir: Path) -> dict:
 
 
 def _audit(cfg, stack, receiver, load, plan) -> dict:
+    from shared.config import Settings
     from shared.db.engine import get_engine
 
-    engine = get_engine(stack.env["DATABASE_URL"])
+    engine = get_engine(stack.env["DATABASE_URL"], "worker", Settings().db_timeouts_worker)
     last_fault = max(f.ended for f in plan) if plan else time.time()
     redrive_after = float(stack.env["REDRIVE_AFTER_S"])
     deadline = max(last_fault + redrive_after + 60, time.time() + 15)

@@ -28,10 +28,11 @@ def ledger_audit(database):
     after them all (the worker and relay have stopped: nothing is in flight).
     (``database``, not ``engine``: a module may override ``engine`` with its own.)
     """
+    from shared.config import Settings
     from shared.db.engine import get_engine
 
     yield
-    problems = books.whole_ledger(get_engine(database))
+    problems = books.whole_ledger(get_engine(database, "worker", Settings().db_timeouts_worker))
     if problems:
         listing = "\n  ".join(problems[:50])
         pytest.fail(

@@ -41,7 +41,8 @@ def private_stack(settings, vault):
         env=env,
     )
     relay = processes.relay(env)
-    stack = {"engine": get_engine(url), "redis": redis, "port": port, "worker": worker}
+    engine = get_engine(url, "worker", settings.db_timeouts_worker)
+    stack = {"engine": engine, "redis": redis, "port": port, "worker": worker}
     try:
         yield stack
     finally:

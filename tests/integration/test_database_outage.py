@@ -41,6 +41,7 @@ TCP_ESTABLISHED = "01"
 @pytest.fixture(scope="module")
 def stack(redis_client, vault):
     """A private Postgres (migrated) with the API, the relay and a solo worker on it."""
+    from shared.config import Settings
     from shared.db.engine import get_engine
     from shared.db.migrate import upgrade
 
@@ -60,7 +61,7 @@ def stack(redis_client, vault):
         # return before its WAL is written and an immediate stop lose it (a
         # stage's update gone, its onward message sent). Durable commits, as
         # in production: what a process saw committed survives the crash.
-        engine = get_engine(pg.url())
+        engine = get_engine(pg.url(), "worker", Settings().db_timeouts_worker)
         stack.callback(engine.dispose)  # before the cluster goes
         with engine.connect() as conn:
             conn.execute(text("ALTER DATABASE clearhouse SET synchronous_commit = on"))

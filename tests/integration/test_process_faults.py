@@ -79,10 +79,12 @@ def test_unit_of_work_after_a_disconnect_at_commit(engine):
 
 
 def test_database_timeouts_are_set_per_kind_of_connection(database):
+    from shared.config import Settings
     from shared.db.engine import get_engine
 
+    settings = Settings()  # the defaults: what production runs unless told
     for kind, expected in (("api", "5s"), ("worker", "30s"), ("report", "10min")):
-        with get_engine(database, kind).connect() as conn:
+        with get_engine(database, kind, settings.db_timeouts(kind)).connect() as conn:
             assert conn.execute(text("SHOW statement_timeout")).scalar() == expected, kind
             assert conn.execute(text("SHOW idle_in_transaction_session_timeout")).scalar() != "0"
             assert conn.execute(text("SHOW lock_timeout")).scalar() != "0"

@@ -421,7 +421,9 @@ class Run:
         # Create the key files here, before several children race to.
         SigningKeys.from_settings(self.settings)
         vault = Vault.from_settings(self.settings)
-        self.engine = get_engine(self.env["DATABASE_URL"])
+        self.engine = get_engine(
+            self.env["DATABASE_URL"], "worker", self.settings.db_timeouts_worker
+        )
         webhook_url = f"http://127.0.0.1:{self.sink_port}/hooks" if self.sink_port else None
         with UnitOfWork(self.engine) as u:
             self.merchant = create_merchant(

@@ -1,6 +1,9 @@
-"""Settings: the idempotency retention never goes below the promised 24 h."""
+"""Settings: the idempotency retention never goes below the promised 24 h; bad values
+are refused by name at start; secrets stay out of the repr."""
 
+import base64
 import dataclasses
+import os
 
 import pytest
 
@@ -60,3 +63,149 @@ def test_db_timeouts_are_read_per_kind_and_bad_values_refused(monkeypatch):
         monkeypatch.setenv("DB_TIMEOUTS_API", bad)
         with pytest.raises(ValueError, match="DB_TIMEOUTS_API"):
             Settings.from_env()
+
+
+# -- the fields that replaced direct reads of the environment ----------------
+
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104 (a value to parse, nothing binds it)
+SECRETS = ("JWT_PRIVATE_KEY", "CARD_KEYS", "CARD_FINGERPRINT_KEY")
+NEW = ("WORKER_METRICS_ADDR", "HEARTBEAT_FILE", *SECRETS)
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for name in NEW:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def _b64(raw: bytes | None = None) -> str:
+    return base64.b64encode(os.urandom(32) if raw is None else raw).decode()
+
+
+def _pem() -> str:
+    from shared.security.signing import generate_pem
+
+    return generate_pem().decode()
+
+
+def test_the_new_fields_default_to_todays_behaviour(clean_env):
+    for s in (Settings(), Settings.from_env()):
+        assert s.worker_metrics_addr == "127.0.0.1"  # loopback unless told
+        assert s.heartbeat_file is None  # no liveness file
+        # No keys given: they come from (or are generated in) key_dir.
+        assert (s.jwt_private_key, s.card_keys, s.card_fingerprint_key) == ("", "", "")
+
+
+def test_the_new_fields_are_read_from_the_environment(clean_env):
+    pem, keys, fp = _pem(), f"v1:{_b64()},v2:{_b64()}", _b64()
+    clean_env.setenv("WORKER_METRICS_ADDR", ALL_INTERFACES)
+    clean_env.setenv("HEARTBEAT_FILE", "/run/clearhouse-relay/alive")
+    clean_env.setenv("JWT_PRIVATE_KEY", pem)
+    clean_env.setenv("CARD_KEYS", keys)
+    clean_env.setenv("CARD_FINGERPRINT_KEY", fp)
+    s = Settings.from_env()
+    assert s.worker_metrics_addr == ALL_INTERFACES
+    assert s.heartbeat_file == "/run/clearhouse-relay/alive"
+    assert (s.jwt_private_key, s.card_keys, s.card_fingerprint_key) == (pem, keys, fp)
+
+
+def test_empty_values_mean_unset(clean_env):
+    for name in NEW:
+        clean_env.setenv(name, "")
+    s = Settings.from_env()
+    assert (s.worker_metrics_addr, s.heartbeat_file, s.card_keys) == ("127.0.0.1", None, "")
+
+
+@pytest.mark.parametrize(
+    "addr", ["127.0.0.1", ALL_INTERFACES, "::", "::1", "localhost", "metrics.internal"]
+)
+def test_worker_metrics_addr_takes_an_ip_or_a_host_name(clean_env, addr):
+    clean_env.setenv("WORKER_METRICS_ADDR", addr)
+    assert Settings.from_env().worker_metrics_addr == addr
+
+
+@pytest.mark.parametrize(
+    "addr", ["0.0.0.0:9808", "127.0.0.256", "http://0.0.0.0", "a b", "-host", "[::]", " "]
+)
+def test_a_bad_worker_metrics_addr_is_refused_by_name(clean_env, addr):
+    clean_env.setenv("WORKER_METRICS_ADDR", addr)
+    with pytest.raises(ValueError, match="setting WORKER_METRICS_ADDR must be an IP address"):
+        Settings.from_env()
+
+
+def test_the_secrets_stay_out_of_the_repr(clean_env):
+    pem, keys, fp = _pem(), f"v1:{_b64()}", _b64()
+    clean_env.setenv("JWT_PRIVATE_KEY", pem)
+    clean_env.setenv("CARD_KEYS", keys)
+    clean_env.setenv("CARD_FINGERPRINT_KEY", fp)
+    s = Settings.from_env()
+    for text in (repr(s), str(s), repr(s.replace(log_level="DEBUG"))):
+        for secret in (keys, fp, keys.partition(":")[2], pem.splitlines()[1]):
+            assert secret not in text
+        for name in ("jwt_private_key", "card_keys", "card_fingerprint_key"):
+            assert name not in text
+        assert "key_dir=" in text  # the rest is shown as before
+
+
+K1, K2, FP = _b64(b"\x01" * 32), _b64(b"\x02" * 32), _b64(b"\x03" * 32)
+SHORT, FP31 = _b64(b"\x04" * 16), _b64(b"\x05" * 31)
+
+
+@pytest.mark.parametrize(
+    ("keys", "fingerprint", "message"),
+    [
+        (f"v1:{K1}", None, "set both CARD_KEYS and CARD_FINGERPRINT_KEY"),
+        (None, FP, "set both CARD_KEYS and CARD_FINGERPRINT_KEY"),
+        (K1, FP, "setting CARD_KEYS is invalid: card keys must look like"),
+        ("v1:!!notbase64", FP, "setting CARD_KEYS is invalid: card key v1 is not valid base64"),
+        (f"v1:{SHORT}", FP, "setting CARD_KEYS is invalid: card key v1 must be 32 bytes"),
+        (f"v1:{K1},v1:{K2}", FP, "setting CARD_KEYS is invalid: .* appears twice"),
+        (" , ", FP, "setting CARD_KEYS is invalid: no card encryption keys"),
+        (f"v1:{K1}", "!!", "setting CARD_FINGERPRINT_KEY is not valid base64"),
+        (f"v1:{K1}", FP31, "setting CARD_FINGERPRINT_KEY must be 32 bytes, got 31"),
+    ],
+    ids=[
+        "keys-only",
+        "fingerprint-only",
+        "no-version",
+        "bad-base64",
+        "short-key",
+        "twice",
+        "empty-list",
+        "bad-fingerprint",
+        "short-fingerprint",
+    ],
+)
+def test_bad_card_keys_are_refused_at_start_without_quoting_them(
+    clean_env, keys, fingerprint, message
+):
+    for name, value in (("CARD_KEYS", keys), ("CARD_FINGERPRINT_KEY", fingerprint)):
+        if value is not None:
+            clean_env.setenv(name, value)
+    with pytest.raises(ValueError, match=message) as info:
+        Settings.from_env()
+    for secret in (K1, K2, FP, SHORT, FP31):
+        assert secret not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "pem",
+    [
+        "not a pem",
+        "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n",  # no private
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----\n",
+        "-----BEGIN PRIVATE KEY-----\nMC4CAQA",  # cut short
+    ],
+)
+def test_a_jwt_private_key_without_a_private_pem_block_is_refused_by_name(clean_env, pem):
+    clean_env.setenv("JWT_PRIVATE_KEY", pem)
+    with pytest.raises(ValueError, match="setting JWT_PRIVATE_KEY must hold PEM blocks") as info:
+        Settings.from_env()
+    assert "MIIB" not in str(info.value) and "MC4C" not in str(info.value)
+
+
+def test_a_jwt_private_key_with_escaped_newlines_is_accepted(clean_env):
+    pem = _pem()
+    clean_env.setenv("JWT_PRIVATE_KEY", pem.replace("\n", "\\n"))
+    assert Settings.from_env().jwt_private_key == pem.replace("\n", "\\n")

@@ -38,3 +38,12 @@ def test_no_file_configured_writes_nothing(tmp_path, monkeypatch):
     heartbeat.Heartbeat(None).beat()
     heartbeat.Heartbeat(None).keep_alive().set()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_from_settings_uses_the_settings_file(tmp_path):
+    from shared.config import Settings
+
+    path = tmp_path / "alive"
+    heartbeat.Heartbeat.from_settings(Settings(heartbeat_file=str(path))).beat()
+    assert heartbeat.main(["check", str(path), "30"]) == 0
+    assert heartbeat.Heartbeat.from_settings(Settings())._path is None

@@ -12,7 +12,9 @@ from pathlib import Path
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PrivateFormat
 
 from shared.config import Settings
 from shared.security.signing import InvalidToken, SigningKeys, generate_pem, thumbprint
@@ -27,8 +29,7 @@ AUD, ISS = "clearhouse-api", "clearhouse"
 
 
 @pytest.fixture
-def settings(tmp_path, monkeypatch):
-    monkeypatch.delenv("JWT_PRIVATE_KEY", raising=False)
+def settings(tmp_path):
     return Settings().replace(key_dir=str(tmp_path / "keys"))
 
 
@@ -83,12 +84,37 @@ def test_key_file_created_once_private(settings, keys):
     assert again.kid == keys.kid
 
 
-def test_env_key_takes_precedence(settings, monkeypatch):
+def test_configured_key_takes_precedence(settings, monkeypatch):
     pem = generate_pem().decode()
+    # Escaped newlines, as env files and secret stores often carry PEM.
     monkeypatch.setenv("JWT_PRIVATE_KEY", pem.replace("\n", "\\n"))
-    keys = SigningKeys.from_settings(settings)
+    keys = SigningKeys.from_settings(Settings.from_env(key_dir=settings.key_dir))
     assert keys.kid == SigningKeys.from_pem(pem).kid
     assert not os.path.exists(settings.key_dir)
+    assert SigningKeys.from_settings(settings.replace(jwt_private_key=pem)).kid == keys.kid
+
+
+def test_signing_keys_never_read_the_environment(settings, monkeypatch):
+    monkeypatch.setenv("JWT_PRIVATE_KEY", generate_pem().decode())
+    SigningKeys.from_settings(settings)  # from key_dir: the settings hold no key
+    assert os.path.exists(os.path.join(settings.key_dir, "jwt_ed25519.pem"))
+
+
+def _ec_pem() -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, serialization.NoEncryption())
+    return pem.decode()
+
+
+GARBLED = "-----BEGIN PRIVATE KEY-----\nAAAAbm90IGEga2V5\n-----END PRIVATE KEY-----\n"
+
+
+@pytest.mark.parametrize("pem", [_ec_pem(), GARBLED], ids=["not-ed25519", "garbled"])
+def test_an_unusable_configured_key_names_the_setting_never_its_material(settings, pem):
+    with pytest.raises(ValueError, match="setting JWT_PRIVATE_KEY holds no usable key") as info:
+        SigningKeys.from_settings(settings.replace(jwt_private_key=pem))
+    body = pem.splitlines()[1]
+    assert body not in str(info.value)
 
 
 @pytest.mark.parametrize("token", [None, "", "garbage", "a.b.c", "x" * 50])

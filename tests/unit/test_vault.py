@@ -24,12 +24,6 @@ def spec(**versions: bytes) -> str:
     return ",".join(f"{v}:{base64.b64encode(k).decode()}" for v, k in versions.items())
 
 
-@pytest.fixture(autouse=True)
-def no_env_keys(monkeypatch):
-    monkeypatch.delenv("CARD_KEYS", raising=False)
-    monkeypatch.delenv("CARD_FINGERPRINT_KEY", raising=False)
-
-
 @pytest.fixture
 def settings(tmp_path):
     return Settings().replace(key_dir=str(tmp_path / "keys"))
@@ -75,22 +69,28 @@ def test_rotation():
     assert v2.fingerprint(PAN) == v1.fingerprint(PAN)
 
 
-def test_rotation_via_env(settings, monkeypatch):
+def test_rotation_via_settings(settings):
     k1, k2, fp = key(), key(), base64.b64encode(key()).decode()
-    monkeypatch.setenv("CARD_FINGERPRINT_KEY", fp)
-    monkeypatch.setenv("CARD_KEYS", spec(v1=k1))
+    settings = settings.replace(card_fingerprint_key=fp, card_keys=spec(v1=k1))
     old = Vault.from_settings(settings).encrypt(PAN)
-    monkeypatch.setenv("CARD_KEYS", spec(v1=k1, v2=k2))
-    vault = Vault.from_settings(settings)
+    vault = Vault.from_settings(settings.replace(card_keys=spec(v1=k1, v2=k2)))
     assert vault.current_version == "v2"
     assert vault.decrypt(old) == PAN
-    assert not os.path.exists(settings.key_dir)  # env keys: no key file
+    assert not os.path.exists(settings.key_dir)  # keys given: no key file
 
 
-def test_env_requires_both_keys(settings, monkeypatch):
+def test_the_vault_never_reads_the_environment(settings, monkeypatch):
     monkeypatch.setenv("CARD_KEYS", spec(v1=key()))
+    monkeypatch.setenv("CARD_FINGERPRINT_KEY", base64.b64encode(key()).decode())
+    Vault.from_settings(settings)  # from key_dir: the settings hold no card keys
+    assert os.path.exists(os.path.join(settings.key_dir, "card_keys.json"))
+
+
+@pytest.mark.parametrize("given", ["card_keys", "card_fingerprint_key"])
+def test_settings_built_in_code_need_both_keys(settings, given):
+    value = spec(v1=key()) if given == "card_keys" else base64.b64encode(key()).decode()
     with pytest.raises(VaultError, match="both"):
-        Vault.from_settings(settings)
+        Vault.from_settings(settings.replace(**{given: value}))
 
 
 @pytest.mark.parametrize("bad", ["", "v1", "v1:abc", "v1:" + base64.b64encode(b"short").decode()])
