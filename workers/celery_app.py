@@ -12,7 +12,7 @@ from celery.signals import worker_process_init
 
 from shared.config import Settings
 from shared.db.engine import dispose_engines
-from workers import signals  # noqa: F401  (JSON logs, log context, task metrics)
+from workers import signals  # JSON logs, log context, task metrics
 from workers.publish import Publisher
 from workers.runtime import Runtime
 from workers.schedule import beat_schedule
@@ -29,6 +29,7 @@ class ClearhouseCelery(Celery):
 def create_celery_app(settings: Settings | None = None) -> ClearhouseCelery:
     """Build the app from ``settings`` (default: the environment)."""
     settings = settings or Settings.from_env()
+    signals.use_settings(settings)
     app = ClearhouseCelery("clearhouse", broker=settings.redis_url, include=TASK_MODULES)
     app.runtime = Runtime(settings, Publisher(app, settings.batch_max))
     app.conf.update(

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from celery import signals
 
-from shared.config import get_settings
+from shared.config import Settings
 from shared.observability import context, metrics
 from shared.observability import logging as jsonlog
 
@@ -22,24 +22,32 @@ PUBLISHED_AT = "clearhouse_published_at"
 # task id -> (perf_counter at start, queue, [queue waits], messages); one entry per
 # running task of this process (a prefork child or a solo worker runs one).
 _running: dict[str, tuple[float, str, list[float], int]] = {}
+# The Celery app's settings (workers/celery_app.py hands them over when it is built).
+_settings: Settings | None = None
+
+
+def use_settings(settings: Settings) -> None:
+    """Give the handlers the settings the Celery app was built from."""
+    global _settings
+    _settings = settings
 
 
 @signals.setup_logging.connect
 def _json_logging(**_) -> None:
     # Connecting here stops Celery from installing its own text handlers.
-    jsonlog.configure(get_settings().log_level)
+    jsonlog.configure(_settings.log_level)
 
 
 @signals.celeryd_init.connect
 def _json_logging_early(**_) -> None:
     # The worker warns (running as root, say) before it sets up logging.
-    jsonlog.configure(get_settings().log_level)
+    jsonlog.configure(_settings.log_level)
 
 
 @signals.worker_init.connect
 def _serve_metrics(sender, **_) -> None:
     # Main process, before the pool forks: every child inherits the folder.
-    settings = get_settings()
+    settings = sender.app.runtime.settings
     node = re.sub(r"[^A-Za-z0-9._-]", "_", sender.hostname)
     metrics.use_multiprocess_dir(f"{settings.metrics_dir}/worker-{node}")
     port = settings.worker_metrics_port
