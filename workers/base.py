@@ -26,6 +26,7 @@ from shared.services.batches import run_isolated
 from workers.batches import ReconnectSafeBatches
 from workers.celery_app import app
 from workers.runtime import Runtime
+from workers.topology import STEPS
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,10 @@ def task(name: str, **options):
     return app.task(name=name, base=Task, bind=True, **options)
 
 
-def stage(name: str, step: str, then: str | None = None, *, isolate=True, flow=False):
-    """Declare a batch stage ``body(self, uow, ids) -> StageResult`` (flow: ``body(self, ids)``)."""
+def stage(step: str, then: str | None = None, *, isolate=True, flow=False):
+    """Declare the batch task of ``step``: ``body(self, uow, ids) -> StageResult``.
+
+    Its task name comes from workers/topology.py; ``flow``: ``body(self, ids)``.
+    """
     options = dict(step=step, then=then, isolate=isolate, flow=flow)
-    return app.task(name=name, base=BatchTask, bind=True, **options)
+    return app.task(name=STEPS[step].task, base=BatchTask, bind=True, **options)

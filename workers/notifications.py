@@ -73,7 +73,7 @@ def lease_s() -> float:
     return wait_max_s() + send_budget_s() + 30
 
 
-@stage("clearhouse.deliver_webhooks", step="deliver_webhooks", isolate=False)
+@stage("deliver_webhooks", isolate=False)
 def deliver_webhooks(self, uow, ids: list[str]):
     # celery-batches gathers the many small messages (one per committed state
     # change) into batches of up to batch_max deliveries. Deliveries that can

@@ -10,6 +10,7 @@ import redis
 from shared.observability import queues
 from shared.services import maintenance
 from workers.base import task
+from workers.topology import STEPS
 
 
 @task("clearhouse.scheduler.redrive")
@@ -63,9 +64,8 @@ def backlog_max(settings) -> int:
 
 
 def webhook_backlog(settings) -> int:
-    return queues.depths(_redis(settings.redis_url), settings.redis_key_prefix, ["notifications"])[
-        "notifications"
-    ]
+    queue = STEPS["deliver_webhooks"].queue
+    return queues.depths(_redis(settings.redis_url), settings.redis_key_prefix, [queue])[queue]
 
 
 @functools.cache

@@ -8,29 +8,29 @@ from shared.services.stages.common import StageResult
 from workers.base import stage, task
 
 
-@stage("clearhouse.limits", step="limits", then="fraud")
+@stage("limits", then="fraud")
 def check_limits(self, uow, ids):
     return limits.run(uow, ids)
 
 
-@stage("clearhouse.fraud", step="fraud", then="fees")
+@stage("fraud", then="fees")
 def score_risk(self, uow, ids):
     fingerprints, threshold = self.runtime.fraud_fingerprints, self.settings.fraud_block_threshold
     return fraud.run(uow, ids, fraud_fingerprints=fingerprints, default_threshold=threshold)
 
 
-@stage("clearhouse.fees", step="fees", then="authorize")
+@stage("fees", then="authorize")
 def compute_fees(self, uow, ids):
     return fees.run(uow, ids)
 
 
-@stage("clearhouse.authorize", step="authorize", flow=True)
+@stage("authorize", flow=True)
 def authorize_payments(self, ids):
     rt, policy = self.runtime, authorization.Policy.from_settings(self.settings)
     return authorization.authorize_batch(rt.uow, ids, rt.acquirer, rt.vault, policy)
 
 
-@stage("clearhouse.settle_instant", step="settle_instant")
+@stage("settle_instant")
 def settle_instant(self, uow, ids):
     return StageResult(advanced=settlement.settle(uow, ids, priority="instant"))
 

@@ -43,12 +43,16 @@ ROOT = Path(__file__).resolve().parents[2]
 # mutants) are left out: the state machine never blocks on a score (its
 # merchant's threshold is above 100) nor reaches a limit, so it cannot judge them.
 MONEY_STAGES = ("authorize", "common", "fees", "settlement")
+# What moved out of the stages and still moves money: capture, holds, voids and
+# releases (outcomes.py), the fee plan a capture is charged by (fee_plans.py).
+MONEY_SERVICES = ("outcomes", "fee_plans")
 
 PASSES = {
     # None: pyproject's [tool.mutmut] as it stands.
     "domain": None,
     "stages": {
-        "only_mutate": [f"shared/services/stages/{name}.py" for name in MONEY_STAGES],
+        "only_mutate": [f"shared/services/stages/{name}.py" for name in MONEY_STAGES]
+        + [f"shared/services/{name}.py" for name in MONEY_SERVICES],
         "pytest_add_cli_args_test_selection": ["tests/integration/test_ledger_properties.py"],
         # authorize.py asks the acquirer on a thread pool: a process forked
         # after the stats run would inherit a pool without threads and hang,

@@ -81,22 +81,14 @@ def capture(uow: UnitOfWork, rows, amounts: dict[str, int], fees: dict[str, int]
 
 def hold_for_capture(uow: UnitOfWork, rows, expires_at: datetime) -> None:
     """Keep approved manual-capture holds until ``expires_at``: status requires_capture."""
-    if not rows:
-        return
-    uow.conn.execute(
-        update(pi)
-        .where(pi.c.id.in_([r.id for r in rows]))
-        .values(
-            status=Status.REQUIRES_CAPTURE,
-            stage=Stage.AUTHORIZED,
-            amount_capturable=pi.c.amount,
-            hold_expires_at=expires_at,
-            finalized_at=func.now(),
-            updated_at=func.now(),
-            stage_changed_at=func.now(),
-        )
+    _finish(
+        uow,
+        rows,
+        status=Status.REQUIRES_CAPTURE,
+        stage=Stage.AUTHORIZED,
+        amount_capturable=pi.c.amount,
+        hold_expires_at=expires_at,
     )
-    events.emit_intents(uow, [r.id for r in rows])
 
 
 def release_limits(uow: UnitOfWork, rows, amounts: dict[str, int] | None = None) -> None:
@@ -169,20 +161,14 @@ def fail(uow: UnitOfWork, rows, code: FailureCode, message: str | None = None) -
         return
     void_holds(uow, rows)
     release_limits(uow, rows)
-    uow.conn.execute(
-        update(pi)
-        .where(pi.c.id.in_([r.id for r in rows]))
-        .values(
-            status=Status.FAILED,
-            failure_code=code.value,
-            failure_message=message or FAILURE_MESSAGES[code],
-            amount_capturable=0,
-            finalized_at=func.now(),
-            updated_at=func.now(),
-            stage_changed_at=func.now(),
-        )
+    _finish(
+        uow,
+        rows,
+        status=Status.FAILED,
+        failure_code=code.value,
+        failure_message=message or FAILURE_MESSAGES[code],
+        amount_capturable=0,
     )
-    events.emit_intents(uow, [r.id for r in rows])
 
 
 def cancel(uow: UnitOfWork, rows, reason: str, hold_kind: str = L.VOID_PENDING) -> None:
@@ -191,17 +177,18 @@ def cancel(uow: UnitOfWork, rows, reason: str, hold_kind: str = L.VOID_PENDING) 
         return
     void_holds(uow, rows, hold_kind)
     release_limits(uow, rows)
+    _finish(uow, rows, status=Status.CANCELED, cancellation_reason=reason, amount_capturable=0)
+
+
+def _finish(uow: UnitOfWork, rows, **values) -> None:
+    """Set the rows' new (final or held) status, stamped now, and emit its events."""
+    if not rows:
+        return
+    now = func.now()
     uow.conn.execute(
         update(pi)
         .where(pi.c.id.in_([r.id for r in rows]))
-        .values(
-            status=Status.CANCELED,
-            cancellation_reason=reason,
-            amount_capturable=0,
-            finalized_at=func.now(),
-            updated_at=func.now(),
-            stage_changed_at=func.now(),
-        )
+        .values(**values, finalized_at=now, updated_at=now, stage_changed_at=now)
     )
     events.emit_intents(uow, [r.id for r in rows])
 
