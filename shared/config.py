@@ -224,6 +224,12 @@ class Settings:
     # Address the worker metrics server binds: loopback unless told
     # (containers: 0.0.0.0 so Prometheus can scrape).
     worker_metrics_addr: str = "127.0.0.1"
+    # The operator port: the API's /metrics (served by the gunicorn master, never
+    # on the merchant-facing port) and the relay's; 0 disables one. The address
+    # both bind: loopback unless told (containers: 0.0.0.0).
+    metrics_port: int = 9807
+    relay_metrics_port: int = 9806
+    metrics_addr: str = "127.0.0.1"
     # Liveness file the relay and beat touch every loop; None: no file.
     heartbeat_file: str | None = None
 
@@ -290,6 +296,9 @@ class Settings:
             metrics_dir=_str("METRICS_DIR", d.metrics_dir),
             worker_metrics_port=_int("WORKER_METRICS_PORT", d.worker_metrics_port),
             worker_metrics_addr=_host("WORKER_METRICS_ADDR", d.worker_metrics_addr),
+            metrics_port=_int("METRICS_PORT", d.metrics_port),
+            relay_metrics_port=_int("RELAY_METRICS_PORT", d.relay_metrics_port),
+            metrics_addr=_host("METRICS_ADDR", d.metrics_addr),
             heartbeat_file=_optional_str("HEARTBEAT_FILE"),
         )
         values.update(overrides)

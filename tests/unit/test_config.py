@@ -209,3 +209,22 @@ def test_a_jwt_private_key_with_escaped_newlines_is_accepted(clean_env):
     pem = _pem()
     clean_env.setenv("JWT_PRIVATE_KEY", pem.replace("\n", "\\n"))
     assert Settings.from_env().jwt_private_key == pem.replace("\n", "\\n")
+
+
+def test_the_operator_ports_default_to_loopback_and_are_read_from_the_environment(monkeypatch):
+    for name in ("METRICS_PORT", "RELAY_METRICS_PORT", "METRICS_ADDR"):
+        monkeypatch.delenv(name, raising=False)
+    s = Settings.from_env()
+    assert (s.metrics_port, s.relay_metrics_port, s.metrics_addr) == (9807, 9806, "127.0.0.1")
+    monkeypatch.setenv("METRICS_PORT", "0")
+    monkeypatch.setenv("RELAY_METRICS_PORT", "19806")
+    monkeypatch.setenv("METRICS_ADDR", ALL_INTERFACES)
+    s = Settings.from_env()
+    assert (s.metrics_port, s.relay_metrics_port, s.metrics_addr) == (0, 19806, ALL_INTERFACES)
+    monkeypatch.setenv("METRICS_ADDR", "0.0.0.0:9807")
+    with pytest.raises(ValueError, match="setting METRICS_ADDR must be an IP address"):
+        Settings.from_env()
+    monkeypatch.setenv("METRICS_ADDR", "127.0.0.1")
+    monkeypatch.setenv("METRICS_PORT", "nine")
+    with pytest.raises(ValueError, match="setting METRICS_PORT must be an integer"):
+        Settings.from_env()
