@@ -3,7 +3,9 @@
 ``Task`` opens a unit of work, calls the body with it, commits, and only
 then are the body's messages published (``uow.enqueue``) and its hooks run
 (``uow.on_commit``). A transient error (``shared.db.faults``) is retried
-with one backoff policy; any other error fails the task.
+with one backoff policy; any other error fails the task. A task that a beat
+entry runs (workers/schedule.py) records its success in that same
+transaction (``beat_job_runs``, read by the beat-job metric).
 
 ``BatchTask`` is the same base plus gathering (celery-batches): messages
 carrying lists of ids are flushed together at ``batch_max`` ids or every
@@ -15,6 +17,7 @@ batch is isolated and failed alone. Bodies are declared with ``task`` and
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 
@@ -22,10 +25,12 @@ import celery
 
 from shared.db.faults import is_transient
 from shared.db.uow import transact
+from shared.services import operations
 from shared.services.batches import run_isolated
 from workers.batches import ReconnectSafeBatches
 from workers.celery_app import app
 from workers.runtime import Runtime
+from workers.schedule import beat_schedule
 from workers.topology import STEPS
 
 log = logging.getLogger(__name__)
@@ -56,10 +61,18 @@ class Task(celery.Task):
     def settings(self):
         return self.runtime.settings
 
+    @property
+    def beat_job(self) -> str | None:
+        """The beat entry that runs this task (workers/schedule.py), if any."""
+        return beat_jobs(self.settings).get(self.name)
+
     def __call__(self, *args, **kwargs):
         try:
             with self.runtime.uow(self.uow_kind) as uow:
                 result = self.run(uow, *args, **kwargs)
+                if self.beat_job:
+                    # In the job's own transaction: recorded exactly when its work commits.
+                    operations.job_succeeded(uow, self.beat_job)
                 uow.commit()
             return result
         except Exception as exc:
@@ -121,6 +134,12 @@ class BatchTask(ReconnectSafeBatches, Task):
             # The broker is away too: the intents are safe in Postgres and
             # the scheduler's re-drive sends them again.
             log.warning("%s: could not re-enqueue (%s); re-drive will", self.name, again)
+
+
+@functools.cache
+def beat_jobs(settings) -> dict[str, str]:
+    """Task name -> the name of the beat entry that runs it."""
+    return {entry["task"]: job for job, entry in beat_schedule(settings).items()}
 
 
 def task(name: str, **options):

@@ -236,6 +236,14 @@ payment_intents = Table(
         "stage_changed_at",
         postgresql_where=text("status = 'processing'"),
     ),
+    # The oldest intent waiting at each stage, one index descent per stage
+    # (the metrics collector reads it at every scrape; 0007).
+    Index(
+        "ix_intents_processing_stage",
+        "stage",
+        "stage_changed_at",
+        postgresql_where=text("status = 'processing'"),
+    ),
     Index(
         "ix_intents_outbox",
         "created_at",
@@ -253,6 +261,13 @@ payment_intents = Table(
         "merchant_id",
         "currency",
         "id",
+        postgresql_where=text("status = 'succeeded' AND settlement_status = 'pending'"),
+    ),
+    # The oldest unsettled intent per priority: the settlement-lag gauge (0007).
+    Index(
+        "ix_intents_unsettled_age",
+        "priority",
+        "finalized_at",
         postgresql_where=text("status = 'succeeded' AND settlement_status = 'pending'"),
     ),
 )
@@ -414,6 +429,16 @@ ledger_seals = Table(
     _now(),
 )
 
+# The last successful run of each periodic job (its beat entry name), written
+# in the job's own transaction: it survives restarts of every process and
+# reads the same from anywhere (the beat-job metric).
+beat_job_runs = Table(
+    "beat_job_runs",
+    metadata,
+    Column("job", String(64), primary_key=True),
+    Column("last_success_at", DateTime(timezone=True), nullable=False),
+)
+
 # Transactional outbox: a committed insert wakes the relay (NOTIFY is
 # delivered at commit, never for a rolled-back transaction).
 OUTBOX_NOTIFY_SQL = """
@@ -470,6 +495,7 @@ __all__ = [
     "report_runs",
     "ledger_entry_hashes",
     "ledger_seals",
+    "beat_job_runs",
     "LEDGER_IMMUTABLE_SQL",
     "OUTBOX_NOTIFY_SQL",
 ]
