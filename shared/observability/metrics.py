@@ -64,6 +64,15 @@ TASK_RETRIES = Counter("clearhouse_task_retries_total", "Celery task retries", [
 WEBHOOK_ATTEMPTS = Counter(
     "clearhouse_webhook_attempts_total", "Webhook delivery attempts", ["outcome"]
 )
+# From the delivery's creation (in its event's own transaction: the event's
+# creation; a manual redelivery counts from the redelivery) to the attempt that
+# succeeded. Retries back off for up to 3 days, hence buckets up to 3 days.
+WEBHOOK_DELIVERY_LATENCY = Histogram(
+    "clearhouse_webhook_delivery_latency_seconds",
+    "From the event's creation to its successful delivery (first_attempt: no retry needed)",
+    ["first_attempt"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 21600, 86400, 259200),
+)
 # Not zero means deliveries are being failed unsent (e.g. secrets sealed with
 # a key this deployment does not hold): worth an alert, nobody gets those events.
 WEBHOOK_PREPARE_FAILURES = Counter(
@@ -190,6 +199,18 @@ def webhook_attempts(outcomes) -> None:
     for o in outcomes:
         kind = "succeeded" if o.ok else ("http_error" if o.status_code else "network_error")
         WEBHOOK_ATTEMPTS.labels(kind).inc()
+
+
+def webhooks_delivered(uow, delivered) -> None:
+    """Observe [(seconds since the event, first attempt?)] once their transaction commits."""
+    delivered = list(delivered)
+    if delivered:
+        uow.on_commit(lambda: _observe_delivered(delivered))
+
+
+def _observe_delivered(delivered) -> None:
+    for seconds, first in delivered:
+        WEBHOOK_DELIVERY_LATENCY.labels("true" if first else "false").observe(max(seconds, 0))
 
 
 def webhook_prepare_failures(uow, reasons) -> None:

@@ -282,4 +282,12 @@ def record_attempts(
                 for send, outcome, _, _ in stored
             ],
         )
+    metrics.webhooks_delivered(
+        uow,
+        [
+            ((now - send.created_at).total_seconds(), send.attempts == 0)
+            for send, _, status, _ in stored
+            if status == "succeeded"
+        ],
+    )
     return {send.delivery_id: status for send, _, status, _ in stored}
