@@ -5,6 +5,11 @@ interval passes, in case a notification was missed), lingers a few
 milliseconds so that what arrived together travels together, then claims
 and publishes in batches of ``batch_max``. Several relays may run: SKIP
 LOCKED gives each intent to exactly one.
+
+It serves its own metrics on ``RELAY_METRICS_PORT`` (default 9806, 0: none):
+the time of its last successful pass (a pass runs at least every second, so
+an old one means the relay is stuck or cannot reach Postgres or Redis), the
+intents it relayed and its failed passes.
 """
 
 from __future__ import annotations
@@ -28,6 +33,62 @@ from shared.services import outbox
 
 log = logging.getLogger("clearhouse.relay")
 POLL_S = 1.0
+
+
+class RelayStats:
+    """What the relay's metrics port shows; one process, so plain numbers."""
+
+    def __init__(self):
+        self.last_pass = 0.0  # unix time of the last pass that succeeded
+        self.relayed = 0
+        self.failures = 0
+
+    def passed(self, sent: int) -> None:
+        self.relayed += sent
+        self.last_pass = time.time()
+
+    def failed(self) -> None:
+        self.failures += 1
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        last = GaugeMetricFamily(
+            "clearhouse_relay_last_pass_timestamp_seconds",
+            "Unix time of the relay's last successful pass (one runs at least every second)",
+        )
+        if self.last_pass:
+            last.add_metric([], self.last_pass)
+        yield last
+        yield CounterMetricFamily(
+            "clearhouse_relay_intents_relayed",
+            "Intents the relay handed to the first queue",
+            value=self.relayed,
+        )
+        yield CounterMetricFamily(
+            "clearhouse_relay_pass_failures",
+            "Relay passes that failed (Postgres or Redis away)",
+            value=self.failures,
+        )
+
+
+def serve_metrics(settings: Settings, stats: RelayStats):
+    """Serve ``stats`` on RELAY_METRICS_PORT in a thread; the server, or None."""
+    port = settings.relay_metrics_port
+    if port <= 0:
+        return None
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(stats)
+    try:
+        server, _ = start_http_server(port, addr=settings.metrics_addr, registry=registry)
+    except OSError as exc:
+        # Metrics must never stop payments: relay without them, loudly.
+        log.error("relay metrics port %d unavailable (%s); metrics not served", port, exc)
+        return None
+    log.info("relay: metrics on %s:%d", settings.metrics_addr, port)
+    return server
 
 
 def relay_once(engine, batch_max: int, publish, alive=lambda: None) -> int:
@@ -59,34 +120,42 @@ def _relay_batch(unit: UnitOfWork, batch_max: int) -> int:
     return len(claimed)
 
 
-def run(settings: Settings, stop: threading.Event) -> None:
+def run(settings: Settings, stop: threading.Event, stats: RelayStats | None = None) -> None:
     """Relay until ``stop`` is set, riding out Postgres and Redis outages."""
     from workers.celery_app import publish
 
+    stats = stats or RelayStats()
     engine = get_engine(settings.database_url, "worker", settings.db_timeouts_worker)
     listener = Listener(engine)
     heartbeat = hb.Heartbeat.from_settings(settings)
     linger = settings.batch_interval_ms / 1000
     failing = False
+    server = serve_metrics(settings, stats)
     listener.connect()
     log.info("relay: listening on %s", outbox.CHANNEL)
-    while not stop.is_set():
-        heartbeat.beat()
-        try:
-            relay_once(engine, settings.batch_max, publish, heartbeat.beat)
-            if failing:
-                log.warning("relay: passes succeed again")
-            failing = False
-        except Exception as exc:
-            # Postgres or Redis away: keep trying; nothing is lost meanwhile.
-            # One line when it starts failing, not a traceback per second.
-            if not failing:
-                log.warning("relay: pass failed (%s: %s); retrying", type(exc).__name__, exc)
-            failing = True
-            stop.wait(1.0)
-            continue
-        if listener.wait(POLL_S):
-            time.sleep(linger)
+    try:
+        while not stop.is_set():
+            heartbeat.beat()
+            try:
+                stats.passed(relay_once(engine, settings.batch_max, publish, heartbeat.beat))
+                if failing:
+                    log.warning("relay: passes succeed again")
+                failing = False
+            except Exception as exc:
+                # Postgres or Redis away: keep trying; nothing is lost meanwhile.
+                # One line when it starts failing, not a traceback per second.
+                stats.failed()
+                if not failing:
+                    log.warning("relay: pass failed (%s: %s); retrying", type(exc).__name__, exc)
+                failing = True
+                stop.wait(1.0)
+                continue
+            if listener.wait(POLL_S):
+                time.sleep(linger)
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
 
 
 class Listener:

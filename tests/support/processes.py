@@ -173,13 +173,11 @@ def procfile_workers(path: Path = ROOT / "deploy/Procfile") -> list[tuple[str, s
 
 
 def relay(env: dict | None = None, nice: int = 0) -> Process:
-    """Start the outbox relay (new intents → the first queue)."""
+    """Start the outbox relay (new intents → the first queue), its metrics on a free port."""
     prefix = ["nice", "-n", str(nice)] if nice else []
-    p = Process(
-        "relay",
-        [*prefix, sys.executable, "-m", "workers.relay"],
-        {"LOG_LEVEL": "INFO", **(env or {})},
-    )
+    env = {"LOG_LEVEL": "INFO", "RELAY_METRICS_PORT": str(_free_port()), **(env or {})}
+    p = Process("relay", [*prefix, sys.executable, "-m", "workers.relay"], env)
+    p.metrics_port = int(env["RELAY_METRICS_PORT"])
     p.wait_for("relay: listening", timeout=30)
     return p
 
