@@ -5,12 +5,15 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PORT ?= 8000
+# Operator ports, on 127.0.0.1: the API's /metrics (gunicorn master) and the relay's.
+METRICS_PORT ?= 9807
+RELAY_METRICS_PORT ?= 9806
 DATABASE_URL ?= postgresql+psycopg2://postgres@127.0.0.1:5432/clearhouse
 REDIS_URL ?= redis://127.0.0.1:6379/0
 TEST_ARGS ?=
 # First worker's metrics port; the Procfile adds 0/1/2 per worker node.
 WORKER_METRICS_PORT ?= 9808
-export PORT DATABASE_URL REDIS_URL WORKER_METRICS_PORT
+export PORT DATABASE_URL REDIS_URL WORKER_METRICS_PORT METRICS_PORT RELAY_METRICS_PORT
 
 VENV := .venv
 BIN := $(VENV)/bin
@@ -62,7 +65,8 @@ run: venv services migrate
 	@mkdir -p var
 	@echo "----------------------------------------------------------------------"
 	@echo " API          http://127.0.0.1:$(PORT)/"
-	@echo " API metrics  http://127.0.0.1:$(PORT)/metrics"
+	@echo " API metrics  http://127.0.0.1:$(METRICS_PORT)/metrics (operator port; none on $(PORT))"
+	@echo " Relay metrics http://127.0.0.1:$(RELAY_METRICS_PORT)/metrics"
 	@echo " Worker metrics http://127.0.0.1:$(WORKER_METRICS_PORT)/metrics (pipeline), +1 instant, +2 background"
 	@echo " Flower       http://127.0.0.1:5555/"
 	@echo " Postgres     $(DATABASE_URL)"

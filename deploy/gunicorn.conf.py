@@ -5,6 +5,8 @@
 Environment: BIND (host:port, wins), else PORT (default 8000) on 127.0.0.1;
 WEB_CONCURRENCY (workers, default 4); GUNICORN_TIMEOUT (default 30);
 ACCESS_LOG=1 to log every request to stdout; LOG_LEVEL (default info).
+The master serves the API's metrics on METRICS_PORT (default 9807, on
+METRICS_ADDR, 127.0.0.1 unless told; 0: none), never on the merchant port.
 """
 
 from __future__ import annotations
@@ -60,6 +62,20 @@ def on_starting(server):
     metrics.use_multiprocess_dir(os.path.join(Settings.from_env().metrics_dir, "api"))
 
 
+# The operator port's server, run by the master (when_ready) in a thread.
+_metrics_server = None
+
+
+def when_ready(server):
+    # The master, once it listens: /metrics sums every worker's files and adds
+    # the gauges read at scrape time (queues, Postgres). Never fatal.
+    global _metrics_server
+    from intake.metrics import serve_operator_port
+    from shared.config import Settings
+
+    _metrics_server = serve_operator_port(Settings.from_env())
+
+
 def child_exit(server, worker):
     from shared.observability import metrics
 
@@ -70,3 +86,7 @@ def post_fork(server, worker):
     from shared.db.engine import dispose_engines
 
     dispose_engines()
+    # The metrics socket is the master's: a worker outliving a killed master
+    # must not keep the port from the next one.
+    if _metrics_server is not None:
+        _metrics_server.socket.close()

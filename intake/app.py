@@ -6,7 +6,7 @@ import falcon
 
 from intake import errors
 from intake.idempotent import IdempotentRunner
-from intake.metrics import Metrics, MetricsResource
+from intake.metrics import Metrics
 from intake.middleware import Auth, JSONBody, RequestId
 from intake.resources import balance, events, intents, oauth, ops, refunds, reports
 from shared.config import Settings
@@ -81,7 +81,7 @@ def create_app(
     app.add_route("/v1/webhook_deliveries", events.Deliveries(engine))
     app.add_route("/health", ops.Health())
     app.add_route("/ready", ops.Ready(engine, redis_client))
-    app.add_route("/metrics", MetricsResource(redis_client, key_prefix=settings.redis_key_prefix))
+    # No /metrics here (404): the operator port serves it (intake/metrics.py).
     app.add_route("/openapi.json", ops.OpenAPI())
     return app
 

@@ -1,17 +1,32 @@
-"""HTTP request metrics, the queue-depth collector and the /metrics exposition."""
+"""HTTP request metrics, and the operator port: the API's /metrics, off the merchant port.
+
+The merchant-facing port has no /metrics (it answers 404): the gunicorn master
+serves the API's metrics on ``METRICS_PORT`` (default 9807, on ``METRICS_ADDR``,
+loopback unless told), summed over every gunicorn worker's files, plus gauges
+read at scrape time: the Celery queue depths (Redis) and what Postgres knows
+(outbox backlog, oldest processing intent per stage, pending webhooks,
+settlement lag, last success of each beat job). A scrape never fails for
+them: a source that cannot be read is left out of that scrape and counted in
+``clearhouse_metrics_collect_errors_total{source}``.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from shared.observability import metrics, queues
 from workers.topology import QUEUES
 
 log = logging.getLogger(__name__)
+
+# Postgres timeouts of the collector's connections, in ms (statement, lock wait,
+# idle in transaction): a scrape must answer well within Prometheus's timeout.
+COLLECT_DB_TIMEOUTS = (1_000, 500, 5_000)
+COLLECT_CONNECT_TIMEOUT_S = 2
 
 
 class Metrics:
@@ -28,13 +43,49 @@ class Metrics:
         metrics.HTTP_REQUESTS.labels(req.method, route, resp.status_code).inc()
 
 
+class CollectErrors:
+    """``clearhouse_metrics_collect_errors_total{source}``: scrape-time reads that failed."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+
+    def expect(self, sources) -> None:
+        with self._lock:
+            for source in sources:
+                self._counts.setdefault(source, 0)
+
+    def failed(self, source: str, exc: BaseException) -> None:
+        log.warning("metrics: %s unavailable (%s: %s)", source, type(exc).__name__, exc)
+        with self._lock:
+            self._counts[source] = self._counts.get(source, 0) + 1
+
+    def count(self, source: str) -> int:
+        return self._counts.get(source, 0)
+
+    def collect(self):
+        family = CounterMetricFamily(
+            "clearhouse_metrics_collect_errors",
+            "Scrape-time reads that failed (their samples were left out of that scrape)",
+            labels=["source"],
+        )
+        with self._lock:
+            counts = sorted(self._counts.items())
+        for source, n in counts:
+            family.add_metric([source], n)
+        yield family
+
+
 class QueueDepth:
     """``clearhouse_queue_depth{queue}``: LLEN of every Celery queue, read at scrape time."""
 
-    def __init__(self, redis_client, queues=None, key_prefix: str = ""):
+    SOURCE = "queue_depth"
+
+    def __init__(self, redis_client, queues=None, key_prefix: str = "", errors=None):
         self._redis = redis_client
         self._queues = queues
         self._prefix = key_prefix  # REDIS_KEY_PREFIX: kombu's global_keyprefix
+        self._errors = errors or CollectErrors()
 
     def collect(self):
         if self._queues is None:
@@ -46,24 +97,170 @@ class QueueDepth:
             depth = queues.depths(self._redis, self._prefix, self._queues)
         except Exception as exc:
             # A scrape must still answer when Redis is away (/ready says so).
-            log.warning("queue depth unavailable: %s", exc)
+            self._errors.failed(self.SOURCE, exc)
             return
         for q, n in depth.items():
             family.add_metric([q], n)
         yield family
 
 
-class MetricsResource:
-    def __init__(self, redis_client=None, queues=None, key_prefix: str = ""):
-        self._queues = None
-        if redis_client is not None:
-            self._queues = CollectorRegistry(auto_describe=False)
-            self._queues.register(QueueDepth(redis_client, queues, key_prefix))
+def _families(jobs):
+    """(source, reader, family builder) for each gauge read from Postgres."""
+    from shared.services import operations as ops
 
-    def on_get(self, req, resp) -> None:
-        # Under gunicorn this aggregates every worker's files (multiprocess mode).
-        body = generate_latest(metrics.registry())
-        if self._queues is not None:
-            body += generate_latest(self._queues)
-        resp.content_type = CONTENT_TYPE_LATEST
-        resp.data = body
+    def one(name, doc):
+        def build(value):
+            family = GaugeMetricFamily(name, doc)
+            family.add_metric([], value)
+            return family
+
+        return build
+
+    def labelled(name, doc, label, keep=None):
+        def build(values):
+            family = GaugeMetricFamily(name, doc, labels=[label])
+            for key, value in sorted(values.items()):
+                if keep is None or key in keep:
+                    family.add_metric([key], value)
+            return family
+
+        return build
+
+    return [
+        (
+            "outbox_backlog",
+            ops.outbox_backlog,
+            one(
+                "clearhouse_outbox_backlog",
+                "Intents committed but not yet relayed to the first queue",
+            ),
+        ),
+        (
+            "oldest_processing_age",
+            ops.oldest_processing_age,
+            labelled(
+                "clearhouse_oldest_processing_age_seconds",
+                "Seconds the oldest processing intent has waited at each stage (0: none)",
+                "stage",
+            ),
+        ),
+        (
+            "webhook_deliveries_pending",
+            ops.webhook_deliveries_pending,
+            one(
+                "clearhouse_webhook_deliveries_pending",
+                "Webhook deliveries not yet delivered nor given up (first attempts and retries)",
+            ),
+        ),
+        (
+            "settlement_lag",
+            ops.settlement_lag,
+            labelled(
+                "clearhouse_settlement_lag_seconds",
+                "Seconds since the oldest succeeded, unsettled intent succeeded, per priority",
+                "priority",
+            ),
+        ),
+        (
+            "beat_job_last_success",
+            ops.beat_jobs_last_success,
+            labelled(
+                "clearhouse_beat_job_last_success_timestamp_seconds",
+                "Unix time of the last successful run of each periodic job (beat entry name)",
+                "job",
+                keep=jobs,
+            ),
+        ),
+    ]
+
+
+class PostgresGauges:
+    """The gauges read from Postgres at scrape time, one connection per scrape.
+
+    The connection is in autocommit with a short statement timeout: a statement
+    that fails or times out leaves its family out of this scrape (counted) and
+    the next one runs. Postgres unreachable: every family is left out.
+    """
+
+    def __init__(self, engine, jobs=None, errors=None):
+        self._engine = engine
+        self._families = _families(None if jobs is None else frozenset(jobs))
+        self._errors = errors or CollectErrors()
+
+    @property
+    def sources(self) -> list[str]:
+        return [source for source, _, _ in self._families]
+
+    def collect(self):
+        try:
+            conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        except Exception as exc:
+            for source in self.sources:
+                self._errors.failed(source, exc)
+            return
+        out = []
+        with conn:
+            for source, read, build in self._families:
+                try:
+                    out.append(build(read(conn)))
+                except Exception as exc:
+                    self._errors.failed(source, exc)
+        yield from out
+
+
+def collector_engine(database_url: str):
+    """An engine of its own for the collector: no pool (nothing is held between scrapes,
+    nothing is inherited half-used by the workers the master forks), short timeouts."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from shared.db.engine import options
+
+    return create_engine(
+        database_url,
+        poolclass=NullPool,
+        connect_args={
+            "connect_timeout": COLLECT_CONNECT_TIMEOUT_S,
+            "options": options(COLLECT_DB_TIMEOUTS),
+            "application_name": "clearhouse-metrics",
+        },
+    )
+
+
+def operator_registry(settings, *, engine=None, redis_client=None):
+    """The operator port's registry: every API worker's samples and the scrape-time gauges."""
+    import redis
+
+    from workers.schedule import beat_schedule
+
+    engine = engine or collector_engine(settings.database_url)
+    redis_client = redis_client or redis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=1, socket_timeout=1
+    )
+    errors = CollectErrors()
+    pg = PostgresGauges(engine, jobs=beat_schedule(settings), errors=errors)
+    depth = QueueDepth(redis_client, key_prefix=settings.redis_key_prefix, errors=errors)
+    errors.expect([depth.SOURCE, *pg.sources])  # each shown, at 0 until it fails
+    return metrics.registry(depth, pg, errors)
+
+
+def serve_operator_port(settings, **collaborators):
+    """Serve the operator registry on METRICS_PORT in a thread; the server, or None.
+
+    Called by the gunicorn master once it listens (deploy/gunicorn.conf.py).
+    A port that cannot be bound is logged, never fatal: payments go on.
+    """
+    port = settings.metrics_port
+    if port <= 0:
+        log.info("metrics port disabled (METRICS_PORT=0)")
+        return None
+    from prometheus_client import start_http_server
+
+    registry = operator_registry(settings, **collaborators)
+    try:
+        server, _ = start_http_server(port, addr=settings.metrics_addr, registry=registry)
+    except OSError as exc:
+        log.error("metrics port %d unavailable (%s); API metrics not served", port, exc)
+        return None
+    log.info("API metrics on %s:%d", settings.metrics_addr, port)
+    return server

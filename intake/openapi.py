@@ -200,7 +200,6 @@ def spec() -> dict:
             "/ready": {
                 "get": _op("Readiness (Postgres and Redis)", {**plain, **_errors(503)}, auth=False)
             },
-            "/metrics": {"get": _op("Prometheus metrics", plain, auth=False)},
             "/openapi.json": {"get": _op("This document", plain, auth=False)},
         },
         "components": {

@@ -120,15 +120,36 @@ def mark_process_dead(pid: int) -> None:
         multiprocess.mark_process_dead(pid)
 
 
-def registry():
-    """The registry to expose: all processes' files in multiprocess mode."""
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return prometheus_client.REGISTRY
+def registry(*collectors):
+    """The registry to expose: all processes' files in multiprocess mode, and ``collectors``.
+
+    Without collectors and outside multiprocess mode, the default registry itself.
+    """
     from prometheus_client import CollectorRegistry, multiprocess
 
-    reg = CollectorRegistry()
-    multiprocess.MultiProcessCollector(reg)
+    multi = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    if not multi and not collectors:
+        return prometheus_client.REGISTRY
+    # No describe at register time: collectors that read at scrape time would
+    # otherwise be read once more, for nothing.
+    reg = CollectorRegistry(auto_describe=False)
+    if multi:
+        multiprocess.MultiProcessCollector(reg)
+    else:
+        reg.register(_Proxy(prometheus_client.REGISTRY))
+    for collector in collectors:
+        reg.register(collector)
     return reg
+
+
+class _Proxy:
+    """Another registry's samples, as one collector of this one."""
+
+    def __init__(self, source):
+        self._source = source
+
+    def collect(self):
+        return self._source.collect()
 
 
 # --- recorded once the transaction commits ----------------------------------

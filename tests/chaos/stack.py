@@ -110,6 +110,7 @@ class Stack:
             "CLEARHOUSE_KEY_DIR": str(rundir / "keys"),
             "PORT": str(self.api_port),
             "WORKER_METRICS_PORT": str(_three_free_ports()),
+            "METRICS_PORT": str(free_port()),
             "RELAY_METRICS_PORT": str(free_port()),
             "WEBHOOK_ALLOW_PRIVATE": "true",
             "WEBHOOK_SCHEDULE_SCALE": "0.01",

@@ -89,7 +89,7 @@ def test_counters_add_up_across_processes(api, make_merchant, engine, redis_clie
     auth = {"Authorization": f"Bearer {f.access_token(base, make_merchant())}"}
     # Whatever earlier tests left running has finished: every change from here on is ours.
     drain(redis_client, TEST_ENV["REDIS_KEY_PREFIX"], QUEUES)
-    before_api = scrape(f"{base}/metrics")
+    before_api = scrape(proc.metrics_url)
     before = _worker_counts()
 
     for _ in range(40):  # new connections: both gunicorn workers answer some
@@ -104,7 +104,7 @@ def test_counters_add_up_across_processes(api, make_merchant, engine, redis_clie
     rows = f.wait_until_final(engine, ids)
     assert {r.status for r in rows.values()} == {"succeeded"}
 
-    after_api = scrape(f"{base}/metrics")
+    after_api = scrape(proc.metrics_url)
 
     def delta(name, **labels):
         return total(after_api, name, **labels) - total(before_api, name, **labels)
@@ -142,19 +142,19 @@ def test_queue_depth_is_what_waits_in_a_paused_queue(api, redis_client):
     """Publish to a queue no worker takes from: the API's gauge reads exactly what waits."""
     from workers.celery_app import app
 
-    _, base = api
+    proc, _ = api
     queue = "settlement.economy"
     replies = app.control.cancel_consumer(queue, reply=True, timeout=5)
     assert len(replies) == len(processes.WORKERS), replies
     sent = []
     try:
-        depth_before = total(scrape(f"{base}/metrics"), "clearhouse_queue_depth", queue=queue)
+        depth_before = total(scrape(proc.metrics_url), "clearhouse_queue_depth", queue=queue)
         for priority in (None, None, None, 9, 9):  # the plain list and a priority list
             task = app.send_task(
                 "clearhouse.settle_window", args=[[]], queue=queue, priority=priority
             )
             sent.append(task.id)
-        depth = total(scrape(f"{base}/metrics"), "clearhouse_queue_depth", queue=queue)
+        depth = total(scrape(proc.metrics_url), "clearhouse_queue_depth", queue=queue)
         assert depth - depth_before == len(sent)
         # kombu put them in two lists (plain and priority 9): the gauge sums both.
         assert redis_client.llen(queue_key(queue)) >= 3

@@ -191,7 +191,10 @@ def celery_beat(env: dict | None = None, wait_for_lock: bool = True) -> Process:
 
 
 def gunicorn(port: int, workers: int = 2, env: dict | None = None) -> Process:
-    """Start the API under gunicorn and wait for /health."""
+    """Start the API under gunicorn and wait for /health; its metrics on a free operator port.
+
+    ``p.metrics_url``: the operator port's /metrics (METRICS_PORT; 0 in ``env``: none).
+    """
     argv = [
         _bin("gunicorn"),
         "-c",
@@ -202,9 +205,11 @@ def gunicorn(port: int, workers: int = 2, env: dict | None = None) -> Process:
         str(workers),
         "intake.app:get_app()",
     ]
-    env = _observable(env)
+    env = _observable(env, METRICS_PORT=str(_free_port()))
     p = Process("gunicorn", argv, env)
     p.metrics_dir = env["METRICS_DIR"]
+    p.metrics_port = int(env["METRICS_PORT"])
+    p.metrics_url = f"http://127.0.0.1:{p.metrics_port}/metrics"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
