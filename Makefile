@@ -24,7 +24,7 @@ PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && \
 	{ echo $$p; break; }; done)
 
-.PHONY: help venv services migrate run test chaos bench bench-report mutation lint fmt clean
+.PHONY: help venv services migrate run test alerts chaos bench bench-report mutation lint fmt clean
 
 help:
 	@echo "make venv      create .venv and install the package with dev extras"
@@ -32,7 +32,10 @@ help:
 	@echo "make migrate   create the database and apply migrations"
 	@echo "make run       run API, workers, beat and Flower in the foreground (PORT=$(PORT))"
 	@echo "make test      ruff + pytest (TEST_ARGS='-k foo -x' to pass pytest arguments);"
-	@echo "               pytest includes the import contracts (tests/unit/test_architecture.py)"
+	@echo "               pytest includes the import contracts (tests/unit/test_architecture.py);"
+	@echo "               and make alerts"
+	@echo "make alerts    promtool check + test of the alert rules (deploy/prometheus; installs"
+	@echo "               Debian's prometheus package when promtool is missing)"
 	@echo "make chaos     full chaos run: every fault kind, seeded (CHAOS_SEED replays), ~10 min"
 	@echo "make bench     load benchmark (tests.load.bench)"
 	@echo "make bench-report  daily report time for 100,000 intents (tests.load.report_bench)"
@@ -76,9 +79,13 @@ run: venv services migrate
 	@echo "----------------------------------------------------------------------"
 	exec $(BIN)/honcho -f deploy/Procfile start -p $(PORT)
 
-test: venv services
+test: venv services alerts
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest tests -p no:cacheprovider $(TEST_ARGS)
+
+# The Prometheus alert rules: promtool check + promtool's rule tests.
+alerts:
+	bash deploy/dev/alerts.sh
 
 # Private Postgres and Redis of its own; needs the Postgres server binaries.
 chaos: venv services
