@@ -44,11 +44,16 @@ class Metrics:
 
 
 class CollectErrors:
-    """``clearhouse_metrics_collect_errors_total{source}``: scrape-time reads that failed."""
+    """``clearhouse_metrics_collect_errors_total{source}``: scrape-time reads that failed.
+
+    Logs one line when a source starts failing and one when it is back, not one
+    per scrape (Prometheus scrapes every few seconds).
+    """
 
     def __init__(self):
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
+        self._failing: set[str] = set()
 
     def expect(self, sources) -> None:
         with self._lock:
@@ -56,12 +61,19 @@ class CollectErrors:
                 self._counts.setdefault(source, 0)
 
     def failed(self, source: str, exc: BaseException) -> None:
-        log.warning("metrics: %s unavailable (%s: %s)", source, type(exc).__name__, exc)
         with self._lock:
             self._counts[source] = self._counts.get(source, 0) + 1
+            first = source not in self._failing
+            self._failing.add(source)
+        if first:
+            log.warning("metrics: %s unavailable (%s: %s)", source, type(exc).__name__, exc)
 
-    def count(self, source: str) -> int:
-        return self._counts.get(source, 0)
+    def ok(self, source: str) -> None:
+        with self._lock:
+            if source not in self._failing:
+                return
+            self._failing.discard(source)
+        log.warning("metrics: %s readable again", source)
 
     def collect(self):
         family = CounterMetricFamily(
@@ -99,6 +111,7 @@ class QueueDepth:
             # A scrape must still answer when Redis is away (/ready says so).
             self._errors.failed(self.SOURCE, exc)
             return
+        self._errors.ok(self.SOURCE)
         for q, n in depth.items():
             family.add_metric([q], n)
         yield family
@@ -205,6 +218,8 @@ class PostgresGauges:
                     out.append(build(read(conn)))
                 except Exception as exc:
                     self._errors.failed(source, exc)
+                else:
+                    self._errors.ok(source)
         yield from out
 
 

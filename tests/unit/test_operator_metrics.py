@@ -162,11 +162,18 @@ def test_a_failing_statement_leaves_out_only_its_family_and_is_counted():
     assert errors_of(errors)["settlement_lag"] == 2  # a counter: every failed scrape
 
 
-def test_postgres_unreachable_leaves_out_every_postgres_family():
+def test_postgres_unreachable_leaves_out_every_postgres_family(caplog):
     errors = CollectErrors()
-    gauges = PostgresGauges(FakeEngine(down=True), jobs=JOBS, errors=errors)
+    engine = FakeEngine(down=True)
+    gauges = PostgresGauges(engine, jobs=JOBS, errors=errors)
     assert samples(gauges) == {}
-    assert errors_of(errors) == dict.fromkeys(gauges.sources, 1)
+    assert samples(gauges) == {}
+    assert errors_of(errors) == dict.fromkeys(gauges.sources, 2)
+    # One line per source when it starts failing, not one per scrape; one when it is back.
+    assert caplog.text.count("metrics: outbox_backlog unavailable") == 1
+    engine.down = False
+    assert samples(gauges)
+    assert caplog.text.count("metrics: outbox_backlog readable again") == 1
 
 
 def test_redis_unreachable_leaves_out_the_queue_depth_and_is_counted():
