@@ -64,7 +64,7 @@ run: venv services migrate
 	@echo " API          http://127.0.0.1:$(PORT)/"
 	@echo " API metrics  http://127.0.0.1:$(PORT)/metrics"
 	@echo " Worker metrics http://127.0.0.1:$(WORKER_METRICS_PORT)/metrics (pipeline), +1 instant, +2 background"
-	@echo " Flower       http://127.0.0.1:5555/"
+	@echo " Flower       http://127.0.0.1:5555/ $(if $(FLOWER_BASIC_AUTH),(basic auth: user $(firstword $(subst :, ,$(FLOWER_BASIC_AUTH)))),(no auth; its HTTP API needs FLOWER_BASIC_AUTH=user:password))"
 	@echo " Postgres     $(DATABASE_URL)"
 	@echo " Redis        $(REDIS_URL)"
 	@echo " Processes    deploy/Procfile (api, worker_pipeline, worker_instant,"
