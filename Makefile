@@ -58,6 +58,10 @@ services:
 migrate: venv services
 	$(BIN)/clearhouse db upgrade
 
+# The local stack accepts webhook URLs on this machine or the LAN (a receiver on
+# 127.0.0.1:9000): every process honcho starts inherits this. The setting's default,
+# and so every deployment's, refuses private targets (SSRF).
+run: export WEBHOOK_ALLOW_PRIVATE ?= true
 run: venv services migrate
 	@mkdir -p var
 	@echo "----------------------------------------------------------------------"
@@ -67,8 +71,11 @@ run: venv services migrate
 	@echo " Flower       http://127.0.0.1:5555/ $(if $(FLOWER_BASIC_AUTH),(basic auth: user $(firstword $(subst :, ,$(FLOWER_BASIC_AUTH)))),(no auth; its HTTP API needs FLOWER_BASIC_AUTH=user:password))"
 	@echo " Postgres     $(DATABASE_URL)"
 	@echo " Redis        $(REDIS_URL)"
+	@echo " Webhooks     private and loopback URLs $(if $(filter 1 true yes on,$(WEBHOOK_ALLOW_PRIVATE)),ALLOWED (WEBHOOK_ALLOW_PRIVATE=$(WEBHOOK_ALLOW_PRIVATE); deployments refuse them),refused (WEBHOOK_ALLOW_PRIVATE=$(WEBHOOK_ALLOW_PRIVATE)))"
+	@echo "              for the CLI in another shell too: WEBHOOK_ALLOW_PRIVATE=true .venv/bin/clearhouse"
+	@echo "              merchant create --name Shop --webhook-url http://127.0.0.1:9000/hook"
 	@echo " Processes    deploy/Procfile (api, worker_pipeline, worker_instant,"
-	@echo "              worker_background, beat, flower); Ctrl-C stops them all"
+	@echo "              worker_background, relay, beat, flower); Ctrl-C stops them all"
 	@echo "----------------------------------------------------------------------"
 	exec $(BIN)/honcho -f deploy/Procfile start -p $(PORT)
 
