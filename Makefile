@@ -21,7 +21,15 @@ PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && \
 	{ echo $$p; break; }; done)
 
-.PHONY: help venv services migrate run test chaos bench bench-report mutation lint fmt clean
+# make locust: users, users started per second, duration (locust's -u, -r, -t).
+LOCUST_USERS ?= 20
+LOCUST_SPAWN_RATE ?= 5
+LOCUST_RUN_TIME ?= 60s
+# More locust options, e.g. LOCUST_ARGS='--html var/locust.html'.
+LOCUST_ARGS ?=
+export LOCUST_USERS LOCUST_SPAWN_RATE LOCUST_RUN_TIME
+
+.PHONY: help venv services migrate run locust test chaos bench bench-report mutation lint fmt clean
 
 help:
 	@echo "make venv      create .venv and install the package with dev extras"
@@ -31,6 +39,8 @@ help:
 	@echo "make test      ruff + pytest (TEST_ARGS='-k foo -x' to pass pytest arguments);"
 	@echo "               pytest includes the import contracts (tests/unit/test_architecture.py)"
 	@echo "make chaos     full chaos run: every fault kind, seeded (CHAOS_SEED replays), ~10 min"
+	@echo "make locust    locust headless against a running \`make run\` (LOCUST_USERS=$(LOCUST_USERS),"
+	@echo "               LOCUST_SPAWN_RATE=$(LOCUST_SPAWN_RATE), LOCUST_RUN_TIME=$(LOCUST_RUN_TIME)); fails if a request failed"
 	@echo "make bench     load benchmark (tests.load.bench)"
 	@echo "make bench-report  daily report time for 100,000 intents (tests.load.report_bench)"
 	@echo "make mutation  mutation score of shared/domain (tests/unit) and shared/services/stages"
@@ -76,8 +86,14 @@ run: venv services migrate
 	@echo "              merchant create --name Shop --webhook-url http://127.0.0.1:9000/hook"
 	@echo " Processes    deploy/Procfile (api, worker_pipeline, worker_instant,"
 	@echo "              worker_background, relay, beat, flower); Ctrl-C stops them all"
+	@echo " Load         make locust (in another shell)"
 	@echo "----------------------------------------------------------------------"
 	exec $(BIN)/honcho -f deploy/Procfile start -p $(PORT)
+
+# Against the stack `make run` started (its PORT): locust's summary, non-zero exit when any
+# request failed. Credentials: CLEARHOUSE_CLIENT_ID/SECRET, else a new merchant (the CLI).
+locust: venv
+	bash deploy/dev/locust.sh http://127.0.0.1:$(PORT) $(LOCUST_ARGS)
 
 test: venv services
 	$(BIN)/ruff check .
