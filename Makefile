@@ -24,7 +24,15 @@ PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && \
 	{ echo $$p; break; }; done)
 
-.PHONY: help venv services migrate run test alerts chaos bench bench-report mutation lint fmt clean
+# make locust: users, users started per second, duration (locust's -u, -r, -t).
+LOCUST_USERS ?= 20
+LOCUST_SPAWN_RATE ?= 5
+LOCUST_RUN_TIME ?= 60s
+# More locust options, e.g. LOCUST_ARGS='--html var/locust.html'.
+LOCUST_ARGS ?=
+export LOCUST_USERS LOCUST_SPAWN_RATE LOCUST_RUN_TIME
+
+.PHONY: help venv services migrate run locust test alerts chaos bench bench-report mutation lint fmt clean
 
 help:
 	@echo "make venv      create .venv and install the package with dev extras"
@@ -37,6 +45,8 @@ help:
 	@echo "make alerts    promtool check + test of the alert rules (deploy/prometheus; installs"
 	@echo "               Debian's prometheus package when promtool is missing)"
 	@echo "make chaos     full chaos run: every fault kind, seeded (CHAOS_SEED replays), ~10 min"
+	@echo "make locust    locust headless against a running \`make run\` (LOCUST_USERS=$(LOCUST_USERS),"
+	@echo "               LOCUST_SPAWN_RATE=$(LOCUST_SPAWN_RATE), LOCUST_RUN_TIME=$(LOCUST_RUN_TIME)); fails if a request failed"
 	@echo "make bench     load benchmark (tests.load.bench)"
 	@echo "make bench-report  daily report time for 100,000 intents (tests.load.report_bench)"
 	@echo "make mutation  mutation score of shared/domain (tests/unit) and shared/services/stages"
@@ -64,6 +74,10 @@ services:
 migrate: venv services
 	$(BIN)/clearhouse db upgrade
 
+# The local stack accepts webhook URLs on this machine or the LAN (a receiver on
+# 127.0.0.1:9000): every process honcho starts inherits this. The setting's default,
+# and so every deployment's, refuses private targets (SSRF).
+run: export WEBHOOK_ALLOW_PRIVATE ?= true
 run: venv services migrate
 	@mkdir -p var
 	@echo "----------------------------------------------------------------------"
@@ -71,13 +85,22 @@ run: venv services migrate
 	@echo " API metrics  http://127.0.0.1:$(METRICS_PORT)/metrics (operator port; none on $(PORT))"
 	@echo " Relay metrics http://127.0.0.1:$(RELAY_METRICS_PORT)/metrics"
 	@echo " Worker metrics http://127.0.0.1:$(WORKER_METRICS_PORT)/metrics (pipeline), +1 instant, +2 background"
-	@echo " Flower       http://127.0.0.1:5555/"
+	@echo " Flower       http://127.0.0.1:5555/ $(if $(FLOWER_BASIC_AUTH),(basic auth: user $(firstword $(subst :, ,$(FLOWER_BASIC_AUTH)))),(no auth; its HTTP API needs FLOWER_BASIC_AUTH=user:password))"
 	@echo " Postgres     $(DATABASE_URL)"
 	@echo " Redis        $(REDIS_URL)"
+	@echo " Webhooks     private and loopback URLs $(if $(filter 1 true yes on,$(WEBHOOK_ALLOW_PRIVATE)),ALLOWED (WEBHOOK_ALLOW_PRIVATE=$(WEBHOOK_ALLOW_PRIVATE); deployments refuse them),refused (WEBHOOK_ALLOW_PRIVATE=$(WEBHOOK_ALLOW_PRIVATE)))"
+	@echo "              for the CLI in another shell too: WEBHOOK_ALLOW_PRIVATE=true .venv/bin/clearhouse"
+	@echo "              merchant create --name Shop --webhook-url http://127.0.0.1:9000/hook"
 	@echo " Processes    deploy/Procfile (api, worker_pipeline, worker_instant,"
-	@echo "              worker_background, beat, flower); Ctrl-C stops them all"
+	@echo "              worker_background, relay, beat, flower); Ctrl-C stops them all"
+	@echo " Load         make locust (in another shell)"
 	@echo "----------------------------------------------------------------------"
 	exec $(BIN)/honcho -f deploy/Procfile start -p $(PORT)
+
+# Against the stack `make run` started (its PORT): locust's summary, non-zero exit when any
+# request failed. Credentials: CLEARHOUSE_CLIENT_ID/SECRET, else a new merchant (the CLI).
+locust: venv
+	bash deploy/dev/locust.sh http://127.0.0.1:$(PORT) $(LOCUST_ARGS)
 
 test: venv services alerts
 	$(BIN)/ruff check .

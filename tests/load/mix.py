@@ -1,4 +1,5 @@
-"""The request mix shared by the bench and the locustfile.
+"""The request mix shared by the bench and the chaos load (the locustfile has its own:
+it imports nothing from the project).
 
 ~85 % approved (a fresh Luhn-valid Visa per request, so every payer is new),
 ~15 % spread over the sandbox's decline cards; priorities 20/60/20 %
