@@ -224,6 +224,8 @@ payment_intents = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("stage_changed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("finalized_at", DateTime(timezone=True)),
+    # The scheduler's last re-drive of the intent: re-drives back off (0008).
+    Column("redriven_at", DateTime(timezone=True)),
     Column("settled_at", DateTime(timezone=True)),
     Column("settlement_id", String(40)),
     CheckConstraint("amount > 0", name="payment_intents_amount_positive"),

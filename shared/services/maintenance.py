@@ -42,38 +42,58 @@ def redrive(uow: UnitOfWork, older_than_s: int) -> dict[str, int]:
     return {"stuck": sum(map(len, stuck.values())), "unsettled": len(unsettled)}
 
 
+# Re-drives back off: an intent re-driven once is sent again only after it has
+# waited as long again since (10 s, 20 s, 40 s, ... after it entered its stage,
+# for REDRIVE_AFTER_S=10), and at least every REDRIVE_BACKOFF_CAP x REDRIVE_AFTER_S.
+# A lost message is still found within REDRIVE_AFTER_S; a stage that merely lags
+# gets a few copies of each intent rather than one per pass, which had fed the
+# lag it answered (the migration 0008's docstring).
+REDRIVE_BACKOFF_CAP = 4
+_DUE = (
+    "{since} < now() - make_interval(secs => :s)"
+    " AND (redriven_at IS NULL OR redriven_at < {since}"
+    "  OR now() - redriven_at >= LEAST("
+    "   GREATEST(redriven_at - {since}, make_interval(secs => :s)),"
+    "   make_interval(secs => :s * :cap)))"
+)
+
+
+def _due_for_redrive(uow: UnitOfWork, where: str, since: str, older_than_s: int) -> list:
+    """Mark and return (stage, id) of the intents due for a re-drive, oldest first."""
+    due = _DUE.format(since=since)
+    return uow.conn.execute(
+        text(
+            "UPDATE payment_intents SET redriven_at = now() WHERE id IN ("
+            f" SELECT id FROM payment_intents WHERE {where} AND {due}"
+            f" ORDER BY {since} LIMIT :n FOR UPDATE SKIP LOCKED)"
+            " RETURNING stage, id"
+        ),
+        {"s": older_than_s, "cap": REDRIVE_BACKOFF_CAP, "n": BATCH * 10},
+    ).all()
+
+
 def stuck_intents(uow: UnitOfWork, older_than_s: int) -> dict[str, list[str]]:
     """Intents that stopped advancing, grouped by the stage they wait at.
 
     Postgres is the truth: whatever Redis lost (a flush, a restart without
-    persistence, a publish that failed after commit) shows up here.
+    persistence, a publish that failed after commit) shows up here. A row a
+    stage holds locked is advancing: it is left for the next pass.
     """
-    rows = uow.conn.execute(
-        text(
-            "SELECT stage, id FROM payment_intents WHERE status = 'processing'"
-            " AND stage_changed_at < now() - make_interval(secs => :s)"
-            " ORDER BY stage_changed_at LIMIT :n"
-        ),
-        {"s": older_than_s, "n": BATCH * 10},
-    )
     out: dict[str, list[str]] = {}
-    for stage, intent_id in rows:
+    for stage, intent_id in _due_for_redrive(
+        uow, "status = 'processing'", "stage_changed_at", older_than_s
+    ):
         out.setdefault(stage, []).append(intent_id)
     return out
 
 
 def unsettled_instant(uow: UnitOfWork, older_than_s: int) -> list[str]:
     """Instant intents that succeeded but whose settlement message was lost."""
-    return list(
-        uow.conn.execute(
-            text(
-                "SELECT id FROM payment_intents WHERE status = 'succeeded'"
-                " AND priority = 'instant' AND settlement_status = 'pending'"
-                " AND finalized_at < now() - make_interval(secs => :s) LIMIT :n"
-            ),
-            {"s": older_than_s, "n": BATCH * 10},
-        ).scalars()
+    where = (
+        "status = 'succeeded' AND priority = 'instant' AND settlement_status = 'pending'"
+        " AND finalized_at IS NOT NULL"
     )
+    return [i for _, i in _due_for_redrive(uow, where, "finalized_at", older_than_s)]
 
 
 def expire_holds(uow: UnitOfWork) -> list[str]:

@@ -290,6 +290,49 @@ def test_losing_every_redis_key_loses_no_payment(
     books_balance()
 
 
+def test_redrive_backs_off_an_intent_that_is_only_lagging(make_merchant, submit, engine):
+    """A re-driven intent is sent again only after it waited as long again (capped).
+
+    Without the back-off every pass re-sent every intent older than
+    REDRIVE_AFTER_S: a stage that lagged got a copy of each id per pass.
+    Times are in units of ``after`` (longer than any other test's rows wait).
+    """
+    from shared.services import maintenance as jobs
+
+    after = 20_000
+    intent = submit(make_merchant()["merchant_id"], f.card_body(f.new_card(), 700), enqueue=False)
+
+    def redriven(stage_age: float, redriven_age: float | None) -> bool:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE payment_intents SET"
+                    " stage_changed_at = now() - make_interval(secs => :stage),"
+                    " redriven_at = now() - make_interval(secs => :redriven)"
+                    " WHERE id = :id"
+                ),
+                {"stage": stage_age, "redriven": redriven_age, "id": intent},
+            )
+            stuck = jobs.stuck_intents(bound(conn), after)
+        return intent in {i for ids in stuck.values() for i in ids}
+
+    assert not redriven(0.5 * after, None)  # not stuck yet
+    assert redriven(1.5 * after, None)
+    with engine.begin() as conn:  # at once again: it was just sent
+        assert intent not in {
+            i for ids in jobs.stuck_intents(bound(conn), after).values() for i in ids
+        }
+    # Sent when it had waited 1 x after: due 1 x after later, not before.
+    assert redriven(2.25 * after, 1.25 * after)
+    assert not redriven(2.75 * after, 0.75 * after)
+    # Sent when it had waited 1.5 x after: due 1.5 x after later.
+    assert not redriven(2.75 * after, 1.25 * after)
+    # Long waits are capped: sent again every REDRIVE_BACKOFF_CAP x after at most.
+    cap = jobs.REDRIVE_BACKOFF_CAP * after
+    assert redriven(50 * after, cap + 0.25 * after)
+    assert not redriven(50 * after, cap - 0.25 * after)
+
+
 def test_one_broken_intent_does_not_hold_back_its_batch(worker, make_merchant, submit, engine):
     from workers.celery_app import publish as dispatch
 
