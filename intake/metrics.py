@@ -265,17 +265,12 @@ def serve_operator_port(settings, **collaborators):
     Called by the gunicorn master once it listens (deploy/gunicorn.conf.py).
     A port that cannot be bound is logged, never fatal: payments go on.
     """
-    port = settings.metrics_port
-    if port <= 0:
+    if settings.metrics_port <= 0:
         log.info("metrics port disabled (METRICS_PORT=0)")
-        return None
-    from prometheus_client import start_http_server
-
-    registry = operator_registry(settings, **collaborators)
-    try:
-        server, _ = start_http_server(port, addr=settings.metrics_addr, registry=registry)
-    except OSError as exc:
-        log.error("metrics port %d unavailable (%s); API metrics not served", port, exc)
-        return None
-    log.info("API metrics on %s:%d", settings.metrics_addr, port)
-    return server
+    return metrics.serve(
+        "API",
+        settings.metrics_port,
+        settings.metrics_addr,
+        lambda: operator_registry(settings, **collaborators),
+        log,
+    )

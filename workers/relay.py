@@ -26,7 +26,7 @@ import psycopg2
 from shared.config import Settings, get_settings
 from shared.db.engine import get_engine
 from shared.db.uow import UnitOfWork, transact
-from shared.observability import context
+from shared.observability import context, metrics
 from shared.observability import heartbeat as hb
 from shared.observability import logging as jsonlog
 from shared.services import outbox
@@ -74,21 +74,15 @@ class RelayStats:
 
 def serve_metrics(settings: Settings, stats: RelayStats):
     """Serve ``stats`` on RELAY_METRICS_PORT in a thread; the server, or None."""
-    port = settings.relay_metrics_port
-    if port <= 0:
-        return None
-    from prometheus_client import CollectorRegistry, start_http_server
 
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(stats)
-    try:
-        server, _ = start_http_server(port, addr=settings.metrics_addr, registry=registry)
-    except OSError as exc:
-        # Metrics must never stop payments: relay without them, loudly.
-        log.error("relay metrics port %d unavailable (%s); metrics not served", port, exc)
-        return None
-    log.info("relay: metrics on %s:%d", settings.metrics_addr, port)
-    return server
+    def registry():
+        from prometheus_client import CollectorRegistry
+
+        reg = CollectorRegistry(auto_describe=False)
+        reg.register(stats)
+        return reg
+
+    return metrics.serve("relay", settings.relay_metrics_port, settings.metrics_addr, registry, log)
 
 
 def relay_once(engine, batch_max: int, publish, alive=lambda: None) -> int:

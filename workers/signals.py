@@ -50,20 +50,9 @@ def _serve_metrics(sender, **_) -> None:
     settings = sender.app.runtime.settings
     node = re.sub(r"[^A-Za-z0-9._-]", "_", sender.hostname)
     metrics.use_multiprocess_dir(f"{settings.metrics_dir}/worker-{node}")
-    port = settings.worker_metrics_port
-    if port <= 0:
-        return
-    from prometheus_client import start_http_server
-
-    try:
-        # Loopback unless told (containers: 0.0.0.0 so Prometheus can scrape).
-        addr = settings.worker_metrics_addr
-        start_http_server(port, addr=addr, registry=metrics.registry())
-    except OSError as exc:
-        # Metrics must never stop payments: run without them, loudly.
-        log.error("worker metrics port %d unavailable (%s); metrics not served", port, exc)
-        return
-    log.info("worker metrics on port %d", port)
+    # Loopback unless told (containers: 0.0.0.0 so Prometheus can scrape).
+    addr = settings.worker_metrics_addr
+    metrics.serve("worker", settings.worker_metrics_port, addr, metrics.registry, log)
 
 
 @signals.worker_process_shutdown.connect

@@ -152,6 +152,26 @@ class _Proxy:
         return self._source.collect()
 
 
+def serve(name: str, port: int, addr: str, build_registry, logger=log):
+    """Serve ``build_registry()`` on ``addr:port`` in a thread; the server, or None.
+
+    Port 0 (or below) serves nothing and builds no registry. A port that cannot
+    be bound is logged on ``logger``, never fatal: metrics must never stop payments.
+    """
+    if port <= 0:
+        return None
+    from prometheus_client import start_http_server
+
+    registry = build_registry()
+    try:
+        server, _ = start_http_server(port, addr=addr, registry=registry)
+    except OSError as exc:
+        logger.error("%s metrics port %d unavailable (%s); metrics not served", name, port, exc)
+        return None
+    logger.info("%s metrics on %s:%d", name, addr, port)
+    return server
+
+
 # --- recorded once the transaction commits ----------------------------------
 # A batch that rolls back (isolation re-runs, retries, redelivery) must not
 # count its transitions twice, so observations wait for the unit of work's

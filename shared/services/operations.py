@@ -28,41 +28,52 @@ def outbox_backlog(conn) -> int:
     ).scalar_one()
 
 
-def oldest_processing_age(conn) -> dict[str, float]:
-    """Per stage, seconds since the oldest processing intent entered it (0: none waits).
+# The age gauges, one row each: per value of the key column, the seconds since the
+# oldest intent matching the condition reached the time column (0: none). Key and
+# time column are a partial index's and the condition implies its predicate, so
+# each key is one descent of that index.
+# name: (key column, its values, time column, condition on p)
+_AGES: dict[str, tuple[str, tuple[str, ...], str, str]] = {
+    # ix_intents_processing_stage
+    "oldest_processing_age": (
+        "stage",
+        PIPELINE_STAGES,
+        "stage_changed_at",
+        "p.status = 'processing'",
+    ),
+    # ix_intents_unsettled_age
+    "settlement_lag": (
+        "priority",
+        tuple(PRIORITIES),
+        "finalized_at",
+        "p.status = 'succeeded' AND p.settlement_status = 'pending' AND p.finalized_at IS NOT NULL",
+    ),
+}
 
-    One descent of ix_intents_processing_stage per stage.
-    """
+
+def _oldest_age(conn, name: str) -> dict[str, float]:
+    key, values, since, where = _AGES[name]
     rows = conn.execute(
         text(
-            "SELECT s.stage, GREATEST(EXTRACT(EPOCH FROM now() - ("
-            "   SELECT p.stage_changed_at FROM payment_intents p"
-            "   WHERE p.status = 'processing' AND p.stage = s.stage"
-            "   ORDER BY p.stage_changed_at LIMIT 1)), 0)"
-            " FROM unnest(CAST(:stages AS text[])) AS s(stage)"
+            f"SELECT s.{key}, GREATEST(EXTRACT(EPOCH FROM now() - ("
+            f"   SELECT p.{since} FROM payment_intents p"
+            f"   WHERE {where} AND p.{key} = s.{key}"
+            f"   ORDER BY p.{since} LIMIT 1)), 0)"
+            f" FROM unnest(CAST(:keys AS text[])) AS s({key})"
         ),
-        {"stages": list(PIPELINE_STAGES)},
+        {"keys": list(values)},
     )
-    return {stage: float(age or 0) for stage, age in rows}
+    return {value: float(age or 0) for value, age in rows}
+
+
+def oldest_processing_age(conn) -> dict[str, float]:
+    """Per stage, seconds since the oldest processing intent entered it (0: none waits)."""
+    return _oldest_age(conn, "oldest_processing_age")
 
 
 def settlement_lag(conn) -> dict[str, float]:
-    """Per priority, seconds since the oldest succeeded, unsettled intent succeeded (0: none).
-
-    One descent of ix_intents_unsettled_age per priority.
-    """
-    rows = conn.execute(
-        text(
-            "SELECT s.priority, GREATEST(EXTRACT(EPOCH FROM now() - ("
-            "   SELECT p.finalized_at FROM payment_intents p"
-            "   WHERE p.status = 'succeeded' AND p.settlement_status = 'pending'"
-            "   AND p.priority = s.priority AND p.finalized_at IS NOT NULL"
-            "   ORDER BY p.finalized_at LIMIT 1)), 0)"
-            " FROM unnest(CAST(:priorities AS text[])) AS s(priority)"
-        ),
-        {"priorities": list(PRIORITIES)},
-    )
-    return {priority: float(age or 0) for priority, age in rows}
+    """Per priority, seconds since the oldest succeeded, unsettled intent succeeded (0: none)."""
+    return _oldest_age(conn, "settlement_lag")
 
 
 def webhook_deliveries_pending(conn) -> int:

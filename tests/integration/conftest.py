@@ -17,7 +17,9 @@ import pytest
 from sqlalchemy import text
 
 from tests import factories as f
+from tests.conftest import free_port
 from tests.support import books, processes
+from tests.support.receiver import Receiver
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -78,6 +80,16 @@ def submit(engine, vault):
         return row.id
 
     return submit
+
+
+@pytest.fixture
+def hooked(make_merchant):
+    """A merchant whose (loopback) webhook URL is a running receiver: (merchant, receiver)."""
+    port = free_port()
+    merchant = make_merchant(webhook_url=f"http://127.0.0.1:{port}/hooks")
+    receiver = Receiver([merchant["webhook_secret"]], port).start()
+    yield merchant, receiver
+    receiver.stop()
 
 
 @pytest.fixture

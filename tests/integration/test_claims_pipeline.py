@@ -16,6 +16,7 @@ from sqlalchemy import select, text
 from shared.db.tables import ledger_transfers
 from shared.db.tables import payment_intents as pi
 from tests import factories as f
+from tests.support.stages import drive_in_process
 from tests.support.units import bound
 
 pytestmark = pytest.mark.integration
@@ -50,36 +51,6 @@ def _wait(condition, timeout: float, what: str):
         time.sleep(0.05)
 
 
-def _drive_in_process(engine, vault, ids):
-    """Every stage in this process, one transaction each; what apply() asks to enqueue is dropped.
-
-    Returns the authorize stage's result: its ``settle_now`` is the
-    settle_instant message a worker would have sent after commit.
-    """
-    from shared.db.uow import UnitOfWork
-    from shared.services.stages import authorize, fees, fraud, limits
-    from workers.celery_app import app
-
-    steps = [
-        limits.run,
-        lambda c, i: fraud.run(
-            c, i, fraud_fingerprints=app.runtime.fraud_fingerprints, default_threshold=75
-        ),
-        fees.run,
-        lambda c, i: authorize.place_holds(c, i, hold_ttl_s=3600),
-    ]
-    for step in steps:
-        with UnitOfWork(engine) as u:
-            step(u, ids)
-            u.commit()
-    with UnitOfWork(engine) as u:
-        answers = authorize.ask_acquirer(authorize.held(u, ids), app.runtime.acquirer, vault)
-    with UnitOfWork(engine) as u:  # no dispatcher: the after-commit message is lost
-        result = authorize.apply(u, answers, max_attempts=3, hold_ttl_s=3600)
-        u.commit()
-    return result
-
-
 def test_a_lost_instant_settlement_is_redriven(
     worker, make_merchant, submit, engine, vault, books_balance
 ):
@@ -89,7 +60,7 @@ def test_a_lost_instant_settlement_is_redriven(
     rng = random.Random()
     instant = submit(merchant, f.card_body(f.random_visa(rng), 1200, priority="instant"), False)
     standard = submit(merchant, f.card_body(f.random_visa(rng), 1300, priority="standard"), False)
-    result = _drive_in_process(engine, vault, [instant, standard])
+    result = drive_in_process(engine, vault, [instant, standard])
     assert result.settle_now == [instant]  # the message that never reached the queue
     for intent_id in (instant, standard):
         row = _row(engine, intent_id)

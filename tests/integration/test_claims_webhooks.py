@@ -6,44 +6,19 @@ import time
 
 import pytest
 from celery import Celery
-from sqlalchemy import select, update
+from sqlalchemy import update
 
-from shared.db.tables import webhook_attempts
 from shared.db.tables import webhook_deliveries as wd
 from shared.db.uow import UnitOfWork
 from shared.services import events as ev
-from tests.conftest import TEST_ENV, free_port
+from tests.conftest import TEST_ENV
 from tests.support import processes
-from tests.support.receiver import Receiver
+from tests.support.webhooks import attempts_of, deliveries_of
 
 pytestmark = pytest.mark.integration
 
 # The strict worker's own queues: no other worker of the session takes its messages.
 STRICT_PREFIX = TEST_ENV["REDIS_KEY_PREFIX"] + "strict-urls:"
-
-
-@pytest.fixture
-def hooked(make_merchant):
-    """A merchant whose (loopback) webhook URL is a running receiver."""
-    port = free_port()
-    merchant = make_merchant(webhook_url=f"http://127.0.0.1:{port}/hooks")
-    receiver = Receiver([merchant["webhook_secret"]], port).start()
-    yield merchant, receiver
-    receiver.stop()
-
-
-def _deliveries(engine, merchant_id):
-    with engine.connect() as conn:
-        return conn.execute(select(wd).where(wd.c.merchant_id == merchant_id)).all()
-
-
-def _attempts(engine, delivery_id):
-    with engine.connect() as conn:
-        return conn.execute(
-            select(webhook_attempts)
-            .where(webhook_attempts.c.delivery_id == delivery_id)
-            .order_by(webhook_attempts.c.attempt)
-        ).all()
 
 
 def _wait(condition, timeout: float, what: str):
@@ -76,12 +51,12 @@ def test_a_url_allowed_when_configured_is_refused_at_send_time(
             with UnitOfWork(engine, to_strict_worker) as u:
                 (event_id,) = ev.emit(u, [(mid, "settlement.paid", "st_refused", {})])
                 u.commit()
-            (delivery,) = _deliveries(engine, mid)
+            (delivery,) = deliveries_of(engine, mid)
             assert delivery.url == receiver.url and delivery.event_id == event_id
-            (attempt,) = _wait(lambda: _attempts(engine, delivery.id), 30, "the first attempt")
+            (attempt,) = _wait(lambda: attempts_of(engine, delivery.id), 30, "the first attempt")
         assert attempt.outcome == "failed" and attempt.status_code is None
         assert attempt.error.startswith("refused: "), attempt.error
-        (delivery,) = _deliveries(engine, mid)
+        (delivery,) = deliveries_of(engine, mid)
         assert (delivery.attempts, delivery.last_error) == (1, attempt.error)
         assert receiver.hits == {}  # nothing left the worker for that address
     finally:
@@ -98,17 +73,19 @@ def test_a_lost_first_attempt_is_sent_by_the_dispatcher_after_its_grace(worker, 
     with UnitOfWork(engine) as u:  # no dispatcher: the first attempt's message is lost
         (event_id,) = ev.emit(u, [(mid, "settlement.paid", "st_lost", {})])
         u.commit()
-    (delivery,) = _deliveries(engine, mid)
+    (delivery,) = deliveries_of(engine, mid)
     created = delivery.created_at.timestamp()
     beat_env = {"WEBHOOK_DISPATCH_INTERVAL_S": "0.3", "BEAT_LOCK_TIMEOUT_S": "3"}
     with processes.celery_beat(beat_env) as beat:
         receiver.wait_for(lambda r: event_id in r.ids(), timeout=30)
         got = next(x for x in receiver.received if x.event["id"] == event_id)
-        _wait(lambda: _deliveries(engine, mid)[0].status == "succeeded", 10, "the attempt recorded")
+        _wait(
+            lambda: deliveries_of(engine, mid)[0].status == "succeeded", 10, "the attempt recorded"
+        )
         assert "Sending due task dispatch-due-webhooks" in beat.output()
     waited = got.received_at - created
     # Not before the grace the after-commit message is given (5 s), and soon after.
     assert 4.9 <= waited <= 15, f"sent {waited:.1f}s after the event"
     assert receiver.ids() == [event_id] and got.verified_with == [0]
-    (delivery,) = _deliveries(engine, mid)
+    (delivery,) = deliveries_of(engine, mid)
     assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("succeeded", 1, 200)

@@ -11,6 +11,7 @@ import pytest
 from tests import factories as f
 from tests.conftest import wipe_redis
 from tests.support import processes
+from tests.support.stages import drive_in_process
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -61,33 +62,11 @@ def test_expired_holds_are_voided_by_the_real_scheduler(
     worker, make_merchant, submit, engine, vault, books_balance
 ):
     """A 2-second hold: beat's expiry job cancels the intent and frees money and limits."""
-    from shared.db.uow import UnitOfWork
-    from shared.services.stages import authorize, fees, fraud, limits
-    from workers.celery_app import app
-
     merchant = make_merchant()["merchant_id"]
     card = f.card_body(f.random_visa(random.Random()), 700, capture_method="manual")
     intent_id = submit(merchant, card, enqueue=False)
     # Drive it through the stages in-process, authorizing with a 2 s hold timeout.
-    steps = [
-        limits.run,
-        lambda c, i: fraud.run(
-            c, i, fraud_fingerprints=app.runtime.fraud_fingerprints, default_threshold=75
-        ),
-        fees.run,
-        lambda c, i: authorize.place_holds(c, i, hold_ttl_s=2),
-    ]
-    for step in steps:
-        with UnitOfWork(engine) as u:
-            step(u, [intent_id])
-            u.commit()
-    with UnitOfWork(engine) as u:
-        answers = authorize.ask_acquirer(
-            authorize.held(u, [intent_id]), app.runtime.acquirer, vault
-        )
-    with UnitOfWork(engine) as u:
-        authorize.apply(u, answers, max_attempts=3, hold_ttl_s=2)
-        u.commit()
+    drive_in_process(engine, vault, [intent_id], hold_ttl_s=2)
     assert f.wait_until_final(engine, [intent_id])[intent_id].status == "requires_capture"
     with processes.celery_beat(FAST_BEAT):
         row = f.wait_until_final(engine, [intent_id], timeout=20, final={"canceled"})[intent_id]

@@ -26,6 +26,7 @@ from shared.services import events as ev
 from tests.conftest import TEST_ENV, free_port
 from tests.support import processes
 from tests.support.receiver import Receiver
+from tests.support.webhooks import deliveries_of
 from tests.unit.test_webhook_send_deadline import DripServer, wait_until
 
 # Sends of one merchant in flight at once per worker process (the default setting).
@@ -95,11 +96,6 @@ def _counter(worker, name: str, **labels) -> float:
 def _delivery(engine, delivery_id):
     with engine.connect() as conn:
         return conn.execute(select(wd).where(wd.c.id == delivery_id)).one()
-
-
-def _deliveries(engine, merchant_id):
-    with engine.connect() as conn:
-        return conn.execute(select(wd).where(wd.c.merchant_id == merchant_id)).all()
 
 
 def _attempts(engine, delivery_ids):
@@ -174,7 +170,7 @@ def test_a_secret_that_does_not_decrypt_holds_back_no_other_merchant(
     good_rx.wait_for(lambda r: r.ids() == [good_event], timeout=15)
     assert good_rx.received[0].verified_with == [0] and good_rx.rejected == 0
 
-    (bad_delivery,) = _deliveries(engine, bad["merchant_id"])
+    (bad_delivery,) = deliveries_of(engine, bad["merchant_id"])
     wait_until(
         lambda: (
             _delivery(engine, bad_delivery.id).status != "pending"
@@ -204,7 +200,7 @@ def test_a_secret_that_does_not_decrypt_holds_back_no_other_merchant(
         10,
         "the prepare failures to be counted",
     )
-    (good_delivery,) = _deliveries(engine, good["merchant_id"])
+    (good_delivery,) = deliveries_of(engine, good["merchant_id"])
     wait_until(
         lambda: _delivery(engine, good_delivery.id).status == "succeeded",
         10,
@@ -248,7 +244,7 @@ def test_a_dripping_receiver_delays_no_other_merchant(
         for conn in drip.connections:
             assert conn.closed_at - conn.accepted_at < BUDGET_S + 1.5
 
-        rows = _deliveries(engine, slow)
+        rows = deliveries_of(engine, slow)
         sent = [d for d in rows if d.attempts]
         assert len(sent) == len(drip.connections)
         for a in _attempts(engine, [d.id for d in sent]):

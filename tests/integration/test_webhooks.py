@@ -13,45 +13,20 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, text
 
-from shared.db.tables import events, webhook_attempts
+from shared.db.tables import events
 from shared.db.tables import webhook_deliveries as wd
 from shared.db.uow import UnitOfWork
 from shared.services import event_log, webhook_endpoints, webhooks
 from shared.services import events as ev
 from shared.services.errors import NotFound
 from tests import factories as f
-from tests.conftest import free_port
 from tests.support import processes
-from tests.support.receiver import Receiver
 from tests.support.units import bound
 from tests.support.waiting import until
+from tests.support.webhooks import attempts_of, deliveries_of
 from workers.celery_app import publish as dispatch
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def hooked(make_merchant):
-    """A merchant whose webhook URL is a running receiver; yields (merchant, receiver)."""
-    port = free_port()
-    merchant = make_merchant(webhook_url=f"http://127.0.0.1:{port}/hooks")
-    receiver = Receiver([merchant["webhook_secret"]], port).start()
-    yield merchant, receiver
-    receiver.stop()
-
-
-def _deliveries(engine, merchant_id):
-    with engine.connect() as conn:
-        return conn.execute(select(wd).where(wd.c.merchant_id == merchant_id)).all()
-
-
-def _attempts(engine, delivery_id):
-    with engine.connect() as conn:
-        return conn.execute(
-            select(webhook_attempts)
-            .where(webhook_attempts.c.delivery_id == delivery_id)
-            .order_by(webhook_attempts.c.attempt)
-        ).all()
 
 
 def _event_ids(engine, merchant_id):
@@ -132,7 +107,7 @@ def test_every_state_change_arrives_signed_exactly_once(worker, hooked, submit, 
     assert len(expected) == 6
     receiver.wait_for(lambda r: set(r.ids()) >= expected)
     until(
-        lambda: all(d.status == "succeeded" for d in _deliveries(engine, mid)),
+        lambda: all(d.status == "succeeded" for d in deliveries_of(engine, mid)),
         what="every attempt to be recorded",
     )
     # A marker that only the dispatcher can send: once it has arrived, a
@@ -157,9 +132,9 @@ def test_every_state_change_arrives_signed_exactly_once(worker, hooked, submit, 
         ids[2]: ["payment_intent.processing", "payment_intent.requires_capture"],
     }
     until(lambda: _delivery_of(engine, marker).status == "succeeded", what="the marker recorded")
-    for d in _deliveries(engine, mid):
+    for d in deliveries_of(engine, mid):
         assert (d.status, d.attempts, d.last_status_code) == ("succeeded", 1, 200)
-        (a,) = _attempts(engine, d.id)
+        (a,) = attempts_of(engine, d.id)
         assert a.outcome == "succeeded" and a.latency_ms is not None
         assert a.response_body == '{"received":true}'
 
@@ -175,24 +150,24 @@ def test_a_receiver_that_is_down_then_back_gets_every_event(worker, beat, hooked
     expected = _event_ids(engine, mid)
 
     def all_failed_once():
-        rows = _deliveries(engine, mid)
+        rows = deliveries_of(engine, mid)
         return len(rows) == len(expected) and all(r.attempts >= 1 for r in rows)
 
     until(all_failed_once, what="every first attempt to fail")
-    assert all(r.status == "pending" for r in _deliveries(engine, mid))
-    first = _attempts(engine, _deliveries(engine, mid)[0].id)[0]
+    assert all(r.status == "pending" for r in deliveries_of(engine, mid))
+    first = attempts_of(engine, deliveries_of(engine, mid)[0].id)[0]
     assert first.outcome == "failed" and first.status_code is None and first.error
 
     receiver.start()  # same port; nothing but the dispatcher sends a retry
     receiver.wait_for(lambda r: set(r.ids()) >= expected, timeout=60)
     until(
-        lambda: all(r.status == "succeeded" for r in _deliveries(engine, mid)),
+        lambda: all(r.status == "succeeded" for r in deliveries_of(engine, mid)),
         what="every delivery to succeed",
     )
     assert sorted(receiver.ids()) == sorted(expected)
     retries = 0
-    for d in _deliveries(engine, mid):
-        tries = _attempts(engine, d.id)
+    for d in deliveries_of(engine, mid):
+        tries = attempts_of(engine, d.id)
         assert len(tries) == d.attempts >= 2  # delivered by a retry
         assert [a.outcome for a in tries] == ["failed"] * (d.attempts - 1) + ["succeeded"]
         retries += d.attempts - 1
@@ -222,7 +197,7 @@ def test_after_the_last_attempt_the_delivery_is_failed(worker, hooked, submit, e
     mid = merchant["merchant_id"]
     receiver.mode = "fail"
     submit(mid, f.card_body(f.DECLINE))
-    _dispatch_until(lambda: sum(r.attempts for r in _deliveries(engine, mid)) >= 3)
+    _dispatch_until(lambda: sum(r.attempts for r in deliveries_of(engine, mid)) >= 3)
     # Age the deliveries past the (scaled) 3 days: the next failure is the last.
     with engine.begin() as conn:
         conn.execute(
@@ -232,14 +207,14 @@ def test_after_the_last_attempt_the_delivery_is_failed(worker, hooked, submit, e
             ),
             {"m": mid},
         )
-    _dispatch_until(lambda: all(r.status == "failed" for r in _deliveries(engine, mid)))
-    for d in _deliveries(engine, mid):
+    _dispatch_until(lambda: all(r.status == "failed" for r in deliveries_of(engine, mid)))
+    for d in deliveries_of(engine, mid):
         assert d.last_status_code == 500 and d.completed_at is not None
-        tries = _attempts(engine, d.id)
+        tries = attempts_of(engine, d.id)
         assert [a.attempt for a in tries] == list(range(1, d.attempts + 1))
         assert all(a.outcome == "failed" and a.status_code == 500 for a in tries)
         assert all(len(a.response_body) == webhooks.RESPONSE_BODY_MAX for a in tries)
-    attempts = {d.id: d.attempts for d in _deliveries(engine, mid)}
+    attempts = {d.id: d.attempts for d in deliveries_of(engine, mid)}
     n = receiver.hits["/hooks"]
     # Nothing is sent after the last attempt: a dispatcher pass that did send
     # (a marker only it can send) sends the marker alone.
@@ -248,7 +223,9 @@ def test_after_the_last_attempt_the_delivery_is_failed(worker, hooked, submit, e
     _dispatch_until(lambda: _delivery_of(engine, marker).status == "succeeded")
     assert receiver.hits["/hooks"] == n + 1
     assert receiver.ids() == [marker]
-    assert {d.id: d.attempts for d in _deliveries(engine, mid) if d.event_id != marker} == attempts
+    assert {
+        d.id: d.attempts for d in deliveries_of(engine, mid) if d.event_id != marker
+    } == attempts
 
 
 def test_redirects_are_not_followed(worker, hooked, submit, engine):
@@ -256,8 +233,8 @@ def test_redirects_are_not_followed(worker, hooked, submit, engine):
     mid = merchant["merchant_id"]
     receiver.mode = "redirect"
     submit(mid, f.card_body(f.DECLINE))
-    _dispatch_until(lambda: any(r.attempts for r in _deliveries(engine, mid)))
-    d = next(r for r in _deliveries(engine, mid) if r.attempts)
+    _dispatch_until(lambda: any(r.attempts for r in deliveries_of(engine, mid)))
+    d = next(r for r in deliveries_of(engine, mid) if r.attempts)
     assert d.last_status_code == 302 and d.last_error == "redirect not followed"
     assert "/moved" not in receiver.hits
 
@@ -287,7 +264,7 @@ def test_rotation_signs_with_both_secrets_during_the_overlap(worker, hooked, sub
 def test_two_concurrent_claims_lease_a_delivery_once(engine, hooked, submit):
     merchant, _ = hooked
     submit(merchant["merchant_id"], f.card_body(), enqueue=False)
-    (d,) = _deliveries(engine, merchant["merchant_id"])
+    (d,) = deliveries_of(engine, merchant["merchant_id"])
     won: list = []
     with engine.connect() as first:
         tx = first.begin()
@@ -365,10 +342,10 @@ def test_first_attempt_latency(worker, hooked, submit, engine):
     )
     # The receiver answers before the worker records the attempt: wait for it.
     deadline = time.monotonic() + 15
-    while any(d.status == "pending" for d in _deliveries(engine, mid)):
+    while any(d.status == "pending" for d in deliveries_of(engine, mid)):
         assert time.monotonic() < deadline, "attempts were not recorded"
         time.sleep(0.1)
-    assert all((d.status, d.attempts) == ("succeeded", 1) for d in _deliveries(engine, mid))
+    assert all((d.status, d.attempts) == ("succeeded", 1) for d in deliveries_of(engine, mid))
 
 
 def test_the_dispatcher_stands_back_only_for_a_full_backlog(worker, hooked, engine, monkeypatch):

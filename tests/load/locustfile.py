@@ -84,6 +84,9 @@ def _check_credentials(environment, **_):
         )
 
 
+# The card generator and the weighted pick below copy tests/load/mix.py (and the
+# Luhn card of tests/factories.py) on purpose: the locustfile imports nothing from
+# the project, so that it runs where only locust is installed.
 def luhn_complete(digits: str) -> str:
     """``digits`` followed by the check digit that makes the number Luhn-valid."""
     total = 0

@@ -66,9 +66,9 @@ class FakeConn:
         if "enqueued_at IS NULL" in sql:
             return Result(7)
         if "stage_changed_at" in sql:
-            return Result([(s, 42.5 if s == "risk_scored" else 0) for s in params["stages"]])
+            return Result([(s, 42.5 if s == "risk_scored" else 0) for s in params["keys"]])
         if "finalized_at" in sql:
-            return Result([(p, 300.0 if p == "economy" else 0) for p in params["priorities"]])
+            return Result([(p, 300.0 if p == "economy" else 0) for p in params["keys"]])
         if "webhook_deliveries" in sql:
             return Result(3)
         if "beat_job_runs" in sql:
