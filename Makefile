@@ -38,7 +38,7 @@ help:
 	@echo "make venv      create .venv and install the package with dev extras"
 	@echo "make services  make sure Postgres and Redis are up (starts local ones in var/)"
 	@echo "make migrate   create the database and apply migrations"
-	@echo "make run       run API, workers, beat and Flower in the foreground (PORT=$(PORT))"
+	@echo "make run       run API, relay, workers, beat and Flower in the foreground (PORT=$(PORT))"
 	@echo "make test      ruff + pytest (TEST_ARGS='-k foo -x' to pass pytest arguments);"
 	@echo "               pytest includes the import contracts (tests/unit/test_architecture.py);"
 	@echo "               and make alerts"

@@ -3,7 +3,7 @@
     gunicorn -c deploy/gunicorn.conf.py 'intake.app:get_app()'
 
 Environment: BIND (host:port, wins), else PORT (default 8000) on 127.0.0.1;
-WEB_CONCURRENCY (workers, default 4); GUNICORN_TIMEOUT (default 30);
+WEB_CONCURRENCY (workers, default 3); GUNICORN_TIMEOUT (default 30);
 ACCESS_LOG=1 to log every request to stdout; LOG_LEVEL (default info).
 The master serves the API's metrics on METRICS_PORT (default 9807, on
 METRICS_ADDR, 127.0.0.1 unless told; 0: none), never on the merchant port.

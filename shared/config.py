@@ -150,7 +150,7 @@ def _private_pem(name: str) -> str:
     return raw
 
 
-# Idempotency keys are promised for at least 24 h (DESIGN.md §3): a lower
+# Idempotency keys are promised for at least 24 h: a lower
 # setting would let an old key's retry create a second payment.
 MIN_IDEMPOTENCY_RETENTION_H = 24
 
