@@ -132,8 +132,11 @@ def _audit(cfg, stack, receiver, load, plan) -> dict:
     deadline = max(last_fault + redrive_after + 60, time.time() + 15)
     with engine.connect() as conn:
         accepted = audit.accepted_ids(conn, load)
-    _say(f"draining {len(accepted)} accepted intents")
+        backlog = audit.not_final(conn, accepted)
+    _say(f"draining {len(accepted)} accepted intents ({backlog} not final yet)")
+    drain_started = time.time()
     stuck, lost = audit.wait_final(engine, accepted, deadline)
+    drain_s = time.time() - drain_started
     undelivered = audit.wait_delivered(engine, receiver, max(deadline, time.time() + 30))
     with engine.begin() as conn:
         books = audit.money(conn)
@@ -151,6 +154,12 @@ def _audit(cfg, stack, receiver, load, plan) -> dict:
         "final": len(accepted) - len(stuck) - len(lost),
         "stuck": len(stuck),
         "stuck_ids": stuck[:10],
+        # Whether the machine could carry the load: what was left when the load
+        # stopped, and how fast it went. Stuck intents with a steady drain rate
+        # mean the offered rate was above this machine's capacity (CHAOS_RATE);
+        # a drain rate near 0 means the pipeline stopped.
+        "backlog_at_load_end": backlog,
+        "drained_per_s": round((backlog - len(stuck)) / drain_s, 1) if drain_s > 0 else None,
         "lost": len(lost),
         "lost_ids": lost[:10],
         "gave_up": gave_up,

@@ -25,6 +25,14 @@ def accepted_ids(conn, load) -> set[str]:
     return told | in_db
 
 
+def not_final(conn, ids: set[str]) -> int:
+    """How many of ``ids`` are not final (yet)."""
+    return conn.execute(
+        text("SELECT count(*) FROM payment_intents WHERE id = ANY(:ids) AND status <> ALL(:final)"),
+        {"ids": list(ids), "final": list(FINAL)},
+    ).scalar_one()
+
+
 def wait_final(engine, ids: set[str], deadline: float) -> tuple[list[str], list[str]]:
     """Poll until every intent is final or the deadline passes: (stuck ids, lost ids).
 
