@@ -47,7 +47,12 @@ def _config() -> dict:
         "kinds": kinds,
         "gap": gap,
         "warmup": warmup,
-        "rate": float(os.environ.get("CHAOS_RATE") or (20 if short else 40)),
+        # Below the machine's capacity, with room to drain what the faults held
+        # back: the suite judges recovery, not throughput (make bench does). On
+        # the 2-core machine this runs on, the whole stack with webhooks completes
+        # about 34 intents/s at saturation, so 40/s never drained, whatever the
+        # faults (drained_per_s in the result tells); a bigger one can offer more.
+        "rate": float(os.environ.get("CHAOS_RATE") or 20),
         "duration": float(os.environ.get("CHAOS_DURATION_S") or default_duration),
         "merchants": int(os.environ.get("CHAOS_MERCHANTS") or 4),
     }
