@@ -13,8 +13,10 @@ import secrets
 from urllib.parse import parse_qsl
 
 import falcon
+import pydantic
 
 from intake.errors import ApiError
+from intake.schemas.fields import ObjectId
 from shared.observability import context as log_context
 from shared.security.signing import InvalidToken, SigningKeys
 
@@ -22,6 +24,7 @@ _SANE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 FORM = "application/x-www-form-urlencoded"
 REQUIRED_SCOPE = "payments"
+OBJECT_ID = pydantic.TypeAdapter(ObjectId)
 
 
 def sanitize_request_id(value: str | None) -> str:
@@ -88,6 +91,23 @@ class Auth:
         req.context.merchant_id = claims["sub"]
         log_context.bind(merchant_id=claims["sub"])
         req.context.client_id = claims.get("client_id")
+
+
+class PathParams:
+    """Path parameters through their model (no NUL, which Postgres cannot compare)."""
+
+    def process_resource(self, req, resp, resource, params) -> None:
+        for name, value in (params or {}).items():
+            try:
+                OBJECT_ID.validate_python(value)
+            except pydantic.ValidationError:
+                raise ApiError(
+                    400,
+                    "parameter_invalid",
+                    f"`{name}` must not contain NUL characters.",
+                    param=name,
+                    title="Invalid request",
+                ) from None
 
 
 class JSONBody:
