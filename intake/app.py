@@ -7,7 +7,7 @@ import falcon
 from intake import errors
 from intake.idempotent import IdempotentRunner
 from intake.metrics import Metrics
-from intake.middleware import Auth, JSONBody, PathParams, RequestId
+from intake.middleware import Auth, JSONBody, Parameters, RequestId
 from intake.resources import balance, events, intents, oauth, ops, refunds, reports
 from shared.config import Settings
 from shared.db.engine import get_engine
@@ -51,7 +51,7 @@ def create_app(
             RequestId(),
             Metrics(),
             Auth(keys, audience=settings.jwt_audience, issuer=settings.jwt_issuer),
-            PathParams(),
+            Parameters(),
             JSONBody(settings.max_body_bytes),
         ]
     )

@@ -10,8 +10,6 @@ import falcon
 from sqlalchemy import Engine
 
 from intake.errors import PROBLEM_JSON, answer_for, problem_for
-from intake.schemas.fields import IDEMPOTENCY_KEY
-from intake.schemas.parse import parse
 from shared.config import Settings
 from shared.db.uow import Publish, UnitOfWork, transact
 from shared.services import idempotency
@@ -47,11 +45,8 @@ class IdempotentRunner:
         self, req: falcon.Request, resp: falcon.Response, effect: Effect, savepoint: bool = True
     ) -> None:
         """Run ``effect``; ``savepoint=False`` if it never refuses after its first write."""
-        key = req.get_header("Idempotency-Key")
-        if key is not None:
-            key = parse(
-                IDEMPOTENCY_KEY, key, idempotency.check_key, "Idempotency-Key", "Idempotency-Key"
-            )
+        # Read and checked by the Parameters middleware, before the body.
+        key = req.context.idempotency_key
         status, body, replayed = transact(self._new_uow, self._once, req, key, effect, savepoint)
         if replayed:
             resp.set_header("Idempotent-Replayed", "true")

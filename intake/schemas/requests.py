@@ -84,8 +84,10 @@ class Redeliver(Closed):
 
 
 class _OAuth(BaseModel):
-    # RFC 6749 §3.1: unknown parameters are ignored, so the models stay open.
+    # RFC 6749 §3.1: unknown parameters are ignored, so the models stay open (to strings:
+    # a form carries nothing else, and a repeated form key is refused).
     model_config = ConfigDict(strict=True, extra="allow")
+    __pydantic_extra__: dict[str, str]
 
     client_id: text() | None = Field(None, description="Or HTTP Basic client authentication.")
     client_secret: text() | None = None

@@ -1,0 +1,93 @@
+"""schemathesis against the live API (the Procfile stack) with every check on: no failure.
+
+The document at /openapi.json is generated from the models that validate the
+requests; this run is what shows the two agree over real HTTP: schema-valid
+requests are never refused with a 400, invalid ones always are, every status,
+content type, header and body the API answers is the one the document declares.
+Deterministic (fixed seed, derandomized generation, bounded examples), so a
+failure replays.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests import factories as f
+from tests.conftest import python_bin
+from tests.e2e.conftest import ROOT, create_merchant
+
+pytestmark = pytest.mark.e2e
+
+HERE = Path(__file__).parent / "schemathesis"
+SEED = "20261201"
+MAX_EXAMPLES = os.environ.get("CLEARHOUSE_SCHEMATHESIS_EXAMPLES", "15")
+
+
+def run_schemathesis(url: str, token: str, report: Path) -> subprocess.CompletedProcess:
+    """``st run`` with every check on, as a developer would run it."""
+    args = [
+        python_bin("st"),
+        "--config-file",
+        str(HERE / "schemathesis.toml"),
+        "run",
+        f"{url}/openapi.json",
+        "--checks",
+        "all",
+        "--header",
+        f"Authorization: Bearer {token}",
+        "--seed",
+        SEED,
+        "--generation-deterministic",
+        "--max-examples",
+        MAX_EXAMPLES,
+        "--workers",
+        "1",
+        "--request-timeout",
+        "10",
+        "--no-color",
+        "--report",
+        "ndjson",
+        "--report-ndjson-path",
+        str(report),
+    ]
+    env = {
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": "tests.e2e.schemathesis.hooks",
+        "PYTHONPATH": str(ROOT),
+    }
+    return subprocess.run(
+        args, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300, check=False
+    )
+
+
+def figures(stdout: str) -> dict:
+    """Operations tested, cases generated and failures, from schemathesis' summary."""
+    tested = re.search(r"Tested: (\d+)", stdout)
+    cases = re.search(r"(\d+) generated, (.*)", stdout)
+    failures = re.search(r"(\d+) unique failures", cases.group(2)) if cases else None
+    return {
+        "operations": int(tested.group(1)) if tested else 0,
+        "cases": int(cases.group(1)) if cases else 0,
+        "failures": int(failures.group(1)) if failures else 0,
+    }
+
+
+def test_the_live_api_keeps_to_its_document(stack, tmp_path):
+    merchant = create_merchant("schemathesis merchant")
+    token = f.access_token(stack["url"], merchant)
+    spec = requests.get(stack["url"] + "/openapi.json", timeout=10).json()
+    # schemathesis leaves out the operation that serves the document it was given.
+    operations = sum(len(methods) for methods in spec["paths"].values()) - 1
+    run = run_schemathesis(stack["url"], token, tmp_path / "events.ndjson")
+    print(run.stdout, run.stderr)  # every failure, with its curl line and st replay id
+    found = figures(run.stdout)
+    print("schemathesis:", found)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert found["operations"] == operations and found["failures"] == 0, found
+    assert found["cases"] > 20 * operations, found
