@@ -81,6 +81,9 @@ CardNumber = Annotated[
     str,
     Field(
         pattern=rf"^[ -]*(?:[0-9][ -]*){{{cards.PAN_MIN_LEN},{cards.PAN_MAX_LEN}}}$",
+        # Not a registered format: a name for what the pattern cannot say (tools may
+        # generate such numbers; validators ignore formats they do not know).
+        json_schema_extra={"format": "card-number"},
         description="Luhn-valid (else 422); spaces and dashes are ignored.",
         examples=["4242424242424242"],
     ),

@@ -23,7 +23,7 @@ from intake.schemas.fields import (
     QueryInt,
     text,
 )
-from shared.domain import validation
+from shared.domain import cards, validation
 from shared.domain.refunds import REASONS
 from shared.services.event_log import DELIVERY_STATUSES
 from shared.services.events import EVENT_TYPES
@@ -37,8 +37,15 @@ class Closed(BaseModel):
 class Card(Closed):
     number: CardNumber
     exp_month: Annotated[int, Field(ge=1, le=12)]
+    # This year to 50 years ahead, as of the process's start (a month already past this
+    # year is a 422); the document is built from the same model.
     exp_year: Annotated[
-        int, Field(ge=1000, le=9999, description="Four digits; not past, at most 50 years ahead.")
+        int,
+        Field(
+            ge=date.today().year,
+            le=date.today().year + cards.MAX_YEARS_AHEAD,
+            description="Four digits; this month or later (else 422).",
+        ),
     ]
     cvc: Cvc | None = Field(None, description="Checked, never stored.")
 
@@ -54,6 +61,29 @@ class WalletMethod(Closed):
 
 
 class CreatePaymentIntent(Closed):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "amount": 1050,
+                    "currency": "USD",
+                    "priority": "instant",
+                    "description": "Order 1001",
+                    "metadata": {"order": "1001"},
+                    "payment_method": {
+                        "type": "card",
+                        "card": {
+                            "number": "4242424242424242",
+                            "exp_month": 12,
+                            "exp_year": date.today().year + 4,
+                            "cvc": "123",
+                        },
+                    },
+                }
+            ]
+        }
+    )
+
     amount: Amount
     currency: Currency
     payment_method: Annotated[CardMethod | WalletMethod, Field(discriminator="type")]

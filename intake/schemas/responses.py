@@ -32,9 +32,15 @@ class WalletOut(BaseModel):
     wallet_id: str
 
 
+class RiskReason(BaseModel):
+    code: str
+    points: int
+    detail: str
+
+
 class Risk(BaseModel):
-    score: int
-    reasons: list[str]
+    score: int = Field(description="0 to 100; blocked at the merchant's threshold.")
+    reasons: list[RiskReason]
 
 
 class PaymentIntent(BaseModel):

@@ -36,7 +36,7 @@ def intent_row(**over):
         "customer": None,
         "fee_amount": 59,
         "risk_score": 10,
-        "risk_reasons": ["velocity"],
+        "risk_reasons": [{"code": "card_velocity", "points": 20, "detail": "3 in 60 s"}],
         "failure_code": None,
         "failure_message": None,
         "cancellation_reason": None,

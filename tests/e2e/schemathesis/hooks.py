@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 import schemathesis
+from hypothesis import strategies as st
 
 CARD = "payment_method[card]"
 # (code, param) of every refusal the spec's 422 stands for.
@@ -37,3 +38,24 @@ def unprocessable_names_a_rule(ctx, response, case):
     if found not in RULES:
         raise AssertionError(f"422 for no stated rule: {found} ({body.get('detail')})")
     return None
+
+
+def _luhn_complete(digits: str) -> str:
+    """``digits`` and the check digit that makes them Luhn-valid."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch) * (2 if i % 2 == 0 else 1)
+        total += d - 9 if d > 9 else d
+    return digits + str((10 - total % 10) % 10)
+
+
+# The document's `format: card-number`: Luhn-valid numbers, so that generated requests
+# reach past the checksum (into expiry, CVC, the intent's creation) instead of stopping there.
+schemathesis.openapi.format(
+    "card-number",
+    st.sampled_from(["4", "5", "37", "6011"]).flatmap(
+        lambda prefix: st.text(
+            "0123456789", min_size=15 - len(prefix), max_size=15 - len(prefix)
+        ).map(lambda rest, p=prefix: _luhn_complete(p + rest))
+    ),
+)
