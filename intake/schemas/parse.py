@@ -64,9 +64,8 @@ def parse(
     refuse: Callable[[str, str, str | None], Exception] = bad_request,
 ) -> T:
     """``check(data)`` once ``model`` accepts ``data``; a 400 if it does not."""
-    validate = (
-        model.validate_python if isinstance(model, pydantic.TypeAdapter) else (model.model_validate)
-    )
+    adapter = model if isinstance(model, pydantic.TypeAdapter) else None
+    validate = adapter.validate_python if adapter else model.model_validate
     try:
         validate(data)
     except pydantic.ValidationError as exc:
