@@ -82,22 +82,40 @@ def test_nul_anywhere_is_a_400_naming_the_field():
     assert refusal(body(payment_method=wallet))[2] == "payment_method[wallet_id]"
 
 
+THIS_YEAR = date.today().year  # the model's window starts at the process's year
+
+
 @pytest.mark.parametrize(
     ("over", "param", "code"),
     [
         ({"number": "4242424242424241"}, "number", "invalid_number"),  # Luhn
-        ({"exp_year": 2025}, "exp_year", "invalid_expiry_year"),  # past
         ({"cvc": "1234"}, "cvc", "invalid_cvc"),  # 4 digits on a visa
     ],
 )
 def test_well_formed_but_refused_by_a_rule_is_the_domains_error(over, param, code):
-    card = {"number": VISA, "exp_month": 12, "exp_year": 2030, **over}
+    card = {"number": VISA, "exp_month": 12, "exp_year": THIS_YEAR + 1, **over}
     with pytest.raises(ValidationError) as exc:  # answered 422 by intake/errors.py
         create(body(payment_method={"type": "card", "card": card}))
     assert (exc.value.param, exc.value.code) == (f"payment_method[card][{param}]", code)
     with pytest.raises(ValidationError) as exc:
         create(body(amount=10**12))
     assert exc.value.code == "amount_too_large"
+
+
+def test_expiry_a_month_past_is_422_a_year_past_400():
+    card = {"number": VISA, "exp_month": 1, "exp_year": THIS_YEAR}
+    later = date(THIS_YEAR, 6, 1)
+    with pytest.raises(ValidationError) as exc:
+        parse(
+            rq.CreatePaymentIntent,
+            body(payment_method={"type": "card", "card": card}),
+            lambda b: validate_create(b, later),
+        )
+    assert exc.value.code == "invalid_expiry_year"
+    card["exp_year"] = THIS_YEAR - 1
+    with pytest.raises(ApiError) as exc:
+        create(body(payment_method={"type": "card", "card": card}))
+    assert (exc.value.status_code, exc.value.api_code) == (400, "invalid_expiry_year")
 
 
 def test_stripe_params_drop_the_union_tag():
