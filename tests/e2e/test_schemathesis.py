@@ -20,7 +20,7 @@ import requests
 
 from tests import factories as f
 from tests.conftest import python_bin
-from tests.e2e.conftest import ROOT, create_merchant
+from tests.e2e.conftest import ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -29,7 +29,9 @@ SEED = "20261201"
 MAX_EXAMPLES = os.environ.get("CLEARHOUSE_SCHEMATHESIS_EXAMPLES", "15")
 
 
-def run_schemathesis(url: str, token: str, workdir: Path) -> subprocess.CompletedProcess:
+def run_schemathesis(
+    url: str, token: str, workdir: Path, ids: dict[str, str]
+) -> subprocess.CompletedProcess:
     """``st run`` with every check on, as a developer would run it."""
     args = [
         python_bin("st"),
@@ -58,6 +60,7 @@ def run_schemathesis(url: str, token: str, workdir: Path) -> subprocess.Complete
     ]
     env = {
         **os.environ,
+        **ids,  # schemathesis.toml names them
         "SCHEMATHESIS_HOOKS": "tests.e2e.schemathesis.hooks",
         "PYTHONPATH": str(ROOT),
     }
@@ -78,14 +81,28 @@ def figures(stdout: str) -> dict:
     }
 
 
-def test_the_live_api_keeps_to_its_document(stack, tmp_path):
-    merchant = create_merchant("schemathesis merchant")
-    token = f.access_token(stack["url"], merchant)
+def objects(client) -> dict[str, str]:
+    """A paid intent, a refund of part of it and an event: ids for the item operations."""
+    r = client.post("/v1/payment_intents", f.card_body(f.new_card(), 5000, priority="instant"))
+    assert r.status_code == 202, r.text
+    intent = client.wait(r.json()["id"], final=("succeeded", "failed"))
+    assert intent["status"] == "succeeded", intent
+    refund = client.post("/v1/refunds", {"payment_intent": intent["id"], "amount": 100})
+    assert refund.status_code == 200, refund.text
+    event = client.get("/v1/events?limit=1").json()["data"][0]
+    return {
+        "CLEARHOUSE_ST_INTENT": intent["id"],
+        "CLEARHOUSE_ST_REFUND": refund.json()["id"],
+        "CLEARHOUSE_ST_EVENT": event["id"],
+    }
+
+
+def test_the_live_api_keeps_to_its_document(client, stack, tmp_path):
     spec = requests.get(stack["url"] + "/openapi.json", timeout=10).json()
     # schemathesis leaves out the operation that serves the document it was given.
     operations = sum(len(methods) for methods in spec["paths"].values()) - 1
     # Its own working directory: schemathesis keeps a crash cache there.
-    run = run_schemathesis(stack["url"], token, tmp_path)
+    run = run_schemathesis(stack["url"], client.token, tmp_path, objects(client))
     print(run.stdout, run.stderr)  # every failure, with its curl line and st replay id
     found = figures(run.stdout)
     print("schemathesis:", found)
