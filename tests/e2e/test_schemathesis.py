@@ -24,7 +24,7 @@ from tests.e2e.conftest import ROOT
 
 pytestmark = pytest.mark.e2e
 
-HERE = Path(__file__).parent / "schemathesis"
+HERE = Path(__file__).parent / "api_contract"
 SEED = "20261201"
 MAX_EXAMPLES = os.environ.get("CLEARHOUSE_SCHEMATHESIS_EXAMPLES", "15")
 
@@ -61,7 +61,7 @@ def run_schemathesis(
     env = {
         **os.environ,
         **ids,  # schemathesis.toml names them
-        "SCHEMATHESIS_HOOKS": "tests.e2e.schemathesis.hooks",
+        "SCHEMATHESIS_HOOKS": "tests.e2e.api_contract.hooks",
         "PYTHONPATH": str(ROOT),
     }
     return subprocess.run(
