@@ -64,14 +64,14 @@ class Answer:
 # Every domain error class and its answer; a class not listed is answered as its
 # nearest listed base class. The body's code, detail and param come from the error.
 # A request its model refuses never gets this far: intake/schemas/parse.py answers it
-# 400. A domain refusal of a well-formed request is therefore a 422, and a refusal
-# because of an object's state a 409.
+# 400. A domain refusal of a well-formed request (a rule no schema states, or the
+# object's state) is a 400 too, as Stripe answers invalid requests.
 ANSWERS: dict[type[Exception], Answer] = {
-    ValidationError: Answer(422, "Unprocessable request"),
-    ServiceError: Answer(422, "Unprocessable request"),
+    ValidationError: Answer(400, "Invalid request"),
+    ServiceError: Answer(400, "Invalid request"),
     NotFound: Answer(404, "No such object"),
-    InvalidState: Answer(409, "Unexpected state"),
-    AlreadyRefunded: Answer(409, "Already refunded"),
+    InvalidState: Answer(400, "Unexpected state"),
+    AlreadyRefunded: Answer(400, "Already refunded"),
     KeyReused: Answer(422, "Idempotency key reused"),
     KeyInUse: Answer(409, "Idempotency key in use"),
     OAuthError: Answer(400, "OAuth error"),

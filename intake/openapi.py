@@ -19,14 +19,16 @@ from intake.schemas.fields import IDEMPOTENCY_KEY, ObjectId
 REF = "#/components/schemas/{model}"
 # The API's error statuses, each answered as a Problem; every operation declares them all.
 ERRORS = {
-    400: "The request does not match this schema (the Problem's `param` names the field).",
+    400: "The request does not match this schema, or a rule it cannot state refused it (a"
+    " Luhn checksum, an expiry in the past, a currency's maximum, the object's state); the"
+    " Problem's `code` says which and `param` names the field.",
     401: "Missing or invalid credentials.",
     403: "The access token lacks the `payments` scope.",
     404: "No such object (or another merchant's), or no such cursor.",
-    409: "The object's state forbids this, or the Idempotency-Key is in flight.",
+    409: "The Idempotency-Key is in use by a request still in flight.",
     413: "The request body is too large.",
     415: "The body is not JSON (or, for OAuth, a form).",
-    422: "Well formed but refused by a rule (checksum, expiry, amount, idempotency key reused).",
+    422: "The Idempotency-Key was used with another request (`idempotency_key_reused`).",
     429: "Too many requests; retry after `Retry-After` seconds.",
     503: "A dependency is unavailable; retry with the same Idempotency-Key.",
 }
@@ -157,8 +159,8 @@ def build(routes: list[tuple[str, object]]) -> dict:
         "info": {
             "title": "clearhouse API",
             "version": "v1",
-            "description": "400 means the request does not match this document; 422 means it "
-            "does, and a rule the document cannot state refused it.",
+            "description": "Errors are RFC 9457 problems; `code` is stable, `param` names the "
+            "field.",
         },
         "security": [{"oauth2": ["payments"]}],
         "paths": paths,

@@ -44,7 +44,7 @@ Amount = Annotated[
     int,
     Field(
         ge=1,
-        description="In the currency's minor unit; at most the currency's maximum (else 422).",
+        description="In the currency's minor unit; at most the currency's maximum (else 400).",
     ),
 ]
 CaptureMethod = Literal[CAPTURE_METHODS]  # type: ignore[valid-type]
@@ -76,7 +76,7 @@ Metadata = Annotated[
     ),
 ]
 
-# 12 to 19 ASCII digits, spaces and dashes anywhere (a Luhn failure is a 422).
+# 12 to 19 ASCII digits, spaces and dashes anywhere (a Luhn failure is a 400 `invalid_number`).
 CardNumber = Annotated[
     str,
     Field(
@@ -84,13 +84,13 @@ CardNumber = Annotated[
         # Not a registered format: a name for what the pattern cannot say (tools may
         # generate such numbers; validators ignore formats they do not know).
         json_schema_extra={"format": "card-number"},
-        description="Luhn-valid (else 422); spaces and dashes are ignored.",
+        description="Luhn-valid (else 400); spaces and dashes are ignored.",
         examples=["4242424242424242"],
     ),
 ]
 Cvc = Annotated[
     str,
-    Field(pattern="^[0-9]{3,4}$", description="4 digits for amex, else 3 (else 422)."),
+    Field(pattern="^[0-9]{3,4}$", description="4 digits for amex, else 3 (else 400)."),
 ]
 
 # Printable ASCII, no surrounding spaces (HTTP strips them), 1 to 255 characters.

@@ -3,10 +3,10 @@
 The model decides what is well formed: a refusal is a 400, worded by the
 domain's own check (``check``), which holds the API's messages, codes and
 Stripe-style params. What the model accepts goes to ``check`` to become a
-domain value; a refusal from it then is a 422 (well formed, but refused by a
-rule no schema states: a Luhn checksum, an expiry in the past, a currency's
-maximum). So a schema-valid request never gets a 400, nor an invalid one
-anything else.
+domain value; a refusal from it then is a 400 as well, for a rule no schema
+states (a Luhn checksum, an expiry in the past, a currency's maximum): the
+spec's 400 lists those rules, and the schemathesis run checks that a
+schema-valid request is refused only by one of them.
 """
 
 from __future__ import annotations

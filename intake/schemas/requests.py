@@ -38,13 +38,13 @@ class Card(Closed):
     number: CardNumber
     exp_month: Annotated[int, Field(ge=1, le=12)]
     # This year to 50 years ahead, as of the process's start (a month already past this
-    # year is a 422); the document is built from the same model.
+    # year is a 400 `invalid_expiry_year`); the document is built from the same model.
     exp_year: Annotated[
         int,
         Field(
             ge=date.today().year,
             le=date.today().year + cards.MAX_YEARS_AHEAD,
-            description="Four digits; this month or later (else 422).",
+            description="Four digits; this month or later (else 400).",
         ),
     ]
     cvc: Cvc | None = Field(None, description="Checked, never stored.")

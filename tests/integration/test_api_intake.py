@@ -405,7 +405,7 @@ def test_capture_and_cancel(client, auth, engine, vault, dispatch):
     path = f"/v1/payment_intents/{manual['id']}/capture"
     assert_problem(
         client.simulate_post(path, json={"amount_to_capture": 5000}, headers=auth),
-        422,
+        400,
         "amount_too_large",
         "amount_to_capture",
     )
@@ -425,7 +425,7 @@ def test_capture_and_cancel(client, auth, engine, vault, dispatch):
     path = f"/v1/payment_intents/{other['id']}/cancel"
     done = client.simulate_post(path, json={"cancellation_reason": "duplicate"}, headers=auth)
     assert done.status_code == 200 and done.json["status"] == "canceled", done.text
-    assert_problem(client.simulate_post(path, headers=auth), 409, "payment_intent_unexpected_state")
+    assert_problem(client.simulate_post(path, headers=auth), 400, "payment_intent_unexpected_state")
     assert_problem(
         client.simulate_post(path, json={"why": "x"}, headers=auth), 400, "parameter_unknown", "why"
     )
@@ -486,9 +486,9 @@ def test_idempotency_errors_stored_but_validation_not(client, auth, merchant, en
     path = f"/v1/payment_intents/{intent['id']}/capture"
     headers = {**auth, "Idempotency-Key": key + "-capture"}
     first = client.simulate_post(path, json={}, headers=headers)
-    assert_problem(first, 409, "payment_intent_unexpected_state")
+    assert_problem(first, 400, "payment_intent_unexpected_state")
     replay = client.simulate_post(path, json={}, headers=headers)
-    assert replay.status_code == 409 and replay.headers["idempotent-replayed"] == "true"
+    assert replay.status_code == 400 and replay.headers["idempotent-replayed"] == "true"
     assert replay.json == first.json
 
     too_long = {**auth, "Idempotency-Key": "k" * 256}

@@ -1,4 +1,4 @@
-"""Requests through their models: malformed is 400 in the domain's words, refused is 422."""
+"""Requests through their models: malformed or refused by a rule, a 400 in the domain's words."""
 
 from datetime import date
 
@@ -94,7 +94,7 @@ THIS_YEAR = date.today().year  # the model's window starts at the process's year
 )
 def test_well_formed_but_refused_by_a_rule_is_the_domains_error(over, param, code):
     card = {"number": VISA, "exp_month": 12, "exp_year": THIS_YEAR + 1, **over}
-    with pytest.raises(ValidationError) as exc:  # answered 422 by intake/errors.py
+    with pytest.raises(ValidationError) as exc:  # answered 400 by intake/errors.py
         create(body(payment_method={"type": "card", "card": card}))
     assert (exc.value.param, exc.value.code) == (f"payment_method[card][{param}]", code)
     with pytest.raises(ValidationError) as exc:
@@ -102,7 +102,7 @@ def test_well_formed_but_refused_by_a_rule_is_the_domains_error(over, param, cod
     assert exc.value.code == "amount_too_large"
 
 
-def test_expiry_a_month_past_is_422_a_year_past_400():
+def test_expiry_a_month_past_and_a_year_past_are_both_refused():
     card = {"number": VISA, "exp_month": 1, "exp_year": THIS_YEAR}
     later = date(THIS_YEAR, 6, 1)
     with pytest.raises(ValidationError) as exc:

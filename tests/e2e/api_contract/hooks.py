@@ -1,9 +1,11 @@
 """schemathesis hooks (SCHEMATHESIS_HOOKS): the API's own check on top of every built-in one.
 
-positive_data_acceptance is told to accept a 422 for a schema-valid request
-(schemathesis.toml): the spec says so, for rules a schema cannot state. This
-check keeps that honest: a 422 must name one of those rules, so a schema that
-forgets a constraint still fails here instead of hiding behind the 422.
+positive_data_acceptance is told to accept a 400 for a schema-valid request
+(schemathesis.toml): the spec's 400 also stands for the rules a schema cannot
+state (a Luhn checksum, an expiry in the past, a currency's maximum, the
+object's state), answered 400 as Stripe answers invalid requests. This check
+keeps that honest: a 400 to a schema-valid request must name one of those
+rules, so a schema that forgets a constraint still fails here.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import json
 
 import schemathesis
 from hypothesis import strategies as st
+from schemathesis.generation import GenerationMode
 
 CARD = "payment_method[card]"
-# (code, param) of every refusal the spec's 422 stands for.
+# (code, param) of every refusal of a schema-valid request (400, or 422 for a reused key).
 RULES = {
     ("invalid_number", f"{CARD}[number]"),  # Luhn checksum
     ("invalid_expiry_year", f"{CARD}[exp_year]"),  # expiry in the past, or > 50 years ahead
@@ -25,18 +28,32 @@ RULES = {
     ("parameter_invalid", "currency"),  # the wallet holds another currency
     ("idempotency_key_reused", "Idempotency-Key"),  # the key was used with another request
     ("invalid_request", "webhook_url"),  # redelivery with no webhook URL configured
+    ("payment_intent_unexpected_state", None),  # the intent's state forbids it
+    ("charge_already_refunded", None),  # nothing left to refund
 }
+# RFC 6749's errors, on the OAuth endpoints only (whatever param they name): a grant
+# missing what its type needs, a token unknown, expired or revoked, a scope never granted.
+OAUTH = {"invalid_request", "invalid_grant", "invalid_scope", "unsupported_grant_type"}
+
+
+def _schema_valid(case) -> bool:
+    meta = getattr(case, "meta", None)
+    return meta is None or meta.generation.mode == GenerationMode.POSITIVE
 
 
 @schemathesis.check
-def unprocessable_names_a_rule(ctx, response, case):
-    """A 422 is one of the rules the spec's 422 describes."""
-    if response.status_code != 422:
+def refusal_names_a_rule(ctx, response, case):
+    """A schema-valid request refused with 400 or 422 is refused by a stated rule."""
+    if response.status_code not in (400, 422) or not _schema_valid(case):
         return None
     body = json.loads(response.content)
     found = (body.get("code"), body.get("param"))
+    if case.operation.path.startswith("/v1/oauth/") and found[0] in OAUTH:
+        return None
     if found not in RULES:
-        raise AssertionError(f"422 for no stated rule: {found} ({body.get('detail')})")
+        raise AssertionError(
+            f"{response.status_code} for no stated rule: {found} ({body.get('detail')})"
+        )
     return None
 
 
