@@ -7,7 +7,7 @@ import falcon
 from intake import errors
 from intake.idempotent import IdempotentRunner
 from intake.metrics import Metrics
-from intake.middleware import Auth, JSONBody, RequestId
+from intake.middleware import Auth, JSONBody, Parameters, RequestId
 from intake.resources import balance, events, intents, oauth, ops, refunds, reports
 from shared.config import Settings
 from shared.db.engine import get_engine
@@ -51,6 +51,7 @@ def create_app(
             RequestId(),
             Metrics(),
             Auth(keys, audience=settings.jwt_audience, issuer=settings.jwt_issuer),
+            Parameters(),
             JSONBody(settings.max_body_bytes),
         ]
     )
@@ -64,25 +65,29 @@ def create_app(
     # Request hashes are keyed: the bodies they digest contain card numbers.
     runner = IdempotentRunner(engine, settings, mac=vault.fingerprint, dispatch=dispatch)
     deps = (engine, vault, dispatch, runner)
-    app.add_route("/v1/oauth/token", oauth.Token(engine, keys, settings))
-    app.add_route("/v1/oauth/revoke", oauth.Revoke(engine))
-    app.add_route("/.well-known/jwks.json", oauth.JWKS(keys))
-    app.add_route("/v1/payment_intents", intents.Collection(*deps))
-    app.add_route("/v1/payment_intents/{intent_id}", intents.Item(*deps))
-    app.add_route("/v1/payment_intents/{intent_id}/capture", intents.Capture(*deps))
-    app.add_route("/v1/payment_intents/{intent_id}/cancel", intents.Cancel(*deps))
-    app.add_route("/v1/balance", balance.Balance(engine))
-    app.add_route("/v1/reports/daily", reports.Daily(engine))
-    app.add_route("/v1/refunds", refunds.Collection(engine, runner))
-    app.add_route("/v1/refunds/{refund_id}", refunds.Item(engine, runner))
-    app.add_route("/v1/events", events.Events(engine))
-    app.add_route("/v1/events/{event_id}", events.Event(engine))
-    app.add_route("/v1/events/{event_id}/redeliver", events.Redeliver(engine, runner))
-    app.add_route("/v1/webhook_deliveries", events.Deliveries(engine))
-    app.add_route("/health", ops.Health())
-    app.add_route("/ready", ops.Ready(engine, redis_client))
+    routes = [
+        ("/v1/oauth/token", oauth.Token(engine, keys, settings)),
+        ("/v1/oauth/revoke", oauth.Revoke(engine)),
+        ("/.well-known/jwks.json", oauth.JWKS(keys)),
+        ("/v1/payment_intents", intents.Collection(*deps)),
+        ("/v1/payment_intents/{intent_id}", intents.Item(*deps)),
+        ("/v1/payment_intents/{intent_id}/capture", intents.Capture(*deps)),
+        ("/v1/payment_intents/{intent_id}/cancel", intents.Cancel(*deps)),
+        ("/v1/balance", balance.Balance(engine)),
+        ("/v1/reports/daily", reports.Daily(engine)),
+        ("/v1/refunds", refunds.Collection(engine, runner)),
+        ("/v1/refunds/{refund_id}", refunds.Item(engine, runner)),
+        ("/v1/events", events.Events(engine)),
+        ("/v1/events/{event_id}", events.Event(engine)),
+        ("/v1/events/{event_id}/redeliver", events.Redeliver(engine, runner)),
+        ("/v1/webhook_deliveries", events.Deliveries(engine)),
+        ("/health", ops.Health()),
+        ("/ready", ops.Ready(engine, redis_client)),
+    ]
     # No /metrics here (404): the operator port serves it (intake/metrics.py).
-    app.add_route("/openapi.json", ops.OpenAPI())
+    routes.append(("/openapi.json", ops.OpenAPI(routes)))
+    for template, resource in routes:
+        app.add_route(template, resource)
     return app
 
 

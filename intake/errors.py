@@ -63,6 +63,9 @@ class Answer:
 
 # Every domain error class and its answer; a class not listed is answered as its
 # nearest listed base class. The body's code, detail and param come from the error.
+# A request its model refuses never gets this far: intake/schemas/parse.py answers it
+# 400. A domain refusal of a well-formed request (a rule no schema states, or the
+# object's state) is a 400 too, as Stripe answers invalid requests.
 ANSWERS: dict[type[Exception], Answer] = {
     ValidationError: Answer(400, "Invalid request"),
     ServiceError: Answer(400, "Invalid request"),

@@ -45,7 +45,8 @@ class IdempotentRunner:
         self, req: falcon.Request, resp: falcon.Response, effect: Effect, savepoint: bool = True
     ) -> None:
         """Run ``effect``; ``savepoint=False`` if it never refuses after its first write."""
-        key = idempotency.check_key(req.get_header("Idempotency-Key"))
+        # Read and checked by the Parameters middleware, before the body.
+        key = req.context.idempotency_key
         status, body, replayed = transact(self._new_uow, self._once, req, key, effect, savepoint)
         if replayed:
             resp.set_header("Idempotent-Replayed", "true")

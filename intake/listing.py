@@ -21,7 +21,8 @@ def list_query(params: dict, filters: dict) -> dict:
         raise ValidationError("limit", f"`limit` must be an integer from 1 to {MAX_LIMIT}.")
     out = {"limit": int(raw_limit), "starting_after": params.get("starting_after") or None}
     for name, allowed in filters.items():
-        value = params.get(name) or None
+        # An empty free-text filter is no filter; an empty choice is not a choice.
+        value = params.get(name) if allowed is not None else params.get(name) or None
         if value is not None and allowed is not None and value not in allowed:
             raise ValidationError(name, f"`{name}` must be one of: {', '.join(allowed)}.")
         out[name] = value

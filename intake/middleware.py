@@ -10,18 +10,24 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from decimal import Decimal
 from urllib.parse import parse_qsl
 
 import falcon
+import pydantic
 
 from intake.errors import ApiError
+from intake.schemas.fields import IDEMPOTENCY_KEY, ObjectId
+from intake.schemas.parse import parse
 from shared.observability import context as log_context
 from shared.security.signing import InvalidToken, SigningKeys
+from shared.services.idempotency import check_key
 
 _SANE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 FORM = "application/x-www-form-urlencoded"
 REQUIRED_SCOPE = "payments"
+OBJECT_ID = pydantic.TypeAdapter(ObjectId)
 
 
 def sanitize_request_id(value: str | None) -> str:
@@ -88,6 +94,31 @@ class Auth:
         req.context.merchant_id = claims["sub"]
         log_context.bind(merchant_id=claims["sub"])
         req.context.client_id = claims.get("client_id")
+
+
+class Parameters:
+    """Path ids and the Idempotency-Key header through their models, before any body.
+
+    A path id may not hold NUL (Postgres cannot compare it). The key lands in
+    ``req.context.idempotency_key`` (None when not sent).
+    """
+
+    def process_resource(self, req, resp, resource, params) -> None:
+        for name, value in (params or {}).items():
+            try:
+                OBJECT_ID.validate_python(value)
+            except pydantic.ValidationError:
+                raise ApiError(
+                    400,
+                    "parameter_invalid",
+                    f"`{name}` must not contain NUL characters.",
+                    param=name,
+                    title="Invalid request",
+                ) from None
+        key = req.get_header("Idempotency-Key")
+        if key is not None:
+            key = parse(IDEMPOTENCY_KEY, key, check_key, "Idempotency-Key", "Idempotency-Key")
+        req.context.idempotency_key = key
 
 
 class JSONBody:
@@ -181,11 +212,28 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
+# Exponents past this stay floats (and are refused where an integer is due): 1e999999
+# must not become a million-digit integer.
+MAX_EXPONENT = 40
+
+
+def _number(text: str) -> int | float:
+    # JSON Schema's integer is any number without a fraction, so 94.0 and 9.4e1 are the
+    # integer 94, read exactly; 94.5 stays a float, which no amount accepts.
+    value = Decimal(text)
+    if value.is_finite() and value.adjusted() <= MAX_EXPONENT and value == value.to_integral():
+        return int(value)
+    return float(text)
+
+
 def parse_json(raw: bytes):
     """Parse a JSON body strictly (no duplicate keys, no NaN); 400 invalid_json if not."""
     try:
         return json.loads(
-            raw.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant
+            raw.decode("utf-8"),
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_no_constant,
+            parse_float=_number,
         )
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         reason = "invalid UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)[:200]

@@ -1,219 +1,182 @@
-"""The hand-written OpenAPI 3.1 document served at /openapi.json."""
+"""The OpenAPI 3.1 document, generated from the routes and the models they declare.
+
+Each resource names its operations (``operations = {"GET": Operation(...)}``)
+with the same models it validates with, so the document cannot tell another
+story than the code.
+"""
 
 from __future__ import annotations
 
-from functools import lru_cache
+import re
+from dataclasses import dataclass, field
 
-from intake.openapi_schemas import INT, ref, schemas
-from shared.domain.intent import Status
+from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import models_json_schema
 
+from intake.schemas import responses
+from intake.schemas.fields import IDEMPOTENCY_KEY, ObjectId
 
-def _json(schema: dict, description: str) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _errors(*statuses: int) -> dict:
-    problem = {"content": {"application/problem+json": {"schema": ref("Problem")}}}
-    return {str(s): {"description": "Error", **problem} for s in statuses}
-
-
-def _op(summary: str, responses: dict, *, body=None, params=(), auth=True, idem=False) -> dict:
-    op = {"summary": summary, "responses": responses}
-    parameters = list(params)
-    if idem:
-        parameters.append({"$ref": "#/components/parameters/IdempotencyKey"})
-    if parameters:
-        op["parameters"] = parameters
-    if body is not None:
-        op["requestBody"] = {"required": False, "content": {"application/json": {"schema": body}}}
-    if not auth:
-        op["security"] = []
-    return op
-
-
-_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-OBJECT = {"type": "object"}
+REF = "#/components/schemas/{model}"
+# The API's error statuses, each answered as a Problem; every operation declares them all.
+ERRORS = {
+    400: "The request does not match this schema, or a rule it cannot state refused it (a"
+    " Luhn checksum, an expiry in the past, a currency's maximum, the object's state); the"
+    " Problem's `code` says which and `param` names the field.",
+    401: "Missing or invalid credentials.",
+    403: "The access token lacks the `payments` scope.",
+    404: "No such object (or another merchant's), or no such cursor.",
+    409: "The Idempotency-Key is in use by a request still in flight.",
+    413: "The request body is too large.",
+    415: "The body is not JSON (or, for OAuth, a form).",
+    422: "The Idempotency-Key was used with another request (`idempotency_key_reused`).",
+    429: "Too many requests; retry after `Retry-After` seconds.",
+    503: "A dependency is unavailable; retry with the same Idempotency-Key.",
+}
+FORM = "application/x-www-form-urlencoded"
 
 
-def _query(name: str, required: bool = False) -> dict:
-    return {"name": name, "in": "query", "required": required, "schema": {"type": "string"}}
+@dataclass(frozen=True)
+class Operation:
+    """One route and method, as the document shows it."""
+
+    id: str
+    tag: str
+    summary: str
+    status: int
+    response: type[BaseModel]
+    body: type[BaseModel] | None = None
+    body_required: bool = False
+    query: type[BaseModel] | None = None
+    auth: bool = True
+    idempotent: bool = False
+    form: bool = False
+    csv: bool = False
+    extra: dict = field(default_factory=dict)
 
 
-@lru_cache(maxsize=1)
-def spec() -> dict:
-    """The OpenAPI document (built once; it never changes while running)."""
-    intent = _json(ref("PaymentIntent"), "The payment intent")
-    token_body = {
-        "type": "object",
-        "properties": {
-            k: {"type": "string"}
-            for k in ("grant_type", "client_id", "client_secret", "refresh_token", "scope")
+def _name(model: type[BaseModel]) -> str:
+    return model.__name__
+
+
+def _json(schema: dict) -> dict:
+    return {"application/json": {"schema": schema}}
+
+
+def _ref(model: type[BaseModel]) -> dict:
+    return {"$ref": REF.format(model=_name(model))}
+
+
+def _not_null(schema: dict) -> dict:
+    """A query parameter's schema: an absent value is not ``null``."""
+    branches = [s for s in schema.get("anyOf", ()) if s.get("type") != "null"]
+    if len(branches) == 1:
+        rest = {k: v for k, v in schema.items() if k not in ("anyOf", "default")}
+        return {**rest, **branches[0]}
+    return schema
+
+
+def _query(model: type[BaseModel]) -> list[dict]:
+    schema = model.model_json_schema()
+    required = set(schema.get("required", ()))
+    params = []
+    for name, prop in schema["properties"].items():
+        prop = _not_null({k: v for k, v in prop.items() if k != "title"})
+        params.append({"name": name, "in": "query", "required": name in required, "schema": prop})
+    return params
+
+
+def _path(template: str) -> list[dict]:
+    schema = TypeAdapter(ObjectId).json_schema()
+    return [
+        {"name": name, "in": "path", "required": True, "schema": schema}
+        for name in re.findall(r"\{(\w+)\}", template)
+    ]
+
+
+def _operation(template: str, op: Operation) -> dict:
+    content = _json(_ref(op.response))
+    if op.csv:
+        content["text/csv"] = {"schema": {"type": "string"}}
+    problem = {"application/problem+json": {"schema": _ref(responses.Problem)}}
+    out = {
+        "operationId": op.id,
+        "tags": [op.tag],
+        "summary": op.summary,
+        "responses": {
+            str(op.status): {"description": op.summary, "content": content},
+            **{str(s): {"description": d, "content": problem} for s, d in ERRORS.items()},
         },
     }
-    page_params = [
-        {
-            "name": "limit",
-            "in": "query",
-            "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
-        },
-        _query("starting_after"),
-    ]
-    list_params = [
-        *page_params,
-        {"name": "status", "in": "query", "schema": {"enum": [s.value for s in Status]}},
-    ]
-    plain = {"200": {"description": "OK"}}
+    params = _path(template) + (_query(op.query) if op.query else [])
+    if op.idempotent:
+        params.append(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": IDEMPOTENCY_KEY.json_schema(),
+            }
+        )
+    if params:
+        out["parameters"] = params
+    if op.body is not None:
+        body = _json(_ref(op.body))
+        if op.form:
+            body[FORM] = {"schema": _ref(op.body)}
+        out["requestBody"] = {"required": op.body_required, "content": body}
+    if not op.auth:
+        out["security"] = []
+    return {**out, **op.extra}
+
+
+def _models(ops: list[Operation]) -> list[tuple[type[BaseModel], str]]:
+    seen: dict[type[BaseModel], str] = {responses.Problem: "serialization"}
+    for op in ops:
+        seen[op.response] = "serialization"
+        if op.body is not None:
+            seen[op.body] = "validation"
+    return list(seen.items())
+
+
+def build(routes: list[tuple[str, object]]) -> dict:
+    """The document for ``routes`` [(uri template, resource)]."""
+    paths: dict[str, dict] = {}
+    ops: list[Operation] = []
+    for template, resource in routes:
+        declared = getattr(resource, "operations", {})
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            responder = hasattr(resource, f"on_{method.lower()}")
+            if responder != (method in declared):
+                raise ValueError(f"{method} {template}: responder and Operation must match")
+            if responder:
+                paths.setdefault(template, {})[method.lower()] = _operation(
+                    template, declared[method]
+                )
+                ops.append(declared[method])
+    _, defs = models_json_schema(_models(ops), ref_template=REF)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "clearhouse API", "version": "v1"},
-        "security": [{"bearer": []}],
-        "paths": {
-            "/v1/oauth/token": {
-                "post": _op(
-                    "Issue an access token (client_credentials or refresh_token)",
-                    {"200": _json(ref("Token"), "Tokens"), **_errors(400, 401)},
-                    body=token_body,
-                    auth=False,
-                )
-            },
-            "/v1/oauth/revoke": {
-                "post": _op(
-                    "Revoke a refresh token and its family",
-                    {**plain, **_errors(400, 401)},
-                    body={"type": "object", "properties": {"token": {"type": "string"}}},
-                    auth=False,
-                )
-            },
-            "/.well-known/jwks.json": {"get": _op("Public signing keys", plain, auth=False)},
-            "/v1/payment_intents": {
-                "post": _op(
-                    "Create a payment intent",
-                    {"202": intent, **_errors(400, 401, 409, 413, 415, 422)},
-                    body=ref("CreatePaymentIntent"),
-                    idem=True,
-                ),
-                "get": _op(
-                    "List payment intents, newest first",
-                    {"200": _json(ref("PaymentIntentList"), "A page"), **_errors(400, 401, 404)},
-                    params=list_params,
-                ),
-            },
-            "/v1/payment_intents/{id}": {
-                "get": _op(
-                    "Retrieve a payment intent", {"200": intent, **_errors(401, 404)}, params=[_ID]
-                )
-            },
-            "/v1/payment_intents/{id}/capture": {
-                "post": _op(
-                    "Capture a held payment intent",
-                    {"200": intent, **_errors(400, 401, 404, 409)},
-                    body={
-                        "type": "object",
-                        "additionalProperties": False,
-                        "properties": {"amount_to_capture": INT},
-                    },
-                    params=[_ID],
-                    idem=True,
-                )
-            },
-            "/v1/payment_intents/{id}/cancel": {
-                "post": _op(
-                    "Cancel a payment intent",
-                    {"200": intent, **_errors(400, 401, 404, 409)},
-                    body={
-                        "type": "object",
-                        "additionalProperties": False,
-                        "properties": {"cancellation_reason": {"type": "string"}},
-                    },
-                    params=[_ID],
-                    idem=True,
-                )
-            },
-            "/v1/balance": {"get": _op("Ledger balances per currency", {**plain, **_errors(401)})},
-            "/v1/refunds": {
-                "post": _op(
-                    "Refund all or part of a succeeded payment intent",
-                    {"200": _json(OBJECT, "The refund"), **_errors(400, 401, 404, 409, 422)},
-                    body={
-                        "type": "object",
-                        "additionalProperties": False,
-                        "required": ["payment_intent"],
-                        "properties": {
-                            "payment_intent": {"type": "string"},
-                            "amount": INT,
-                            "reason": {"type": "string"},
-                            "metadata": {"type": "object"},
-                        },
-                    },
-                    idem=True,
-                ),
-                "get": _op(
-                    "List refunds, newest first",
-                    {"200": _json(OBJECT, "A page"), **_errors(400, 401)},
-                    params=[*page_params, _query("payment_intent")],
-                ),
-            },
-            "/v1/refunds/{id}": {
-                "get": _op(
-                    "Retrieve a refund",
-                    {"200": _json(OBJECT, "The refund"), **_errors(401, 404)},
-                    params=[_ID],
-                )
-            },
-            "/v1/events": {
-                "get": _op(
-                    "List events, newest first",
-                    {"200": _json(OBJECT, "A page"), **_errors(400, 401)},
-                    params=[*page_params, _query("type")],
-                )
-            },
-            "/v1/events/{id}": {
-                "get": _op(
-                    "Retrieve an event",
-                    {"200": _json(OBJECT, "The event"), **_errors(401, 404)},
-                    params=[_ID],
-                )
-            },
-            "/v1/events/{id}/redeliver": {
-                "post": _op(
-                    "Send an event's webhook again",
-                    {"202": _json(OBJECT, "The new delivery"), **_errors(401, 404, 409)},
-                    params=[_ID],
-                    idem=True,
-                )
-            },
-            "/v1/webhook_deliveries": {
-                "get": _op(
-                    "List webhook deliveries and their attempts",
-                    {"200": _json(OBJECT, "A page"), **_errors(400, 401)},
-                    params=[*page_params, _query("event_id"), _query("status")],
-                )
-            },
-            "/v1/reports/daily": {
-                "get": _op(
-                    "Daily report (JSON, or CSV with Accept: text/csv)",
-                    {"200": _json(OBJECT, "The report"), **_errors(400, 401, 404)},
-                    params=[_query("date", required=True)],
-                )
-            },
-            "/health": {"get": _op("Liveness", plain, auth=False)},
-            "/ready": {
-                "get": _op("Readiness (Postgres and Redis)", {**plain, **_errors(503)}, auth=False)
-            },
-            "/openapi.json": {"get": _op("This document", plain, auth=False)},
+        "info": {
+            "title": "clearhouse API",
+            "version": "v1",
+            "description": "Errors are RFC 9457 problems; `code` is stable, `param` names the "
+            "field.",
         },
+        "security": [{"oauth2": ["payments"]}],
+        "paths": paths,
         "components": {
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
-            },
-            "parameters": {
-                "IdempotencyKey": {
-                    "name": "Idempotency-Key",
-                    "in": "header",
-                    "required": False,
-                    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                "oauth2": {
+                    "type": "oauth2",
+                    "description": "Bearer access tokens (JWT, EdDSA) from client_credentials.",
+                    "flows": {
+                        "clientCredentials": {
+                            "tokenUrl": "/v1/oauth/token",
+                            "scopes": {"payments": "Create and read payments."},
+                        }
+                    },
                 }
             },
-            "schemas": schemas(),
+            "schemas": defs["$defs"],
         },
     }

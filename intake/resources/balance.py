@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
+from intake.openapi import Operation
+from intake.schemas import responses as rs
 from shared.db.uow import UnitOfWork
 from shared.services import views
 from shared.services.ledger import merchant_balances
@@ -11,6 +13,11 @@ from shared.services.ledger import merchant_balances
 
 class Balance:
     auth_required = True
+    operations = {
+        "GET": Operation(
+            "retrieveBalance", "balance", "Ledger balances per currency", 200, rs.Balance
+        )
+    }
 
     def __init__(self, engine: Engine):
         self._engine = engine

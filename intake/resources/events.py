@@ -6,8 +6,11 @@ from sqlalchemy import Engine
 
 from intake.idempotent import IdempotentRunner
 from intake.listing import list_object, list_query
+from intake.openapi import Operation
+from intake.schemas import requests as rq
+from intake.schemas import responses as rs
+from intake.schemas.parse import closed, parse
 from shared.db.uow import UnitOfWork
-from shared.domain.validation import ValidationError, reject_unknown, require_object
 from shared.services import event_log, views
 from shared.services.events import EVENT_TYPES
 
@@ -21,25 +24,58 @@ class _Base:
 
 
 class Events(_Base):
+    operations = {
+        "GET": Operation(
+            "listEvents",
+            "events",
+            "List events, newest first",
+            200,
+            rs.EventList,
+            query=rq.EventQuery,
+        )
+    }
+
     def on_get(self, req, resp) -> None:
-        query = list_query(req.params, {"type": EVENT_TYPES})
+        query = parse(
+            rq.EventQuery,
+            req.params,
+            lambda params: list_query(params, {"type": EVENT_TYPES}),
+            "The query",
+        )
         with UnitOfWork(self._engine) as uow:
             rows, has_more = event_log.list_events(uow, req.context.merchant_id, **query)
         resp.media = list_object([views.event_json(r) for r in rows], has_more, "/v1/events")
 
 
 class Event(_Base):
+    operations = {
+        "GET": Operation(
+            "retrieveEvent", "events", "Retrieve an event", 200, rs.Event, query=rq.NoQuery
+        )
+    }
+
     def on_get(self, req, resp, event_id: str) -> None:
-        for name in req.params:
-            raise ValidationError(name, f"Received unknown parameter: {name}", "parameter_unknown")
+        parse(rq.NoQuery, req.params, closed(set()), "The query")
         with UnitOfWork(self._engine) as uow:
             row = event_log.get_event(uow, req.context.merchant_id, event_id)
         resp.media = views.event_json(row)
 
 
 class Redeliver(_Base):
+    operations = {
+        "POST": Operation(
+            "redeliverEvent",
+            "events",
+            "Send an event's webhook again (a new delivery)",
+            202,
+            rs.WebhookDelivery,
+            body=rq.Redeliver,
+            idempotent=True,
+        )
+    }
+
     def on_post(self, req, resp, event_id: str) -> None:
-        reject_unknown(require_object(req.context.body), set())
+        parse(rq.Redeliver, req.context.body, closed(set()))
         merchant_id = req.context.merchant_id
 
         def effect(uow: UnitOfWork):
@@ -50,8 +86,22 @@ class Redeliver(_Base):
 
 
 class Deliveries(_Base):
+    operations = {
+        "GET": Operation(
+            "listWebhookDeliveries",
+            "webhook_deliveries",
+            "List webhook deliveries and their attempts",
+            200,
+            rs.WebhookDeliveryList,
+            query=rq.DeliveryQuery,
+        )
+    }
+
     def on_get(self, req, resp) -> None:
-        query = list_query(req.params, {"event_id": None, "status": event_log.DELIVERY_STATUSES})
+        filters = {"event_id": None, "status": event_log.DELIVERY_STATUSES}
+        query = parse(
+            rq.DeliveryQuery, req.params, lambda params: list_query(params, filters), "The query"
+        )
         with UnitOfWork(self._engine) as uow:
             rows, attempts, has_more = event_log.list_deliveries(
                 uow, req.context.merchant_id, **query

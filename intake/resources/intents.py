@@ -8,17 +8,24 @@ from sqlalchemy import Engine
 
 from intake.idempotent import IdempotentRunner
 from intake.listing import list_object, list_query
+from intake.openapi import Operation
+from intake.schemas import requests as rq
+from intake.schemas import responses as rs
+from intake.schemas.parse import closed, parse
 from shared.db.uow import Publish, UnitOfWork
 from shared.domain.intent import Status
-from shared.domain.validation import (
-    reject_unknown,
-    require_object,
-    validate_create,
-)
+from shared.domain.validation import validate_create
 from shared.services import intents, views
 from shared.services.errors import NotFound
 
 STATUSES = tuple(s.value for s in Status)
+TAG = "payment_intents"
+
+
+def _cancel_body(body: object) -> dict:
+    body = closed({"cancellation_reason"})(body)
+    intents.check_cancellation_reason(body.get("cancellation_reason"))
+    return body
 
 
 class _Base:
@@ -32,9 +39,33 @@ class _Base:
 
 
 class Collection(_Base):
+    operations = {
+        "POST": Operation(
+            "createPaymentIntent",
+            TAG,
+            "Create a payment intent (202, status processing)",
+            202,
+            rs.PaymentIntent,
+            body=rq.CreatePaymentIntent,
+            body_required=True,
+            idempotent=True,
+        ),
+        "GET": Operation(
+            "listPaymentIntents",
+            TAG,
+            "List payment intents, newest first",
+            200,
+            rs.PaymentIntentList,
+            query=rq.IntentQuery,
+        ),
+    }
+
     def on_post(self, req, resp) -> None:
         # Validated before the idempotency key is claimed: a rejected body stores nothing.
-        create = validate_create(req.context.body, datetime.now(UTC).date())
+        today = datetime.now(UTC).date()
+        create = parse(
+            rq.CreatePaymentIntent, req.context.body, lambda body: validate_create(body, today)
+        )
         merchant_id = req.context.merchant_id
 
         def effect(uow: UnitOfWork):
@@ -52,7 +83,12 @@ class Collection(_Base):
         self._runner.run(req, resp, effect, savepoint=False)
 
     def on_get(self, req, resp) -> None:
-        query = list_query(req.params, {"status": STATUSES})
+        query = parse(
+            rq.IntentQuery,
+            req.params,
+            lambda params: list_query(params, {"status": STATUSES}),
+            "The query",
+        )
         with UnitOfWork(self._engine) as uow:
             try:
                 rows, has_more = intents.list_(uow, req.context.merchant_id, **query)
@@ -66,6 +102,12 @@ class Collection(_Base):
 
 
 class Item(_Base):
+    operations = {
+        "GET": Operation(
+            "retrievePaymentIntent", TAG, "Retrieve a payment intent", 200, rs.PaymentIntent
+        )
+    }
+
     def on_get(self, req, resp, intent_id: str) -> None:
         with UnitOfWork(self._engine) as uow:
             row = intents.get(uow, req.context.merchant_id, intent_id)
@@ -73,9 +115,20 @@ class Item(_Base):
 
 
 class Capture(_Base):
+    operations = {
+        "POST": Operation(
+            "capturePaymentIntent",
+            TAG,
+            "Capture all or part of a held payment intent",
+            200,
+            rs.PaymentIntent,
+            body=rq.CapturePaymentIntent,
+            idempotent=True,
+        )
+    }
+
     def on_post(self, req, resp, intent_id: str) -> None:
-        body = require_object(req.context.body)
-        reject_unknown(body, {"amount_to_capture"})
+        body = parse(rq.CapturePaymentIntent, req.context.body, closed({"amount_to_capture"}))
         merchant_id = req.context.merchant_id
 
         def effect(uow: UnitOfWork):
@@ -86,9 +139,20 @@ class Capture(_Base):
 
 
 class Cancel(_Base):
+    operations = {
+        "POST": Operation(
+            "cancelPaymentIntent",
+            TAG,
+            "Cancel a processing or requires_capture payment intent",
+            200,
+            rs.PaymentIntent,
+            body=rq.CancelPaymentIntent,
+            idempotent=True,
+        )
+    }
+
     def on_post(self, req, resp, intent_id: str) -> None:
-        body = require_object(req.context.body)
-        reject_unknown(body, {"cancellation_reason"})
+        body = parse(rq.CancelPaymentIntent, req.context.body, _cancel_body)
         merchant_id = req.context.merchant_id
 
         def effect(uow: UnitOfWork):

@@ -9,6 +9,10 @@ from urllib.parse import unquote
 from sqlalchemy import Engine
 
 from intake.errors import BasicAuthFailed
+from intake.openapi import Operation
+from intake.schemas import requests as rq
+from intake.schemas import responses as rs
+from intake.schemas.parse import parse
 from shared.config import Settings
 from shared.db.uow import UnitOfWork, transact
 from shared.security.signing import SigningKeys
@@ -44,15 +48,65 @@ def client_credentials(req, body: dict) -> tuple[str | None, str | None, bool]:
     return unquote(user.replace("+", " ")), unquote(password.replace("+", " ")), True
 
 
-def _body(req) -> dict:
-    body = req.context.body
+def _object(body: object) -> dict:
     if not isinstance(body, dict):
         raise OAuthError("invalid_request", "The request body must be an object.")
     return body
 
 
+def _invalid(code: str, detail: str, param: str | None) -> OAuthError:
+    return OAuthError("invalid_request", detail, param=param)
+
+
+def _grant_type(body: object) -> str:
+    """The token request's grant type, its string params checked."""
+    body = _object(body)
+    grant = _param(body, "grant_type")
+    if not grant:
+        raise OAuthError(
+            "invalid_request", "Missing required param: grant_type.", param="grant_type"
+        )
+    if grant not in GRANTS:
+        raise OAuthError(
+            "unsupported_grant_type",
+            f"grant_type must be one of: {', '.join(GRANTS)}.",
+            param="grant_type",
+        )
+    for name in ("client_id", "client_secret", "scope", "refresh_token"):
+        _param(body, name)
+    if grant == "refresh_token" and not body.get("refresh_token"):
+        raise OAuthError(
+            "invalid_request", "Missing required param: refresh_token.", param="refresh_token"
+        )
+    return grant
+
+
+def _revoked_token(body: object) -> str:
+    """The revocation request's token, its string params checked."""
+    body = _object(body)
+    token = _param(body, "token")
+    if not token:
+        raise OAuthError("invalid_request", "Missing required param: token.", param="token")
+    for name in ("client_id", "client_secret", "token_type_hint"):
+        _param(body, name)
+    return token
+
+
 class Token:
     accepts_form = True
+    operations = {
+        "POST": Operation(
+            "createToken",
+            "oauth",
+            "Issue an access token (client_credentials, or refresh_token to rotate)",
+            200,
+            rs.Token,
+            body=rq.TokenRequest,
+            body_required=True,
+            auth=False,
+            form=True,
+        )
+    }
 
     def __init__(self, engine: Engine, keys: SigningKeys, settings: Settings):
         self._engine = engine
@@ -60,18 +114,8 @@ class Token:
         self._settings = settings
 
     def on_post(self, req, resp) -> None:
-        body = _body(req)
-        grant = _param(body, "grant_type")
-        if not grant:
-            raise OAuthError(
-                "invalid_request", "Missing required param: grant_type.", param="grant_type"
-            )
-        if grant not in GRANTS:
-            raise OAuthError(
-                "unsupported_grant_type",
-                f"grant_type must be one of: {', '.join(GRANTS)}.",
-                param="grant_type",
-            )
+        body = req.context.body
+        grant = parse(rq.TokenRequest, body, _grant_type, refuse=_invalid)
         client_id, secret, via_basic = client_credentials(req, body)
         try:
             result = self._grant(grant, body, client_id, secret)
@@ -111,15 +155,26 @@ class Token:
 
 class Revoke:
     accepts_form = True
+    operations = {
+        "POST": Operation(
+            "revokeToken",
+            "oauth",
+            "Revoke a refresh token and its family (200 whether or not it was known)",
+            200,
+            rs.Revoked,
+            body=rq.RevokeRequest,
+            body_required=True,
+            auth=False,
+            form=True,
+        )
+    }
 
     def __init__(self, engine: Engine):
         self._engine = engine
 
     def on_post(self, req, resp) -> None:
-        body = _body(req)
-        token = _param(body, "token")
-        if not token:
-            raise OAuthError("invalid_request", "Missing required param: token.", param="token")
+        body = req.context.body
+        token = parse(rq.RevokeRequest, body, _revoked_token, refuse=_invalid)
         client_id, secret, via_basic = client_credentials(req, body)
         transact(lambda: UnitOfWork(self._engine), _revoke, token, client_id, secret, via_basic)
         # RFC 7009 §2.2: 200 whether or not the token was known.
@@ -139,6 +194,17 @@ def _revoke(unit: UnitOfWork, token: str, client_id, secret, via_basic: bool) ->
 
 
 class JWKS:
+    operations = {
+        "GET": Operation(
+            "retrieveJwks",
+            "oauth",
+            "Public keys that verify access tokens",
+            200,
+            rs.JWKS,
+            auth=False,
+        )
+    }
+
     def __init__(self, keys: SigningKeys):
         self._keys = keys
 

@@ -6,19 +6,34 @@ import logging
 
 from sqlalchemy import Engine, text
 
+from intake import openapi
 from intake.errors import ApiError
-from intake.openapi import spec
+from intake.openapi import Operation
+from intake.schemas import responses as rs
 
 log = logging.getLogger(__name__)
 
 
 class Health:
+    operations = {"GET": Operation("health", "ops", "Liveness", 200, rs.Health, auth=False)}
+
     def on_get(self, req, resp) -> None:
         # Liveness only: a database outage must not make the orchestrator kill us.
         resp.media = {"status": "ok"}
 
 
 class Ready:
+    operations = {
+        "GET": Operation(
+            "ready",
+            "ops",
+            "Readiness: Postgres and Redis answer (else 503)",
+            200,
+            rs.Ready,
+            auth=False,
+        )
+    }
+
     def __init__(self, engine: Engine, redis_client):
         self._engine = engine
         self._redis = redis_client
@@ -48,5 +63,16 @@ class Ready:
 
 
 class OpenAPI:
+    operations = {
+        "GET": Operation("openapi", "ops", "This document", 200, rs.OpenAPIDocument, auth=False)
+    }
+
+    def __init__(self, routes: list[tuple[str, object]]):
+        self._routes = routes
+        self._spec: dict | None = None
+
     def on_get(self, req, resp) -> None:
-        resp.media = spec()
+        if self._spec is None:
+            # Built on first use: the route list is complete once the app is.
+            self._spec = openapi.build(self._routes)
+        resp.media = self._spec

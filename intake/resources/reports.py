@@ -8,6 +8,10 @@ from datetime import date
 
 from sqlalchemy import Engine
 
+from intake.openapi import Operation
+from intake.schemas import requests as rq
+from intake.schemas import responses as rs
+from intake.schemas.parse import parse
 from shared.db.uow import UnitOfWork
 from shared.domain.intent import Status
 from shared.domain.validation import ValidationError
@@ -58,12 +62,23 @@ def to_csv(rows: list[dict]) -> str:
 
 class Daily:
     auth_required = True
+    operations = {
+        "GET": Operation(
+            "retrieveDailyReport",
+            "reports",
+            "Daily report (JSON, or CSV with Accept: text/csv)",
+            200,
+            rs.DailyReport,
+            query=rq.ReportQuery,
+            csv=True,
+        )
+    }
 
     def __init__(self, engine: Engine):
         self._engine = engine
 
     def on_get(self, req, resp) -> None:
-        day = report_date(req.params)
+        day = parse(rq.ReportQuery, req.params, report_date, "The query")
         with UnitOfWork(self._engine) as uow:
             rows = reports.merchant_rows(uow, req.context.merchant_id, day)
         if rows is None:

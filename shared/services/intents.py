@@ -144,11 +144,7 @@ def capture(uow: UnitOfWork, merchant_id: str, intent_id: str, amount: object):
 
 def cancel(uow: UnitOfWork, merchant_id: str, intent_id: str, reason: object):
     """Cancel a processing or requires_capture intent, releasing what it holds."""
-    if reason is not None and reason not in CANCELLATION_REASONS:
-        raise ValidationError(
-            "cancellation_reason",
-            f"cancellation_reason must be one of: {', '.join(CANCELLATION_REASONS)}.",
-        )
+    check_cancellation_reason(reason)
     row = get(uow, merchant_id, intent_id, lock=True)
     if row.status not in CANCELABLE:
         raise InvalidState(
@@ -156,6 +152,15 @@ def cancel(uow: UnitOfWork, merchant_id: str, intent_id: str, reason: object):
         )
     outcomes.cancel(uow, [row], reason or "requested_by_customer")
     return get(uow, merchant_id, intent_id)
+
+
+def check_cancellation_reason(reason: object) -> None:
+    """ValidationError unless ``reason`` is absent or a known cancellation reason."""
+    if reason is not None and reason not in CANCELLATION_REASONS:
+        raise ValidationError(
+            "cancellation_reason",
+            f"cancellation_reason must be one of: {', '.join(CANCELLATION_REASONS)}.",
+        )
 
 
 def _now(uow: UnitOfWork) -> datetime:

@@ -536,8 +536,10 @@ def test_body_errors(client, auth):
     assert_problem(resp, 415, "unsupported_media_type")
     resp = create(client, auth, card_body(colour="red"))
     assert_problem(resp, 400, "parameter_unknown", "colour")
-    resp = create(client, auth, card_body(amount=10.0))
+    resp = create(client, auth, card_body(amount=10.5))
     assert_problem(resp, 400, "parameter_invalid_integer", "amount")
+    # JSON Schema's integer: 10.0 is the integer 10 (read exactly, never as a float).
+    assert create(client, auth, card_body(amount=10.0)).json["amount"] == 10
     big = json.dumps(card_body(description="x" * 70_000))
     resp = post(
         "/v1/payment_intents", body=big, headers={**auth, "Content-Type": "application/json"}

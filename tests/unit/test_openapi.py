@@ -1,30 +1,158 @@
-import re
+"""The OpenAPI document: generated from the models the resources validate with."""
 
-from intake.openapi import spec
+import falcon.testing
+import pytest
+
+from intake.openapi import ERRORS
+
+FREE_FORM = {"OpenAPIDocument"}  # an OpenAPI document is free-form by nature
+SCHEMA_KEYWORDS = ("type", "$ref", "anyOf", "oneOf", "allOf", "const", "enum")
 
 
 def _templates(nodes):
     for node in nodes:
         if node.resource is not None:
-            yield node.uri_template
+            yield node.uri_template, node.method_map
         yield from _templates(node.children)
 
 
-def test_every_route_is_documented(tmp_path):
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
     from intake.app import create_app
     from shared.config import Settings
 
-    app = create_app(
-        Settings().replace(key_dir=str(tmp_path)),
+    return create_app(
+        Settings().replace(key_dir=str(tmp_path_factory.mktemp("keys"))),
         engine=object(),
         dispatch=lambda *a: None,
         redis_client=object(),
     )
-    routes = {re.sub(r"\{\w+\}", "{id}", t) for t in _templates(app._router._roots)}
-    assert routes == set(spec()["paths"])
 
 
-def test_every_operation_has_responses():
-    for path, ops in spec()["paths"].items():
+@pytest.fixture(scope="module")
+def spec(app):
+    return falcon.testing.TestClient(app).simulate_get("/openapi.json").json
+
+
+def test_every_route_and_method_is_documented(app, spec):
+    documented = {(p, m.upper()) for p, ops in spec["paths"].items() for m in ops}
+    served = {
+        (template, method)
+        for template, methods in _templates(app._router._roots)
+        for method, responder in methods.items()
+        # falcon answers the methods a resource does not define itself (405, OPTIONS)
+        if getattr(responder, "__self__", None) is not None
+    }
+    assert served == documented
+
+
+def _operations(spec):
+    for path, ops in spec["paths"].items():
         for method, op in ops.items():
-            assert op["responses"], (path, method)
+            yield f"{method.upper()} {path}", op
+
+
+def test_operations_have_ids_tags_typed_responses_and_every_error_status(spec):
+    ids = []
+    for name, op in _operations(spec):
+        ids.append(op["operationId"])
+        assert op["tags"], name
+        statuses = {int(s) for s in op["responses"]}
+        assert set(ERRORS) <= statuses, name
+        assert set(ERRORS) == {400, 401, 403, 404, 409, 413, 415, 422, 429, 503}
+        for status, response in op["responses"].items():
+            schemas = [c["schema"] for c in response["content"].values()]
+            assert schemas and all(s.get("$ref") or s.get("type") for s in schemas), name
+            if int(status) >= 400:
+                assert response["content"] == {
+                    "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+                }
+    assert len(ids) == len(set(ids))
+
+
+def test_bodies_are_typed_and_required_where_the_resource_needs_one(spec):
+    required = {
+        "POST /v1/payment_intents",
+        "POST /v1/refunds",
+        "POST /v1/oauth/token",
+        "POST /v1/oauth/revoke",
+    }
+    for name, op in _operations(spec):
+        body = op.get("requestBody")
+        if name.startswith("GET"):
+            assert body is None, name
+            continue
+        assert body is not None, name
+        assert body["required"] is (name in required), name
+        for media in body["content"].values():
+            assert media["schema"]["$ref"].startswith("#/components/schemas/"), name
+
+
+def _untyped(schema, where):
+    """Places in ``schema`` that say nothing of their shape."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "object" and not (
+            schema.get("properties")
+            or schema.get("additionalProperties") is not None
+            or schema.get("propertyNames")
+        ):
+            yield where
+        if "items" in schema and not any(k in schema["items"] for k in SCHEMA_KEYWORDS):
+            yield where + ".items"
+        for key, value in schema.items():
+            yield from _untyped(value, f"{where}.{key}")
+    elif isinstance(schema, list):
+        for i, value in enumerate(schema):
+            yield from _untyped(value, f"{where}[{i}]")
+
+
+def test_every_component_schema_is_typed(spec):
+    schemas = spec["components"]["schemas"]
+    untyped = [
+        place
+        for name, schema in schemas.items()
+        if name not in FREE_FORM
+        for place in _untyped(schema, name)
+    ]
+    assert untyped == []
+    for name, schema in schemas.items():
+        if name in FREE_FORM or "oneOf" in schema:
+            continue
+        assert schema["type"] == "object", name
+        for prop, sub in schema.get("properties", {}).items():
+            assert any(k in sub for k in SCHEMA_KEYWORDS), f"{name}.{prop}"
+
+
+def test_parameters_carry_their_constraints(spec):
+    listing = spec["paths"]["/v1/payment_intents"]["get"]["parameters"]
+    limit = next(p for p in listing if p["name"] == "limit")
+    assert limit["schema"] == {"type": "integer", "minimum": 1, "maximum": 100, "default": 10}
+    status = next(p for p in listing if p["name"] == "status")
+    assert "processing" in status["schema"]["enum"] and "null" not in str(status["schema"])
+    events = spec["paths"]["/v1/events"]["get"]["parameters"]
+    assert "refund.succeeded" in next(p for p in events if p["name"] == "type")["schema"]["enum"]
+    date = spec["paths"]["/v1/reports/daily"]["get"]["parameters"][0]
+    assert date["required"] and date["schema"]["format"] == "date"
+    create = spec["paths"]["/v1/payment_intents"]["post"]["parameters"]
+    key = next(p for p in create if p["name"] == "Idempotency-Key")
+    assert key["in"] == "header" and key["schema"]["pattern"]
+
+
+def test_metadata_keys_are_bounded_as_the_domain_bounds_them(spec):
+    from shared.domain.validation import MAX_METADATA_KEY_LEN, MAX_METADATA_KEYS
+
+    metadata = spec["components"]["schemas"]["CreatePaymentIntent"]["properties"]["metadata"]
+    obj = next(s for s in metadata["anyOf"] if s["type"] == "object")
+    assert obj["propertyNames"]["maxLength"] == MAX_METADATA_KEY_LEN
+    assert obj["maxProperties"] == MAX_METADATA_KEYS
+
+
+def test_a_responder_without_an_operation_is_refused():
+    from intake import openapi
+
+    class Undocumented:
+        def on_get(self, req, resp):
+            pass
+
+    with pytest.raises(ValueError, match="GET /x"):
+        openapi.build([("/x", Undocumented())])

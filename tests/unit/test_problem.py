@@ -24,10 +24,21 @@ def test_problem_has_rfc9457_members_and_extensions_never_override():
     }
 
 
-def test_validation_error_maps_to_400_with_param():
+def test_validation_error_past_the_model_maps_to_400_with_param():
+    # The model refuses malformed requests first (intake/schemas/parse.py); a domain
+    # refusal of a well-formed request is a 400 too, as Stripe answers invalid requests.
     body, headers = problem_for(ValidationError("amount", "too small", "amount_too_small"), "r")
     assert (body["status"], body["code"], body["param"]) == (400, "amount_too_small", "amount")
     assert headers == {}
+
+
+def test_state_conflicts_are_400_with_their_code():
+    from shared.services.errors import InvalidState
+    from shared.services.refunds import AlreadyRefunded
+
+    for exc in (InvalidState("not capturable"), AlreadyRefunded("all refunded")):
+        body, _ = problem_for(exc, "r")
+        assert (body["status"], body["code"]) == (400, exc.code)
 
 
 def test_service_error_keeps_its_status_code_and_param():

@@ -1,0 +1,1 @@
+"""The API's shapes, declared once: they validate requests and generate /openapi.json."""

@@ -1,0 +1,192 @@
+"""Request models: bodies, query strings and the Idempotency-Key header.
+
+Strict (no coercion) and closed (unknown fields refused), as the domain's checks are.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel
+
+from intake.listing import MAX_LIMIT
+from intake.schemas.fields import (
+    Amount,
+    CaptureMethod,
+    CardNumber,
+    Currency,
+    Cvc,
+    IntentStatus,
+    Metadata,
+    Priority,
+    QueryInt,
+    text,
+)
+from shared.domain import cards, validation
+from shared.domain.refunds import REASONS
+from shared.services.event_log import DELIVERY_STATUSES
+from shared.services.events import EVENT_TYPES
+from shared.services.intents import CANCELLATION_REASONS
+
+
+class Closed(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class Card(Closed):
+    number: CardNumber
+    exp_month: Annotated[int, Field(ge=1, le=12)]
+    # This year to 50 years ahead, as of the process's start (a month already past this
+    # year is a 400 `invalid_expiry_year`); the document is built from the same model.
+    exp_year: Annotated[
+        int,
+        Field(
+            ge=date.today().year,
+            le=date.today().year + cards.MAX_YEARS_AHEAD,
+            description="Four digits; this month or later (else 400).",
+        ),
+    ]
+    cvc: Cvc | None = Field(None, description="Checked, never stored.")
+
+
+class CardMethod(Closed):
+    type: Literal["card"]
+    card: Card
+
+
+class WalletMethod(Closed):
+    type: Literal["wallet"]
+    wallet_id: text(40, 1)
+
+
+class CreatePaymentIntent(Closed):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "amount": 1050,
+                    "currency": "USD",
+                    "priority": "instant",
+                    "description": "Order 1001",
+                    "metadata": {"order": "1001"},
+                    "payment_method": {
+                        "type": "card",
+                        "card": {
+                            "number": "4242424242424242",
+                            "exp_month": 12,
+                            "exp_year": date.today().year + 4,
+                            "cvc": "123",
+                        },
+                    },
+                }
+            ]
+        }
+    )
+
+    amount: Amount
+    currency: Currency
+    payment_method: Annotated[CardMethod | WalletMethod, Field(discriminator="type")]
+    capture_method: CaptureMethod = "automatic"
+    priority: Priority = "standard"
+    description: text(validation.MAX_DESCRIPTION_LEN) | None = None
+    metadata: Metadata | None = None
+    customer: text(validation.MAX_ID_LEN) | None = None
+
+
+class CapturePaymentIntent(Closed):
+    amount_to_capture: Amount | None = Field(None, description="Default: all that is capturable.")
+
+
+class CancelPaymentIntent(Closed):
+    cancellation_reason: Literal[CANCELLATION_REASONS] | None = None  # type: ignore[valid-type]
+
+
+class CreateRefund(Closed):
+    payment_intent: text(validation.MAX_ID_LEN, 1)
+    amount: Amount | None = Field(None, description="Default: all that is still refundable.")
+    reason: Literal[REASONS] | None = None  # type: ignore[valid-type]
+    metadata: Metadata | None = None
+
+
+class Redeliver(Closed):
+    """No fields: the event is named by the path."""
+
+
+class _OAuth(BaseModel):
+    # RFC 6749 §3.1: unknown parameters are ignored, so the models stay open (to strings:
+    # a form carries nothing else, and a repeated form key is refused).
+    model_config = ConfigDict(strict=True, extra="allow")
+    __pydantic_extra__: dict[str, str]
+
+    client_id: text() | None = Field(None, description="Or HTTP Basic client authentication.")
+    client_secret: text() | None = None
+
+
+class ClientCredentialsGrant(_OAuth):
+    grant_type: Literal["client_credentials"]
+    scope: text() | None = None
+
+
+class RefreshTokenGrant(_OAuth):
+    grant_type: Literal["refresh_token"]
+    refresh_token: text(min_length=1)
+
+
+class TokenRequest(
+    RootModel[
+        Annotated[ClientCredentialsGrant | RefreshTokenGrant, Field(discriminator="grant_type")]
+    ]
+):
+    """A token request, by grant type."""
+
+
+class RevokeRequest(_OAuth):
+    token: text(min_length=1)
+    token_type_hint: text() | None = None
+
+
+# --- query strings: every value arrives as text, so each field says how to read it.
+
+
+class _Query(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class Page(_Query):
+    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT), QueryInt] = 10
+    starting_after: text() | None = Field(None, description="An id from the previous page.")
+
+
+class IntentQuery(Page):
+    status: IntentStatus | None = None
+
+
+class RefundQuery(Page):
+    payment_intent: text() | None = None
+
+
+class EventQuery(Page):
+    type: Literal[EVENT_TYPES] | None = None  # type: ignore[valid-type]
+
+
+class DeliveryQuery(Page):
+    event_id: text() | None = None
+    status: Literal[DELIVERY_STATUSES] | None = None  # type: ignore[valid-type]
+
+
+def _a_date(value: str) -> str:
+    date.fromisoformat(value)  # ValueError (a refusal) for 2026-02-30
+    return value
+
+
+class ReportQuery(_Query):
+    date: Annotated[
+        str,
+        Field(pattern="^[0-9]{4}-[0-9]{2}-[0-9]{2}$", json_schema_extra={"format": "date"}),
+        AfterValidator(_a_date),
+    ]
+
+
+class NoQuery(_Query):
+    """No query parameters."""

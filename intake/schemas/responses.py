@@ -1,0 +1,259 @@
+"""Response models: what shared.services.views returns, typed for the spec."""
+
+from __future__ import annotations
+
+from typing import Annotated, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from intake.schemas.fields import CaptureMethod, CurrencyCode, IntentStatus, Priority
+from shared.domain.intent import Stage, Status
+from shared.services.event_log import DELIVERY_STATUSES
+from shared.services.events import EVENT_TYPES
+
+Timestamp = Annotated[int, Field(description="Unix seconds.")]
+
+
+class CardDetails(BaseModel):
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+    fingerprint: str
+
+
+class CardOut(BaseModel):
+    type: Literal["card"]
+    card: CardDetails
+
+
+class WalletOut(BaseModel):
+    type: Literal["wallet"]
+    wallet_id: str
+
+
+class RiskReason(BaseModel):
+    code: str
+    points: int
+    detail: str
+
+
+class Risk(BaseModel):
+    score: int = Field(description="0 to 100; blocked at the merchant's threshold.")
+    reasons: list[RiskReason]
+
+
+class PaymentIntent(BaseModel):
+    id: str
+    object: Literal["payment_intent"]
+    amount: int
+    amount_capturable: int
+    amount_received: int
+    amount_refunded: int
+    currency: CurrencyCode
+    status: IntentStatus
+    stage: Literal[tuple(s.value for s in Stage)]  # type: ignore[valid-type]
+    capture_method: CaptureMethod
+    priority: Priority
+    payment_method: Annotated[CardOut | WalletOut, Field(discriminator="type")]
+    description: str | None
+    metadata: dict[str, str]
+    customer: str | None
+    fee: int | None
+    net: int | None
+    risk: Risk | None
+    failure_code: str | None
+    failure_message: str | None
+    cancellation_reason: str | None
+    settlement_status: Literal["pending", "settled"] | None
+    hold_expires_at: Timestamp | None
+    created: Timestamp
+    livemode: bool
+
+
+class Refund(BaseModel):
+    id: str
+    object: Literal["refund"]
+    amount: int
+    currency: CurrencyCode
+    payment_intent: str
+    status: str
+    reason: str | None
+    fee_refunded: int
+    metadata: dict[str, str]
+    created: Timestamp
+
+
+class Settlement(BaseModel):
+    id: str
+    object: Literal["settlement"]
+    amount: int
+    currency: CurrencyCode
+    priority: Priority
+    intent_count: int
+    created: Timestamp
+
+
+class EventData(BaseModel):
+    object: Annotated[PaymentIntent | Refund | Settlement, Field(discriminator="object")]
+
+
+class Event(BaseModel):
+    id: str
+    object: Literal["event"]
+    type: Literal[EVENT_TYPES]  # type: ignore[valid-type]
+    created: Timestamp
+    data: EventData
+
+
+class DeliveryAttempt(BaseModel):
+    attempt: int
+    outcome: str
+    status_code: int | None
+    latency_ms: int | None
+    error: str | None
+    response_body: str | None
+    created: Timestamp
+
+
+class WebhookDelivery(BaseModel):
+    id: str
+    object: Literal["webhook_delivery"]
+    event_id: str
+    url: str
+    status: Literal[DELIVERY_STATUSES]  # type: ignore[valid-type]
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: Timestamp | None
+    created: Timestamp
+    completed_at: Timestamp | None
+    attempt_history: list[DeliveryAttempt]
+
+
+class Amount(BaseModel):
+    currency: CurrencyCode
+    amount: int
+
+
+class PendingAmount(Amount):
+    held: int = Field(description="Authorized, not yet captured.")
+
+
+class Balance(BaseModel):
+    object: Literal["balance"]
+    available: list[Amount]
+    pending: list[PendingAmount]
+    livemode: bool
+
+
+# One count per intent status.
+ReportCounts = create_model("ReportCounts", **{s.value: (int, ...) for s in Status})
+
+
+class DailyReportRow(BaseModel):
+    object: Literal["daily_report_row"]
+    date: Annotated[str, Field(json_schema_extra={"format": "date"})]
+    currency: CurrencyCode
+    counts: ReportCounts
+    gross: int
+    fees: int
+    refunds: int
+    net: int
+    settled: int
+
+
+T = TypeVar("T")
+
+
+class ListOf(BaseModel, Generic[T]):
+    object: Literal["list"]
+    data: list[T]
+    has_more: bool
+    url: str
+
+
+class PaymentIntentList(ListOf[PaymentIntent]):
+    pass
+
+
+class RefundList(ListOf[Refund]):
+    pass
+
+
+class EventList(ListOf[Event]):
+    pass
+
+
+class WebhookDeliveryList(ListOf[WebhookDelivery]):
+    pass
+
+
+class DailyReport(ListOf[DailyReportRow]):
+    has_more: Literal[False]
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"]
+    expires_in: int
+    scope: str
+    refresh_token: str
+
+
+class Revoked(BaseModel):
+    """RFC 7009: an empty object, whether or not the token was known."""
+
+    model_config = {"extra": "forbid"}
+
+
+class JWK(BaseModel):
+    kty: Literal["OKP"]
+    crv: Literal["Ed25519"]
+    alg: str
+    use: Literal["sig"]
+    x: str
+    kid: str
+
+
+class JWKS(BaseModel):
+    keys: list[JWK]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyChecks(BaseModel):
+    postgres: Literal["ok"]
+    redis: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    checks: ReadyChecks
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details; ``code`` and ``param`` are Stripe's."""
+
+    type: str = Field(json_schema_extra={"format": "uri"})
+    title: str
+    status: int
+    detail: str
+    code: str
+    param: str | None = Field(None, description="The offending parameter, Stripe style.")
+    request_id: str | None = None
+    error: str | None = Field(None, description="OAuth endpoints: RFC 6749's error code.")
+    error_description: str | None = None
+
+
+class OpenAPIDocument(BaseModel):
+    """An OpenAPI 3.1 document: free-form by nature."""
+
+    model_config = ConfigDict(extra="allow")
+
+    openapi: str
+    info: dict
+    paths: dict
+    components: dict
