@@ -2,7 +2,8 @@
 
 The document at /openapi.json is generated from the models that validate the
 requests; this run is what shows the two agree over real HTTP: schema-valid
-requests are never refused with a 400, invalid ones always are, every status,
+requests are refused only by a rule the document states (api_contract/hooks.py),
+invalid ones always are (400), every status,
 content type, header and body the API answers is the one the document declares.
 Deterministic (fixed seed, derandomized generation, bounded examples), so a
 failure replays.
