@@ -11,10 +11,12 @@ from intake.middleware import Auth, JSONBody, Parameters, RequestId
 from intake.resources import balance, events, intents, oauth, ops, refunds, reports
 from shared.config import Settings
 from shared.db.engine import get_engine
+from shared.db.uow import UnitOfWork
 from shared.domain.validation import ValidationError
 from shared.security.signing import SigningKeys
 from shared.security.vault import Vault
 from shared.services.errors import ServiceError
+from shared.services.revocations import RevocationList
 
 
 def _celery_dispatch(step: str, ids: list[str], countdown: float | None = None) -> None:
@@ -50,7 +52,14 @@ def create_app(
         middleware=[
             RequestId(),
             Metrics(),
-            Auth(keys, audience=settings.jwt_audience, issuer=settings.jwt_issuer),
+            Auth(
+                keys,
+                audience=settings.jwt_audience,
+                issuer=settings.jwt_issuer,
+                # Read lazily, on the first authenticated request: building the app
+                # (tests, the OpenAPI document) needs no database.
+                revoked=RevocationList(lambda: UnitOfWork(engine)),
+            ),
             Parameters(),
             JSONBody(settings.max_body_bytes),
         ]

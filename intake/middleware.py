@@ -19,14 +19,15 @@ import pydantic
 from intake.errors import ApiError
 from intake.schemas.fields import IDEMPOTENCY_KEY, ObjectId
 from intake.schemas.parse import parse
+from shared.domain.scopes import claim_scopes
 from shared.observability import context as log_context
 from shared.security.signing import InvalidToken, SigningKeys
 from shared.services.idempotency import check_key
+from shared.services.revocations import RevocationList
 
 _SANE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 FORM = "application/x-www-form-urlencoded"
-REQUIRED_SCOPE = "payments"
 OBJECT_ID = pydantic.TypeAdapter(ObjectId)
 
 
@@ -65,10 +66,19 @@ def unauthorized(detail: str, error: str | None = None) -> ApiError:
 
 
 class Auth:
-    def __init__(self, keys: SigningKeys, audience: str, issuer: str):
+    """Bearer tokens: signed by us, of a client not revoked, carrying the operation's scope.
+
+    The scope an operation needs is declared on its ``Operation`` (intake/openapi.py),
+    which the OpenAPI document shows too.
+    """
+
+    def __init__(
+        self, keys: SigningKeys, audience: str, issuer: str, revoked: RevocationList | None = None
+    ):
         self._keys = keys
         self._audience = audience
         self._issuer = issuer
+        self._revoked = revoked
 
     def process_resource(self, req, resp, resource, params) -> None:
         if resource is None or not getattr(resource, "auth_required", False):
@@ -83,17 +93,26 @@ class Auth:
             raise unauthorized(
                 f"The access token is invalid: {exc.reason}.", "invalid_token"
             ) from None
-        if REQUIRED_SCOPE not in str(claims.get("scope", "")).split():
-            challenge = 'Bearer realm="clearhouse", error="insufficient_scope"'
-            raise ApiError(
-                403,
-                "insufficient_scope",
-                f"The access token lacks the `{REQUIRED_SCOPE}` scope.",
-                headers={"WWW-Authenticate": challenge},
-            )
+        if self._revoked is not None and self._revoked.is_revoked(claims.get("client_id")):
+            raise unauthorized("The access token's client has been revoked.", "invalid_token")
+        operation = getattr(resource, "operations", {}).get(req.method)
+        needed = operation.scope if operation is not None else None
+        if needed is not None and needed not in claim_scopes(claims.get("scope")):
+            raise insufficient_scope(needed)
         req.context.merchant_id = claims["sub"]
         log_context.bind(merchant_id=claims["sub"])
         req.context.client_id = claims.get("client_id")
+
+
+def insufficient_scope(scope: str) -> ApiError:
+    """The 403 for a token without ``scope`` (RFC 6750 §3.1: the challenge names it)."""
+    challenge = f'Bearer realm="clearhouse", error="insufficient_scope", scope="{scope}"'
+    return ApiError(
+        403,
+        "insufficient_scope",
+        f"The access token lacks the `{scope}` scope this operation needs.",
+        headers={"WWW-Authenticate": challenge},
+    )
 
 
 class Parameters:

@@ -15,6 +15,7 @@ from pydantic.json_schema import models_json_schema
 
 from intake.schemas import responses
 from intake.schemas.fields import IDEMPOTENCY_KEY, ObjectId
+from shared.domain.scopes import SCOPES
 
 REF = "#/components/schemas/{model}"
 # The API's error statuses, each answered as a Problem; every operation declares them all.
@@ -23,7 +24,8 @@ ERRORS = {
     " Luhn checksum, an expiry in the past, a currency's maximum, the object's state); the"
     " Problem's `code` says which and `param` names the field.",
     401: "Missing or invalid credentials.",
-    403: "The access token lacks the `payments` scope.",
+    403: "The access token lacks the scope this operation needs (`insufficient_scope`; the"
+    " detail and the WWW-Authenticate challenge name it).",
     404: "No such object (or another merchant's), or no such cursor.",
     409: "The Idempotency-Key is in use by a request still in flight.",
     413: "The request body is too large.",
@@ -48,6 +50,9 @@ class Operation:
     body_required: bool = False
     query: type[BaseModel] | None = None
     auth: bool = True
+    # The OAuth scope a token needs (shared/domain/scopes.py); every authenticated
+    # operation names one, and the Auth middleware checks it.
+    scope: str | None = None
     idempotent: bool = False
     form: bool = False
     csv: bool = False
@@ -124,8 +129,7 @@ def _operation(template: str, op: Operation) -> dict:
         if op.form:
             body[FORM] = {"schema": _ref(op.body)}
         out["requestBody"] = {"required": op.body_required, "content": body}
-    if not op.auth:
-        out["security"] = []
+    out["security"] = [{"oauth2": [op.scope]}] if op.auth else []
     return {**out, **op.extra}
 
 
@@ -148,6 +152,8 @@ def build(routes: list[tuple[str, object]]) -> dict:
             responder = hasattr(resource, f"on_{method.lower()}")
             if responder != (method in declared):
                 raise ValueError(f"{method} {template}: responder and Operation must match")
+            if responder and declared[method].auth and declared[method].scope not in SCOPES:
+                raise ValueError(f"{method} {template}: an authenticated operation names its scope")
             if responder:
                 paths.setdefault(template, {})[method.lower()] = _operation(
                     template, declared[method]
@@ -162,17 +168,18 @@ def build(routes: list[tuple[str, object]]) -> dict:
             "description": "Errors are RFC 9457 problems; `code` is stable, `param` names the "
             "field.",
         },
-        "security": [{"oauth2": ["payments"]}],
         "paths": paths,
         "components": {
             "securitySchemes": {
                 "oauth2": {
                     "type": "oauth2",
-                    "description": "Bearer access tokens (JWT, EdDSA) from client_credentials.",
+                    "description": "Bearer access tokens (JWT, EdDSA) from client_credentials;"
+                    " each operation names the scope it needs.",
                     "flows": {
                         "clientCredentials": {
                             "tokenUrl": "/v1/oauth/token",
-                            "scopes": {"payments": "Create and read payments."},
+                            "refreshUrl": "/v1/oauth/token",
+                            "scopes": dict(SCOPES),
                         }
                     },
                 }

@@ -176,6 +176,8 @@ class Settings:
     jwt_audience: str = "clearhouse-api"
     access_token_ttl_s: int = 900
     refresh_token_ttl_s: int = 30 * 24 * 3600
+    # A refresh family's absolute lifetime: rotating never carries a login past it.
+    refresh_family_ttl_s: int = 90 * 24 * 3600
     # Sandbox acquirer: simulated network latency and injected failures.
     acquirer_latency_ms: int = 0
     acquirer_failure_rate: float = 0.0
@@ -256,6 +258,7 @@ class Settings:
             jwt_audience=_str("JWT_AUDIENCE", d.jwt_audience),
             access_token_ttl_s=min(_int("ACCESS_TOKEN_TTL_S", d.access_token_ttl_s), 900),
             refresh_token_ttl_s=_int("REFRESH_TOKEN_TTL_S", d.refresh_token_ttl_s),
+            refresh_family_ttl_s=_int("REFRESH_FAMILY_TTL_S", d.refresh_family_ttl_s),
             acquirer_latency_ms=_int("ACQUIRER_LATENCY_MS", d.acquirer_latency_ms),
             acquirer_failure_rate=_float("ACQUIRER_FAILURE_RATE", d.acquirer_failure_rate),
             auth_max_attempts=_int("AUTH_MAX_ATTEMPTS", d.auth_max_attempts),

@@ -15,7 +15,12 @@ class Balance:
     auth_required = True
     operations = {
         "GET": Operation(
-            "retrieveBalance", "balance", "Ledger balances per currency", 200, rs.Balance
+            "retrieveBalance",
+            "balance",
+            "Ledger balances per currency",
+            200,
+            rs.Balance,
+            scope="balance:read",
         )
     }
 

@@ -32,6 +32,7 @@ class Events(_Base):
             200,
             rs.EventList,
             query=rq.EventQuery,
+            scope="events:read",
         )
     }
 
@@ -50,7 +51,13 @@ class Events(_Base):
 class Event(_Base):
     operations = {
         "GET": Operation(
-            "retrieveEvent", "events", "Retrieve an event", 200, rs.Event, query=rq.NoQuery
+            "retrieveEvent",
+            "events",
+            "Retrieve an event",
+            200,
+            rs.Event,
+            query=rq.NoQuery,
+            scope="events:read",
         )
     }
 
@@ -71,6 +78,7 @@ class Redeliver(_Base):
             rs.WebhookDelivery,
             body=rq.Redeliver,
             idempotent=True,
+            scope="events:write",
         )
     }
 
@@ -94,6 +102,7 @@ class Deliveries(_Base):
             200,
             rs.WebhookDeliveryList,
             query=rq.DeliveryQuery,
+            scope="events:read",
         )
     }
 

@@ -49,6 +49,7 @@ class Collection(_Base):
             body=rq.CreatePaymentIntent,
             body_required=True,
             idempotent=True,
+            scope="payment_intents:write",
         ),
         "GET": Operation(
             "listPaymentIntents",
@@ -57,6 +58,7 @@ class Collection(_Base):
             200,
             rs.PaymentIntentList,
             query=rq.IntentQuery,
+            scope="payment_intents:read",
         ),
     }
 
@@ -104,7 +106,12 @@ class Collection(_Base):
 class Item(_Base):
     operations = {
         "GET": Operation(
-            "retrievePaymentIntent", TAG, "Retrieve a payment intent", 200, rs.PaymentIntent
+            "retrievePaymentIntent",
+            TAG,
+            "Retrieve a payment intent",
+            200,
+            rs.PaymentIntent,
+            scope="payment_intents:read",
         )
     }
 
@@ -124,6 +131,7 @@ class Capture(_Base):
             rs.PaymentIntent,
             body=rq.CapturePaymentIntent,
             idempotent=True,
+            scope="payment_intents:write",
         )
     }
 
@@ -148,6 +156,7 @@ class Cancel(_Base):
             rs.PaymentIntent,
             body=rq.CancelPaymentIntent,
             idempotent=True,
+            scope="payment_intents:write",
         )
     }
 

@@ -150,7 +150,9 @@ class Token:
                 unit, keys, settings, client_id, secret, _param(body, "scope")
             )
         refresh_token = _param(body, "refresh_token")
-        return auth.refresh(unit, keys, settings, refresh_token, client_id, secret)
+        return auth.refresh(
+            unit, keys, settings, refresh_token, client_id, secret, _param(body, "scope")
+        )
 
 
 class Revoke:

@@ -34,6 +34,7 @@ class Collection(_Base):
             body=rq.CreateRefund,
             body_required=True,
             idempotent=True,
+            scope="refunds:write",
         ),
         "GET": Operation(
             "listRefunds",
@@ -42,6 +43,7 @@ class Collection(_Base):
             200,
             rs.RefundList,
             query=rq.RefundQuery,
+            scope="refunds:read",
         ),
     }
 
@@ -70,7 +72,9 @@ class Collection(_Base):
 
 class Item(_Base):
     operations = {
-        "GET": Operation("retrieveRefund", "refunds", "Retrieve a refund", 200, rs.Refund)
+        "GET": Operation(
+            "retrieveRefund", "refunds", "Retrieve a refund", 200, rs.Refund, scope="refunds:read"
+        )
     }
 
     def on_get(self, req, resp, refund_id: str) -> None:

@@ -71,6 +71,7 @@ class Daily:
             rs.DailyReport,
             query=rq.ReportQuery,
             csv=True,
+            scope="reports:read",
         )
     }
 

@@ -125,12 +125,19 @@ class _OAuth(BaseModel):
 
 class ClientCredentialsGrant(_OAuth):
     grant_type: Literal["client_credentials"]
-    scope: text() | None = None
+    scope: text() | None = Field(
+        None,
+        description="Space-separated scopes, a subset of the client's (default: all of them);"
+        " `payments` is a deprecated alias for all of them.",
+    )
 
 
 class RefreshTokenGrant(_OAuth):
     grant_type: Literal["refresh_token"]
     refresh_token: text(min_length=1)
+    scope: text() | None = Field(
+        None, description="Narrows this access token; the family keeps its scopes."
+    )
 
 
 class TokenRequest(

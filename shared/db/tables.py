@@ -29,6 +29,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
 
+from shared.domain.scopes import ALL_SCOPES
+
+# What api_clients.scopes holds for a client made before scopes existed.
+ALL_SCOPES_TEXT = " ".join(ALL_SCOPES)
+
 
 class Money(TypeDecorator):
     """NUMERIC(38,0) that reads back as ``int`` (never Decimal, never float)."""
@@ -72,6 +77,15 @@ api_clients = Table(
     Column("secret_hash", Text, nullable=False),
     Column("revoked_at", DateTime(timezone=True)),
     _now(),
+    # Space-separated (shared/domain/scopes.py); rows older than 0009 got them all.
+    Column("scopes", Text, nullable=False, server_default=ALL_SCOPES_TEXT),
+    # During a secret rotation the old secret still authenticates until then.
+    Column("previous_secret_hash", Text),
+    Column("previous_secret_expires_at", DateTime(timezone=True)),
+    # SHA-256 (64 lower-case hex digits) of the client certificate it is bound to.
+    Column("cert_sha256", String(64)),
+    # The API's revocation list reads the recently revoked clients (0009).
+    Index("ix_api_clients_revoked", "revoked_at", postgresql_where=text("revoked_at IS NOT NULL")),
 )
 
 refresh_tokens = Table(
@@ -86,6 +100,11 @@ refresh_tokens = Table(
     Column("used_at", DateTime(timezone=True)),
     Column("revoked_at", DateTime(timezone=True)),
     _now(),
+    # No token of the family outlives this, however often it is rotated (0009;
+    # NULL for families begun before it: their next rotation sets it).
+    Column("family_expires_at", DateTime(timezone=True)),
+    # Revoking a client revokes every refresh token it holds (0009).
+    Index("ix_refresh_tokens_client", "client_id"),
 )
 
 merchant_limits = Table(

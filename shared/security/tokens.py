@@ -10,8 +10,8 @@ import time
 from shared.config import Settings
 from shared.security.signing import SigningKeys
 
-# Hard ceiling whatever the settings say: a leaked access token cannot be
-# revoked, so its lifetime is the damage window.
+# Hard ceiling whatever the settings say: a leaked access token is good until
+# it expires or its client is revoked, so its lifetime is the damage window.
 MAX_ACCESS_TTL_S = 900
 REFRESH_PREFIX = "rt_"
 
@@ -21,7 +21,7 @@ def issue_access_token(
     settings: Settings,
     merchant_id: object,
     client_id: str,
-    scope: str = "payments",
+    scope: str,
     *,
     now: float | None = None,
 ) -> tuple[str, int]:

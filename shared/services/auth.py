@@ -3,12 +3,14 @@
 Only hashes of client secrets and refresh tokens are stored. A refresh token
 is good for one use: using it again means it leaked, so its whole family
 (every token descended from the same login) is revoked (OAuth 2.0 Security
-BCP §4.14).
+BCP §4.14). A family also has an absolute end (``REFRESH_FAMILY_TTL_S``):
+rotating never carries one login past it.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, insert, select, update
 
@@ -16,6 +18,7 @@ from shared.config import Settings
 from shared.db.tables import api_clients
 from shared.db.tables import refresh_tokens as rt
 from shared.db.uow import UnitOfWork
+from shared.domain import scopes as S
 from shared.security.signing import SigningKeys
 from shared.security.tokens import (
     hash_secret,
@@ -26,8 +29,6 @@ from shared.security.tokens import (
 from shared.services.errors import ServiceError
 from shared.services.ids import new_id
 
-SCOPES = ("payments",)
-DEFAULT_SCOPE = "payments"
 # Compared against when the client id is unknown, so both paths cost the same.
 _DUMMY_HASH = hash_secret("not-a-client-secret")
 
@@ -52,16 +53,24 @@ class RefreshTokenReused(OAuthError):
 
 
 def authenticate_client(uow: UnitOfWork, client_id: str | None, client_secret: str | None):
-    """The active api_clients row for these credentials, or InvalidClient."""
+    """The active api_clients row for these credentials, or InvalidClient.
+
+    During a secret rotation's overlap the previous secret is accepted too.
+    """
     row = None
     if client_id:
+        previous_live = api_clients.c.previous_secret_expires_at > func.now()
         row = uow.conn.execute(
-            select(api_clients).where(
+            select(api_clients, previous_live.label("previous_live")).where(
                 api_clients.c.client_id == client_id, api_clients.c.revoked_at.is_(None)
             )
         ).first()
-    ok = verify_secret(client_secret, row.secret_hash if row else _DUMMY_HASH)
-    if row is None or not ok:
+    current = verify_secret(client_secret, row.secret_hash if row else _DUMMY_HASH)
+    previous = verify_secret(
+        client_secret,
+        row.previous_secret_hash if row is not None and row.previous_live else _DUMMY_HASH,
+    )
+    if row is None or not (current or previous):
         raise InvalidClient()
     return row
 
@@ -70,10 +79,11 @@ def client_credentials(
     uow: UnitOfWork, keys: SigningKeys, settings: Settings, client_id, client_secret, scope=None
 ) -> dict:
     """Issue an access token and a new refresh-token family to an authenticated client."""
-    scope = _check_scope(scope)
     client = authenticate_client(uow, client_id, client_secret)
-    family = new_id("rtf")
-    return _issue(uow, keys, settings, client.client_id, client.merchant_id, scope, family)
+    granted = _grant(client.scopes.split(), scope)
+    now = uow.conn.execute(select(func.now())).scalar_one()
+    family = Family(new_id("rtf"), granted, now + timedelta(seconds=settings.refresh_family_ttl_s))
+    return _issue(uow, keys, settings, client, family, granted, now)
 
 
 def refresh(
@@ -83,35 +93,45 @@ def refresh(
     token,
     client_id=None,
     client_secret=None,
+    scope=None,
 ) -> dict:
-    """Rotate a refresh token: the old one is spent, a new one joins its family."""
+    """Rotate a refresh token: the old one is spent, a new one joins its family.
+
+    The client must authenticate (RFC 6749 §6): a refresh token alone, stolen,
+    mints nothing. The family keeps its scopes (less any the client has lost
+    since); ``scope`` may narrow this one access token.
+    """
     if not token or not isinstance(token, str):
         raise OAuthError(
             "invalid_request", "Missing required param: refresh_token.", param="refresh_token"
         )
-    client = authenticate_client(uow, client_id, client_secret) if client_id else None
+    client = authenticate_client(uow, client_id, client_secret)
     now = uow.conn.execute(select(func.now())).scalar_one()
     # FOR UPDATE: two concurrent uses of one token serialize; the second sees used_at.
     row = uow.conn.execute(
         select(rt).where(rt.c.token_hash == hash_secret(token)).with_for_update()
     ).first()
     invalid = OAuthError("invalid_grant", "The refresh token is invalid, expired or revoked.")
-    if row is None or row.revoked_at is not None or row.expires_at <= now:
+    if row is None or row.revoked_at is not None or client.client_id != row.client_id:
         raise invalid
-    if client is not None and client.client_id != row.client_id:
+    if row.family_expires_at is not None and row.family_expires_at <= now:
+        raise OAuthError(
+            "invalid_grant", "The refresh token's family has expired: authenticate again."
+        )
+    if row.expires_at <= now:
         raise invalid
     if row.used_at is not None:
         revoke_family(uow, row.family_id)
         raise RefreshTokenReused("invalid_grant", "The refresh token was already used.")
-    active = uow.conn.execute(
-        select(api_clients.c.client_id).where(
-            api_clients.c.client_id == row.client_id, api_clients.c.revoked_at.is_(None)
-        )
-    ).first()
-    if active is None:
-        raise invalid
     uow.conn.execute(update(rt).where(rt.c.token_hash == row.token_hash).values(used_at=now))
-    return _issue(uow, keys, settings, row.client_id, row.merchant_id, row.scope, row.family_id)
+    kept = S.claim_scopes(row.scope) & set(client.scopes.split())
+    family = Family(
+        row.family_id,
+        S.canonical(kept),
+        # A family begun before families had an end gets one now.
+        row.family_expires_at or now + timedelta(seconds=settings.refresh_family_ttl_s),
+    )
+    return _issue(uow, keys, settings, client, family, _grant(family.scopes, scope), now)
 
 
 def revoke(uow: UnitOfWork, token, client_id: str | None = None) -> None:
@@ -133,26 +153,39 @@ def revoke_family(uow: UnitOfWork, family_id: str) -> int:
     ).rowcount
 
 
-def _check_scope(scope) -> str:
-    if scope in (None, ""):
-        return DEFAULT_SCOPE
-    wanted = str(scope).split()
-    if not wanted or any(s not in SCOPES for s in wanted):
-        raise OAuthError("invalid_scope", f"Supported scopes: {', '.join(SCOPES)}.", param="scope")
-    return " ".join(dict.fromkeys(wanted))
+@dataclass(frozen=True)
+class Family:
+    """A refresh-token family: one login's tokens, their scopes and their common end."""
+
+    id: str
+    scopes: tuple[str, ...]
+    expires_at: datetime
 
 
-def _issue(uow, keys, settings, client_id, merchant_id, scope, family_id) -> dict:
-    access, expires_in = issue_access_token(keys, settings, merchant_id, client_id, scope)
+def _grant(allowed, requested) -> tuple[str, ...]:
+    try:
+        return S.grant(allowed, requested)
+    except S.ScopeError as exc:
+        raise OAuthError("invalid_scope", f"{exc}.", param="scope") from None
+
+
+def _issue(uow, keys, settings, client, family: Family, scopes, now) -> dict:
+    scope = S.text(scopes)
+    access, expires_in = issue_access_token(
+        keys, settings, client.merchant_id, client.client_id, scope
+    )
     refresh_token = new_refresh_token()
     uow.conn.execute(
         insert(rt).values(
             token_hash=hash_secret(refresh_token),
-            family_id=family_id,
-            client_id=client_id,
-            merchant_id=merchant_id,
-            scope=scope,
-            expires_at=func.now() + timedelta(seconds=settings.refresh_token_ttl_s),
+            family_id=family.id,
+            client_id=client.client_id,
+            merchant_id=client.merchant_id,
+            scope=S.text(family.scopes),
+            expires_at=min(
+                now + timedelta(seconds=settings.refresh_token_ttl_s), family.expires_at
+            ),
+            family_expires_at=family.expires_at,
         )
     )
     return {

@@ -7,13 +7,12 @@ import secrets
 from sqlalchemy import insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from shared.db.tables import api_clients, blocklist, merchant_limits, merchants, wallets
+from shared.db.tables import blocklist, merchant_limits, merchants, wallets
 from shared.db.uow import UnitOfWork
 from shared.domain import ledger as L
 from shared.domain.limits import SCOPES
 from shared.money import CURRENCIES
-from shared.security.tokens import hash_secret
-from shared.services import ledger, webhook_endpoints
+from shared.services import clients, ledger, webhook_endpoints
 from shared.services.errors import NotFound, ServiceError
 from shared.services.ids import new_id
 
@@ -21,14 +20,12 @@ from shared.services.ids import new_id
 def create_merchant(
     uow: UnitOfWork, vault, name: str, webhook_url: str | None = None, allow_private=False
 ) -> dict:
-    """Create a merchant with one API client; the secrets are returned only here."""
+    """Create a merchant with one API client (every scope); the secrets are returned only here."""
     if not name.strip():
         raise ServiceError("name must not be empty", "name")
     if webhook_url is not None:
         webhook_endpoints.check_url(webhook_url, allow_private)
     merchant_id = new_id("mch")
-    client_id = new_id("ci")
-    client_secret = "cs_" + secrets.token_urlsafe(32)
     webhook_secret = "whsec_" + secrets.token_urlsafe(32)
     uow.conn.execute(
         insert(merchants).values(
@@ -38,15 +35,11 @@ def create_merchant(
             webhook_secret_enc=vault.encrypt(webhook_secret, aad=merchant_id),
         )
     )
-    uow.conn.execute(
-        insert(api_clients).values(
-            client_id=client_id, merchant_id=merchant_id, secret_hash=hash_secret(client_secret)
-        )
-    )
+    client = clients.create_client(uow, merchant_id)
     return {
         "merchant_id": merchant_id,
-        "client_id": client_id,
-        "client_secret": client_secret,
+        "client_id": client["client_id"],
+        "client_secret": client["client_secret"],
         "webhook_secret": webhook_secret,
     }
 

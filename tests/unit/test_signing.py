@@ -40,7 +40,7 @@ def keys(settings):
 
 def claims(**over):
     now = int(time.time())
-    base = {"sub": "mch_1", "iss": ISS, "aud": AUD, "scope": "payments"}
+    base = {"sub": "mch_1", "iss": ISS, "aud": AUD, "scope": "balance:read"}
     base.update(iat=now, exp=now + 600)
     base.update(over)
     return base
@@ -220,14 +220,16 @@ def test_rotation_old_tokens_still_verify():
 
 
 def test_issue_access_token(keys, settings):
-    token, expires_in = issue_access_token(keys, settings, 42, "cli_1")
+    token, expires_in = issue_access_token(keys, settings, 42, "cli_1", "refunds:read balance:read")
     assert expires_in == 900
     body = verify(keys, token, audience=settings.jwt_audience, issuer=settings.jwt_issuer)
-    assert body["sub"] == "42" and body["client_id"] == "cli_1" and body["scope"] == "payments"
+    assert body["sub"] == "42" and body["client_id"] == "cli_1" and body["scope"] == "refunds:read balance:read"
     assert body["exp"] - body["iat"] == 900 and body["nbf"] == body["iat"] and body["jti"]
     long = settings.replace(access_token_ttl_s=3600)
-    assert issue_access_token(keys, long, "m", "c")[1] == 900
-    _, short = issue_access_token(keys, settings.replace(access_token_ttl_s=60), "m", "c")
+    assert issue_access_token(keys, long, "m", "c", "balance:read")[1] == 900
+    _, short = issue_access_token(
+        keys, settings.replace(access_token_ttl_s=60), "m", "c", "balance:read"
+    )
     assert short == 60
 
 
