@@ -1,4 +1,4 @@
-"""The ``clearhouse`` command: operator tasks (migrations, merchants, wallets)."""
+"""The ``clearhouse`` command: operator tasks (migrations, merchants, API clients, wallets)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from cli import clients as clients_cli
 from cli import reports as reports_cli
 from shared.config import Settings
 
@@ -96,6 +97,7 @@ def build_parser() -> Parser:
     ba.add_argument("--value", required=True)
     ba.add_argument("--reason")
     reports_cli.add_parsers(sub)
+    clients_cli.add_parsers(sub)
     return p
 
 
@@ -114,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args, settings) -> int:
     if args.group in reports_cli.GROUPS:
         return reports_cli.run(args, settings)
+    if args.group in clients_cli.GROUPS:
+        return clients_cli.run(args, settings)
     if args.group == "db":
         from shared.db.migrate import upgrade
 

@@ -15,8 +15,8 @@ from shared.db.uow import UnitOfWork
 from shared.domain.validation import ValidationError
 from shared.security.signing import SigningKeys
 from shared.security.vault import Vault
+from shared.services import revocations
 from shared.services.errors import ServiceError
-from shared.services.revocations import RevocationList
 
 
 def _celery_dispatch(step: str, ids: list[str], countdown: float | None = None) -> None:
@@ -58,7 +58,7 @@ def create_app(
                 issuer=settings.jwt_issuer,
                 # Read lazily, on the first authenticated request: building the app
                 # (tests, the OpenAPI document) needs no database.
-                revoked=RevocationList(lambda: UnitOfWork(engine)),
+                revoked=revocations.from_database(lambda: UnitOfWork(engine)),
             ),
             Parameters(),
             JSONBody(settings.max_body_bytes),

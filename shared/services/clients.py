@@ -19,7 +19,6 @@ from shared.db.tables import api_clients, merchants
 from shared.db.tables import refresh_tokens as rt
 from shared.db.uow import UnitOfWork
 from shared.domain import scopes as S
-from shared.domain.certificates import sha256_fingerprint
 from shared.security.tokens import hash_secret
 from shared.services.errors import NotFound, ServiceError
 from shared.services.ids import new_id
@@ -28,26 +27,6 @@ from shared.services.ids import new_id
 def new_secret() -> str:
     """A client secret: ``cs_`` + 32 random bytes, base64url."""
     return "cs_" + secrets.token_urlsafe(32)
-
-
-def parse_scopes(text: str | None) -> tuple[str, ...]:
-    """The CLI's ``--scopes a,b`` (None: every scope); ServiceError naming a bad one."""
-    if text is None:
-        return S.ALL_SCOPES
-    try:
-        return S.parse(text, ",")
-    except S.ScopeError as exc:
-        raise ServiceError(str(exc), "scopes") from None
-
-
-def parse_cert(text: str | None) -> str | None:
-    """The CLI's ``--cert-sha256`` as stored (lower-case hex), or ServiceError."""
-    if text is None:
-        return None
-    try:
-        return sha256_fingerprint(text)
-    except ValueError as exc:
-        raise ServiceError(str(exc), "cert_sha256") from None
 
 
 def create_client(

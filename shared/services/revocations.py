@@ -32,14 +32,24 @@ REFRESH_S = 1.0
 MARGIN_S = 60
 
 
+def from_database(new_uow: Callable[[], UnitOfWork], interval_s: float = REFRESH_S):
+    """The list of the clients revoked in Postgres, reread every ``interval_s``."""
+
+    def read() -> frozenset[str]:
+        with new_uow() as uow:
+            return clients.recently_revoked(uow, MAX_ACCESS_TTL_S + MARGIN_S)
+
+    return RevocationList(read, interval_s)
+
+
 class RevocationList:
     def __init__(
         self,
-        new_uow: Callable[[], UnitOfWork],
+        read: Callable[[], frozenset[str]],
         interval_s: float = REFRESH_S,
         clock: Callable[[], float] = time.monotonic,
     ):
-        self._new_uow = new_uow
+        self._read = read
         self._interval = interval_s
         self._clock = clock
         self._revoked: frozenset[str] = frozenset()
@@ -71,7 +81,3 @@ class RevocationList:
         finally:
             self._due = self._clock() + self._interval
             self._lock.release()
-
-    def _read(self) -> frozenset[str]:
-        with self._new_uow() as uow:
-            return clients.recently_revoked(uow, MAX_ACCESS_TTL_S + MARGIN_S)

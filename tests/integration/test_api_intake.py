@@ -30,6 +30,7 @@ from shared.config import Settings
 from shared.connectors.sandbox import SandboxAcquirer
 from shared.db.tables import idempotency_keys, payment_intents
 from shared.db.uow import UnitOfWork
+from shared.domain.scopes import ALL_SCOPES
 from shared.security.signing import SigningKeys
 from shared.security.vault import Vault
 from shared.services import idempotency
@@ -204,7 +205,7 @@ def drive_to_requires_capture(engine, vault, intent_id):
 
 def test_token_by_json_form_and_basic(client, merchant, keys, settings):
     tokens = get_tokens(client, merchant)
-    assert tokens["token_type"] == "Bearer" and tokens["scope"] == "payments"
+    assert tokens["token_type"] == "Bearer" and tokens["scope"] == " ".join(ALL_SCOPES)
     assert 0 < tokens["expires_in"] <= 900 and tokens["refresh_token"].startswith("rt_")
     claims = keys.verify(
         tokens["access_token"], audience=settings.jwt_audience, issuer=settings.jwt_issuer
@@ -248,13 +249,21 @@ def test_token_errors(client, merchant):
     assert resp.headers["www-authenticate"].startswith("Basic")
 
 
+def refresh_grant(merchant, token: str) -> dict:
+    """A refresh request, authenticated as the merchant's client (as it must be)."""
+    return {
+        "grant_type": "refresh_token",
+        "refresh_token": token,
+        "client_id": merchant["client_id"],
+        "client_secret": merchant["client_secret"],
+    }
+
+
 def test_refresh_rotates_and_reuse_revokes_family(client, merchant):
     first = get_tokens(client, merchant)["refresh_token"]
 
     def refresh(token):
-        return client.simulate_post(
-            "/v1/oauth/token", json={"grant_type": "refresh_token", "refresh_token": token}
-        )
+        return client.simulate_post("/v1/oauth/token", json=refresh_grant(merchant, token))
 
     second = refresh(first)
     assert second.status_code == 200, second.text
@@ -269,9 +278,7 @@ def test_refresh_rotates_and_reuse_revokes_family(client, merchant):
 def test_revoke(client, merchant):
     token = get_tokens(client, merchant)["refresh_token"]
     assert client.simulate_post("/v1/oauth/revoke", json={"token": token}).json == {}
-    resp = client.simulate_post(
-        "/v1/oauth/token", json={"grant_type": "refresh_token", "refresh_token": token}
-    )
+    resp = client.simulate_post("/v1/oauth/token", json=refresh_grant(merchant, token))
     assert_problem(resp, 400, "invalid_grant")
     assert client.simulate_post("/v1/oauth/revoke", json={"token": "nope"}).status_code == 200
     assert_problem(client.simulate_post("/v1/oauth/revoke", json={}), 400, "invalid_request")
@@ -303,7 +310,7 @@ def _forged_tokens(keys, settings, merchant_id) -> dict:
         "sub": merchant_id,
         "iss": settings.jwt_issuer,
         "aud": settings.jwt_audience,
-        "scope": "payments",
+        "scope": " ".join(ALL_SCOPES),
         "iat": now,
         "exp": now + 300,
     }

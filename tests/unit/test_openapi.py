@@ -156,3 +156,49 @@ def test_a_responder_without_an_operation_is_refused():
 
     with pytest.raises(ValueError, match="GET /x"):
         openapi.build([("/x", Undocumented())])
+
+
+def test_each_authenticated_operation_names_its_scope_and_the_scheme_lists_them_all(spec):
+    from shared.domain.scopes import SCOPES
+
+    flow = spec["components"]["securitySchemes"]["oauth2"]["flows"]["clientCredentials"]
+    assert flow["scopes"] == SCOPES and flow["tokenUrl"] == "/v1/oauth/token"
+    assert "security" not in spec  # each operation says its own
+    used = set()
+    for name, op in _operations(spec):
+        open_ = name.split()[1] in {
+            "/v1/oauth/token",
+            "/v1/oauth/revoke",
+            "/.well-known/jwks.json",
+            "/health",
+            "/ready",
+            "/openapi.json",
+        }
+        if open_:
+            assert op["security"] == [], name
+            continue
+        ((scheme, needed),) = (item for req in op["security"] for item in req.items())
+        assert scheme == "oauth2" and len(needed) == 1 and needed[0] in SCOPES, name
+        used.add(needed[0])
+    assert used == set(SCOPES)
+    assert spec["paths"]["/v1/webhook_deliveries"]["get"]["security"] == [
+        {"oauth2": ["events:read"]}
+    ]
+    assert spec["paths"]["/v1/events/{event_id}/redeliver"]["post"]["security"] == [
+        {"oauth2": ["events:write"]}
+    ]
+
+
+def test_an_authenticated_operation_without_a_scope_is_refused():
+    from intake import openapi
+    from intake.schemas import responses
+
+    class Unscoped:
+        auth_required = True
+        operations = {"GET": openapi.Operation("x", "x", "x", 200, responses.Health)}
+
+        def on_get(self, req, resp):
+            pass
+
+    with pytest.raises(ValueError, match="GET /x: an authenticated operation names its scope"):
+        openapi.build([("/x", Unscoped())])

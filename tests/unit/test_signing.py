@@ -223,7 +223,11 @@ def test_issue_access_token(keys, settings):
     token, expires_in = issue_access_token(keys, settings, 42, "cli_1", "refunds:read balance:read")
     assert expires_in == 900
     body = verify(keys, token, audience=settings.jwt_audience, issuer=settings.jwt_issuer)
-    assert body["sub"] == "42" and body["client_id"] == "cli_1" and body["scope"] == "refunds:read balance:read"
+    assert (
+        body["sub"] == "42"
+        and body["client_id"] == "cli_1"
+        and body["scope"] == "refunds:read balance:read"
+    )
     assert body["exp"] - body["iat"] == 900 and body["nbf"] == body["iat"] and body["jti"]
     long = settings.replace(access_token_ttl_s=3600)
     assert issue_access_token(keys, long, "m", "c", "balance:read")[1] == 900

@@ -1,0 +1,89 @@
+"""``clearhouse client create|rotate-secret|revoke|list``: a merchant's API clients."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from shared.domain import scopes as S
+from shared.domain.certificates import sha256_fingerprint
+
+GROUPS = ("client",)
+# As webhook secrets: a day for the merchant to roll every server over.
+DEFAULT_OVERLAP_H = 24.0
+
+
+def _scopes(text: str) -> tuple[str, ...]:
+    try:
+        return S.parse(text, ",")
+    except S.ScopeError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _fingerprint(text: str) -> str:
+    try:
+        return sha256_fingerprint(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}, got {text!r}") from None
+
+
+def _hours(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
+def add_parsers(sub) -> None:
+    """Add the client group to the main parser's subcommands."""
+    c = sub.add_parser("client", help="API clients").add_subparsers(dest="cmd", required=True)
+    new = c.add_parser("create", help="a new API client of a merchant (its secret shown once)")
+    new.add_argument("--merchant", required=True)
+    new.add_argument(
+        "--scopes", type=_scopes, default=S.ALL_SCOPES, help="comma-separated; default: all"
+    )
+    new.add_argument("--cert-sha256", type=_fingerprint, help="bind to a client certificate")
+    new.add_argument("--json", action="store_true", help="one line of JSON")
+    rot = c.add_parser("rotate-secret", help="a new secret; the old one works until the overlap")
+    rot.add_argument("--client", required=True)
+    rot.add_argument("--overlap-h", type=_hours, default=DEFAULT_OVERLAP_H, help="default 24")
+    rot.add_argument("--json", action="store_true")
+    rev = c.add_parser("revoke", help="refuse the client, its refresh and access tokens")
+    rev.add_argument("--client", required=True)
+    rev.add_argument("--json", action="store_true")
+    ls = c.add_parser("list", help="a merchant's clients (no secrets)")
+    ls.add_argument("--merchant", required=True)
+    ls.add_argument("--json", action="store_true")
+
+
+def run(args, settings) -> int:
+    """Run one client command; print its result; return the exit status."""
+    from shared.db.engine import get_engine
+    from shared.db.uow import UnitOfWork, transact
+    from shared.services import clients
+
+    commands = {
+        "create": lambda u: clients.create_client(u, args.merchant, args.scopes, args.cert_sha256),
+        "rotate-secret": lambda u: clients.rotate_secret(u, args.client, args.overlap_h),
+        "revoke": lambda u: clients.revoke_client(u, args.client),
+        "list": lambda u: clients.list_clients(u, args.merchant),
+    }
+    engine = get_engine(settings.database_url, "worker", settings.db_timeouts_worker)
+    out = transact(lambda: UnitOfWork(engine), commands[args.cmd])
+    if args.json:
+        print(json.dumps(out, separators=(",", ":")))
+    elif args.cmd == "list":
+        for client in out["clients"]:
+            print(_line(client))
+    else:
+        print(_line(out, "\n"))
+    return 0
+
+
+def _line(fields: dict, separator: str = "  ") -> str:
+    """``key: value`` pairs; lists space-separated, unset values left out."""
+    shown = {k: " ".join(v) if isinstance(v, list) else v for k, v in fields.items()}
+    return separator.join(f"{k}: {v}" for k, v in shown.items() if v is not None)
