@@ -113,3 +113,13 @@ def test_while_one_request_rereads_the_others_use_the_last_list(clock, source):
     release.set()
     first.join(5)
     assert revoked.is_revoked("ci_b")
+
+
+def test_a_process_whose_first_read_fails_refuses_nobody_and_reads_again_later(clock, source):
+    revoked = RevocationList(source, interval_s=1.0, clock=clock)
+    source.revoked.add("ci_a")
+    source.error = OperationalError("SELECT", {}, Exception("connection refused"))
+    assert not revoked.is_revoked("ci_a")  # every operation needs Postgres anyway
+    source.error = None
+    clock.now += 1
+    assert revoked.is_revoked("ci_a")
