@@ -164,6 +164,10 @@ def test_client_revoke_and_list(api, make_merchant, engine):
     assert listed["merchant_id"] == mid
     assert [c["client_id"] for c in listed["clients"]] == [cid, second["client_id"]]
     first, other = listed["clients"]
+    assert set(first) == {
+        "client_id", "scopes", "cert_sha256", "created_at", "revoked_at",
+        "previous_secret_expires_at",
+    }  # fmt: skip
     assert first["revoked_at"] == again["revoked_at"] and other["revoked_at"] is None
     assert other["scopes"] == ["balance:read"] and first["scopes"] == list(ALL_SCOPES)
     text = json.dumps(listed)

@@ -123,3 +123,31 @@ def test_a_process_whose_first_read_fails_refuses_nobody_and_reads_again_later(c
     source.error = None
     clock.now += 1
     assert revoked.is_revoked("ci_a")
+
+
+def test_requests_waiting_for_the_first_list_share_one_read(clock, source):
+    revoked = RevocationList(source, interval_s=1.0, clock=clock)
+    started, release = threading.Event(), threading.Event()
+    reads = []
+
+    def slow_read():
+        reads.append(1)
+        started.set()
+        release.wait(5)
+        return frozenset({"ci_a"})
+
+    revoked._read = slow_read
+    answers = []
+    threads = [
+        threading.Thread(target=lambda: answers.append(revoked.is_revoked("ci_a")))
+        for _ in range(4)
+    ]
+    threads[0].start()
+    assert started.wait(5)
+    for t in threads[1:]:
+        t.start()
+    release.set()
+    for t in threads:
+        t.join(5)
+    # Before a first list every request waits for it, and the first read serves them all.
+    assert answers == [True] * 4 and len(reads) == 1
