@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from cli.args import non_negative_float
 from shared.domain import scopes as S
 from shared.domain.certificates import sha256_fingerprint
 
@@ -27,16 +28,6 @@ def _fingerprint(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{exc}, got {text!r}") from None
 
 
-def _hours(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
-    return value
-
-
 def add_parsers(sub) -> None:
     """Add the client group to the main parser's subcommands."""
     c = sub.add_parser("client", help="API clients").add_subparsers(dest="cmd", required=True)
@@ -49,7 +40,9 @@ def add_parsers(sub) -> None:
     new.add_argument("--json", action="store_true", help="one line of JSON")
     rot = c.add_parser("rotate-secret", help="a new secret; the old one works until the overlap")
     rot.add_argument("--client", required=True)
-    rot.add_argument("--overlap-h", type=_hours, default=DEFAULT_OVERLAP_H, help="default 24")
+    rot.add_argument(
+        "--overlap-h", type=non_negative_float, default=DEFAULT_OVERLAP_H, help="default 24"
+    )
     rot.add_argument("--json", action="store_true")
     rev = c.add_parser("revoke", help="refuse the client, its refresh and access tokens")
     rev.add_argument("--client", required=True)

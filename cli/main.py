@@ -8,6 +8,7 @@ import sys
 
 from cli import clients as clients_cli
 from cli import reports as reports_cli
+from cli.args import non_negative_float
 from shared.config import Settings
 
 
@@ -36,16 +37,6 @@ def _score(text: str) -> int:
     return value
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
-    return value
-
-
 def build_parser() -> Parser:
     p = Parser(prog="clearhouse", description=__doc__)
     sub = p.add_subparsers(dest="group", required=True, parser_class=Parser)
@@ -70,7 +61,7 @@ def build_parser() -> Parser:
     thr.add_argument("--threshold", required=True, type=_score, metavar="0-100")
     rot = m.add_parser("rotate-webhook-secret", help="new webhook secret; the old one overlaps")
     rot.add_argument("--merchant", required=True)
-    rot.add_argument("--overlap-hours", type=_non_negative_float, help="default from settings")
+    rot.add_argument("--overlap-hours", type=non_negative_float, help="default from settings")
     rot.add_argument("--json", action="store_true")
     url = m.add_parser("set-webhook-url", help="where webhooks go (pending retries too)")
     url.add_argument("--merchant", required=True)

@@ -1,4 +1,4 @@
-"""What the revocation check costs per request, in-process (``python -m tests.load.revocation_bench``).
+"""The revocation check's cost per request, in-process (`python -m tests.load.revocation_bench`).
 
 Times the Auth middleware's ``process_resource`` on a real signed token, with the
 revocation list and without it, and the list's own ``is_revoked`` alone (what the

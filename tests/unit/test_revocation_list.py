@@ -50,8 +50,20 @@ def source():
     return Source()
 
 
-def test_read_at_first_use_then_at_most_once_per_interval(clock, source):
-    revoked = RevocationList(source, interval_s=1.0, clock=clock)
+@pytest.fixture
+def revoked(clock, source):
+    return RevocationList(source, interval_s=1.0, clock=clock)
+
+
+@pytest.fixture
+def loaded(revoked, source):
+    """A list that has read its first one: ``ci_a`` revoked."""
+    source.revoked.add("ci_a")
+    assert revoked.is_revoked("ci_a")
+    return revoked
+
+
+def test_read_at_first_use_then_at_most_once_per_interval(revoked, clock, source):
     assert source.reads == 0  # building the app reads nothing
     source.revoked.add("ci_a")
     assert revoked.is_revoked("ci_a") and not revoked.is_revoked("ci_b")
@@ -66,10 +78,8 @@ def test_read_at_first_use_then_at_most_once_per_interval(clock, source):
     assert revoked.is_revoked("ci_b") and source.reads == 2
 
 
-def test_the_last_good_list_stays_while_the_database_is_away(clock, source):
-    revoked = RevocationList(source, interval_s=1.0, clock=clock)
-    source.revoked.add("ci_a")
-    assert revoked.is_revoked("ci_a")
+def test_the_last_good_list_stays_while_the_database_is_away(loaded, clock, source):
+    revoked = loaded
     source.error = OperationalError("SELECT", {}, Exception("connection refused"))
     clock.now += 5
     assert revoked.is_revoked("ci_a") and not revoked.is_revoked("ci_b")
@@ -83,19 +93,14 @@ def test_the_last_good_list_stays_while_the_database_is_away(clock, source):
     assert revoked.is_revoked("ci_b")
 
 
-def test_a_bug_in_the_read_keeps_the_last_list_too(clock, source):
-    revoked = RevocationList(source, interval_s=1.0, clock=clock)
-    source.revoked.add("ci_a")
-    assert revoked.is_revoked("ci_a")
+def test_a_bug_in_the_read_keeps_the_last_list_too(loaded, clock, source):
     source.error = RuntimeError("a bug")
     clock.now += 1
-    assert revoked.is_revoked("ci_a")
+    assert loaded.is_revoked("ci_a")
 
 
-def test_while_one_request_rereads_the_others_use_the_last_list(clock, source):
-    revoked = RevocationList(source, interval_s=1.0, clock=clock)
-    source.revoked.add("ci_a")
-    assert revoked.is_revoked("ci_a")
+def test_while_one_request_rereads_the_others_use_the_last_list(loaded, clock):
+    revoked = loaded
     reading, release = threading.Event(), threading.Event()
 
     def slow_read():
@@ -115,8 +120,9 @@ def test_while_one_request_rereads_the_others_use_the_last_list(clock, source):
     assert revoked.is_revoked("ci_b")
 
 
-def test_a_process_whose_first_read_fails_refuses_nobody_and_reads_again_later(clock, source):
-    revoked = RevocationList(source, interval_s=1.0, clock=clock)
+def test_a_process_whose_first_read_fails_refuses_nobody_and_reads_again_later(
+    revoked, clock, source
+):
     source.revoked.add("ci_a")
     source.error = OperationalError("SELECT", {}, Exception("connection refused"))
     assert not revoked.is_revoked("ci_a")  # every operation needs Postgres anyway
@@ -125,8 +131,7 @@ def test_a_process_whose_first_read_fails_refuses_nobody_and_reads_again_later(c
     assert revoked.is_revoked("ci_a")
 
 
-def test_requests_waiting_for_the_first_list_share_one_read(clock, source):
-    revoked = RevocationList(source, interval_s=1.0, clock=clock)
+def test_requests_waiting_for_the_first_list_share_one_read(revoked):
     started, release = threading.Event(), threading.Event()
     reads = []
 
