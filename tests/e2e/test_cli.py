@@ -5,8 +5,9 @@ the session's database), with ``--json`` where it has one; its output is
 checked, then what it changed is observed through the running API (a
 payment refused by a limit, blocked by the threshold or the blocklist, paid
 from the funded wallet, a webhook signed with the rotated secret, the
-report's rows). A bad argument gives one line on stderr and a non-zero exit
-(2 for usage errors, 1 for errors of the command), and changes nothing.
+report's rows, a token refused for its scope or its revoked client). A bad
+argument gives one line on stderr and a non-zero exit (2 for usage errors,
+1 for errors of the command), and changes nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tests import factories as f
 from tests.conftest import free_port
 from tests.e2e.conftest import Client, cli
 from tests.support.receiver import Receiver
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.e2e
 
@@ -268,3 +270,37 @@ def test_report_daily_and_ledger_verify(stack):
     refused(2, "report", "daily", "--date", "20240101", says="not a date (YYYY-MM-DD)")
     refused(2, "report", "daily", says="required: --date")
     refused(2, "ledger", "verify", "--all", says="unrecognized arguments: --all")
+
+
+def test_client_commands_scope_rotate_and_revoke_over_http(stack):
+    owner = new_merchant(stack, "cli clients")
+    mid = owner.merchant["merchant_id"]
+    made = ok_json("client", "create", "--merchant", mid, "--scopes", "payment_intents:read")
+    assert made["scopes"] == ["payment_intents:read"]
+    reader = Client(stack["url"], {**owner.merchant, **made})
+    assert reader.get("/v1/payment_intents").status_code == 200
+    denied = reader.post("/v1/payment_intents", card(1000))
+    assert denied.status_code == 403 and denied.json()["code"] == "insufficient_scope"
+    assert "payment_intents:write" in denied.json()["detail"]
+
+    rotated = ok_json("client", "rotate-secret", "--client", made["client_id"])
+    assert rotated["previous_secret_expires_at"] is not None
+    Client(stack["url"], {**made, "client_secret": rotated["client_secret"]})
+    Client(stack["url"], made)  # the old secret, during the overlap
+
+    assert (
+        plain(ok("client", "revoke", "--client", made["client_id"]))["client_id"]
+        == made["client_id"]
+    )
+    # Every API process refuses the token within 5 s (reread once a second).
+    until(
+        lambda: reader.get("/v1/payment_intents").status_code == 401,
+        timeout=5,
+        what="the revoked client's token to be refused",
+    )
+    assert all(reader.get("/v1/payment_intents").status_code == 401 for _ in range(10))
+    assert owner.get("/v1/payment_intents").status_code == 200  # the merchant's first client
+    listed = ok_json("client", "list", "--merchant", mid)["clients"]
+    assert [c["revoked_at"] is not None for c in listed] == [False, True]
+    refused(1, "client", "revoke", "--client", "ci_nope", says="No such client: 'ci_nope'")
+    refused(2, "client", "create", "--merchant", mid, "--scopes", "all", says="unknown scope")
