@@ -8,13 +8,18 @@ from intake import errors
 from intake.idempotent import IdempotentRunner
 from intake.metrics import Metrics
 from intake.middleware import Auth, JSONBody, Parameters, RequestId
+from intake.ratelimit import RateLimit
 from intake.resources import balance, events, intents, oauth, ops, refunds, reports
 from shared.config import Settings
 from shared.db.engine import get_engine
 from shared.domain.validation import ValidationError
+from shared.security.failures import FailureCounter
+from shared.security.redis_breaker import RedisBreaker
 from shared.security.signing import SigningKeys
+from shared.security.throttle import Throttle
 from shared.security.vault import Vault
 from shared.services.errors import ServiceError
+from shared.services.lockout import Lockout
 
 
 def _celery_dispatch(step: str, ids: list[str], countdown: float | None = None) -> None:
@@ -45,6 +50,10 @@ def create_app(
     vault = vault or Vault.from_settings(settings)
     dispatch = dispatch or _celery_dispatch
     redis_client = redis_client or _redis_client(settings.redis_url)
+    # One breaker for both Redis checks: an outage is one outage, logged once.
+    breaker = RedisBreaker()
+    prefix = settings.redis_key_prefix
+    lockout = Lockout(FailureCounter(redis_client, prefix), breaker, settings)
 
     app = falcon.App(
         middleware=[
@@ -53,6 +62,8 @@ def create_app(
             Auth(keys, audience=settings.jwt_audience, issuer=settings.jwt_issuer),
             Parameters(),
             JSONBody(settings.max_body_bytes),
+            # Last: the client is known (Auth, or the OAuth body's client_id).
+            RateLimit(Throttle(redis_client, prefix), breaker, settings),
         ]
     )
     # `?limit=` must be refused, not silently read as "no limit given".
@@ -66,8 +77,8 @@ def create_app(
     runner = IdempotentRunner(engine, settings, mac=vault.fingerprint, dispatch=dispatch)
     deps = (engine, vault, dispatch, runner)
     routes = [
-        ("/v1/oauth/token", oauth.Token(engine, keys, settings)),
-        ("/v1/oauth/revoke", oauth.Revoke(engine)),
+        ("/v1/oauth/token", oauth.Token(engine, keys, settings, lockout)),
+        ("/v1/oauth/revoke", oauth.Revoke(engine, lockout)),
         ("/.well-known/jwks.json", oauth.JWKS(keys)),
         ("/v1/payment_intents", intents.Collection(*deps)),
         ("/v1/payment_intents/{intent_id}", intents.Item(*deps)),
