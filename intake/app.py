@@ -29,10 +29,18 @@ def _celery_dispatch(step: str, ids: list[str], countdown: float | None = None) 
     publish(step, ids, countdown)
 
 
-def _redis_client(url: str):
+def redis_client_for(url: str):
+    """The API's Redis client (/ready, rate limits, lockout): 1 s timeouts, no retries."""
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
-    return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    # redis-py >= 6 retries 3 times with backoff by default, which turns a hung
+    # Redis's 1 s timeout into about 15 s per call. Every use here must answer
+    # fast and copes with a failure (the limiter fails open, /ready says not ready).
+    return redis.Redis.from_url(
+        url, socket_connect_timeout=1, socket_timeout=1, retry=Retry(NoBackoff(), 0)
+    )
 
 
 def create_app(
@@ -49,7 +57,7 @@ def create_app(
     keys = keys or SigningKeys.from_settings(settings)
     vault = vault or Vault.from_settings(settings)
     dispatch = dispatch or _celery_dispatch
-    redis_client = redis_client or _redis_client(settings.redis_url)
+    redis_client = redis_client or redis_client_for(settings.redis_url)
     # One breaker for both Redis checks: an outage is one outage, logged once.
     breaker = RedisBreaker()
     prefix = settings.redis_key_prefix

@@ -9,14 +9,14 @@ bucket in the middle of a test; the burst is what is counted.
 from __future__ import annotations
 
 import logging
+import signal
 import time
 
 import falcon.testing
 import prometheus_client
 import pytest
-import redis
 
-from intake.app import create_app
+from intake.app import create_app, redis_client_for
 from shared.security.signing import SigningKeys
 from tests import factories as f
 from tests.support import waiting
@@ -230,7 +230,7 @@ def test_with_redis_away_requests_pass_counted_and_logged_once(app, make_merchan
     server = PrivateRedis()
     server.start()
     try:
-        conn = redis.Redis(port=server.port, socket_connect_timeout=1, socket_timeout=1)
+        conn = redis_client_for(server.url)
         b = burst_of(3)
         client = falcon.testing.TestClient(
             app(
@@ -239,9 +239,10 @@ def test_with_redis_away_requests_pass_counted_and_logged_once(app, make_merchan
             )
         )
         ip = f.new_ip()
-        tok = token(client, make_merchant(), ip)
+        tok = token(client, make_merchant(), ip)  # the OAuth endpoint's limits
         assert balance(client, tok, ip).headers["ratelimit-remaining"] == "2"
-        server.kill()
+        # Hung, the worst kind of away: every command would wait out its 1 s timeout.
+        server.proc.send_signal(signal.SIGSTOP)
         before = _unavailable()
         caplog.set_level(logging.WARNING, logger="clearhouse.ratelimit")
         started = time.monotonic()
@@ -252,12 +253,31 @@ def test_with_redis_away_requests_pass_counted_and_logged_once(app, make_merchan
         assert _unavailable() - before == 20
         down = [r for r in caplog.records if "unavailable" in r.getMessage()]
         assert len(down) == 1, [r.getMessage() for r in caplog.records]
-        # No connect timeout per request: the breaker skips Redis between tries.
-        assert took < 5, took
+        # Not 20 timeouts: after a failure the breaker skips Redis for a second.
+        assert took < 8, took
 
-        server.start()  # empty: every bucket is full again
+        server.proc.send_signal(signal.SIGCONT)
         waiting.until(lambda: "ratelimit-limit" in balance(client, tok, ip).headers, timeout=10)
         back = [r for r in caplog.records if "available again" in r.getMessage()]
         assert len(back) == 1
+        # And killed: refused at once, let through just the same.
+        server.kill()
+        assert balance(client, tok, ip).status_code == 200
     finally:
+        server.proc.send_signal(signal.SIGCONT)
         server.stop()
+
+
+def test_a_request_refused_by_its_ip_costs_its_client_nothing(app, make_merchant):
+    # Bursts (0.1/s and 0.15/s, 20 s each): the IP's 2, the client's 3.
+    limits = {"rate_limit_per_ip": 0.1, "rate_limit_per_client": 0.15, "rate_limit_burst_s": 20}
+    client = falcon.testing.TestClient(app(**{**ROOMY, **limits}))
+    here, there = f.new_ip(), f.new_ip()
+    tok = token(client, make_merchant(), here)
+    assert [balance(client, tok, here).status_code for _ in range(2)] == [200, 200]
+    for _ in range(3):
+        assert_limited(balance(client, tok, here), 2)
+    # The client has one request left: the refused ones were not charged to it.
+    last = balance(client, tok, there)
+    assert last.status_code == 200 and last.headers["ratelimit-remaining"] == "0"
+    assert_limited(balance(client, tok, there), 3)
