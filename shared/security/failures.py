@@ -30,15 +30,16 @@ return 0
 
 
 class FailureCounter:
-    """Keys: ``prefix`` + ``lockout:failures:<id>`` and ``lockout:<id>``."""
+    """Keys: ``prefix`` + ``lockout:fail:<id>`` and ``lockout:lock:<id>`` (the segment
+    before the id is fixed, so no id's key can be another id's of the other kind)."""
 
     def __init__(self, redis_client, prefix: str = ""):
         self._redis = redis_client
-        self._record = redis_client.register_script(RECORD)
+        self._record = None  # registered on first use: building the app needs no Redis
         self._prefix = prefix + "lockout:"
 
     def lock_key(self, client_id: str) -> str:
-        return self._prefix + key_part(client_id)
+        return self._prefix + "lock:" + key_part(client_id)
 
     def locked_ms(self, client_id: str) -> int:
         """Milliseconds the client stays locked (0: not locked)."""
@@ -46,6 +47,8 @@ class FailureCounter:
 
     def record(self, client_id: str, failures: int, window_s: float, lock_s: float) -> int:
         """Count one failure; the lock's length in ms if this one set it, else 0."""
-        keys = [self._prefix + "failures:" + key_part(client_id), self.lock_key(client_id)]
+        keys = [self._prefix + "fail:" + key_part(client_id), self.lock_key(client_id)]
         args = [int(window_s * 1e6), failures, max(1, int(lock_s * 1000)), secrets.token_hex(8)]
+        if self._record is None:
+            self._record = self._redis.register_script(RECORD)
         return int(self._record(keys=keys, args=args))

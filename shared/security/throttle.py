@@ -57,7 +57,8 @@ class Throttle:
     """Checks (key, Limit) pairs in one round trip; keys go under ``prefix`` + ``rl:``."""
 
     def __init__(self, redis_client, prefix: str = ""):
-        self._script = redis_client.register_script(GCRA)
+        self._redis = redis_client
+        self._script = None  # registered on first use: building the app needs no Redis
         self._prefix = prefix + "rl:"
 
     def check(self, checks: list[tuple[str, Limit]]) -> list[Verdict]:
@@ -65,5 +66,7 @@ class Throttle:
         keys = [self._prefix + key for key, _ in checks]
         limits = [limit for _, limit in checks]
         args = [n for lim in limits for n in (lim.interval_us, lim.tolerance_us)]
+        if self._script is None:
+            self._script = self._redis.register_script(GCRA)
         allowed, now, *tats = self._script(keys=keys, args=args)
         return ratelimit.verdicts(limits, int(now), [int(t) for t in tats], bool(int(allowed)))

@@ -123,6 +123,17 @@ def test_an_unknown_id_is_locked_alike_and_locks_no_one_else(client, make_mercha
     assert body["detail"].split(";")[0] == real_body["detail"].split(";")[0]
 
 
+def test_an_operator_lifts_a_lock_by_deleting_its_key(
+    client, make_merchant, redis_client, settings
+):
+    m = make_merchant()
+    fail(client, m["client_id"], 10)
+    assert_locked(grant(client, m["client_id"], m["client_secret"]))
+    key = settings.redis_key_prefix + "lockout:lock:" + m["client_id"]
+    assert redis_client.delete(key) == 1
+    assert grant(client, m["client_id"], m["client_secret"]).status_code == 200
+
+
 def test_with_redis_away_the_lockout_fails_open(settings, engine, vault, make_merchant):
     server = PrivateRedis()
     server.start()

@@ -83,7 +83,7 @@ def assert_limited(resp, limit: int):
 
 
 def test_a_burst_over_the_client_limit_is_429_and_every_response_carries_the_headers(
-    app, make_merchant
+    app, make_merchant, redis_client, settings
 ):
     b = burst_of(5)
     client = falcon.testing.TestClient(
@@ -107,6 +107,9 @@ def test_a_burst_over_the_client_limit_is_429_and_every_response_carries_the_hea
         assert r.headers["ratelimit-limit"] == "5"
         assert r.headers["ratelimit-remaining"] == str(left)
         assert int(r.headers["ratelimit-reset"]) >= 1
+    # The key (under the prefix) expires when its bucket is full again: 5 × 10 s.
+    left_ms = redis_client.pttl(f"{settings.redis_key_prefix}rl:client:{merchant['client_id']}")
+    assert 40_000 < left_ms <= 50_001
     over = balance(client, tok, ip)
     assert_limited(over, 5)
     assert over.json["request_id"] == over.headers["x-request-id"]
