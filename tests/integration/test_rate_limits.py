@@ -208,6 +208,9 @@ def test_the_token_endpoint_has_stricter_limits_per_ip_and_per_client_id(
     # Per IP: another client from the first address is over too.
     other = {**body, "client_id": make_merchant()["client_id"]}
     assert_limited(client.simulate_post("/v1/oauth/token", json=other, remote_addr=ip), 3)
+    # Revocation shares the OAuth endpoints' limits.
+    revoke = client.simulate_post("/v1/oauth/revoke", json={"token": "rt_x"}, remote_addr=ip)
+    assert_limited(revoke, 3)
     # The rest of the API is not: the address still reads its balance.
     assert balance(client, token(client, make_merchant(), f.new_ip()), ip).status_code == 200
 
