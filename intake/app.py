@@ -8,15 +8,20 @@ from intake import errors
 from intake.idempotent import IdempotentRunner
 from intake.metrics import Metrics
 from intake.middleware import Auth, JSONBody, Parameters, RequestId
+from intake.ratelimit import RateLimit
 from intake.resources import balance, events, intents, oauth, ops, refunds, reports
 from shared.config import Settings
 from shared.db.engine import get_engine
 from shared.db.uow import UnitOfWork
 from shared.domain.validation import ValidationError
+from shared.security.failures import FailureCounter
+from shared.security.redis_breaker import RedisBreaker
 from shared.security.signing import SigningKeys
+from shared.security.throttle import Throttle
 from shared.security.vault import Vault
 from shared.services import revocations
 from shared.services.errors import ServiceError
+from shared.services.lockout import Lockout
 
 
 def _celery_dispatch(step: str, ids: list[str], countdown: float | None = None) -> None:
@@ -26,10 +31,18 @@ def _celery_dispatch(step: str, ids: list[str], countdown: float | None = None) 
     publish(step, ids, countdown)
 
 
-def _redis_client(url: str):
+def redis_client_for(url: str):
+    """The API's Redis client (/ready, rate limits, lockout): 1 s timeouts, no retries."""
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
-    return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    # redis-py >= 6 retries 3 times with backoff by default, which turns a hung
+    # Redis's 1 s timeout into about 15 s per call. Every use here must answer
+    # fast and copes with a failure (the limiter fails open, /ready says not ready).
+    return redis.Redis.from_url(
+        url, socket_connect_timeout=1, socket_timeout=1, retry=Retry(NoBackoff(), 0)
+    )
 
 
 def create_app(
@@ -46,7 +59,11 @@ def create_app(
     keys = keys or SigningKeys.from_settings(settings)
     vault = vault or Vault.from_settings(settings)
     dispatch = dispatch or _celery_dispatch
-    redis_client = redis_client or _redis_client(settings.redis_url)
+    redis_client = redis_client or redis_client_for(settings.redis_url)
+    # One breaker for both Redis checks: an outage is one outage, logged once.
+    breaker = RedisBreaker()
+    prefix = settings.redis_key_prefix
+    lockout = Lockout(FailureCounter(redis_client, prefix), breaker, settings)
 
     app = falcon.App(
         middleware=[
@@ -62,6 +79,8 @@ def create_app(
             ),
             Parameters(),
             JSONBody(settings.max_body_bytes),
+            # Last: the client is known (Auth, or the OAuth body's client_id).
+            RateLimit(Throttle(redis_client, prefix), breaker, settings),
         ]
     )
     # `?limit=` must be refused, not silently read as "no limit given".
@@ -75,8 +94,8 @@ def create_app(
     runner = IdempotentRunner(engine, settings, mac=vault.fingerprint, dispatch=dispatch)
     deps = (engine, vault, dispatch, runner)
     routes = [
-        ("/v1/oauth/token", oauth.Token(engine, keys, settings)),
-        ("/v1/oauth/revoke", oauth.Revoke(engine)),
+        ("/v1/oauth/token", oauth.Token(engine, keys, settings, lockout)),
+        ("/v1/oauth/revoke", oauth.Revoke(engine, lockout)),
         ("/.well-known/jwks.json", oauth.JWKS(keys)),
         ("/v1/payment_intents", intents.Collection(*deps)),
         ("/v1/payment_intents/{intent_id}", intents.Item(*deps)),

@@ -31,10 +31,32 @@ ERRORS = {
     413: "The request body is too large.",
     415: "The body is not JSON (or, for OAuth, a form).",
     422: "The Idempotency-Key was used with another request (`idempotency_key_reused`).",
-    429: "Too many requests; retry after `Retry-After` seconds.",
+    429: "Too many requests (`rate_limited`), or, on the OAuth endpoints, a client locked out"
+    " after repeated failed authentications (`client_locked`); retry after `Retry-After`"
+    " seconds.",
     503: "A dependency is unavailable; retry with the same Idempotency-Key.",
 }
 FORM = "application/x-www-form-urlencoded"
+# On every response while the rate limiter is up (intake/ratelimit.py): the tighter limit.
+RATE_LIMIT_HEADERS = {
+    "RateLimit-Limit": ("Requests the tighter applying limit allows at once (its burst).", 1),
+    "RateLimit-Remaining": ("Requests left before that limit refuses.", 0),
+    "RateLimit-Reset": ("Seconds until that limit is whole again.", 0),
+}
+RETRY_AFTER = {"Retry-After": ("Seconds to wait before retrying.", 1)}
+RETRY_STATUSES = (429, 503)
+
+
+def _headers(spec: dict[str, tuple[str, int]]) -> dict:
+    return {
+        name: {"description": text, "schema": {"type": "integer", "minimum": low}}
+        for name, (text, low) in spec.items()
+    }
+
+
+def _response(description: str, content: dict, status: int) -> dict:
+    headers = RATE_LIMIT_HEADERS | (RETRY_AFTER if status in RETRY_STATUSES else {})
+    return {"description": description, "headers": _headers(headers), "content": content}
 
 
 @dataclass(frozen=True)
@@ -108,8 +130,8 @@ def _operation(template: str, op: Operation) -> dict:
         "tags": [op.tag],
         "summary": op.summary,
         "responses": {
-            str(op.status): {"description": op.summary, "content": content},
-            **{str(s): {"description": d, "content": problem} for s, d in ERRORS.items()},
+            str(op.status): _response(op.summary, content, op.status),
+            **{str(s): _response(d, problem, s) for s, d in ERRORS.items()},
         },
     }
     params = _path(template) + (_query(op.query) if op.query else [])

@@ -234,6 +234,21 @@ class Settings:
     metrics_addr: str = "127.0.0.1"
     # Liveness file the relay and beat touch every loop; None: no file.
     heartbeat_file: str | None = None
+    # Rate limits (requests per second; 0 disables one), per API client and
+    # per source IP, and stricter ones on the OAuth endpoints (per client_id
+    # sent and per IP). Each bucket holds rate_limit_burst_s seconds of its
+    # rate: its burst. The per-IP rate leaves room for several merchants
+    # behind one NAT (and for test suites, which all come from 127.0.0.1).
+    rate_limit_per_client: float = 100.0
+    rate_limit_per_ip: float = 500.0
+    rate_limit_token_per_client: float = 10.0
+    rate_limit_token_per_ip: float = 20.0
+    rate_limit_burst_s: float = 2.0
+    # Client lockout: this many failed authentications of one client_id within
+    # the window lock it out of the OAuth endpoints for auth_lockout_s (0: off).
+    auth_lockout_failures: int = 10
+    auth_lockout_window_s: int = 900
+    auth_lockout_s: int = 900
 
     def __post_init__(self) -> None:
         # The retention floor is enforced here, so from_env (which builds through
@@ -303,6 +318,16 @@ class Settings:
             relay_metrics_port=_int("RELAY_METRICS_PORT", d.relay_metrics_port),
             metrics_addr=_host("METRICS_ADDR", d.metrics_addr),
             heartbeat_file=_optional_str("HEARTBEAT_FILE"),
+            rate_limit_per_client=_float("RATE_LIMIT_PER_CLIENT", d.rate_limit_per_client),
+            rate_limit_per_ip=_float("RATE_LIMIT_PER_IP", d.rate_limit_per_ip),
+            rate_limit_token_per_client=_float(
+                "RATE_LIMIT_TOKEN_PER_CLIENT", d.rate_limit_token_per_client
+            ),
+            rate_limit_token_per_ip=_float("RATE_LIMIT_TOKEN_PER_IP", d.rate_limit_token_per_ip),
+            rate_limit_burst_s=_float("RATE_LIMIT_BURST_S", d.rate_limit_burst_s),
+            auth_lockout_failures=_int("AUTH_LOCKOUT_FAILURES", d.auth_lockout_failures),
+            auth_lockout_window_s=_int("AUTH_LOCKOUT_WINDOW_S", d.auth_lockout_window_s),
+            auth_lockout_s=_int("AUTH_LOCKOUT_S", d.auth_lockout_s),
         )
         values.update(overrides)
         return cls(**values)

@@ -8,7 +8,7 @@ from urllib.parse import unquote
 
 from sqlalchemy import Engine
 
-from intake.errors import BasicAuthFailed
+from intake.errors import ApiError, BasicAuthFailed
 from intake.openapi import Operation
 from intake.schemas import requests as rq
 from intake.schemas import responses as rs
@@ -18,6 +18,7 @@ from shared.db.uow import UnitOfWork, transact
 from shared.security.signing import SigningKeys
 from shared.services import auth
 from shared.services.auth import InvalidClient, OAuthError
+from shared.services.lockout import ClientLocked, Lockout
 
 GRANTS = ("client_credentials", "refresh_token")
 
@@ -108,18 +109,23 @@ class Token:
         )
     }
 
-    def __init__(self, engine: Engine, keys: SigningKeys, settings: Settings):
+    def __init__(
+        self, engine: Engine, keys: SigningKeys, settings: Settings, lockout: Lockout | None = None
+    ):
         self._engine = engine
         self._keys = keys
         self._settings = settings
+        self._lockout = lockout
 
     def on_post(self, req, resp) -> None:
         body = req.context.body
         grant = parse(rq.TokenRequest, body, _grant_type, refuse=_invalid)
         client_id, secret, via_basic = client_credentials(req, body)
+        _ensure_open(self._lockout, client_id)
         try:
             result = self._grant(grant, body, client_id, secret)
         except InvalidClient:
+            _failed(self._lockout, client_id)
             if via_basic:
                 raise BasicAuthFailed() from None
             raise
@@ -171,14 +177,20 @@ class Revoke:
         )
     }
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, lockout: Lockout | None = None):
         self._engine = engine
+        self._lockout = lockout
 
     def on_post(self, req, resp) -> None:
         body = req.context.body
         token = parse(rq.RevokeRequest, body, _revoked_token, refuse=_invalid)
         client_id, secret, via_basic = client_credentials(req, body)
-        transact(lambda: UnitOfWork(self._engine), _revoke, token, client_id, secret, via_basic)
+        _ensure_open(self._lockout, client_id)
+        try:
+            transact(lambda: UnitOfWork(self._engine), _revoke, token, client_id, secret, via_basic)
+        except InvalidClient:
+            _failed(self._lockout, client_id)
+            raise
         # RFC 7009 §2.2: 200 whether or not the token was known.
         resp.media = {}
 
@@ -193,6 +205,27 @@ def _revoke(unit: UnitOfWork, token: str, client_id, secret, via_basic: bool) ->
                 raise BasicAuthFailed() from None
             raise
     auth.revoke(unit, token, client.client_id if client else None)
+
+
+def _ensure_open(lockout: Lockout | None, client_id) -> None:
+    """429 client_locked for a client id locked out (whatever the secret sent)."""
+    if lockout is None:
+        return
+    try:
+        lockout.ensure_open(client_id)
+    except ClientLocked as exc:
+        raise ApiError(
+            429,
+            "client_locked",
+            f"Too many failed authentications for this client; retry after {exc.retry_after_s} s.",
+            title="Too Many Requests",
+            headers={"Retry-After": str(exc.retry_after_s)},
+        ) from None
+
+
+def _failed(lockout: Lockout | None, client_id) -> None:
+    if lockout is not None:
+        lockout.failed(client_id)
 
 
 class JWKS:

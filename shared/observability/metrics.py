@@ -94,6 +94,13 @@ LEDGER_VOLUME = Counter(
     "Ledger transfer amounts in major units",
     ["currency", "kind"],
 )
+# Not zero means requests went through unthrottled: Redis was away and the
+# limiter and lockout failed open (shared/security/redis_breaker.py).
+RATE_LIMITER_UNAVAILABLE = Counter(
+    "clearhouse_rate_limiter_unavailable_total",
+    "Rate-limit and lockout checks skipped (the request let through) while Redis was away",
+    ["check"],
+)
 RECONCILIATION_DISCREPANCIES = Gauge(
     "clearhouse_reconciliation_discrepancies",
     "Discrepancies found by the last reconciliation run (0: the books reconcile)",

@@ -21,8 +21,10 @@ def app(tmp_path_factory):
     from intake.app import create_app
     from shared.config import Settings
 
+    # No Redis here: the rate limits (which would read it) are off.
+    limits_off = dict(rate_limit_per_client=0, rate_limit_per_ip=0, rate_limit_token_per_ip=0)
     return create_app(
-        Settings().replace(key_dir=str(tmp_path_factory.mktemp("keys"))),
+        Settings().replace(key_dir=str(tmp_path_factory.mktemp("keys")), **limits_off),
         engine=object(),
         dispatch=lambda *a: None,
         redis_client=object(),
