@@ -27,8 +27,8 @@ from shared.observability import metrics
 from shared.services import webhooks
 from shared.services.webhook_endpoints import pin
 from shared.services.webhooks import Outcome, Send
-from workers.base import stage
 from workers import webhook_http
+from workers.base import stage
 from workers.celery_app import app
 
 log = logging.getLogger(__name__)

@@ -23,8 +23,8 @@ from sqlalchemy import update
 from shared.db.tables import webhook_deliveries as wd
 from shared.db.uow import UnitOfWork
 from shared.domain.webhooks import is_public
-from shared.services import webhook_endpoints
 from shared.services import events as ev
+from shared.services import webhook_endpoints
 from shared.services.errors import ServiceError
 from tests.conftest import free_port
 from tests.support.receiver import Receiver

@@ -169,7 +169,7 @@ RESOLVE = _chain(_literal, PUBLIC)
         "100.64.0.1",  # carrier-grade NAT: not private, not global either
         "100.127.255.254",
         "192.0.0.8",  # IETF protocol assignments (3.11's is_global says global)
-        "0.0.0.0",
+        "0.0.0.0",  # noqa: S104 (an address judged, nothing binds it)
         "224.0.0.1",  # multicast (3.11's is_global says global)
         "239.255.255.250",
         "255.255.255.255",
