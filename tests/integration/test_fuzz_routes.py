@@ -10,6 +10,7 @@ and bounded: a few examples per route and method, well under a minute.
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 from urllib.parse import quote, quote_plus
 
@@ -28,6 +29,8 @@ from shared.security.signing import SigningKeys
 from shared.security.vault import Vault
 from shared.services.merchants import create_merchant
 from tests import factories as f
+from tests.conftest import free_port
+from tests.support import processes
 from tests.support.scratchdb import scratch_database
 
 pytestmark = pytest.mark.integration
@@ -326,3 +329,71 @@ def test_a_path_that_is_not_utf8_is_a_400_as_a_server_hands_it_over(app_under_te
     )
     assert resp.status_code == 400, resp.text
     assert (resp.json["code"], resp.json["param"]) == ("parameter_invalid", "path")
+
+
+# --- the same bytes as gunicorn hands them over ------------------------------
+
+
+def _raw_request(port: int, head: bytes, body: bytes = b"") -> tuple[int, dict, bytes]:
+    """Send bytes exactly as given (no client library tidies them); (status, headers, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head + b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
+        sock.sendall(body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    header_block, _, payload = rest.partition(b"\r\n\r\n")
+    headers = {}
+    for line in header_block.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower().decode()] = value.strip().decode("latin-1")
+    return int(status_line.split()[1]), headers, payload
+
+
+@pytest.fixture(scope="module")
+def served(database, redis_client):
+    port = free_port()
+    with processes.gunicorn(port, workers=1):
+        yield port
+
+
+GUNICORN_REFUSALS = [
+    # (case, request line and headers, body, param)
+    ("path not UTF-8", b"GET /v1/payment_intents/pi_%ff HTTP/1.1", b"", "path"),
+    ("NUL in a path id", b"GET /v1/payment_intents/pi_%00 HTTP/1.1", b"", "intent_id"),
+    ("encoded surrogate in a query value", b"GET /v1/events?type=%ed%a0%80 HTTP/1.1", b"",
+     "type"),
+    ("surrogate escape in a JSON body",
+     b"POST /v1/payment_intents HTTP/1.1\r\nContent-Type: application/json",
+     b'{"amount": 1, "currency": "USD", "description": "\\udbff"}', "description"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "head,body,param", [r[1:] for r in GUNICORN_REFUSALS], ids=[r[0] for r in GUNICORN_REFUSALS]
+)
+def test_under_gunicorn_bad_bytes_are_a_400_naming_the_param(
+    served, make_merchant, head, body, param
+):
+    token = f.access_token(f"http://127.0.0.1:{served}", make_merchant())
+    head += b"\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + token.encode()
+    status, headers, payload = _raw_request(served, head, body)
+    assert status == 400, payload
+    assert headers["content-type"].startswith(PROBLEM_JSON)
+    problem = json.loads(payload)
+    assert (problem["code"], problem["param"]) == ("parameter_invalid", param), problem
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /v1/balance HTTP/1.1\r\nHost: 127.0.0.1\r\nIdempotency-Key: a\x00b",
+        b"GET /v1/payment_intents?starting_after=pi_\xff HTTP/1.1\r\nHost: 127.0.0.1",
+    ],
+    ids=["raw NUL in a header", "raw byte in the request line"],
+)
+def test_under_gunicorn_what_http_forbids_is_refused_before_the_app(served, head):
+    # gunicorn's own 400 (text/html), before any app code runs: not ours to shape.
+    status, headers, payload = _raw_request(served, head)
+    assert (status, headers["content-type"]) == (400, "text/html"), payload
