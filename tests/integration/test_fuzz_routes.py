@@ -39,10 +39,11 @@ pytestmark = pytest.mark.integration
 
 PROBLEM_JSON = "application/problem+json"
 FORM = "application/x-www-form-urlencoded"
-# Examples per route and method: the route's own methods get the budget, the
-# methods falcon answers itself (405, OPTIONS) a couple each.
-EXAMPLES_OWN = 20
-EXAMPLES_FALCONS = 1
+# Examples: per method a route implements, and per route for the methods falcon
+# answers itself (405, OPTIONS: one responder for all, so sampled; each of them
+# also gets one fixed hostile request).
+EXAMPLES_OWN = 40
+EXAMPLES_FALCONS = 10
 # Not a request method for a WSGI app (falcon lists it for ASGI).
 NOT_HTTP = {"WEBSOCKET"}
 
@@ -115,13 +116,13 @@ def app_under_test(database, tmp_path_factory):
 
 
 def operations(app: falcon.App):
-    """Every (template, method, resource) the app routes, read from the app itself."""
+    """Every route of the app, read from it: (template, resource, own, falcon's methods)."""
     for route in falcon.inspect.inspect_routes(app):
         concrete = route.path.replace("{", "x").replace("}", "")
         resource, *_ = app._router.find(concrete)
-        for m in route.methods:
-            if m.method not in NOT_HTTP:
-                yield route.path, m.method, resource, m.internal
+        methods = [m for m in route.methods if m.method not in NOT_HTTP]
+        own = [m.method for m in methods if not m.internal]
+        yield route.path, resource, own, [m.method for m in methods if m.internal]
 
 
 def _fields(model) -> list[str]:
@@ -189,11 +190,11 @@ def _check(resp, method: str) -> None:
             assert problem["status"] == resp.status_code
 
 
-def _fuzzer(client, template: str, method: str, resource, internal: bool, token: str):
-    """A hypothesis test of one route and method (the app's own methods get more examples)."""
+def _fuzzer(client, template: str, resource, methods: list[str], examples: int, token: str):
+    """A hypothesis test of one route, the method drawn from ``methods``."""
 
     @settings(
-        max_examples=EXAMPLES_FALCONS if internal else EXAMPLES_OWN,
+        max_examples=examples,
         deadline=None,
         derandomize=True,
         database=None,
@@ -201,12 +202,23 @@ def _fuzzer(client, template: str, method: str, resource, internal: bool, token:
     )
     @given(st.data())
     def fuzz(data):
+        method = data.draw(st.sampled_from(methods))
         path, query, headers, body = data.draw(requests_for(template, resource, method, token))
         note(f"{method} {path}?{query} headers={headers!r} body={body!r}")
-        resp = client.simulate_request(method, path, query_string=query, headers=headers, body=body)
-        _check(resp, method)
+        _check(_send(client, method, path, query, headers, body), method)
 
     return fuzz
+
+
+def _send(client, method, path, query, headers, body):
+    return client.simulate_request(method, path, query_string=query, headers=headers, body=body)
+
+
+# Fixed hostile requests that every method of every route gets: (query, headers, body).
+HOSTILE = [
+    ("q=%00&%ff=1&r=%ed%a0%80", {"Accept": "\x00"}, None),
+    ("", {"Content-Type": "application/json"}, b'{"a\\u0000": ["\\ud800", {"b": "\\udfff"}]}'),
+]
 
 
 # Falcon lists WebDAV methods too, which wsgiref's validator warns about.
@@ -215,9 +227,16 @@ def test_no_route_or_method_answers_500_to_hostile_input(app_under_test):
     app, _, _, token = app_under_test
     client = falcon.testing.TestClient(app)
     seen = set()
-    for template, method, resource, internal in operations(app):
-        seen.add((template, method))
-        _fuzzer(client, template, method, resource, internal, token)()
+    for template, resource, own, falcons in operations(app):
+        for method in own:
+            _fuzzer(client, template, resource, [method], EXAMPLES_OWN, token)()
+        _fuzzer(client, template, resource, falcons, EXAMPLES_FALCONS, token)()
+        path = template.replace("{", "").replace("}", "")
+        for method in [*own, *falcons]:
+            for query, headers, body in HOSTILE:
+                auth = {"Authorization": f"Bearer {token}"}
+                _check(_send(client, method, path, query, auth | headers, body), method)
+            seen.add((template, method))
     # Every route the app serves was fuzzed, its own methods and falcon's.
     assert ("/v1/payment_intents", "POST") in seen and len(seen) > 17 * 20
 
