@@ -1,6 +1,6 @@
 """The HTTP side of a webhook send: a pinned address, and a hard deadline on the exchange.
 
-Each sender thread has its own pools (``pools()``). A pool connects to the
+Each sender thread has its own pools (``pools()``). A pool connects to an
 address the policy vetted, never to whatever the name resolves to by then,
 while the Host header, SNI and the certificate check keep the URL's host name.
 Pools are kept per (scheme, host, port, address), so connections to a receiver
@@ -17,6 +17,7 @@ import certifi
 from urllib3 import PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError
 from urllib3.response import BaseHTTPResponse
 from urllib3.util import Timeout
 
@@ -119,8 +120,8 @@ class PinnedPools(PoolManager):
         super().__init__(num_pools=POOLS_PER_THREAD, maxsize=1)
         self.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
-    def pool(self, target: Target, ca_file: str | None) -> HTTPConnectionPool:
-        """The pool for ``target``: its socket goes to ``target.address`` only."""
+    def pool(self, target: Target, address: str, ca_file: str | None) -> HTTPConnectionPool:
+        """The pool for ``target`` at ``address`` (one it vetted): it connects there only."""
         # server_hostname is part of the pool key (for http too), so two names
         # on one address never share a connection.
         kwargs: dict = {"server_hostname": target.host}
@@ -134,7 +135,7 @@ class PinnedPools(PoolManager):
                 "cert_reqs": "CERT_REQUIRED",
                 "ca_certs": ca_file or certifi.where(),
             }
-        return self.connection_from_host(target.address, target.port, target.scheme, kwargs)
+        return self.connection_from_host(address, target.port, target.scheme, kwargs)
 
 
 def pools() -> PinnedPools:
@@ -154,10 +155,26 @@ def post(
     timeout_s: float,
     ca_file: str | None,
 ) -> BaseHTTPResponse:
-    """POST to ``target`` (never following a redirect); the answer unread (stream it)."""
+    """POST to ``target`` (never following a redirect); the answer unread (stream it).
+
+    Its addresses are tried in turn while a connection cannot be made (nothing
+    was sent yet, so nothing is sent twice); any other failure is final.
+    """
+    *others, last = target.addresses
+    for address in others:
+        try:
+            return _post_to(target, address, request_uri, body, headers, timeout_s, ca_file)
+        except ConnectTimeoutError:  # NewConnectionError too: it is a subclass
+            deadline = getattr(_local, "deadline", None)
+            if deadline is not None and deadline.expired:
+                raise  # the send's time is up: no further address
+    return _post_to(target, last, request_uri, body, headers, timeout_s, ca_file)
+
+
+def _post_to(target, address, request_uri, body, headers, timeout_s, ca_file):
     return (
         pools()
-        .pool(target, ca_file)
+        .pool(target, address, ca_file)
         .urlopen(
             "POST",
             request_uri,

@@ -119,16 +119,17 @@ NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 @dataclass(frozen=True)
 class Target:
-    """Where one send goes: the URL's host name and the one vetted address it connects to.
+    """Where one send goes: the URL's host name and the vetted addresses it may connect to.
 
     ``host`` is what the Host header, SNI and the certificate check name (ASCII,
-    or an IP literal); ``address`` is what the socket connects to, resolved once.
+    or an IP literal); ``addresses`` are what the socket connects to, resolved
+    once, tried in the resolver's order (as a client does when one is down).
     """
 
     scheme: str
     host: str
     port: int
-    address: str
+    addresses: tuple[str, ...]
 
     @property
     def host_header(self) -> str:
@@ -182,10 +183,10 @@ def url_allowed(url: str, allow_private: bool, resolve: Resolve) -> tuple[bool, 
 def pin(url: str, allow_private: bool, resolve: Resolve) -> tuple[Target | None, str]:
     """Resolve ``url``'s host once and vet every address: where one send connects.
 
-    The send connects to the address returned here and never resolves the name
-    again, so DNS that answers differently a moment later (rebinding) cannot
-    steer it elsewhere. Any address that is not public refuses the whole name:
-    a resolver's order is no protection. (None, reason) when refused.
+    The send connects only to the addresses returned here and never resolves
+    the name again, so DNS that answers differently a moment later (rebinding)
+    cannot steer it elsewhere. Any address that is not public refuses the
+    whole name: a resolver's order is no protection. (None, reason) when refused.
     """
     parts, reason = _parse(url)
     if parts is None:
@@ -197,7 +198,7 @@ def pin(url: str, allow_private: bool, resolve: Resolve) -> tuple[Target | None,
     if not allow_private and not all(is_public(a) for a in addresses):
         return None, TARGET_NOT_ALLOWED
     port = parts.port or DEFAULT_PORTS[parts.scheme]
-    return Target(parts.scheme, host, port, addresses[0]), ""
+    return Target(parts.scheme, host, port, tuple(addresses)), ""
 
 
 def is_public(address: str) -> bool:

@@ -215,7 +215,8 @@ def test_with_private_targets_allowed_a_named_loopback_receiver_gets_its_host_he
     merchant, rx = receiver()
     mid = merchant["merchant_id"]
     worker_settings(webhook_allow_private=True)
-    dns.answer("hooks.test", [], ["127.0.0.1"])
+    # Nothing listens on 127.0.0.2: the send goes on to the next address it resolved.
+    dns.answer("hooks.test", [], ["127.0.0.2", "127.0.0.1"])
     set_url(engine, mid, f"http://hooks.test:{rx.port}/hooks", allow_private=True)
 
     attempt = deliver_one(engine, mid)
@@ -223,7 +224,8 @@ def test_with_private_targets_allowed_a_named_loopback_receiver_gets_its_host_he
     assert (attempt.outcome, attempt.status_code) == ("succeeded", 200)
     (got,) = rx.received
     assert got.verified_with == [0] and got.host == f"hooks.test:{rx.port}"
-    assert [c for c in connects if c[1] == rx.port] == [("127.0.0.1", rx.port)]
+    tried = [c for c in connects if c[1] == rx.port]
+    assert tried == [("127.0.0.2", rx.port), ("127.0.0.1", rx.port)]
     assert dns.lookups == ["hooks.test"]  # once, by the send; not again to connect
 
 

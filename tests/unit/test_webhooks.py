@@ -196,7 +196,7 @@ def test_global_addresses_are_public(address):
     assert W.is_public(address)
 
 
-def test_pin_resolves_once_and_connects_to_the_first_vetted_address():
+def test_pin_resolves_once_and_keeps_every_vetted_address_in_order():
     lookups = []
 
     def resolve(host):
@@ -205,16 +205,18 @@ def test_pin_resolves_once_and_connects_to_the_first_vetted_address():
 
     target, why = W.pin("https://Hooks.Example.com:8443/wh?x=1", False, resolve)
     assert why == "" and lookups == ["hooks.example.com"]
-    assert target == W.Target("https", "hooks.example.com", 8443, "93.184.216.34")
+    addresses = ("93.184.216.34", "2606:2800:220:1::1")
+    assert target == W.Target("https", "hooks.example.com", 8443, addresses)
     assert target.host_header == "hooks.example.com:8443"
 
 
 def test_pin_refuses_a_name_with_any_address_that_is_not_public():
     both = _resolver({"h.example": ["93.184.216.34", "100.64.0.1"]})
     assert W.pin("http://h.example/", False, both) == (None, "target address not allowed")
-    # Allowed private targets are still pinned to one resolved address.
+    # Allowed private targets are still pinned to the addresses resolved once.
     target, _ = W.pin("http://h.example/", True, both)
-    assert (target.address, target.host_header) == ("93.184.216.34", "h.example")
+    assert target.addresses == ("93.184.216.34", "100.64.0.1")
+    assert target.host_header == "h.example"
 
 
 def test_pin_says_why_without_naming_the_host():
@@ -225,10 +227,10 @@ def test_pin_says_why_without_naming_the_host():
 
 
 def test_host_headers_name_the_url_host():
-    assert W.Target("http", "h.example", 80, "1.1.1.1").host_header == "h.example"
-    assert W.Target("https", "h.example", 443, "1.1.1.1").host_header == "h.example"
-    assert W.Target("http", "h.example", 443, "1.1.1.1").host_header == "h.example:443"
-    v6 = W.Target("https", "2606:2800:220:1::1", 8443, "2606:2800:220:1::1")
+    assert W.Target("http", "h.example", 80, ("1.1.1.1",)).host_header == "h.example"
+    assert W.Target("https", "h.example", 443, ("1.1.1.1",)).host_header == "h.example"
+    assert W.Target("http", "h.example", 443, ("1.1.1.1",)).host_header == "h.example:443"
+    v6 = W.Target("https", "2606:2800:220:1::1", 8443, ("2606:2800:220:1::1",))
     assert v6.host_header == "[2606:2800:220:1::1]:8443"
     idn, _ = W.pin("http://bücher.example/", True, lambda host: ["93.184.216.34"])
     assert idn.host == "xn--bcher-kva.example"
