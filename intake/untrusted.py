@@ -96,14 +96,11 @@ def check_pairs(raw: str, where: str) -> None:
 def check_headers(env: dict) -> None:
     """Refuse a request whose headers hold NUL or a lone surrogate, naming the header."""
     for key, value in env.items():
-        if key.startswith("HTTP_"):
-            name = "-".join(w.capitalize() for w in key[5:].split("_"))
-        elif key in _PLAIN_HEADERS:
-            name = _PLAIN_HEADERS[key]
-        else:
+        if not (key.startswith("HTTP_") or key in _PLAIN_HEADERS) or not isinstance(value, str):
             continue
-        why = flaw(value) if isinstance(value, str) else None
+        why = flaw(value)
         if why:
+            name = _PLAIN_HEADERS.get(key) or "-".join(w.capitalize() for w in key[5:].split("_"))
             raise refuse(name, why)
 
 
