@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl
 import falcon
 import pydantic
 
+from intake import untrusted
 from intake.errors import ApiError
 from intake.schemas.fields import IDEMPOTENCY_KEY, ObjectId
 from intake.schemas.parse import parse
@@ -118,9 +119,16 @@ def insufficient_scope(scope: str) -> ApiError:
 class Parameters:
     """Path ids and the Idempotency-Key header through their models, before any body.
 
-    A path id may not hold NUL (Postgres cannot compare it). The key lands in
+    Before routing, every header, the query string and the path are refused
+    if they hold bytes no request may carry (intake/untrusted.py). A path id
+    may not hold NUL (Postgres cannot compare it). The key lands in
     ``req.context.idempotency_key`` (None when not sent).
     """
+
+    def process_request(self, req, resp) -> None:
+        untrusted.check_headers(req.env)
+        untrusted.check_pairs(req.env.get("QUERY_STRING", ""), "query")
+        untrusted.check_path(req.env.get("PATH_INFO", ""))
 
     def process_resource(self, req, resp, resource, params) -> None:
         for name, value in (params or {}).items():
@@ -248,7 +256,7 @@ def _number(text: str) -> int | float:
 def parse_json(raw: bytes):
     """Parse a JSON body strictly (no duplicate keys, no NaN); 400 invalid_json if not."""
     try:
-        return json.loads(
+        body = json.loads(
             raw.decode("utf-8"),
             object_pairs_hook=_no_duplicates,
             parse_constant=_no_constant,
@@ -259,10 +267,13 @@ def parse_json(raw: bytes):
         raise ApiError(
             400, "invalid_json", f"The request body is not valid JSON ({reason})."
         ) from None
+    untrusted.check_body(body)  # "\u0000" and "\ud800" are valid JSON
+    return body
 
 
 def parse_form(raw: bytes) -> dict:
     """Parse a form body (no duplicate keys); 400 if malformed."""
+    untrusted.check_pairs(raw.decode("latin-1"), "body")
     try:
         pairs = parse_qsl(raw.decode("ascii"), keep_blank_values=True, strict_parsing=bool(raw))
         return _no_duplicates(pairs)

@@ -207,8 +207,11 @@ class Settings:
     webhook_timeout_s: float = 10.0
     webhook_max_age_s: int = 3 * 24 * 3600
     webhook_schedule_scale: float = 1.0
-    # Refuse private, loopback and link-local webhook targets (SSRF) unless set.
+    # Refuse every webhook target address that is not globally routable (SSRF)
+    # unless set; and the CA bundle https receivers' certificates are checked
+    # against (None: certifi's).
     webhook_allow_private: bool = False
+    webhook_ca_file: str | None = None
     webhook_rotation_overlap_h: int = 24
     webhook_dispatch_interval_s: float = 1.0
     # Sends of one merchant in flight at once per worker process, so one slow
@@ -295,6 +298,7 @@ class Settings:
             webhook_max_age_s=_int("WEBHOOK_MAX_AGE_S", d.webhook_max_age_s),
             webhook_schedule_scale=_float("WEBHOOK_SCHEDULE_SCALE", d.webhook_schedule_scale),
             webhook_allow_private=_bool("WEBHOOK_ALLOW_PRIVATE", d.webhook_allow_private),
+            webhook_ca_file=_optional_str("WEBHOOK_CA_FILE"),
             webhook_rotation_overlap_h=_int(
                 "WEBHOOK_ROTATION_OVERLAP_H", d.webhook_rotation_overlap_h
             ),

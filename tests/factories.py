@@ -100,18 +100,21 @@ def wallet_body(wallet_id: str, amount: int = 1000, **extra) -> dict:
     }
 
 
+def client_credentials(merchant: dict) -> dict:
+    """The token request body of a merchant's client (the client_credentials grant)."""
+    return {
+        "grant_type": "client_credentials",
+        "client_id": merchant["client_id"],
+        "client_secret": merchant["client_secret"],
+    }
+
+
 def access_token(base: str, merchant: dict, session=None) -> str:
     """Client-credentials token for a merchant from the API at ``base``."""
     import requests
 
     r = (session or requests).post(
-        f"{base}/v1/oauth/token",
-        json={
-            "grant_type": "client_credentials",
-            "client_id": merchant["client_id"],
-            "client_secret": merchant["client_secret"],
-        },
-        timeout=10,
+        f"{base}/v1/oauth/token", json=client_credentials(merchant), timeout=10
     )
     assert r.status_code == 200, r.text
     return r.json()["access_token"]

@@ -9,29 +9,25 @@ task (and with it every other merchant's next batch) nor every sender thread.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
 import queue
-import socket
 import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.util import parse_url
 
 from shared.db.faults import is_transient
 from shared.db.uow import transact
 from shared.domain import webhooks as W
 from shared.observability import metrics
 from shared.services import webhooks
-from shared.services.webhook_endpoints import resolve
+from shared.services.webhook_endpoints import pin
 from shared.services.webhooks import Outcome, Send
+from workers import webhook_http
 from workers.base import stage
 from workers.celery_app import app
 
@@ -39,12 +35,12 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = "clearhouse-webhooks/1"
 # Sends in flight at once. One pool for the process (not one per task), and
-# one HTTP session per thread, so connections to a receiver are reused.
+# connection pools per thread (workers/webhook_http.py), so connections to a
+# receiver are reused.
 SENDERS = 16
 # Tries to store a batch of outcomes when the database is briefly away.
 STORE_TRIES = 3
 _pool = ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix="webhook")
-_local = threading.local()
 
 
 def _settings():
@@ -53,7 +49,7 @@ def _settings():
 
 
 def send_budget_s() -> float:
-    # requests' timeout is per socket operation, so a receiver that drips its
+    # urllib3's timeout is per socket operation, so a receiver that drips its
     # answer could hold a send far longer: at this deadline its socket is
     # shut down and the attempt has failed.
     return 3 * _settings().webhook_timeout_s
@@ -203,117 +199,14 @@ def _recorder() -> _Recorder:
     return _Recorder()
 
 
-# --- the hard deadline of one send ------------------------------------------
-
-
-class _Deadline:
-    """Shuts the socket of this thread's send down once ``seconds`` have passed.
-
-    The timeouts of requests bound each socket operation, not the exchange:
-    a receiver that drips a byte a second would hold a sender thread for as
-    long as it likes. Shutting the socket down wakes the blocked read, which
-    fails, and the thread is free again.
-    """
-
-    def __init__(self, seconds: float):
-        self.expired = False
-        self._conn: HTTPConnection | None = None
-        self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
-
-    def __enter__(self) -> _Deadline:
-        _local.deadline = self
-        self._timer.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._timer.cancel()
-        _local.deadline = None
-        with self._lock:  # a shutdown in progress finishes before the connection is reused
-            self._conn = None
-
-    def watch(self, conn: HTTPConnection) -> None:
-        """``conn`` carries this send now; shut at once if the deadline has passed."""
-        with self._lock:
-            self._conn = conn
-            if self.expired:
-                _shutdown(conn)
-
-    def _expire(self) -> None:
-        with self._lock:
-            self.expired = True
-            if self._conn is not None:
-                _shutdown(self._conn)
-
-
-def _shutdown(conn: HTTPConnection) -> None:
-    # shutdown, not close: close() from another thread does not wake a recv
-    # blocked on the socket; urllib3 closes the broken connection itself.
-    sock = conn.sock
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-
-
-def _watch(conn: HTTPConnection) -> None:
-    deadline = getattr(_local, "deadline", None)
-    if deadline is not None:
-        deadline.watch(conn)
-
-
-class _Watched:
-    """urllib3 connection mixin: the current send's deadline can reach its socket."""
-
-    def connect(self):
-        _watch(self)  # so the deadline can cut a slow TLS handshake
-        super().connect()
-        _watch(self)  # the socket exists now, in case the deadline passed meanwhile
-
-    def request(self, *args, **kwargs):
-        _watch(self)  # a connection reused from the pool does not connect again
-        return super().request(*args, **kwargs)
-
-
-class _HTTPConnection(_Watched, HTTPConnection):
-    pass
-
-
-class _HTTPSConnection(_Watched, HTTPSConnection):
-    pass
-
-
-class _HTTPPool(HTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
-
-
-class _HTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection
-
-
-class _DeadlineAdapter(HTTPAdapter):
-    def init_poolmanager(self, *args, **kwargs):
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-
-
-def _session() -> requests.Session:
-    session = getattr(_local, "session", None)
-    if session is None:
-        session = _local.session = requests.Session()
-        session.trust_env = False  # no proxies or netrc from the environment
-        adapter = _DeadlineAdapter()
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-    return session
-
-
 def post(send: Send) -> Outcome:
     """POST one signed event; never raises (every failure is an attempt outcome)."""
-    # Checked again at send time: DNS may now point somewhere it did not
-    # when the URL was configured (rebinding).
-    ok, reason = W.url_allowed(send.url, _settings().webhook_allow_private, resolve)
-    if not ok:
+    settings = _settings()
+    # Resolved here, once, and vetted: the connection goes to this address and
+    # the name is never resolved again (DNS rebinding cannot reach past it).
+    target, reason = pin(send.url, settings.webhook_allow_private)
+    if target is None:
+        # Nothing left this worker: no status, no answer to show the merchant.
         return Outcome(error=f"refused: {reason}")
     headers = {
         "Content-Type": "application/json",
@@ -321,30 +214,32 @@ def post(send: Send) -> Outcome:
         "Clearhouse-Signature": W.sign(list(send.secrets), send.body, int(time.time())),
     }
     started = time.monotonic()
-    with _Deadline(send_budget_s()) as deadline:
+    with webhook_http.Deadline(send_budget_s()) as deadline:
         try:
-            resp = _session().post(
-                send.url,
-                data=send.body,
-                headers=headers,
-                timeout=_settings().webhook_timeout_s,
-                allow_redirects=False,
-                stream=True,
+            resp = webhook_http.post(
+                target,
+                parse_url(send.url).request_uri,
+                send.body,
+                headers,
+                timeout_s=settings.webhook_timeout_s,
+                ca_file=settings.webhook_ca_file,
             )
             # Read at most what we store: a huge answer must not fill our memory.
-            with resp:
-                text = resp.raw.read(webhooks.RESPONSE_BODY_MAX, decode_content=True)
+            try:
+                text = resp.read(webhooks.RESPONSE_BODY_MAX, decode_content=True)
+            finally:
+                webhook_http.finish(resp)
         except Exception as exc:
-            # Any failure (requests', or urllib3's while reading) is a failed
-            # attempt. Class name only: messages can carry the URL's query string.
+            # Any failure (connecting, TLS, reading) is a failed attempt.
+            # Class name only: messages can carry the URL's query string.
             error = "deadline exceeded" if deadline.expired else type(exc).__name__
             log.info("webhook %s failed: %s", send.delivery_id, error)
             return Outcome(latency_ms=_ms(started), error=error)
     error = None
-    if 300 <= resp.status_code < 400:
+    if 300 <= resp.status < 400:
         error = "redirect not followed"
     return Outcome(
-        status_code=resp.status_code,
+        status_code=resp.status,
         latency_ms=_ms(started),
         response_body=text.decode("utf-8", "replace"),
         error=error,

@@ -7,7 +7,8 @@ import hmac
 import ipaddress
 import random
 from collections.abc import Callable, Iterable
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from urllib.parse import SplitResult, urlsplit
 
 # First retry after a minute, doubling, each wait capped at 12 h; all inside max_age.
 BASE_DELAY_S = 60.0
@@ -71,49 +72,145 @@ def next_delay(attempt: int, rng: random.Random | None = None, scale: float = 1.
 
 
 Resolve = Callable[[str], Iterable[str]]
+DEFAULT_PORTS = {"http": 80, "https": 443}
+# The reason a send records when its host resolves to an address it may not reach.
+# It names neither the host nor the address: merchants read it (GET
+# /v1/webhook_deliveries), and an internal address is nothing to show them.
+TARGET_NOT_ALLOWED = "target address not allowed"
+
+# Special-purpose networks (the IANA IPv4 and IPv6 registries) no webhook may reach.
+# ``is_global`` decides first; this list covers what an older Python's tables still
+# call global (3.11 says so of 192.0.0.0/24, of multicast, of 64:ff9b::/96 and 2002::/16).
+NOT_GLOBAL = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",  # carrier-grade NAT: what is_private misses
+        "127.0.0.0/8",
+        "169.254.0.0/16",  # link-local, cloud metadata endpoints
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.88.99.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved, and the broadcast address
+        "::/8",  # unspecified, loopback, IPv4-compatible and -mapped
+        "64:ff9b:1::/48",
+        "100::/64",
+        "2001::/23",
+        "2001:db8::/32",
+        "2002::/16",  # 6to4: reaches whatever IPv4 address it embeds
+        "3fff::/20",
+        "5f00::/16",
+        "fc00::/7",
+        "fe80::/10",
+        "fec0::/10",
+        "ff00::/8",  # multicast
+    )
+)
+# NAT64 (RFC 6052): the IPv4 address in the last 32 bits is the one reached.
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one send goes: the URL's host name and the vetted addresses it may connect to.
+
+    ``host`` is what the Host header, SNI and the certificate check name (ASCII,
+    or an IP literal); ``addresses`` are what the socket connects to, resolved
+    once, tried in the resolver's order (as a client does when one is down).
+    """
+
+    scheme: str
+    host: str
+    port: int
+    addresses: tuple[str, ...]
+
+    @property
+    def host_header(self) -> str:
+        name = f"[{self.host}]" if ":" in self.host else self.host
+        return name if self.port == DEFAULT_PORTS[self.scheme] else f"{name}:{self.port}"
+
+
+def _parse(url: str) -> tuple[SplitResult | None, str]:
+    """The URL's parts if its syntax is allowed (http(s), a host, no credentials)."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError on a malformed port
+    except (ValueError, TypeError, AttributeError):
+        return None, "malformed URL"
+    if parts.scheme not in DEFAULT_PORTS:
+        return None, "scheme must be http or https"
+    if not parts.hostname:
+        return None, "URL has no host"
+    if parts.username is not None or parts.password is not None:
+        return None, "credentials in the URL are not allowed"
+    try:
+        parts.hostname.encode("idna")
+    except UnicodeError:
+        return None, "malformed URL"
+    return parts, ""
+
+
+def _addresses(host: str, resolve: Resolve) -> list[str] | None:
+    try:
+        return list(resolve(host)) or None
+    except (OSError, UnicodeError):
+        return None
 
 
 def url_allowed(url: str, allow_private: bool, resolve: Resolve) -> tuple[bool, str]:
-    """Whether a webhook may be sent to ``url`` (SSRF policy); (ok, reason if not)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        _ = parts.port  # raises ValueError on a malformed port
-    except ValueError:
-        return False, "malformed URL"
-    if parts.scheme not in ("http", "https"):
-        return False, "scheme must be http or https"
-    if not host:
-        return False, "URL has no host"
-    if parts.username or parts.password:
-        return False, "credentials in the URL are not allowed"
+    """Whether a webhook URL may be stored (SSRF policy); (ok, reason if not)."""
+    parts, reason = _parse(url)
+    if parts is None:
+        return False, reason
     if allow_private:
         return True, ""
-    try:
-        addresses = list(resolve(host))
-    except OSError:
+    host = parts.hostname
+    addresses = _addresses(host, resolve)
+    if addresses is None:
         return False, f"host {host} does not resolve"
-    if not addresses:
-        return False, f"host {host} does not resolve"
-    for address in addresses:
-        if not _public(address):
-            return False, f"host {host} resolves to a non-public address"
+    if not all(is_public(a) for a in addresses):
+        return False, f"host {host} resolves to a non-public address"
     return True, ""
 
 
-def _public(address: str) -> bool:
+def pin(url: str, allow_private: bool, resolve: Resolve) -> tuple[Target | None, str]:
+    """Resolve ``url``'s host once and vet every address: where one send connects.
+
+    The send connects only to the addresses returned here and never resolves
+    the name again, so DNS that answers differently a moment later (rebinding)
+    cannot steer it elsewhere. Any address that is not public refuses the
+    whole name: a resolver's order is no protection. (None, reason) when refused.
+    """
+    parts, reason = _parse(url)
+    if parts is None:
+        return None, reason
+    host = parts.hostname.encode("idna").decode("ascii")
+    addresses = _addresses(host, resolve)
+    if addresses is None:
+        return None, "host does not resolve"
+    if not allow_private and not all(is_public(a) for a in addresses):
+        return None, TARGET_NOT_ALLOWED
+    port = parts.port or DEFAULT_PORTS[parts.scheme]
+    return Target(parts.scheme, host, port, tuple(addresses)), ""
+
+
+def is_public(address: str) -> bool:
+    """Whether ``address`` is globally routable (an unparseable one is not)."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
-    # An IPv4-mapped IPv6 address reaches the IPv4 host: judge that one.
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_reserved
-        or ip.is_multicast
-        or ip.is_unspecified
-    )
+    if isinstance(ip, ipaddress.IPv6Address):
+        # An IPv4-mapped or NAT64 address reaches the IPv4 host it embeds: judge that one.
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif ip in NAT64:
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip.is_global and not any(ip in net for net in NOT_GLOBAL if net.version == ip.version)

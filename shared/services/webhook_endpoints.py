@@ -17,8 +17,14 @@ from shared.services.errors import NotFound, ServiceError
 
 
 def resolve(host: str) -> list[str]:
-    """Every address ``host`` resolves to (for the SSRF policy)."""
-    return [info[4][0] for info in socket.getaddrinfo(host, None)]
+    """Every address ``host`` resolves to, in the resolver's order (for the SSRF policy)."""
+    infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(info[4][0] for info in infos))
+
+
+def pin(url: str, allow_private: bool) -> tuple[W.Target | None, str]:
+    """Where one send to ``url`` connects: resolved now, once, and vetted; else why not."""
+    return W.pin(url, allow_private, resolve)
 
 
 def check_url(url: str, allow_private: bool) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ class Received:
     # Indexes into Receiver.secrets of every secret the signature verified with.
     verified_with: list[int] = field(default_factory=list)
     path: str = "/"
+    host: str = ""  # the Host header
 
 
 class _Server(ThreadingHTTPServer):
@@ -28,11 +30,17 @@ class _Server(ThreadingHTTPServer):
 
 
 class Receiver:
-    """``mode``: "ok" (200), "fail" (500 with a long body), "redirect" (302 to /moved)."""
+    """``mode``: "ok" (200), "fail" (500 with a long body), "redirect" (302 to /moved).
 
-    def __init__(self, secrets: list[str], port: int):
+    With ``tls`` (a server-side SSLContext) it speaks https and records in
+    ``server_names`` the SNI name of every handshake (None: the client sent none).
+    """
+
+    def __init__(self, secrets: list[str], port: int, tls: ssl.SSLContext | None = None):
         self.secrets = list(secrets)
         self.port = port
+        self.tls = tls
+        self.server_names: list[str | None] = []
         self.mode = "ok"
         # Until this time.monotonic(), every request is answered 503.
         self.unavailable_until = 0.0
@@ -48,6 +56,9 @@ class Receiver:
 
     def start(self) -> Receiver:
         self._server = _Server(("127.0.0.1", self.port), _handler(self))
+        if self.tls is not None:
+            self.tls.sni_callback = lambda sock, name, ctx: self.server_names.append(name)
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
@@ -71,7 +82,7 @@ class Receiver:
             assert time.monotonic() < deadline, f"receiver timed out; got {len(self.received)}"
             time.sleep(0.05)  # polling interval
 
-    def _accept(self, path: str, body: bytes, signature: str) -> int:
+    def _accept(self, path: str, body: bytes, signature: str, host: str = "") -> int:
         now = time.time()
         with self._lock:
             self.hits[path] = self.hits.get(path, 0) + 1
@@ -85,7 +96,7 @@ class Receiver:
             if not good:
                 self.rejected += 1
                 return 400
-            self.received.append(Received(json.loads(body), now, signature, good, path))
+            self.received.append(Received(json.loads(body), now, signature, good, path, host))
             return 200
 
 
@@ -93,7 +104,8 @@ def _handler(receiver: Receiver):
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            status = receiver._accept(self.path, body, self.headers.get("Clearhouse-Signature", ""))
+            signature = self.headers.get("Clearhouse-Signature", "")
+            status = receiver._accept(self.path, body, signature, self.headers.get("Host", ""))
             answer = b"x" * 5000 if status == 500 else b'{"received":true}'
             self.send_response(status)
             if status == 302:

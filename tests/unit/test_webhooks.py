@@ -161,3 +161,76 @@ def _chain(*resolvers):
 
 
 RESOLVE = _chain(_literal, PUBLIC)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "100.64.0.1",  # carrier-grade NAT: not private, not global either
+        "100.127.255.254",
+        "192.0.0.8",  # IETF protocol assignments (3.11's is_global says global)
+        "0.0.0.0",  # noqa: S104 (an address judged, nothing binds it)
+        "224.0.0.1",  # multicast (3.11's is_global says global)
+        "239.255.255.250",
+        "255.255.255.255",
+        "198.18.0.1",
+        "::ffff:127.0.0.1",  # IPv4-mapped: judged as the IPv4 address it reaches
+        "::ffff:100.64.0.1",
+        "64:ff9b::7f00:1",  # NAT64 to 127.0.0.1
+        "2002:7f00:1::",  # 6to4
+        "ff0e::1",
+        "fe80::1%eth0",
+        "fc00::1",
+        "::",
+        "not-an-ip",
+    ],
+)
+def test_only_globally_routable_addresses_are_public(address):
+    assert not W.is_public(address)
+
+
+@pytest.mark.parametrize(
+    "address", ["93.184.216.34", "8.8.8.8", "2606:2800:220:1::1", "::ffff:93.184.216.34"]
+)
+def test_global_addresses_are_public(address):
+    assert W.is_public(address)
+
+
+def test_pin_resolves_once_and_keeps_every_vetted_address_in_order():
+    lookups = []
+
+    def resolve(host):
+        lookups.append(host)
+        return ["93.184.216.34", "2606:2800:220:1::1"]
+
+    target, why = W.pin("https://Hooks.Example.com:8443/wh?x=1", False, resolve)
+    assert why == "" and lookups == ["hooks.example.com"]
+    addresses = ("93.184.216.34", "2606:2800:220:1::1")
+    assert target == W.Target("https", "hooks.example.com", 8443, addresses)
+    assert target.host_header == "hooks.example.com:8443"
+
+
+def test_pin_refuses_a_name_with_any_address_that_is_not_public():
+    both = _resolver({"h.example": ["93.184.216.34", "100.64.0.1"]})
+    assert W.pin("http://h.example/", False, both) == (None, "target address not allowed")
+    # Allowed private targets are still pinned to the addresses resolved once.
+    target, _ = W.pin("http://h.example/", True, both)
+    assert target.addresses == ("93.184.216.34", "100.64.0.1")
+    assert target.host_header == "h.example"
+
+
+def test_pin_says_why_without_naming_the_host():
+    assert W.pin("http://nxdomain.example/", False, PUBLIC) == (None, "host does not resolve")
+    assert W.pin("http://empty.example.com/", True, PUBLIC) == (None, "host does not resolve")
+    assert W.pin("ftp://hooks.example.com/", True, PUBLIC) == (None, "scheme must be http or https")
+    assert W.pin("http://a..b/", True, PUBLIC) == (None, "malformed URL")
+
+
+def test_host_headers_name_the_url_host():
+    assert W.Target("http", "h.example", 80, ("1.1.1.1",)).host_header == "h.example"
+    assert W.Target("https", "h.example", 443, ("1.1.1.1",)).host_header == "h.example"
+    assert W.Target("http", "h.example", 443, ("1.1.1.1",)).host_header == "h.example:443"
+    v6 = W.Target("https", "2606:2800:220:1::1", 8443, ("2606:2800:220:1::1",))
+    assert v6.host_header == "[2606:2800:220:1::1]:8443"
+    idn, _ = W.pin("http://bücher.example/", True, lambda host: ["93.184.216.34"])
+    assert idn.host == "xn--bcher-kva.example"
