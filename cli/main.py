@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from cli import keys as keys_cli
 from cli import reports as reports_cli
 from shared.config import Settings
 
@@ -96,6 +97,7 @@ def build_parser() -> Parser:
     ba.add_argument("--value", required=True)
     ba.add_argument("--reason")
     reports_cli.add_parsers(sub)
+    keys_cli.add_parsers(sub)
     return p
 
 
@@ -114,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args, settings) -> int:
     if args.group in reports_cli.GROUPS:
         return reports_cli.run(args, settings)
+    if args.group in keys_cli.GROUPS:
+        return keys_cli.run(args, settings)
     if args.group == "db":
         from shared.db.migrate import upgrade
 
