@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import Table, and_, bindparam, func, or_, select
+from sqlalchemy import Table, and_, func, or_, select, text
 
 from shared.db.tables import merchants, payment_intents
 from shared.db.uow import UnitOfWork
@@ -99,16 +99,32 @@ def reencrypt_batch(uow: UnitOfWork, vault, table: Table, after: str | None, lim
             failed += 1
             log.warning("re-encrypt: %s %s not re-encrypted (%s)", table.name, row.id, exc)
             continue
-        updates.append({"row_id": row.id, **{f"new_{n}": v for n, v in new.items()}})
+        updates.append((row.id, *new.values()))
     if updates:
-        stmt = (
-            table.update()
-            .where(table.c.id == bindparam("row_id"))
-            .values({n: bindparam(f"new_{n}") for n in names})
-        )
-        uow.conn.execute(stmt, updates)
+        # One statement for the batch (the rows' new values as arrays): far
+        # fewer round trips than an UPDATE per row.
+        uow.conn.execute(_update_from_arrays(table, names), _columns(updates, names))
     end = len(rows) < limit
     return Batch(len(updates), failed, None if end else rows[-1].id)
+
+
+def _update_from_arrays(table: Table, names: list[str]):
+    # Names come from COLUMNS, never from input.
+    sets = ", ".join(f"{n} = v.{n}" for n in names)
+    arrays = ", ".join(f"CAST(:{n} AS text[])" for n in names)
+    return text(
+        f"UPDATE {table.name} AS t SET {sets}"
+        f" FROM unnest(CAST(:ids AS text[]), {arrays}) AS v(id, {', '.join(names)})"
+        " WHERE t.id = v.id"
+    )
+
+
+def _columns(updates: list[tuple], names: list[str]) -> dict[str, list]:
+    columns = list(zip(*updates, strict=True))
+    return {
+        "ids": list(columns[0]),
+        **{n: list(c) for n, c in zip(names, columns[1:], strict=True)},
+    }
 
 
 def reencrypt_step(

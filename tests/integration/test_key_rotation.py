@@ -180,7 +180,8 @@ def test_rotate_card_reencrypts_every_row_online_then_retire_card_removes_the_ol
     assert status_rows(env)["v1"] == rows_under(engine, "v1") > len(before)
     assert "is the current one" in refused(env, "keys", "retire-card", "--version", "1")
 
-    assert ok_json(env, "keys", "rotate-card") == {"current_version": "v2", "versions": ["v1", "v2"]}
+    rotated = ok_json(env, "keys", "rotate-card")
+    assert rotated == {"current_version": "v2", "versions": ["v1", "v2"]}
     # Beat is not running yet: nothing is re-encrypted, so retiring v1 is refused.
     message = refused(env, "keys", "retire-card", "--version", "v1")
     assert f"{rows_under(engine, 'v1')} rows still use card key v1" in message

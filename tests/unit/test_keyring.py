@@ -1,4 +1,4 @@
-"""Key rings: retirement windows (an injected clock), rotation of the files, reloading, production."""
+"""Key rings: retirement windows (injected clocks), rotating the files, reloading, production."""
 
 import json
 import logging
