@@ -72,16 +72,39 @@ def read(directory: str | os.PathLike[str], name: str) -> bytes | None:
 def replace(directory: str | os.PathLike[str], name: str, data: bytes) -> None:
     """Write ``directory/name`` anew, atomically: readers see the old file or the new one."""
     target = ensure_dir(directory) / name
+    with _written_beside(target, data) as tmp:
+        # A rename gives the file a new inode: watchers see the change even
+        # when size and mtime happen to match the old one's.
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+
+
+def generated_warning(log, what: str):
+    """An ``on_create`` callback: one WARNING line saying ``what`` was generated, and where."""
+
+    def warn(path) -> None:
+        log.warning(
+            "keys: generated %s in %s (development only: with CLEARHOUSE_ENV=production"
+            " a missing key stops the process)",
+            what,
+            path,
+        )
+
+    return warn
+
+
+@contextlib.contextmanager
+def _written_beside(target: Path, data: bytes):
+    """A durable temp file holding ``data`` beside ``target``; removed on exit if still there."""
+    # mkstemp creates the file 0600 in the same directory (same filesystem,
+    # so links and renames work and the key never touches another dir).
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        # A rename gives the file a new inode: watchers see the change even
-        # when size and mtime happen to match the old one's.
-        os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        yield tmp
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -118,14 +141,7 @@ def _read(target: Path) -> bytes | None:
 
 def _publish(target: Path, data: bytes) -> bool:
     """Publish ``data`` as ``target`` unless it exists; True if ours is the one published."""
-    # mkstemp creates the file 0600 in the same directory (same filesystem,
-    # so the hard link below works and the key never touches another dir).
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+    with _written_beside(target, data) as tmp:
         try:
             os.link(tmp, target)
         except FileExistsError:
@@ -135,9 +151,6 @@ def _publish(target: Path, data: bytes) -> bool:
             return _publish_excl(target, data)
         _fsync_dir(target.parent)
         return True
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 def _publish_excl(target: Path, data: bytes) -> bool:

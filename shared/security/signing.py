@@ -143,12 +143,7 @@ class SigningKeys:
         return key
 
 
-def _warn_generated(path) -> None:
-    log.warning(
-        "keys: generated a new JWT signing key in %s (development only: with"
-        " CLEARHOUSE_ENV=production a missing key stops the process)",
-        path,
-    )
+_warn_generated = keyfiles.generated_warning(log, "a new JWT signing key")
 
 
 def load_ring(key_dir: str, production: bool) -> Ring:

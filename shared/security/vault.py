@@ -158,12 +158,7 @@ class Vault:
         return hmac.new(key, pan.encode("ascii"), hashlib.sha256).hexdigest()[:32]
 
 
-def _warn_generated(path) -> None:
-    log.warning(
-        "keys: generated new card encryption keys in %s (development only: with"
-        " CLEARHOUSE_ENV=production a missing key stops the process)",
-        path,
-    )
+_warn_generated = keyfiles.generated_warning(log, "new card encryption keys")
 
 
 def load_keys(key_dir: str, production: bool) -> CardKeys:

@@ -59,25 +59,35 @@ def _load_jwt(settings: Settings) -> jwt_ring.Ring | None:
 
 def init(settings: Settings, now: datetime) -> dict:
     """Create the key files that are missing (never touching one that exists)."""
-    out = {}
     with keyfiles.locked(settings.key_dir):
-        if settings.jwt_private_key:
-            out["jwt"] = "from JWT_PRIVATE_KEY"
-        elif _load_jwt(settings) is None:
-            ring = jwt_ring.new_ring(now)
-            keyfiles.replace(settings.key_dir, jwt_ring.RING_FILE, jwt_ring.to_json(ring))
-            out["jwt"] = f"created {ring.entries[0].kid}"
-        else:
-            out["jwt"] = "exists"
-        if settings.card_keys:
-            out["card"] = "from CARD_KEYS"
-        elif _load_card_keys(settings) is None:
-            keys = card_ring.new_keys(now)
-            keyfiles.replace(settings.key_dir, card_ring.KEY_FILE, card_ring.dump(keys))
-            out["card"] = f"created {keys.current}"
-        else:
-            out["card"] = "exists"
-    return out
+        return {
+            "jwt": _missing_created(
+                settings.jwt_private_key and "JWT_PRIVATE_KEY",
+                lambda: _load_jwt(settings),
+                lambda: _write_jwt(settings, jwt_ring.new_ring(now)),
+            ),
+            "card": _missing_created(
+                settings.card_keys and "CARD_KEYS",
+                lambda: _load_card_keys(settings),
+                lambda: _write_card(settings, card_ring.new_keys(now)),
+            ),
+        }
+
+
+def _missing_created(env_name: str, load, create) -> str:
+    if env_name:
+        return f"from {env_name}"
+    return "exists" if load() is not None else f"created {create()}"
+
+
+def _write_jwt(settings: Settings, ring: jwt_ring.Ring) -> str:
+    keyfiles.replace(settings.key_dir, jwt_ring.RING_FILE, jwt_ring.to_json(ring))
+    return K.signer(ring.entries).kid
+
+
+def _write_card(settings: Settings, keys: card_ring.CardKeys) -> str:
+    keyfiles.replace(settings.key_dir, card_ring.KEY_FILE, card_ring.dump(keys))
+    return keys.current
 
 
 def rotate_jwt(settings: Settings, now: datetime) -> dict:
@@ -87,7 +97,7 @@ def rotate_jwt(settings: Settings, now: datetime) -> dict:
     with keyfiles.locked(settings.key_dir):
         ring = _load_jwt(settings)
         new = jwt_ring.new_ring(now) if ring is None else jwt_ring.rotated(ring, now, window)
-        keyfiles.replace(settings.key_dir, jwt_ring.RING_FILE, jwt_ring.to_json(new))
+        _write_jwt(settings, new)
     previous = [e for e in new.entries if e.retired_at == now]
     return {
         "kid": K.signer(new.entries).kid,
@@ -104,7 +114,7 @@ def rotate_card(settings: Settings, now: datetime) -> dict:
     with keyfiles.locked(settings.key_dir):
         keys = _load_card_keys(settings)
         new = card_ring.new_keys(now) if keys is None else card_ring.rotated(keys, now)
-        keyfiles.replace(settings.key_dir, card_ring.KEY_FILE, card_ring.dump(new))
+        _write_card(settings, new)
     return {"current_version": new.current, "versions": list(new.keys)}
 
 
@@ -124,7 +134,7 @@ def retire_card(uow: UnitOfWork, settings: Settings, version: str) -> dict:
         # write under an old one: retire only after the re-encrypt job ran.
         K.check_card_retirement(list(keys.keys), version, card_data.rows_using(uow, version))
         rest = card_ring.without(keys, version)
-        keyfiles.replace(settings.key_dir, card_ring.KEY_FILE, card_ring.dump(rest))
+        _write_card(settings, rest)
     return {"retired_version": version, "versions": list(rest.keys)}
 
 
