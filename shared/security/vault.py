@@ -102,6 +102,12 @@ class Vault:
             settings.key_reload_interval_s,
         )
 
+    @classmethod
+    def from_key_dir(cls, key_dir: str, production: bool, interval_s: float, **watch) -> Vault:
+        """The vault of ``card_keys.json`` in ``key_dir``, re-read when the file changes."""
+        load = lambda: _Keys(load_keys(key_dir, production))  # noqa: E731
+        return cls(source=Watched([f"{key_dir}/{KEY_FILE}"], load, interval_s, **watch))
+
     @property
     def current_version(self) -> str:
         return self._source.current().current
@@ -189,5 +195,4 @@ def _cached(
         if not (card_keys and fingerprint_key):
             raise VaultError("set both CARD_KEYS and CARD_FINGERPRINT_KEY, or neither")
         return Vault(parse_key_spec(card_keys), _b64key(fingerprint_key, "CARD_FINGERPRINT_KEY"))
-    load = lambda: _Keys(load_keys(key_dir, production))  # noqa: E731
-    return Vault(source=Watched([f"{key_dir}/{KEY_FILE}"], load, interval_s))
+    return Vault.from_key_dir(key_dir, production, interval_s)

@@ -121,10 +121,12 @@ def rotate_card(settings: Settings, now: datetime) -> dict:
 def retire_card(uow: UnitOfWork, settings: Settings, version: str) -> dict:
     """Remove card key ``version`` if no row still uses it; else refuse with the count."""
     if settings.card_keys:
-        K.check_card_retirement(
-            list(parse_card_keys(settings.card_keys)), version, card_data.rows_using(uow, version)
+        versions = list(parse_card_keys(settings.card_keys))
+        K.check_card_retirement(versions, version, card_data.rows_using(uow, version))
+        raise KeysFromEnvironment(
+            f"card keys come from CARD_KEYS: no row uses {version} any more; remove it from"
+            " CARD_KEYS and restart every process"
         )
-        _card_from_env(settings)
     with keyfiles.locked(settings.key_dir):
         keys = _load_card_keys(settings)
         if keys is None:
@@ -153,10 +155,11 @@ def _jwt_status(settings: Settings, now: datetime) -> dict:
     source = "JWT_PRIVATE_KEY" if ring else "key_dir"
     ring = ring or _load_jwt(settings)
     entries = ring.entries if ring else []
+    signing = K.signer(entries).kid if entries else None
     keys = [
         {
             "kid": e.kid,
-            "state": K.state(e, now, window),
+            "state": _state(e, signing, now, window),
             "created_at": _iso(e.created_at),
             "retired_at": _iso(e.retired_at),
             "verifies_until": _iso(window.verify_until(e)),
@@ -164,6 +167,13 @@ def _jwt_status(settings: Settings, now: datetime) -> dict:
         for e in entries
     ]
     return {"source": source, "keys": keys}
+
+
+def _state(entry: K.KeyEntry, signing: str | None, now: datetime, window: K.Window) -> str:
+    if entry.kid == signing or entry.retired_at:
+        return K.state(entry, now, window)
+    # A PEM ring has no times: its keys other than the signer verify until removed.
+    return "verifying"
 
 
 def _card_status(uow: UnitOfWork, settings: Settings) -> dict:

@@ -13,7 +13,7 @@ from shared.config import Settings
 from shared.domain import keyring as K
 from shared.security import jwt_ring, keyfiles
 from shared.security.signing import SigningKeys, generate_pem, load_ring, window_of
-from shared.security.vault import Vault, VaultError, load_keys
+from shared.security.vault import Vault, VaultError
 from shared.security.watch import Watched
 from shared.services import keys as key_service
 
@@ -175,10 +175,9 @@ def test_a_key_file_that_no_longer_parses_keeps_the_keys_in_use(settings, caplog
 
 def test_after_rotate_card_a_stale_vault_reloads_for_a_version_it_does_not_know(settings):
     key_service.init(settings, T0)
-    load = lambda: _keys_of(settings)  # noqa: E731
-    path = [Path(settings.key_dir, "card_keys.json")]
-    worker = Vault(source=Watched(path, load, 3600.0))  # would not look again for an hour
-    api = Vault(source=Watched(path, load, 3600.0))
+    # Neither would look at the file again for an hour unless made to.
+    worker = Vault.from_key_dir(settings.key_dir, False, 3600.0)
+    api = Vault.from_key_dir(settings.key_dir, False, 3600.0)
     old = worker.encrypt("4242424242424242", aad="pi_1")
     assert key_service.rotate_card(settings, T0)["current_version"] == "v2"
     assert api.current_version == "v1"
@@ -191,12 +190,6 @@ def test_after_rotate_card_a_stale_vault_reloads_for_a_version_it_does_not_know(
     assert worker.fingerprint("4242424242424242") == api.fingerprint("4242424242424242")
     with pytest.raises(VaultError, match="unknown key version"):
         worker.decrypt("v9:AAAA", aad="pi_1")
-
-
-def _keys_of(settings):
-    from shared.security.vault import _Keys
-
-    return _Keys(load_keys(settings.key_dir, False))
 
 
 # -- production and the environment ----------------------------------------------------
