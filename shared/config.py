@@ -150,6 +150,16 @@ def _private_pem(name: str) -> str:
     return raw
 
 
+ENVIRONMENTS = ("development", "production")
+
+
+def _environment(name: str, default: str) -> str:
+    raw = _str(name, default).strip().lower()
+    if raw not in ENVIRONMENTS:
+        raise ValueError(f"setting {name} must be one of {', '.join(ENVIRONMENTS)}, got {raw!r}")
+    return raw
+
+
 # Idempotency keys are promised for at least 24 h: a lower
 # setting would let an old key's retry create a second payment.
 MIN_IDEMPOTENCY_RETENTION_H = 24
@@ -157,6 +167,8 @@ MIN_IDEMPOTENCY_RETENTION_H = 24
 
 @dataclass(frozen=True)
 class Settings:
+    # production: a missing key is a start-up error, never generated.
+    environment: str = "development"
     database_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/clearhouse"
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Prefix of every Redis key we write (queues, beat): isolates deployments.
@@ -172,6 +184,11 @@ class Settings:
     # HMAC key of card fingerprints: both or neither.
     card_keys: str = field(default="", repr=False)
     card_fingerprint_key: str = field(default="", repr=False)
+    # How often a process looks for rotated key files (one stat per file).
+    key_reload_interval_s: float = 2.0
+    # The card-data re-encrypt job: how often beat starts a pass, rows per transaction.
+    reencrypt_interval_s: float = 60.0
+    reencrypt_batch: int = 500
     jwt_issuer: str = "clearhouse"
     jwt_audience: str = "clearhouse-api"
     access_token_ttl_s: int = 900
@@ -265,6 +282,7 @@ class Settings:
         d = cls()
         card_keys, card_fingerprint_key = _card_keys()
         values = dict(
+            environment=_environment("CLEARHOUSE_ENV", d.environment),
             database_url=_str("DATABASE_URL", d.database_url),
             redis_url=_str("REDIS_URL", d.redis_url),
             redis_key_prefix=_str("REDIS_KEY_PREFIX", d.redis_key_prefix),
@@ -272,6 +290,9 @@ class Settings:
             jwt_private_key=_private_pem("JWT_PRIVATE_KEY"),
             card_keys=card_keys,
             card_fingerprint_key=card_fingerprint_key,
+            key_reload_interval_s=_float("KEY_RELOAD_INTERVAL_S", d.key_reload_interval_s),
+            reencrypt_interval_s=_float("REENCRYPT_INTERVAL_S", d.reencrypt_interval_s),
+            reencrypt_batch=max(1, _int("REENCRYPT_BATCH", d.reencrypt_batch)),
             jwt_issuer=_str("JWT_ISSUER", d.jwt_issuer),
             jwt_audience=_str("JWT_AUDIENCE", d.jwt_audience),
             access_token_ttl_s=min(_int("ACCESS_TOKEN_TTL_S", d.access_token_ttl_s), 900),

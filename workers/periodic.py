@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from datetime import UTC, date, datetime, timedelta
 
 import redis
 
 from shared.observability import queues
-from shared.services import maintenance
+from shared.services import card_data, maintenance
 from workers.base import task
 from workers.topology import STEPS
 
@@ -47,6 +48,40 @@ def dispatch_webhooks(self, uow):
     if webhook_backlog(self.settings) >= backlog_max(self.settings):
         return 0
     return maintenance.send_due_webhooks(uow)
+
+
+@task("clearhouse.scheduler.reencrypt_card_data")
+def reencrypt_card_data(self, uow, cursor=None):
+    # One pass at a time: beat starts one every interval, and a pass over a
+    # big table takes longer. The lease is a courtesy, not a guard: two passes
+    # at once are safe (SKIP LOCKED, and a row already current is not taken).
+    lease = _PassLease(self.settings)
+    if len(self.runtime.vault.versions) < 2 or not lease.take(renew=cursor is not None):
+        return 0  # one version: nothing can be under an older one
+    batch, done = card_data.reencrypt_step(
+        uow, self.runtime.vault, self.settings.reencrypt_batch, cursor
+    )
+    if done:
+        uow.on_commit(lease.release)
+    return batch.reencrypted
+
+
+class _PassLease:
+    def __init__(self, settings):
+        self._redis = _redis(settings.redis_url)
+        self._key = f"{settings.redis_key_prefix}clearhouse:reencrypt-pass"
+        # Long enough for the next batch's message to wait behind other jobs.
+        self._ttl = int(max(120, 3 * settings.reencrypt_interval_s))
+
+    def take(self, renew: bool) -> bool:
+        try:
+            return bool(self._redis.set(self._key, 1, ex=self._ttl, nx=not renew))
+        except redis.RedisError:
+            return True  # Redis is away: run (two passes at once are safe)
+
+    def release(self) -> None:
+        with contextlib.suppress(redis.RedisError):  # else it expires
+            self._redis.delete(self._key)
 
 
 # Its work grows with the day's volume (5–10 s for 100,000 intents): the

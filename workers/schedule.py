@@ -35,6 +35,10 @@ def beat_schedule(settings: Settings) -> dict[str, dict]:
             "task": "clearhouse.scheduler.settle_economy",
             "schedule": float(economy) if economy else crontab(hour=0, minute=10),
         },
+        "reencrypt-card-data": {
+            "task": "clearhouse.scheduler.reencrypt_card_data",
+            "schedule": settings.reencrypt_interval_s,
+        },
         "daily-report": {
             "task": "clearhouse.scheduler.daily_report",
             "schedule": crontab(hour=0, minute=5),

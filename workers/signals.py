@@ -55,6 +55,18 @@ def _serve_metrics(sender, **_) -> None:
     metrics.serve("worker", settings.worker_metrics_port, addr, metrics.registry, log)
 
 
+@signals.worker_init.connect
+def _keys_or_exit(sender, **_) -> None:
+    # The keys are loaded now, not at the first task: in production a missing
+    # key must stop the worker at start. Celery logs and swallows an exception
+    # from a signal handler, so exit (SystemExit is not an Exception).
+    try:
+        sender.app.runtime.vault  # noqa: B018 - loading it is the point
+    except Exception as exc:
+        log.critical("worker cannot start: %s", exc)
+        raise SystemExit(f"clearhouse: {exc}") from None
+
+
 @signals.worker_process_shutdown.connect
 def _child_exited(pid=None, **_) -> None:
     if pid:

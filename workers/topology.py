@@ -38,6 +38,8 @@ STEPS = {
     # A window scan that found more than one run lists goes on in another run.
     "scan_standard": Step("clearhouse.scheduler.settle_standard", MAINTENANCE),
     "scan_economy": Step("clearhouse.scheduler.settle_economy", MAINTENANCE),
+    # A re-encrypt pass: one batch per run, each run sends the next.
+    "reencrypt_card_data": Step("clearhouse.scheduler.reencrypt_card_data", MAINTENANCE),
 }
 
 # The step that takes an intent waiting at each stage (the re-drive uses it).

@@ -1,32 +1,41 @@
 """Ed25519 JWT signing keys: sign, verify, and publish them as a JWKS.
 
-Keys come from ``Settings.jwt_private_key`` (env ``JWT_PRIVATE_KEY``, PEM) or
-else ``jwt_ed25519.pem`` in ``Settings.key_dir``, generated on first use. Either
-may hold several PEM blocks for rotation: the last PRIVATE KEY signs; every key
-(including retired PUBLIC KEY blocks) is published and accepted, until it is
-removed.
+Keys come from ``Settings.jwt_private_key`` (env ``JWT_PRIVATE_KEY``, PEM
+blocks: the last PRIVATE KEY signs, every key verifies until it is removed)
+or else from the key ring in ``Settings.key_dir`` (shared.security.jwt_ring:
+``jwt_keys.json``, or the older ``jwt_ed25519.pem``). The files are watched:
+after ``clearhouse keys rotate-jwt`` every process signs with the new key
+within ``key_reload_interval_s``, and a retired key verifies (and is
+published) until every token it signed has expired, then drops out. Missing
+files are generated in development only (shared.security.keyfiles.MissingKey).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import re
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import lru_cache
 
 import jwt
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PrivateFormat, PublicFormat
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from shared.config import Settings
-from shared.security.keyfiles import load_or_create
+from shared.domain.keyring import MAX_ACCESS_TTL_S, KeyRingError, Window, accepted
+from shared.security import jwt_ring, keyfiles
+from shared.security.jwt_ring import Ring, b64url, generate_pem, raw, thumbprint
+from shared.security.watch import Fixed, Watched
 
-KEY_FILE = "jwt_ed25519.pem"
+__all__ = ["InvalidToken", "SigningKeys", "generate_pem", "thumbprint", "window_of"]
+
+log = logging.getLogger(__name__)
+KEY_FILE = jwt_ring.RING_FILE
 ALGORITHM = "EdDSA"
 REQUIRED_CLAIMS = ["sub", "exp", "iat", "iss", "aud", "scope"]
+# Slack for clocks of the machines sharing a key folder and for a request
+# that signed just before its process noticed the rotation.
+CLOCK_SLACK_S = 5
 # Checked in order, most specific first (InvalidSignatureError is a DecodeError).
 _REASONS: tuple[tuple[type[Exception], str], ...] = (
     (jwt.ExpiredSignatureError, "token expired"),
@@ -35,7 +44,6 @@ _REASONS: tuple[tuple[type[Exception], str], ...] = (
     (jwt.InvalidIssuerError, "wrong issuer"),
     (jwt.InvalidSignatureError, "bad signature"),
 )
-_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z ]+)-----.+?-----END \1-----", re.S)
 
 
 class InvalidToken(Exception):
@@ -46,77 +54,58 @@ class InvalidToken(Exception):
         self.reason = reason
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+def window_of(settings: Settings) -> Window:
+    """How long a retired key verifies: the token lifetime, the reload lag and clock slack."""
+    ttl = min(settings.access_token_ttl_s, MAX_ACCESS_TTL_S)
+    return Window(ttl, settings.key_reload_interval_s + CLOCK_SLACK_S)
 
 
-def _raw(public: Ed25519PublicKey) -> bytes:
-    return public.public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
-def thumbprint(public: Ed25519PublicKey) -> str:
-    """RFC 7638 JWK thumbprint: base64url SHA-256 of the canonical required members."""
-    # The RFC's canonical form: required OKP members only, sorted, no
-    # whitespace (x is base64url, so it needs no JSON escaping).
-    canonical = f'{{"crv":"Ed25519","kty":"OKP","x":"{_b64url(_raw(public))}"}}'
-    return _b64url(hashlib.sha256(canonical.encode("ascii")).digest())
-
-
-def generate_pem() -> bytes:
-    """A fresh Ed25519 private key as unencrypted PKCS#8 PEM."""
-    key = Ed25519PrivateKey.generate()
-    return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, serialization.NoEncryption())
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 class SigningKeys:
     """The current signing key plus every key still accepted for verification."""
 
-    def __init__(
-        self,
-        private_keys: Sequence[Ed25519PrivateKey],
-        public_keys: Sequence[Ed25519PublicKey] = (),
-    ) -> None:
-        if not private_keys:
-            raise ValueError("at least one Ed25519 private key is required")
-        self._current = private_keys[-1]
-        self.kid = thumbprint(self._current.public_key())
-        self._public: dict[str, Ed25519PublicKey] = {}
-        for pub in [k.public_key() for k in private_keys] + list(public_keys):
-            self._public.setdefault(thumbprint(pub), pub)
+    def __init__(self, source, window: Window, clock: Callable[[], datetime] = _now) -> None:
+        # source: a Fixed or Watched Ring (shared.security.watch).
+        self._source, self._window, self._clock = source, window, clock
+        source.current().signing_key()  # a ring that cannot sign is refused here
 
     @classmethod
     def from_pem(cls, data: bytes | str) -> SigningKeys:
         """Parse one or more PEM blocks (PRIVATE KEY and PUBLIC KEY) into SigningKeys."""
-        # Env vars and secret stores often carry PEM with escaped newlines.
-        raw = (data.encode() if isinstance(data, str) else data).replace(b"\\n", b"\n")
-        blocks = [(m.group(1) == b"PUBLIC KEY", m.group(0)) for m in _PEM_BLOCK.finditer(raw)]
-        public = [serialization.load_pem_public_key(b) for pub, b in blocks if pub]
-        private = [serialization.load_pem_private_key(b, None) for pub, b in blocks if not pub]
-        if not all(isinstance(k, Ed25519PrivateKey | Ed25519PublicKey) for k in private + public):
-            raise ValueError("JWT signing keys must be Ed25519")
-        return cls(private, public)
+        return cls(Fixed(jwt_ring.from_pem(data)), Window(MAX_ACCESS_TTL_S, CLOCK_SLACK_S))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SigningKeys:
         """Keys from ``settings.jwt_private_key``, else from (or created in) its key_dir."""
-        pem = settings.jwt_private_key
-        if not pem:
-            return _cached(settings.key_dir, "")
-        try:
-            return _cached(settings.key_dir, pem)
-        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-            # Named, so a bad key stops the API at start with a line that says
-            # which setting to fix (the messages never quote key material).
-            raise ValueError(f"setting JWT_PRIVATE_KEY holds no usable key: {exc}") from None
+        return _cached(
+            settings.key_dir,
+            settings.jwt_private_key,
+            settings.environment == "production",
+            window_of(settings),
+            settings.key_reload_interval_s,
+        )
+
+    @property
+    def kid(self) -> str:
+        return self._source.current().signing_key()[0]
+
+    def _accepted(self, ring: Ring) -> dict[str, Ed25519PublicKey]:
+        now = self._clock()
+        return {e.kid: ring.public[e.kid] for e in accepted(ring.entries, now, self._window)}
 
     def jwks(self) -> dict:
         """The public JWK Set served at /.well-known/jwks.json."""
         jwk = {"kty": "OKP", "crv": "Ed25519", "alg": ALGORITHM, "use": "sig"}
-        return {"keys": [{**jwk, "x": _b64url(_raw(p)), "kid": k} for k, p in self._public.items()]}
+        keys = self._accepted(self._source.current()).items()
+        return {"keys": [{**jwk, "x": b64url(raw(p)), "kid": k} for k, p in keys]}
 
     def sign(self, claims: dict) -> str:
         """Sign ``claims`` with the current key; the header names its kid."""
-        return jwt.encode(claims, self._current, algorithm=ALGORITHM, headers={"kid": self.kid})
+        kid, key = self._source.current().signing_key()
+        return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": kid})
 
     def verify(self, token: str | None, *, audience: str, issuer: str) -> dict:
         """Return the verified claims of ``token`` or raise InvalidToken."""
@@ -143,16 +132,49 @@ class SigningKeys:
         # forgeries never reach a verifier; jwt.decode's allow-list is a backstop.
         if header.get("alg") != ALGORITHM:
             raise InvalidToken("unsupported algorithm")
-        key = self._public.get(str(header.get("kid")))
+        kid = str(header.get("kid"))
+        key = self._accepted(self._source.current()).get(kid)
+        # Another process may sign with a key this one has not loaded yet: look
+        # at the files now (one stat when nothing changed) before refusing.
+        if key is None and self._source.refresh():
+            key = self._accepted(self._source.current()).get(kid)
         if key is None:
             raise InvalidToken("unknown key id")
         return key
 
 
+_warn_generated = keyfiles.generated_warning(log, "a new JWT signing key")
+
+
+def load_ring(key_dir: str, production: bool) -> Ring:
+    """The ring in ``key_dir``, new format first; missing: generated (development only)."""
+    data = keyfiles.read(key_dir, jwt_ring.RING_FILE)
+    if data is not None:
+        return jwt_ring.from_json(data)
+    legacy = keyfiles.read(key_dir, jwt_ring.LEGACY_FILE)
+    if legacy is not None:
+        return jwt_ring.from_pem(legacy)
+    if production:
+        raise keyfiles.MissingKey(
+            "no JWT signing key: with CLEARHOUSE_ENV=production keys are never generated;"
+            f" set JWT_PRIVATE_KEY, or create {jwt_ring.RING_FILE} in CLEARHOUSE_KEY_DIR"
+            f" ({key_dir}) with `clearhouse keys init`"
+        )
+    fresh = lambda: jwt_ring.to_json(jwt_ring.new_ring(_now()))  # noqa: E731
+    data = keyfiles.load_or_create(key_dir, jwt_ring.RING_FILE, fresh, _warn_generated)
+    return jwt_ring.from_json(data)
+
+
 @lru_cache(maxsize=16)
-def _cached(key_dir: str, pem: str) -> SigningKeys:
-    # Parsing and thumbprinting on every request would be waste; the key
-    # material only changes on restart (or a new key_dir in tests).
+def _cached(key_dir: str, pem: str, production: bool, window: Window, interval_s: float):
+    # One ring per process and configuration: parsing and thumbprinting on
+    # every request would be waste; the watcher re-reads only on change.
     if pem:
-        return SigningKeys.from_pem(pem)
-    return SigningKeys.from_pem(load_or_create(key_dir, KEY_FILE, generate_pem))
+        try:
+            return SigningKeys(Fixed(jwt_ring.from_pem(pem)), window)
+        except (ValueError, TypeError, UnsupportedAlgorithm, KeyRingError) as exc:
+            # Named, so a bad key stops the API at start with a line that says
+            # which setting to fix (the messages never quote key material).
+            raise ValueError(f"setting JWT_PRIVATE_KEY holds no usable key: {exc}") from None
+    paths = [f"{key_dir}/{jwt_ring.RING_FILE}", f"{key_dir}/{jwt_ring.LEGACY_FILE}"]
+    return SigningKeys(Watched(paths, lambda: load_ring(key_dir, production), interval_s), window)

@@ -8,11 +8,9 @@ import secrets
 import time
 
 from shared.config import Settings
+from shared.domain.keyring import MAX_ACCESS_TTL_S
 from shared.security.signing import SigningKeys
 
-# Hard ceiling whatever the settings say: a leaked access token is good until
-# it expires or its client is revoked, so its lifetime is the damage window.
-MAX_ACCESS_TTL_S = 900
 REFRESH_PREFIX = "rt_"
 
 

@@ -24,7 +24,7 @@ from workers.schedule import beat_schedule
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 # Variables whose Settings field is not simply their lower-cased name.
-FIELD_OF = {"CLEARHOUSE_KEY_DIR": "key_dir"}
+FIELD_OF = {"CLEARHOUSE_KEY_DIR": "key_dir", "CLEARHOUSE_ENV": "environment"}
 # How the Settings table writes a default that is nothing (None, "", False).
 NOTHING = {"unset", "empty", "off"}
 ENTRY = re.compile(r"^#### `(\w+)` \((\w+)\)$", re.M)

@@ -77,11 +77,21 @@ def test_roundtrip_and_header(keys):
 
 
 def test_key_file_created_once_private(settings, keys):
-    path = os.path.join(settings.key_dir, "jwt_ed25519.pem")
+    path = os.path.join(settings.key_dir, "jwt_keys.json")
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(settings.key_dir).st_mode) == 0o700
-    again = SigningKeys.from_pem(Path(path).read_bytes())
-    assert again.kid == keys.kid
+    (entry,) = json.loads(Path(path).read_text())["keys"]
+    assert entry["kid"] == keys.kid and entry["retired_at"] is None
+    assert SigningKeys.from_pem(entry["private_key"]).kid == keys.kid
+
+
+def test_a_legacy_pem_key_file_still_loads(settings):
+    pem = generate_pem()
+    os.makedirs(settings.key_dir)
+    Path(settings.key_dir, "jwt_ed25519.pem").write_bytes(pem)
+    keys = SigningKeys.from_settings(settings)
+    assert keys.kid == SigningKeys.from_pem(pem).kid
+    assert os.listdir(settings.key_dir) == ["jwt_ed25519.pem"]  # nothing generated
 
 
 def test_configured_key_takes_precedence(settings, monkeypatch):
@@ -97,7 +107,7 @@ def test_configured_key_takes_precedence(settings, monkeypatch):
 def test_signing_keys_never_read_the_environment(settings, monkeypatch):
     monkeypatch.setenv("JWT_PRIVATE_KEY", generate_pem().decode())
     SigningKeys.from_settings(settings)  # from key_dir: the settings hold no key
-    assert os.path.exists(os.path.join(settings.key_dir, "jwt_ed25519.pem"))
+    assert os.path.exists(os.path.join(settings.key_dir, "jwt_keys.json"))
 
 
 def _ec_pem() -> str:

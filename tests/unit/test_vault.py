@@ -118,7 +118,8 @@ def test_key_file_contents_and_mode(settings):
     Vault.from_settings(settings)
     path = os.path.join(settings.key_dir, "card_keys.json")
     doc = json.loads(Path(path).read_text())
-    assert set(doc) == {"card_keys", "fingerprint_key"}
+    assert set(doc) == {"card_keys", "fingerprint_key", "created"}
+    assert list(doc["created"]) == ["v1"]
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(settings.key_dir).st_mode) == 0o700
 
