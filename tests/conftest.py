@@ -26,7 +26,9 @@ from shared.config import migration_url_for  # pure: reads no setting
 ROOT = Path(__file__).resolve().parent.parent
 # The services' role, as deployed (shared/db/roles.py); migrations and the
 # test-only superuser actions (planted faults, killed backends) as the admin.
-_base_db = os.environ.get("DATABASE_URL", "postgresql+psycopg2://clearhouse_app@127.0.0.1:5432/test")
+_base_db = os.environ.get(
+    "DATABASE_URL", "postgresql+psycopg2://clearhouse_app@127.0.0.1:5432/test"
+)
 _base_admin = os.environ.get("MIGRATION_DATABASE_URL") or migration_url_for(_base_db)
 _base_redis = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")

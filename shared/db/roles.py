@@ -60,25 +60,21 @@ def _q(conn: Connection, name: str) -> str:
 def current_role(conn: Connection):
     """(name, is superuser, may create roles) of the session's login role."""
     return conn.execute(
-        text(
-            "SELECT rolname, rolsuper, rolcreaterole FROM pg_roles WHERE rolname = session_user"
-        )
+        text("SELECT rolname, rolsuper, rolcreaterole FROM pg_roles WHERE rolname = session_user")
     ).one()
 
 
 def role_exists(conn: Connection, name: str) -> bool:
-    return bool(conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :n"), {"n": name}).scalar())
+    found = conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :n"), {"n": name})
+    return bool(found.scalar())
 
 
-def _password_clause(conn: Connection, role: str, password: str | None) -> str:
-    if not password:
-        return ""
+def _hashed(conn: Connection, role: str, password: str) -> str:
     # Hashed here (SCRAM, or what the server's password_encryption says), so the
     # cleartext never reaches the server or its statement log.
     from psycopg2.extensions import encrypt_password
 
-    hashed = encrypt_password(password, role, conn.connection.dbapi_connection)
-    return " PASSWORD '" + hashed.replace("'", "''") + "'"
+    return encrypt_password(password, role, conn.connection.dbapi_connection)
 
 
 def ensure_role(conn: Connection, name: str, *, login: bool, password: str | None = None) -> bool:
@@ -91,11 +87,15 @@ def ensure_role(conn: Connection, name: str, *, login: bool, password: str | Non
     """
     if role_exists(conn, name):
         return False
-    attrs = "LOGIN" if login else "NOLOGIN"
-    stmt = f"CREATE ROLE {_q(conn, name)} {attrs}{_password_clause(conn, name, password)}"
+    stmt = f"CREATE ROLE {_q(conn, name)} {'LOGIN' if login else 'NOLOGIN'}"
+    params = {}
+    if password:
+        # psycopg2 interpolates parameters client-side, so a utility statement takes one.
+        stmt += " PASSWORD :password"
+        params["password"] = _hashed(conn, name, password)
     savepoint = conn.begin_nested()
     try:
-        conn.execute(text(stmt))
+        conn.execute(text(stmt), params)
     except DBAPIError as exc:
         savepoint.rollback()
         if _sqlstate(exc) in (_DUPLICATE_OBJECT, _UNIQUE_VIOLATION):
@@ -108,9 +108,7 @@ def ensure_role(conn: Connection, name: str, *, login: bool, password: str | Non
 def _is_member(conn: Connection, role: str) -> bool:
     """Whether the session's login role may SET ROLE to ``role``."""
     return bool(
-        conn.execute(
-            text("SELECT pg_has_role(session_user, :r, 'MEMBER')"), {"r": role}
-        ).scalar()
+        conn.execute(text("SELECT pg_has_role(session_user, :r, 'MEMBER')"), {"r": role}).scalar()
     )
 
 
@@ -146,25 +144,33 @@ def _take_ownership(conn: Connection) -> None:
     # Tables first: a sequence owned by a column follows its table (and may not
     # be given away on its own); indexes always follow.
     for kind, relkinds in (("TABLE", "rpvmf"), ("SEQUENCE", "S")):
-        rows = conn.execute(
-            text(
-                "SELECT c.oid::regclass::text FROM pg_class c"
-                " JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " WHERE n.nspname = 'public' AND c.relkind = ANY(:kinds)"
-                " AND pg_get_userbyid(c.relowner) <> :owner"
-            ),
-            {"kinds": list(relkinds), "owner": OWNER},
-        ).scalars().all()
+        rows = (
+            conn.execute(
+                text(
+                    "SELECT c.oid::regclass::text FROM pg_class c"
+                    " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                    " WHERE n.nspname = 'public' AND c.relkind = ANY(:kinds)"
+                    " AND pg_get_userbyid(c.relowner) <> :owner"
+                ),
+                {"kinds": list(relkinds), "owner": OWNER},
+            )
+            .scalars()
+            .all()
+        )
         for name in rows:
             conn.execute(text(f"ALTER {kind} {name} OWNER TO {owner}"))
-    functions = conn.execute(
-        text(
-            "SELECT p.oid::regprocedure::text FROM pg_proc p"
-            " JOIN pg_namespace n ON n.oid = p.pronamespace"
-            " WHERE n.nspname = 'public' AND pg_get_userbyid(p.proowner) <> :owner"
-        ),
-        {"owner": OWNER},
-    ).scalars().all()
+    functions = (
+        conn.execute(
+            text(
+                "SELECT p.oid::regprocedure::text FROM pg_proc p"
+                " JOIN pg_namespace n ON n.oid = p.pronamespace"
+                " WHERE n.nspname = 'public' AND pg_get_userbyid(p.proowner) <> :owner"
+            ),
+            {"owner": OWNER},
+        )
+        .scalars()
+        .all()
+    )
     for signature in functions:
         conn.execute(text(f"ALTER ROUTINE {signature} OWNER TO {owner}"))
 
@@ -215,13 +221,17 @@ def apply_grants(conn: Connection) -> None:
     without its grants.
     """
     app = _q(conn, APP)
-    tables = conn.execute(
-        text(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
-            " ORDER BY c.relname"
+    tables = (
+        conn.execute(
+            text(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
+                " ORDER BY c.relname"
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     conn.execute(text(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {app}, PUBLIC"))
     conn.execute(text(f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {app}, PUBLIC"))
     for table in tables:
