@@ -71,11 +71,12 @@ def _optional_str(name: str) -> str | None:
     return os.environ.get(name) or None
 
 
-def migration_url_for(database_url: str, user: str = "postgres") -> str:
+def with_user(database_url: str, user: str = "postgres") -> str:
     """``database_url``'s server and database, as ``user`` (no password).
 
-    The default of MIGRATION_DATABASE_URL: the superuser a fresh local or CI
-    Postgres trusts (initdb's ``postgres``). A deployment names its own.
+    With the default user, MIGRATION_DATABASE_URL's default: the superuser a
+    fresh local or CI Postgres trusts (initdb's ``postgres``). A deployment
+    names its own.
     """
     parts = urlsplit(database_url)
     hostport = parts.netloc.rpartition("@")[2]
@@ -334,7 +335,7 @@ class Settings:
     @property
     def migration_url(self) -> str:
         """Where ``db upgrade`` connects: MIGRATION_DATABASE_URL, else the default above."""
-        return self.migration_database_url or migration_url_for(self.database_url)
+        return self.migration_database_url or with_user(self.database_url)
 
     def db_timeouts(self, kind: str) -> tuple[int, int, int]:
         """The Postgres timeouts of one kind of connection: api, worker or report."""

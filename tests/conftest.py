@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from shared.config import migration_url_for  # pure: reads no setting
+from shared.config import with_user  # pure: reads no setting
 
 ROOT = Path(__file__).resolve().parent.parent
 # The services' role, as deployed (shared/db/roles.py); migrations and the
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 _base_db = os.environ.get(
     "DATABASE_URL", "postgresql+psycopg2://clearhouse_app@127.0.0.1:5432/test"
 )
-_base_admin = os.environ.get("MIGRATION_DATABASE_URL") or migration_url_for(_base_db)
+_base_admin = os.environ.get("MIGRATION_DATABASE_URL") or with_user(_base_db)
 _base_redis = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
 _n = int(_worker[2:] or 0) if _worker.startswith("gw") else 0

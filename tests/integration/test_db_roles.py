@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from shared.config import migration_url_for
+from shared.config import with_user
 from shared.db import roles
 from tests import factories as f
 from tests.conftest import ROOT, python_bin
@@ -34,7 +34,7 @@ INSUFFICIENT_PRIVILEGE = "42501"
 @pytest.fixture(scope="module")
 def app_engine(database):
     """The layer's database, logged in as clearhouse_app whatever DATABASE_URL says."""
-    engine = create_engine(migration_url_for(database, roles.APP), poolclass=NullPool)
+    engine = create_engine(with_user(database, roles.APP), poolclass=NullPool)
     yield engine
     engine.dispose()
 
