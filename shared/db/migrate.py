@@ -145,7 +145,10 @@ def _run_locked(database_url: str, action, app_password: str | None = None) -> N
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
             conn.commit()
             try:
-                roles.prepare(conn, app_password)
+                roles.create_roles(conn, app_password)
+                conn.commit()
+                roles.become_owner(conn)
+                conn.commit()
                 cfg.attributes["connection"] = conn
                 action(cfg)
                 conn.commit()

@@ -93,15 +93,13 @@ def ensure_role(conn: Connection, name: str, *, login: bool, password: str | Non
         # psycopg2 interpolates parameters client-side, so a utility statement takes one.
         stmt += " PASSWORD :password"
         params["password"] = _hashed(conn, name, password)
-    savepoint = conn.begin_nested()
     try:
-        conn.execute(text(stmt), params)
+        with conn.begin_nested():  # a savepoint: the loser of a race carries on
+            conn.execute(text(stmt), params)
     except DBAPIError as exc:
-        savepoint.rollback()
         if _sqlstate(exc) in (_DUPLICATE_OBJECT, _UNIQUE_VIOLATION):
             return False
         raise
-    savepoint.commit()
     return True
 
 
@@ -114,15 +112,13 @@ def _is_member(conn: Connection, role: str) -> bool:
 
 def _grant_membership(conn: Connection, role: str) -> None:
     """Let the login role (a CREATEROLE one) SET ROLE to ``role``; races tolerated."""
-    savepoint = conn.begin_nested()
+    me = _q(conn, current_role(conn).rolname)
     try:
-        conn.execute(text(f"GRANT {_q(conn, role)} TO {_q(conn, current_role(conn).rolname)}"))
+        with conn.begin_nested():
+            conn.execute(text(f"GRANT {_q(conn, role)} TO {me}"))
     except DBAPIError as exc:
-        savepoint.rollback()
         if _sqlstate(exc) not in (_DUPLICATE_OBJECT, _UNIQUE_VIOLATION):
             raise
-        return
-    savepoint.commit()
 
 
 def _take_ownership(conn: Connection) -> None:
@@ -175,19 +171,23 @@ def _take_ownership(conn: Connection) -> None:
         conn.execute(text(f"ALTER ROUTINE {signature} OWNER TO {owner}"))
 
 
-def prepare(conn: Connection, app_password: str | None = None) -> None:
-    """Before migrating: the roles exist, OWNER owns the database, the session acts as OWNER.
+def create_roles(conn: Connection, app_password: str | None = None) -> None:
+    """Create OWNER (NOLOGIN) and APP (LOGIN) where missing, if the login role may.
 
     ``conn`` is the migration connection (a superuser, a CREATEROLE role or
-    OWNER itself). Roles are created and committed first, on their own: they
-    are cluster-wide, and a short transaction keeps a concurrent upgrade of
+    OWNER itself). The caller commits at once, on its own: roles are
+    cluster-wide, and a short transaction keeps a concurrent upgrade of
     another database from waiting long on them.
     """
     me = current_role(conn)
     if me.rolsuper or me.rolcreaterole:
         ensure_role(conn, OWNER, login=False)
         ensure_role(conn, APP, login=True, password=app_password)
-        conn.commit()
+
+
+def become_owner(conn: Connection) -> None:
+    """Before migrating: OWNER owns the database, and the session acts as OWNER from here on."""
+    me = current_role(conn)
     missing = [r for r in (OWNER, APP) if not role_exists(conn, r)]
     if missing:
         raise RoleError(
@@ -210,7 +210,6 @@ def prepare(conn: Connection, app_password: str | None = None) -> None:
     conn.execute(text(f"GRANT USAGE ON SCHEMA public TO {_q(conn, APP)}"))
     database = _q(conn, conn.execute(text("SELECT current_database()")).scalar())
     conn.execute(text(f"GRANT CONNECT ON DATABASE {database} TO {_q(conn, APP)}"))
-    conn.commit()
 
 
 def apply_grants(conn: Connection) -> None:
