@@ -121,22 +121,36 @@ def _grant_membership(conn: Connection, role: str) -> None:
             raise
 
 
+# What the login role may give away: what it owns (a superuser: everything) and
+# OWNER does not own yet. A CREATEROLE role hands over the database it created.
+_GIVABLE = "pg_get_userbyid({0}) <> :owner AND pg_has_role(session_user, {0}, 'MEMBER')"
+
+
 def _take_ownership(conn: Connection) -> None:
-    """Make OWNER own the database, its public schema and everything in it (superuser).
+    """Make OWNER own the database, its public schema and everything in it.
 
     For a database made before the roles existed (its tables owned by whoever
-    migrated it) and for a fresh one alike; a no-op once done.
+    migrated it) and for a fresh one alike; a no-op once done. The database
+    first: the schema's new owner must be able to create in it.
     """
-    owner = _q(conn, OWNER)
+    owner, p = _q(conn, OWNER), {"owner": OWNER}
     db = conn.execute(
         text(
-            "SELECT current_database(), pg_get_userbyid(datdba) FROM pg_database"
-            " WHERE datname = current_database()"
-        )
-    ).one()
-    if db[1] != OWNER:
-        conn.execute(text(f"ALTER DATABASE {_q(conn, db[0])} OWNER TO {owner}"))
-    conn.execute(text(f"ALTER SCHEMA public OWNER TO {owner}"))
+            "SELECT datname FROM pg_database WHERE datname = current_database()"
+            f" AND {_GIVABLE.format('datdba')}"
+        ),
+        p,
+    ).scalar()
+    if db:
+        conn.execute(text(f"ALTER DATABASE {_q(conn, db)} OWNER TO {owner}"))
+    schema = conn.execute(
+        text(
+            f"SELECT 1 FROM pg_namespace WHERE nspname = 'public' AND {_GIVABLE.format('nspowner')}"
+        ),
+        p,
+    ).scalar()
+    if schema:
+        conn.execute(text(f"ALTER SCHEMA public OWNER TO {owner}"))
     # Tables first: a sequence owned by a column follows its table (and may not
     # be given away on its own); indexes always follow.
     for kind, relkinds in (("TABLE", "rpvmf"), ("SEQUENCE", "S")):
@@ -146,7 +160,7 @@ def _take_ownership(conn: Connection) -> None:
                     "SELECT c.oid::regclass::text FROM pg_class c"
                     " JOIN pg_namespace n ON n.oid = c.relnamespace"
                     " WHERE n.nspname = 'public' AND c.relkind = ANY(:kinds)"
-                    " AND pg_get_userbyid(c.relowner) <> :owner"
+                    f" AND {_GIVABLE.format('c.relowner')}"
                 ),
                 {"kinds": list(relkinds), "owner": OWNER},
             )
@@ -160,7 +174,7 @@ def _take_ownership(conn: Connection) -> None:
             text(
                 "SELECT p.oid::regprocedure::text FROM pg_proc p"
                 " JOIN pg_namespace n ON n.oid = p.pronamespace"
-                " WHERE n.nspname = 'public' AND pg_get_userbyid(p.proowner) <> :owner"
+                f" WHERE n.nspname = 'public' AND {_GIVABLE.format('p.proowner')}"
             ),
             {"owner": OWNER},
         )
@@ -202,8 +216,7 @@ def become_owner(conn: Connection) -> None:
                     f" migrate as a superuser, a CREATEROLE role or {OWNER}"
                 )
             _grant_membership(conn, OWNER)
-        if me.rolsuper:
-            _take_ownership(conn)
+        _take_ownership(conn)
         conn.execute(text(f"SET ROLE {_q(conn, OWNER)}"))
     # As the owner of the schema and database from here on.
     conn.execute(text("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))

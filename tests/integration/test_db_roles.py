@@ -253,8 +253,7 @@ def cluster():
 def _upgrade(pg: PrivatePostgres, db: str, **env) -> subprocess.CompletedProcess:
     """``clearhouse db upgrade`` as set up by default: DATABASE_URL names the app role,
     MIGRATION_DATABASE_URL is unset (the same server and database as ``postgres``)."""
-    app_url = pg.url(db).replace("postgres@", f"{roles.APP}@")
-    return _cli_upgrade(app_url, **env)
+    return _cli_upgrade(pg.url(db, user=roles.APP), **env)
 
 
 def _cli_upgrade(app_url: str, **env) -> subprocess.CompletedProcess:
@@ -312,24 +311,21 @@ def _check_upgraded(pg: PrivatePostgres, db: str) -> None:
     assert {owner for owner, *_ in grants.values()} == {roles.OWNER}
 
 
-def test_db_upgrade_creates_both_roles_and_runs_twice(cluster):
-    assert _roles(cluster) == {}  # a fresh cluster: nothing there yet
-    for _ in range(2):
-        out = _upgrade(cluster, "roles_twice")
-        assert out.returncode == 0, out.stderr
-    assert _roles(cluster) == {roles.OWNER: False, roles.APP: True}
-    _check_upgraded(cluster, "roles_twice")
-
-
-def test_db_upgrade_by_several_processes_at_once(cluster):
-    # Two databases and one, at once: the roles race between databases (they are
-    # the cluster's), the migration between processes on one database.
-    dbs = ["roles_race_a", "roles_race_a", "roles_race_b", "roles_race_b"]
-    with ThreadPoolExecutor(len(dbs)) as pool:
-        outs = list(pool.map(lambda db: _upgrade(cluster, db), dbs))
-    assert [o.returncode for o in outs] == [0] * len(dbs), [o.stderr for o in outs]
-    for db in set(dbs):
-        _check_upgraded(cluster, db)
+def test_db_upgrade_by_several_processes_at_once():
+    # On a fresh cluster, two databases and one: the roles race between databases
+    # (they are the cluster's), the migration between processes on one database.
+    pg = PrivatePostgres()
+    pg.init().start()
+    try:
+        dbs = ["roles_race_a", "roles_race_a", "roles_race_b", "roles_race_b"]
+        with ThreadPoolExecutor(len(dbs)) as pool:
+            outs = list(pool.map(lambda db: _upgrade(pg, db), dbs))
+        assert [o.returncode for o in outs] == [0] * len(dbs), [o.stderr for o in outs]
+        assert _roles(pg) == {roles.OWNER: False, roles.APP: True}
+        for db in set(dbs):
+            _check_upgraded(pg, db)
+    finally:
+        pg.destroy()
 
 
 def test_db_upgrade_of_an_old_database_whose_roles_exist(cluster):
@@ -345,7 +341,7 @@ def test_db_upgrade_of_an_old_database_whose_roles_exist(cluster):
             conn.commit()
     finally:
         engine.dispose()
-    assert _roles(cluster)  # created by the earlier tests of this module (or now)
+    assert _upgrade(cluster, "roles_exist").returncode == 0  # the roles exist from here on
     out = _upgrade(cluster, "roles_legacy")
     assert out.returncode == 0, out.stderr
     _check_upgraded(cluster, "roles_legacy")
@@ -360,12 +356,12 @@ def test_db_upgrade_as_the_owner_itself_and_refused_to_the_app(cluster):
         with admin.connect() as conn:
             conn.execute(text("ALTER ROLE clearhouse_owner LOGIN"))
             conn.commit()
-        as_owner = cluster.url("roles_owner").replace("postgres@", f"{roles.OWNER}@")
+        as_owner = cluster.url("roles_owner", user=roles.OWNER)
         out = _upgrade(cluster, "roles_owner", MIGRATION_DATABASE_URL=as_owner)
         assert out.returncode == 0, out.stderr
         _check_upgraded(cluster, "roles_owner")
 
-        as_app = cluster.url("roles_owner").replace("postgres@", f"{roles.APP}@")
+        as_app = cluster.url("roles_owner", user=roles.APP)
         out = _upgrade(cluster, "roles_owner", MIGRATION_DATABASE_URL=as_app)
         assert out.returncode == 1
         assert "clearhouse_app can neither act as clearhouse_owner" in out.stderr
@@ -376,13 +372,18 @@ def test_db_upgrade_as_the_owner_itself_and_refused_to_the_app(cluster):
         admin.dispose()
 
 
-def test_the_app_password_in_database_url_is_set_on_creation():
-    """A password in DATABASE_URL is given to the app role db upgrade creates (hashed)."""
-    pg = PrivatePostgres()  # a cluster where the role does not exist yet
+def test_db_upgrade_creates_both_roles_and_runs_twice():
+    """On a cluster where neither role exists; the password of DATABASE_URL is stored hashed."""
+    pg = PrivatePostgres()
     pg.init().start()
     try:
-        out = _cli_upgrade(pg.url("roles_pw").replace("postgres@", f"{roles.APP}:s3cr%40t@"))
-        assert out.returncode == 0, out.stderr
+        assert _roles(pg) == {}
+        app_url = pg.url("roles_twice", user=f"{roles.APP}:s3cr%40t")
+        for _ in range(2):
+            out = _cli_upgrade(app_url)
+            assert out.returncode == 0, out.stderr
+        assert _roles(pg) == {roles.OWNER: False, roles.APP: True}
+        _check_upgraded(pg, "roles_twice")
         engine = create_engine(pg.url("postgres"), poolclass=NullPool)
         try:
             with engine.connect() as conn:
@@ -394,3 +395,19 @@ def test_the_app_password_in_database_url_is_set_on_creation():
         assert stored.startswith("SCRAM-SHA-256$") and "s3cr" not in stored
     finally:
         pg.destroy()
+
+
+def test_db_upgrade_as_a_createrole_role(cluster):
+    """A CREATEROLE (not superuser) login that creates the database hands it to the owner."""
+    assert _upgrade(cluster, "roles_exist").returncode == 0  # the roles exist from here on
+    admin = create_engine(cluster.url("postgres"), poolclass=NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("CREATE ROLE roles_admin LOGIN CREATEROLE CREATEDB"))
+            conn.commit()
+    finally:
+        admin.dispose()
+    as_admin = cluster.url("roles_createrole", user="roles_admin")
+    out = _upgrade(cluster, "roles_createrole", MIGRATION_DATABASE_URL=as_admin)
+    assert out.returncode == 0, out.stderr
+    _check_upgraded(cluster, "roles_createrole")
