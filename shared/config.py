@@ -180,7 +180,9 @@ MIN_IDEMPOTENCY_RETENTION_H = 24
 class Settings:
     # What the services connect as: the app role, which may read and write rows
     # but neither change the schema nor rewrite the ledger (shared/db/roles.py).
-    database_url: str = "postgresql+psycopg2://clearhouse_app@127.0.0.1:5432/clearhouse"
+    database_url: str = field(
+        default="postgresql+psycopg2://clearhouse_app@127.0.0.1:5432/clearhouse", repr=False
+    )
     # What `clearhouse db upgrade` connects as: a superuser (creates the roles,
     # migrates as clearhouse_owner) or clearhouse_owner itself. Empty:
     # database_url's server and database as the superuser ``postgres``.
