@@ -40,6 +40,12 @@ APPEND_ONLY = frozenset(
 )
 # Alembic's bookkeeping: the app may read which revision it runs against.
 READ_ONLY = frozenset({"alembic_version"})
+# Tables the app may only update some columns of, and never delete from. An
+# account's balances move with every transfer (and SELECT ... FOR UPDATE needs
+# an UPDATE grant); its code, currency and no-overdraft rule never change.
+COLUMN_UPDATES = {
+    "ledger_accounts": ("debits_pending", "debits_posted", "credits_pending", "credits_posted"),
+}
 
 _DUPLICATE_OBJECT = "42710"
 _UNIQUE_VIOLATION = "23505"
@@ -244,6 +250,7 @@ def apply_grants(conn: Connection) -> None:
         .scalars()
         .all()
     )
+    # Revoking a table's privileges revokes its columns' too (REVOKE's documentation).
     conn.execute(text(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {app}, PUBLIC"))
     conn.execute(text(f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {app}, PUBLIC"))
     for table in tables:
@@ -258,6 +265,8 @@ def privileges(table: str) -> str:
         return "SELECT"
     if table in APPEND_ONLY:
         return "SELECT, INSERT"
+    if table in COLUMN_UPDATES:
+        return f"SELECT, INSERT, UPDATE ({', '.join(COLUMN_UPDATES[table])})"
     return "SELECT, INSERT, UPDATE, DELETE"
 
 

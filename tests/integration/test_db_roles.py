@@ -75,7 +75,7 @@ def sealed_rows(app_engine):
                 " VALUES ('1900-01-01', 1, repeat('0', 64), repeat('b', 64)) RETURNING id"
             )
         ).scalar_one()
-        yield conn, {"t": transfer, "s": seal}
+        yield conn, {"t": transfer, "s": seal, "a": debit}
         tx.rollback()
 
 
@@ -103,6 +103,9 @@ REFUSED = {
     "delete an entry hash": "DELETE FROM ledger_entry_hashes WHERE transfer_id = :t",
     "update a seal": "UPDATE ledger_seals SET seal_hash = repeat('c', 64) WHERE id = :s",
     "delete a seal": "DELETE FROM ledger_seals WHERE id = :s",
+    "allow an account to overdraw": "UPDATE ledger_accounts SET no_overdraft = false WHERE id = :a",
+    "rename an account": "UPDATE ledger_accounts SET code = 'x' WHERE id = :a",
+    "delete an account": "DELETE FROM ledger_accounts WHERE id = :a",
     "update a settlement": "UPDATE settlements SET amount = 0",
     "delete an event": "DELETE FROM events",
     "truncate the ledger": "TRUNCATE ledger_transfers CASCADE",
@@ -411,3 +414,34 @@ def test_db_upgrade_as_a_createrole_role(cluster):
     out = _upgrade(cluster, "roles_createrole", MIGRATION_DATABASE_URL=as_admin)
     assert out.returncode == 0, out.stderr
     _check_upgraded(cluster, "roles_createrole")
+
+
+def test_db_upgrade_puts_back_grants_changed_by_hand(cluster):
+    assert _upgrade(cluster, "roles_regrant").returncode == 0
+    admin = create_engine(cluster.url("roles_regrant"), poolclass=NullPool)
+
+    def held() -> list:
+        with admin.connect() as conn:
+            return list(
+                conn.execute(
+                    text(
+                        "SELECT has_table_privilege(:r, 'ledger_transfers', 'UPDATE'),"
+                        " has_table_privilege(:r, 'ledger_seals', 'TRUNCATE'),"
+                        " has_column_privilege(:r, 'ledger_accounts', 'no_overdraft', 'UPDATE'),"
+                        " has_column_privilege(:r, 'ledger_accounts', 'credits_posted', 'UPDATE')"
+                    ),
+                    {"r": roles.APP},
+                ).one()
+            )
+
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("GRANT UPDATE ON ledger_transfers TO PUBLIC"))
+            conn.execute(text("GRANT TRUNCATE ON ledger_seals TO clearhouse_app"))
+            conn.execute(text("GRANT UPDATE (no_overdraft) ON ledger_accounts TO clearhouse_app"))
+            conn.commit()
+        assert held() == [True, True, True, True]
+        assert _upgrade(cluster, "roles_regrant").returncode == 0
+        assert held() == [False, False, False, True]
+    finally:
+        admin.dispose()
