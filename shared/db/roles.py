@@ -7,9 +7,9 @@
   owns nothing and may only read and write rows: no TRUNCATE, REFERENCES or
   TRIGGER privilege, no CREATE in the schema, so it cannot ALTER, DROP or
   DISABLE TRIGGER anything (all of which need ownership). The ledger, its
-  hash chain and the other records below it may only read and append to:
+  hash chain and the other records below it it may only read and append to:
   the immutability triggers refuse an UPDATE or DELETE, and so do the grants,
-  so that neither alone is the only guard.
+  so that neither is the only guard.
 
 ``apply_grants`` is rerun after every upgrade (with or without migrations to
 run), so a table a migration adds is covered at once and a grant changed by
