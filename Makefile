@@ -8,12 +8,17 @@ PORT ?= 8000
 # Operator ports, on 127.0.0.1: the API's /metrics (gunicorn master) and the relay's.
 METRICS_PORT ?= 9807
 RELAY_METRICS_PORT ?= 9806
-DATABASE_URL ?= postgresql+psycopg2://postgres@127.0.0.1:5432/clearhouse
+# The services connect as the app role; `make migrate` (clearhouse db upgrade) connects as
+# MIGRATION_DATABASE_URL, empty: DATABASE_URL's server and database as `postgres`, the
+# superuser a local Postgres trusts; it creates both roles (README "Database roles").
+DATABASE_URL ?= postgresql+psycopg2://clearhouse_app@127.0.0.1:5432/clearhouse
+MIGRATION_DATABASE_URL ?=
 REDIS_URL ?= redis://127.0.0.1:6379/0
 TEST_ARGS ?=
 # First worker's metrics port; the Procfile adds 0/1/2 per worker node.
 WORKER_METRICS_PORT ?= 9808
-export PORT DATABASE_URL REDIS_URL WORKER_METRICS_PORT METRICS_PORT RELAY_METRICS_PORT
+export PORT DATABASE_URL MIGRATION_DATABASE_URL REDIS_URL WORKER_METRICS_PORT METRICS_PORT
+export RELAY_METRICS_PORT
 
 VENV := .venv
 BIN := $(VENV)/bin
@@ -37,7 +42,7 @@ export LOCUST_USERS LOCUST_SPAWN_RATE LOCUST_RUN_TIME
 help:
 	@echo "make venv      create .venv and install the package with dev extras"
 	@echo "make services  make sure Postgres and Redis are up (starts local ones in var/)"
-	@echo "make migrate   create the database and apply migrations"
+	@echo "make migrate   create the database and its roles, apply migrations, grant the app role"
 	@echo "make run       run API, relay, workers, beat and Flower in the foreground (PORT=$(PORT))"
 	@echo "make test      ruff + pytest (TEST_ARGS='-k foo -x' to pass pytest arguments);"
 	@echo "               pytest includes the import contracts (tests/unit/test_architecture.py);"
@@ -87,7 +92,7 @@ run: venv services migrate
 	@echo " Relay metrics http://127.0.0.1:$(RELAY_METRICS_PORT)/metrics"
 	@echo " Worker metrics http://127.0.0.1:$(WORKER_METRICS_PORT)/metrics (pipeline), +1 instant, +2 background"
 	@echo " Flower       http://127.0.0.1:5555/ $(if $(FLOWER_BASIC_AUTH),(basic auth: user $(firstword $(subst :, ,$(FLOWER_BASIC_AUTH)))),(no auth; its HTTP API needs FLOWER_BASIC_AUTH=user:password))"
-	@echo " Postgres     $(DATABASE_URL)"
+	@echo " Postgres     $(DATABASE_URL) (the services' role; migrations as $(or $(MIGRATION_DATABASE_URL),the superuser postgres))"
 	@echo " Redis        $(REDIS_URL)"
 	@echo " Webhooks     private and loopback URLs $(if $(filter 1 true yes on,$(WEBHOOK_ALLOW_PRIVATE)),ALLOWED (WEBHOOK_ALLOW_PRIVATE=$(WEBHOOK_ALLOW_PRIVATE); deployments refuse them),refused (WEBHOOK_ALLOW_PRIVATE=$(WEBHOOK_ALLOW_PRIVATE)))"
 	@echo "              for the CLI in another shell too: WEBHOOK_ALLOW_PRIVATE=true .venv/bin/clearhouse"

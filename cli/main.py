@@ -44,7 +44,11 @@ def build_parser() -> Parser:
     sub = p.add_subparsers(dest="group", required=True, parser_class=Parser)
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="cmd", required=True)
-    db.add_parser("upgrade", help="create the database if needed and migrate to the latest schema")
+    db.add_parser(
+        "upgrade",
+        help="create the database and its roles if needed, migrate to the latest schema"
+        " (as MIGRATION_DATABASE_URL) and grant the app role its privileges",
+    )
 
     m = sub.add_parser("merchant", help="merchants").add_subparsers(dest="cmd", required=True)
     c = m.add_parser("create", help="create a merchant and its API credentials")
@@ -117,9 +121,12 @@ def _run(args, settings) -> int:
     if args.group in keys_cli.GROUPS:
         return keys_cli.run(args, settings)
     if args.group == "db":
+        from shared.config import url_password
+        from shared.db import roles
         from shared.db.migrate import upgrade
 
-        upgrade(settings.database_url)
+        password = url_password(settings.database_url, roles.APP)
+        upgrade(settings.migration_url, app_password=password)
         print("database is at the latest schema")
         return 0
 

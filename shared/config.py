@@ -18,6 +18,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 
 def _int(name: str, default: int) -> int:
@@ -68,6 +69,26 @@ def _str(name: str, default: str) -> str:
 
 def _optional_str(name: str) -> str | None:
     return os.environ.get(name) or None
+
+
+def with_user(database_url: str, user: str = "postgres") -> str:
+    """``database_url``'s server and database, as ``user`` (no password).
+
+    With the default user, MIGRATION_DATABASE_URL's default: the superuser a
+    fresh local or CI Postgres trusts (initdb's ``postgres``). A deployment
+    names its own.
+    """
+    parts = urlsplit(database_url)
+    hostport = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}@{hostport}"))
+
+
+def url_password(database_url: str, user: str) -> str | None:
+    """The password a database URL gives ``user`` (decoded), or None (none, or another user)."""
+    parts = urlsplit(database_url)
+    if parts.username is None or unquote(parts.username) != user or not parts.password:
+        return None
+    return unquote(parts.password)
 
 
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
@@ -169,7 +190,15 @@ MIN_IDEMPOTENCY_RETENTION_H = 24
 class Settings:
     # production: a missing key is a start-up error, never generated.
     environment: str = "development"
-    database_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/clearhouse"
+    # What the services connect as: the app role, which may read and write rows
+    # but neither change the schema nor rewrite the ledger (shared/db/roles.py).
+    database_url: str = field(
+        default="postgresql+psycopg2://clearhouse_app@127.0.0.1:5432/clearhouse", repr=False
+    )
+    # What `clearhouse db upgrade` connects as: a superuser (creates the roles,
+    # migrates as clearhouse_owner) or clearhouse_owner itself. Empty:
+    # database_url's server and database as the superuser ``postgres``.
+    migration_database_url: str = field(default="", repr=False)
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Prefix of every Redis key we write (queues, beat): isolates deployments.
     redis_key_prefix: str = ""
@@ -284,6 +313,7 @@ class Settings:
         values = dict(
             environment=_environment("CLEARHOUSE_ENV", d.environment),
             database_url=_str("DATABASE_URL", d.database_url),
+            migration_database_url=_str("MIGRATION_DATABASE_URL", d.migration_database_url),
             redis_url=_str("REDIS_URL", d.redis_url),
             redis_key_prefix=_str("REDIS_KEY_PREFIX", d.redis_key_prefix),
             key_dir=_str("CLEARHOUSE_KEY_DIR", d.key_dir),
@@ -356,6 +386,11 @@ class Settings:
         )
         values.update(overrides)
         return cls(**values)
+
+    @property
+    def migration_url(self) -> str:
+        """Where ``db upgrade`` connects: MIGRATION_DATABASE_URL, else the default above."""
+        return self.migration_database_url or with_user(self.database_url)
 
     def db_timeouts(self, kind: str) -> tuple[int, int, int]:
         """The Postgres timeouts of one kind of connection: api, worker or report."""

@@ -21,8 +21,15 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from shared.config import with_user  # pure: reads no setting
+
 ROOT = Path(__file__).resolve().parent.parent
-_base_db = os.environ.get("DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+# The services' role, as deployed (shared/db/roles.py); migrations and the
+# test-only superuser actions (planted faults, killed backends) as the admin.
+_base_db = os.environ.get(
+    "DATABASE_URL", "postgresql+psycopg2://clearhouse_app@127.0.0.1:5432/test"
+)
+_base_admin = os.environ.get("MIGRATION_DATABASE_URL") or with_user(_base_db)
 _base_redis = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
 _n = int(_worker[2:] or 0) if _worker.startswith("gw") else 0
@@ -31,6 +38,7 @@ _n = int(_worker[2:] or 0) if _worker.startswith("gw") else 0
 TEST_DB = f"clearhouse_test_{_n}_{secrets.token_hex(3)}"
 TEST_ENV = {
     "DATABASE_URL": _base_db.rsplit("/", 1)[0] + "/" + TEST_DB,
+    "MIGRATION_DATABASE_URL": _base_admin.rsplit("/", 1)[0] + "/" + TEST_DB,
     # Redis db 8 + worker number: queues of parallel test processes never mix.
     "REDIS_URL": _base_redis.rsplit("/", 1)[0] + f"/{8 + _n}",
     # Queues and beat keys under a per-session prefix: concurrent test runs on
@@ -82,12 +90,12 @@ def database():
 
     settings = get_settings()
     _ensure_services()
-    upgrade(settings.database_url)
+    upgrade(settings.migration_url)
     yield settings.database_url
     from shared.db.engine import dispose_engines
 
     dispose_engines()
-    drop_database(settings.database_url)
+    drop_database(settings.migration_url)
 
 
 @pytest.fixture(scope="session")
@@ -96,6 +104,18 @@ def engine(database):
     from shared.db.engine import get_engine
 
     return get_engine(database, "worker", get_settings().db_timeouts_worker)
+
+
+@pytest.fixture(scope="session")
+def admin_engine(database):
+    """A superuser's connection to the test database: for what tests do and services
+    may not (plant a ledger fault, end a backend), never for the code under test."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(TEST_ENV["MIGRATION_DATABASE_URL"], poolclass=NullPool)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture(scope="session")

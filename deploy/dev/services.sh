@@ -12,13 +12,16 @@
 #   pg_ctl -D var/postgres stop          (as the postgres user when run as root)
 #   kill "$(cat var/run/redis-PORT.pid)"
 #
-# Environment: DATABASE_URL, REDIS_URL (the app's), CLEARHOUSE_PGDATA (override
-# the Postgres data dir), SERVICES_WAIT_S (default 30).
+# Environment: DATABASE_URL, REDIS_URL (the app's), MIGRATION_DATABASE_URL (whose
+# user becomes the new cluster's superuser: default postgres), CLEARHOUSE_PGDATA
+# (override the Postgres data dir), SERVICES_WAIT_S (default 30).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VAR="$ROOT/var"
-DATABASE_URL="${DATABASE_URL:-postgresql+psycopg2://postgres@127.0.0.1:5432/clearhouse}"
+DATABASE_URL="${DATABASE_URL:-postgresql+psycopg2://clearhouse_app@127.0.0.1:5432/clearhouse}"
+# The superuser: `clearhouse db upgrade` connects as it and creates the app's roles.
+MIGRATION_DATABASE_URL="${MIGRATION_DATABASE_URL:-}"
 REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
 WAIT_S="${SERVICES_WAIT_S:-30}"
 
@@ -123,8 +126,15 @@ as_pg() {
 
 # --- Postgres -----------------------------------------------------------------
 ensure_postgres() {
+    # The server is DATABASE_URL's; the superuser initdb makes is the migration
+    # URL's user (DATABASE_URL's user is the app role, which db upgrade creates).
+    local user=postgres
+    if [[ -n "$MIGRATION_DATABASE_URL" ]]; then
+        parse_url "$MIGRATION_DATABASE_URL" 5432
+        user="${URL_USER:-postgres}"
+    fi
     parse_url "$DATABASE_URL" 5432
-    local host="$URL_HOST" port="$URL_PORT" user="${URL_USER:-postgres}"
+    local host="$URL_HOST" port="$URL_PORT"
     if reachable "$host" "$port"; then
         log "postgres reachable at $host:$port"
         return

@@ -6,6 +6,13 @@ may call it at once (compose ``migrate`` plus an API booting, parallel test
 workers): database creation tolerates the race and the upgrade itself runs
 under a Postgres advisory lock, so the second caller waits and then finds
 nothing to do.
+
+Roles (``shared.db.roles``): ``database_url`` here is the migration
+connection (``MIGRATION_DATABASE_URL``: a superuser, or ``clearhouse_owner``
+itself). Under the lock, the upgrade makes sure ``clearhouse_owner`` and
+``clearhouse_app`` exist and that the owner owns the database, then runs the
+migrations as the owner (``SET ROLE``) and finally reapplies the app role's
+grants, so what a migration adds is covered before anyone uses it.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, pool, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
+
+from shared.db import roles
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -123,8 +132,11 @@ def drop_database(database_url: str) -> None:
         engine.dispose()
 
 
-def _run_locked(database_url: str, action) -> None:
-    """Run an alembic command on one connection holding the migration advisory lock."""
+def _run_locked(database_url: str, action, app_password: str | None = None) -> None:
+    """Run an alembic command as the owner role, holding the migration advisory lock.
+
+    The app role's grants are reapplied afterwards, in their own transaction.
+    """
     cfg = make_config(database_url)
     engine = create_engine(_render(make_url(database_url)), poolclass=pool.NullPool)
     try:
@@ -133,23 +145,34 @@ def _run_locked(database_url: str, action) -> None:
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
             conn.commit()
             try:
+                roles.create_roles(conn, app_password)
+                conn.commit()
+                roles.become_owner(conn)
+                conn.commit()
                 cfg.attributes["connection"] = conn
                 action(cfg)
+                conn.commit()
+                roles.apply_grants(conn)
                 conn.commit()
             finally:
                 if conn.in_transaction():
                     conn.rollback()
+                roles.reset(conn)
                 conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY})
                 conn.commit()
     finally:
         engine.dispose()
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
-    """Create the database if needed and migrate it to ``revision`` (default: newest)."""
+def upgrade(database_url: str, revision: str = "head", *, app_password: str | None = None) -> None:
+    """Create the database if needed, migrate it to ``revision`` (default: newest), grant.
+
+    ``database_url`` is the migration connection's; ``app_password`` (the one in
+    ``DATABASE_URL``, if any) is given to ``clearhouse_app`` when this creates it.
+    """
     if not _can_connect(database_url):
         create_database(database_url)
-    _run_locked(database_url, lambda cfg: command.upgrade(cfg, revision))
+    _run_locked(database_url, lambda cfg: command.upgrade(cfg, revision), app_password)
 
 
 def downgrade(database_url: str, revision: str = "base") -> None:

@@ -51,8 +51,8 @@ def why_not_sealable(uow: UnitOfWork, day: date) -> str | None:
     _, end = day_bounds(day)
     if not day_ended(uow, day):
         return f"{day} has not ended"
-    # Other roles' xact_start is hidden (NULL) without pg_read_all_stats: the
-    # application's writers are expected to share one role.
+    # Other roles' xact_start is hidden (NULL) without pg_read_all_stats: every
+    # writer of the ledger is the app role (shared/db/roles.py), as the sealer is.
     open_ = uow.conn.execute(
         text(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import requests
 
+from shared.db import roles
 from tests.support.services import PrivatePostgres, PrivateRedis, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,7 +105,9 @@ class Stack:
         self.procs: dict[str, Supervised] = {}
         self.env = {
             **os.environ,
-            "DATABASE_URL": self.pg.url(),
+            # The services as deployed: the app role; db upgrade as the superuser.
+            "DATABASE_URL": self.pg.url(user=roles.APP),
+            "MIGRATION_DATABASE_URL": self.pg.url(),
             "REDIS_URL": self.redis.url,
             "REDIS_KEY_PREFIX": "chaos:",
             "CLEARHOUSE_KEY_DIR": str(rundir / "keys"),
@@ -138,7 +141,7 @@ class Stack:
         self.redis.start()
         from shared.db.migrate import upgrade
 
-        upgrade(self.env["DATABASE_URL"])
+        upgrade(self.env["MIGRATION_DATABASE_URL"])
 
     def start_processes(self) -> None:
         for name, command in procfile().items():

@@ -30,6 +30,8 @@ import redis
 import requests
 from requests.adapters import HTTPAdapter
 
+from shared.config import with_user
+from shared.db import roles
 from tests import factories as f
 from tests.conftest import TEST_DB, TEST_ENV, _ensure_services, free_port, python_bin
 from tests.support import processes
@@ -37,7 +39,10 @@ from tests.support import processes
 ROOT = Path(__file__).resolve().parents[2]
 E2E_DB = f"{TEST_DB}_e2e"
 E2E_ENV = {
-    "DATABASE_URL": TEST_ENV["DATABASE_URL"].rsplit("/", 1)[0] + "/" + E2E_DB,
+    # Every process of the stack, and the CLI, as the app role (whatever the
+    # integration layer's DATABASE_URL names): the whole layer runs as deployed.
+    "DATABASE_URL": with_user(TEST_ENV["DATABASE_URL"], roles.APP).rsplit("/", 1)[0] + "/" + E2E_DB,
+    "MIGRATION_DATABASE_URL": TEST_ENV["MIGRATION_DATABASE_URL"].rsplit("/", 1)[0] + "/" + E2E_DB,
     # Not under TEST_ENV's prefix: the integration layer's wipe_redis (all keys
     # under its prefix) must not reach the e2e stack's queues and beat lock.
     # Kombu prefixes pub/sub too, so control broadcasts stay apart as well.
@@ -64,17 +69,19 @@ API_ENV = {"RATE_LIMIT_TOKEN_PER_IP": "1000"}
 
 @pytest.fixture(scope="session")
 def e2e_database():
+    """The e2e stack's database, migrated; yields the superuser's URL (tests' own reads)."""
     from shared.db.migrate import drop_database, upgrade
 
     _ensure_services()
-    upgrade(E2E_ENV["DATABASE_URL"])
-    yield E2E_ENV["DATABASE_URL"]
-    drop_database(E2E_ENV["DATABASE_URL"])
+    upgrade(E2E_ENV["MIGRATION_DATABASE_URL"])
+    yield E2E_ENV["MIGRATION_DATABASE_URL"]
+    drop_database(E2E_ENV["MIGRATION_DATABASE_URL"])
 
 
 @pytest.fixture(scope="session")
 def e2e_engine(e2e_database):
-    """The e2e stack's database, for asserting what HTTP and the CLI did to it."""
+    """The e2e stack's database, for asserting what HTTP and the CLI did to it (and for
+    what only a test does: ending backends); as a superuser, unlike the stack."""
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 

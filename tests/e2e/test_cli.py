@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import create_engine, inspect, select
 
+from shared.config import with_user
+from shared.db import roles
 from shared.db.tables import merchant_limits, merchants
 from tests import factories as f
 from tests.conftest import free_port
@@ -73,8 +75,10 @@ def card(amount: int, number: str | None = None, **extra) -> dict:
 def test_db_upgrade_creates_and_migrates_a_database(e2e_database):
     from shared.db.migrate import drop_database
 
+    # As deployed by default: DATABASE_URL names the app role, MIGRATION_DATABASE_URL
+    # is unset (the same server and database as the superuser `postgres`).
     url = e2e_database.rsplit("/", 1)[0] + f"/clearhouse_cli_{secrets.token_hex(4)}"
-    env = {"DATABASE_URL": url}
+    env = {"DATABASE_URL": with_user(url, roles.APP), "MIGRATION_DATABASE_URL": ""}
     try:
         assert ok("db", "upgrade", env=env) == "database is at the latest schema\n"
         engine = create_engine(url)

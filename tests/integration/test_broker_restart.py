@@ -18,6 +18,7 @@ import pytest
 from tests import factories as f
 from tests.conftest import free_port
 from tests.support import processes
+from tests.support.scratchdb import admin_url
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +30,7 @@ def private_stack(settings, vault):
     from shared.db.migrate import drop_database, upgrade
 
     url = settings.database_url.rsplit("/", 1)[0] + f"/clearhouse_broker_{secrets.token_hex(3)}"
-    upgrade(url)
+    upgrade(admin_url(url))
     port = free_port()
     redis = processes.redis_server(port)
     env = {"DATABASE_URL": url, "REDIS_URL": f"redis://127.0.0.1:{port}/0", "BATCH_MAX": "100"}
@@ -50,7 +51,7 @@ def private_stack(settings, vault):
         worker.stop()
         stack["redis"].stop()
         stack["engine"].dispose()
-        drop_database(url)
+        drop_database(admin_url(url))
 
 
 def _submit(engine, vault) -> str:

@@ -23,6 +23,7 @@ from datetime import date
 import pytest
 from sqlalchemy import create_engine, select, text
 
+from shared.db.roles import APP
 from shared.db.tables import limit_counters
 from shared.db.tables import payment_intents as pi
 from tests import factories as f
@@ -180,7 +181,8 @@ def private_pg():
         pg.start()
         upgrade(pg.url())
         # One connection per racing transaction, all open at once.
-        engine = create_engine(pg.url(), pool_size=CONCURRENT + 5, max_overflow=0)
+        # As the services connect: the app role.
+        engine = create_engine(pg.url(user=APP), pool_size=CONCURRENT + 5, max_overflow=0)
         yield pg, engine
         engine.dispose()
     finally:
@@ -208,12 +210,12 @@ def test_a_hundred_concurrent_intents_never_overshoot_a_limit(scope, period, pri
     from shared.services.stages import limits
 
     pg, engine = private_pg
-    made = _cli(pg.url(), "merchant", "create", "--name", f"limits {scope}", "--json")
+    made = _cli(pg.url(user=APP), "merchant", "create", "--name", f"limits {scope}", "--json")
     assert made.returncode == 0, made.stderr
     merchant = json.loads(made.stdout)["merchant_id"]
     limit = FITS * AMOUNT
     out = _cli(
-        pg.url(), "merchant", "set-limits", "--merchant", merchant, "--currency", "usd",
+        pg.url(user=APP), "merchant", "set-limits", "--merchant", merchant, "--currency", "usd",
         "--scope", scope, f"--{period}", str(limit),
     )  # fmt: skip
     assert out.returncode == 0, out.stderr

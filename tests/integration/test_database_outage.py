@@ -23,8 +23,10 @@ from types import SimpleNamespace
 
 import pytest
 import requests
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
+from shared.db.roles import APP
 from tests import factories as f
 from tests.conftest import TEST_ENV, free_port
 from tests.support import processes
@@ -47,7 +49,7 @@ def stack(redis_client, vault):
 
     pg = PrivatePostgres()
     env = {
-        "DATABASE_URL": pg.url(),
+        "DATABASE_URL": pg.url(user=APP),  # the services' role; migrations as the superuser
         # Queues of our own: the session's worker (on the session database) must
         # never take these intents off the queues, nor ours take its.
         "REDIS_KEY_PREFIX": TEST_ENV["REDIS_KEY_PREFIX"] + "pg-outage:",
@@ -61,12 +63,13 @@ def stack(redis_client, vault):
         # return before its WAL is written and an immediate stop lose it (a
         # stage's update gone, its onward message sent). Durable commits, as
         # in production: what a process saw committed survives the crash.
-        engine = get_engine(pg.url(), "worker", Settings().db_timeouts_worker)
-        stack.callback(engine.dispose)  # before the cluster goes
-        with engine.connect() as conn:
+        admin = create_engine(pg.url(), poolclass=NullPool)
+        with admin.connect() as conn:
             conn.execute(text("ALTER DATABASE clearhouse SET synchronous_commit = on"))
             conn.commit()
-        engine.dispose()  # sessions from now on start with it
+        admin.dispose()  # sessions from now on start with it
+        engine = get_engine(pg.url(user=APP), "worker", Settings().db_timeouts_worker)
+        stack.callback(engine.dispose)  # before the cluster goes
         with engine.connect() as conn:
             assert conn.execute(text("SHOW synchronous_commit")).scalar() == "on"
         worker = stack.enter_context(

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from shared.domain import hashchain as hc
 from shared.services import ledger_verify, seals
 from tests.conftest import python_bin
-from tests.support.scratchdb import scratch_database
+from tests.support.scratchdb import admin_url, scratch_database
 from tests.support.units import bound
 
 pytestmark = pytest.mark.integration
@@ -24,8 +24,15 @@ DAY1, DAY2, DAY3 = (TODAY - timedelta(days=n) for n in (5, 4, 3))
 
 @pytest.fixture
 def ledger_db(database):
+    """(url, engine) as the services connect (the app role), and a superuser's engine."""
+    from sqlalchemy import create_engine
+
     with scratch_database("clearhouse_seals") as (url, engine):
-        yield url, engine
+        admin = create_engine(admin_url(url))
+        try:
+            yield url, engine, admin
+        finally:
+            admin.dispose()
 
 
 def _at(day, hour, minute=0):
@@ -76,15 +83,16 @@ def _cli(url, *args):
     )
 
 
-def _superuser_sql(engine, sql, **params):
-    # A superuser may skip triggers (and FK checks) for its session: the attack modeled.
-    with engine.begin() as conn:
+def _superuser_sql(admin, sql, **params):
+    # A superuser may skip triggers (and FK checks) for its session: the attack modeled
+    # (the app role may do neither: tests/integration/test_db_roles.py).
+    with admin.begin() as conn:
         conn.execute(text("SET LOCAL session_replication_role = replica"))
         conn.execute(text(sql), params)
 
 
 def test_days_are_sealed_in_order_once_and_chain_independently(ledger_db):
-    _, engine = ledger_db
+    _, engine, _ = ledger_db
     ids = _populate(engine)
     with engine.begin() as conn:
         assert seals.seal_day(bound(conn), DAY3) == [DAY1, DAY2, DAY3]
@@ -121,22 +129,22 @@ def test_days_are_sealed_in_order_once_and_chain_independently(ledger_db):
 
 
 def test_verify_names_an_altered_missing_or_extra_transfer_and_cli_exits_1(ledger_db):
-    url, engine = ledger_db
+    url, engine, admin = ledger_db
     ids = _populate(engine)
     with engine.begin() as conn:
         seals.seal_day(bound(conn), DAY3)
     ok = _cli(url, "ledger", "verify")
     assert ok.returncode == 0 and ok.stdout.startswith("OK: 3 seals, 5 entries"), ok
 
-    _superuser_sql(engine, "UPDATE ledger_transfers SET amount = 201 WHERE id = :i", i=ids["d1_b"])
+    _superuser_sql(admin, "UPDATE ledger_transfers SET amount = 201 WHERE id = :i", i=ids["d1_b"])
     bad = _cli(url, "ledger", "verify")
     assert bad.returncode == 1, bad
     assert bad.stdout.splitlines() == [f"transfer {ids['d1_b']} altered: hash mismatch"]
 
-    _superuser_sql(engine, "UPDATE ledger_transfers SET amount = 200 WHERE id = :i", i=ids["d1_b"])
+    _superuser_sql(admin, "UPDATE ledger_transfers SET amount = 200 WHERE id = :i", i=ids["d1_b"])
     assert _cli(url, "ledger", "verify").returncode == 0
 
-    _superuser_sql(engine, "DELETE FROM ledger_transfers WHERE id = :i", i=ids["d3_late"])
+    _superuser_sql(admin, "DELETE FROM ledger_transfers WHERE id = :i", i=ids["d3_late"])
     with engine.begin() as conn:
         late = _transfer(conn, 1, 2, 7, _at(DAY1, 18))  # backdated into a sealed day
         problems = ledger_verify.verify(bound(conn)).problems
@@ -149,10 +157,12 @@ def test_verify_names_an_altered_missing_or_extra_transfer_and_cli_exits_1(ledge
 
 
 def test_seal_rows_themselves_are_checked(ledger_db):
-    _, engine = ledger_db
+    _, engine, admin = ledger_db
     _populate(engine)
     with engine.begin() as conn:
         seals.seal_day(bound(conn), DAY3)
+    with admin.begin() as conn:
+        conn.execute(text("SET LOCAL session_replication_role = replica"))
         conn.execute(text("UPDATE ledger_seals SET entry_count = 1 WHERE day = :d"), {"d": DAY1})
         conn.execute(
             text("UPDATE ledger_seals SET seal_hash = :h WHERE day = :d"),
@@ -170,14 +180,28 @@ def test_seal_rows_themselves_are_checked(ledger_db):
 
 
 def test_trigger_refuses_update_delete_truncate(ledger_db):
-    _, engine = ledger_db
+    # As a superuser, whom no grant stops: the triggers alone refuse (the app
+    # role's grants refuse first, tests/integration/test_db_roles.py).
+    _, engine, admin = ledger_db
     ids = _populate(engine)
+    with engine.begin() as conn:
+        seals.seal_day(bound(conn), DAY3)
     for sql in (
         "UPDATE ledger_transfers SET amount = amount + 1 WHERE id = :i",
         "DELETE FROM ledger_transfers WHERE id = :i",
         "TRUNCATE ledger_transfers CASCADE",
+        "UPDATE ledger_seals SET seal_hash = repeat('0', 64) WHERE day = :d",
+        "DELETE FROM ledger_seals WHERE day = :d",
+        "TRUNCATE ledger_seals",
+        "UPDATE ledger_entry_hashes SET hash = repeat('0', 64) WHERE transfer_id = :i",
+        "DELETE FROM ledger_entry_hashes WHERE transfer_id = :i",
+        "TRUNCATE ledger_entry_hashes",
     ):
-        with engine.begin() as conn, pytest.raises(DBAPIError, match="immutable"):
-            conn.execute(text(sql), {"i": ids["d1_a"]})
+        with admin.begin() as conn, pytest.raises(DBAPIError, match="immutable"):
+            conn.execute(text(sql), {"i": ids["d1_a"], "d": DAY1})
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM ledger_transfers")).scalar() == 6
+        counts = [
+            conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()
+            for t in ("ledger_transfers", "ledger_seals", "ledger_entry_hashes")
+        ]
+    assert counts == [6, 3, 5]

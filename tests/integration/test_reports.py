@@ -11,7 +11,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import falcon.testing
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.pool import NullPool
 
 from intake.app import create_app
 from intake.resources.reports import CSV_HEADER
@@ -21,7 +22,7 @@ from shared.db.uow import UnitOfWork
 from shared.services import reports
 from tests import factories as f
 from tests.support import books
-from tests.support.scratchdb import scratch_database
+from tests.support.scratchdb import admin_url, scratch_database
 from tests.support.units import bound
 
 pytestmark = pytest.mark.integration
@@ -282,7 +283,7 @@ def _seed(conn, day: date) -> dict:
 
 def test_run_reconciles_seals_and_finds_planted_faults(database):
     day = datetime.now(UTC).date() - timedelta(days=2)
-    with scratch_database("clearhouse_recon") as (_, engine):
+    with scratch_database("clearhouse_recon") as (url, engine):
         with engine.begin() as conn:
             acc = _seed(conn, day)
         with engine.begin() as conn:
@@ -310,11 +311,14 @@ def test_run_reconciles_seals_and_finds_planted_faults(database):
                 {"i": acc["available"]},
             )
             conn.execute(text("UPDATE payment_intents SET status = 'succeeded' WHERE id = 'pi_b'"))
+        admin = create_engine(admin_url(url), poolclass=NullPool)
+        with admin.begin() as conn:  # the app role may not: test_db_roles.py
             conn.execute(text("SET LOCAL session_replication_role = replica"))
             conn.execute(text("UPDATE ledger_transfers SET amount = 31 WHERE reason = 'fee'"))
             fee_id = conn.execute(
                 text("SELECT id FROM ledger_transfers WHERE reason = 'fee'")
             ).scalar()
+        admin.dispose()
         with engine.begin() as conn:
             rerun = reports.run_daily(bound(conn), day)
         found = "\n".join(rerun.discrepancies)

@@ -373,14 +373,18 @@ class Run:
         self.index = index
         self.opts = opts
         self.procs: dict = {}
+        from shared.config import with_user
+
         base_db = os.environ.get(
-            "DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/clearhouse"
+            "DATABASE_URL", "postgresql+psycopg2://clearhouse_app@127.0.0.1:5432/clearhouse"
         )
+        base_admin = os.environ.get("MIGRATION_DATABASE_URL") or with_user(base_db)
         base_redis = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
         self.db_name = f"clearhouse_bench_{secrets.token_hex(4)}"
         self.key_dir = tempfile.mkdtemp(prefix="clearhouse-bench-keys-")
         self.env = {
             "DATABASE_URL": _with_db(base_db, self.db_name),
+            "MIGRATION_DATABASE_URL": _with_db(base_admin, self.db_name),
             "REDIS_URL": base_redis.rsplit("/", 1)[0] + f"/{REDIS_DB}",
             "CLEARHOUSE_KEY_DIR": self.key_dir,
             "ACQUIRER_LATENCY_MS": str(opts["acquirer_latency_ms"]),
@@ -413,7 +417,7 @@ class Run:
 
         log(f"run {self.index + 1}: database {self.db_name}, redis db {REDIS_DB}")
         self.db_created = True  # from here on, drop it at the end even if upgrade fails
-        upgrade(self.env["DATABASE_URL"])
+        upgrade(self.env["MIGRATION_DATABASE_URL"])
         r = redis.Redis.from_url(self.env["REDIS_URL"])
         r.flushdb()
         r.close()
@@ -927,7 +931,7 @@ class Run:
 
             dispose_engines()
             try:
-                drop_database(self.env["DATABASE_URL"])
+                drop_database(self.env["MIGRATION_DATABASE_URL"])
                 log(f"dropped {self.db_name}")
             except Exception as exc:  # noqa: BLE001
                 log(f"could not drop {self.db_name}: {exc}")

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import create_engine, text
 
+from shared.config import with_user
 from shared.db.migrate import drop_database, upgrade
 from shared.services import ledger_verify, reconcile, reports, seals
 
@@ -147,10 +148,13 @@ def _time_phases() -> dict[str, list[float]]:
 def main() -> int:
     n = int(os.environ.get("REPORT_BENCH_INTENTS", "100000"))
     runs = int(os.environ.get("REPORT_BENCH_RUNS", "3"))
-    base = os.environ.get("DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/x")
-    url = base.rsplit("/", 1)[0] + f"/clearhouse_report_bench_{secrets.token_hex(3)}"
+    base = os.environ.get("DATABASE_URL", "postgresql+psycopg2://clearhouse_app@127.0.0.1:5432/x")
+    name = f"clearhouse_report_bench_{secrets.token_hex(3)}"
+    url = base.rsplit("/", 1)[0] + "/" + name
+    admin = (os.environ.get("MIGRATION_DATABASE_URL") or with_user(base)).rsplit("/", 1)[0]
+    admin = admin + "/" + name
     day = datetime.now(UTC).date() - timedelta(days=1)
-    upgrade(url)
+    upgrade(admin)
     engine = create_engine(url)
     try:
         began = time.perf_counter()
@@ -189,7 +193,7 @@ def main() -> int:
     finally:
         engine.dispose()
         if not os.environ.get("BENCH_KEEP_DB"):
-            drop_database(url)
+            drop_database(admin)
 
 
 if __name__ == "__main__":

@@ -48,8 +48,9 @@ class PrivatePostgres:
         # initdb and postgres refuse to run as root: use the postgres account.
         self._user = "postgres" if os.geteuid() == 0 else None
 
-    def url(self, db: str = "clearhouse") -> str:
-        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{db}"
+    def url(self, db: str = "clearhouse", user: str = "postgres") -> str:
+        """``user`` (default the superuser; trust auth, no password) on database ``db``."""
+        return f"postgresql+psycopg2://{user}@127.0.0.1:{self.port}/{db}"
 
     def _run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
         cmd = [f"{self._bin}/{argv[0]}", *argv[1:]]

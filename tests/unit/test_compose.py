@@ -25,7 +25,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 # The variables compose requires (``${VAR:?...}``): operators' secrets, no defaults.
-SECRETS = {"FLOWER_BASIC_AUTH": "ops:s3cret", "GRAFANA_ADMIN_PASSWORD": "s3cret"}
+SECRETS = {
+    "FLOWER_BASIC_AUTH": "ops:s3cret",
+    "GRAFANA_ADMIN_PASSWORD": "s3cret",
+    "CLEARHOUSE_DB_PASSWORD": "app-s3cret",
+}
 # Services that are not Procfile processes: the stores, the one-shot migration, monitoring.
 INFRASTRUCTURE = {"postgres", "redis", "migrate", "prometheus", "grafana"}
 ANY_ADDRESS = "0.0.0.0"  # noqa: S104 (what compose publishes on when given no address)
@@ -286,3 +290,18 @@ def test_docker_compose_itself_accepts_the_file():
     assert ok.returncode == 0, ok.stderr
     refused = subprocess.run(run, env=base, capture_output=True, text=True, timeout=60)
     assert refused.returncode != 0 and "FLOWER_BASIC_AUTH" in refused.stderr + refused.stdout
+
+
+def test_the_services_connect_as_the_app_role_and_only_migrate_knows_the_superuser(services):
+    from urllib.parse import urlsplit
+
+    app_services = {n: s for n, s in services.items() if s.get("image") == "clearhouse:dev"}
+    assert {"api", "worker_pipeline", "relay", "beat", "migrate"} <= set(app_services)
+    for name, service in app_services.items():
+        url = urlsplit(service["environment"]["DATABASE_URL"])
+        assert (url.username, url.password) == ("clearhouse_app", "app-s3cret"), name
+        if name != "migrate":
+            assert "MIGRATION_DATABASE_URL" not in service["environment"], name
+    assert urlsplit(services["migrate"]["environment"]["MIGRATION_DATABASE_URL"]).username == (
+        "postgres"
+    )

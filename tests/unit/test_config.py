@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from shared.config import MIN_IDEMPOTENCY_RETENTION_H, Settings
+from shared.config import MIN_IDEMPOTENCY_RETENTION_H, Settings, url_password, with_user
 
 
 def test_floor_is_the_promised_24_hours():
@@ -228,3 +228,25 @@ def test_the_operator_ports_default_to_loopback_and_are_read_from_the_environmen
     monkeypatch.setenv("METRICS_PORT", "nine")
     with pytest.raises(ValueError, match="setting METRICS_PORT must be an integer"):
         Settings.from_env()
+
+
+def test_the_migration_url_defaults_to_database_urls_server_as_postgres(clean_env):
+    clean_env.delenv("MIGRATION_DATABASE_URL", raising=False)
+    clean_env.setenv("DATABASE_URL", "postgresql+psycopg2://clearhouse_app:pw@db.internal:6543/ch")
+    s = Settings.from_env()
+    assert s.migration_database_url == ""
+    assert s.migration_url == "postgresql+psycopg2://postgres@db.internal:6543/ch"
+    assert "pw" not in s.migration_url  # the app's password is never the superuser's
+    assert Settings().migration_url == "postgresql+psycopg2://postgres@127.0.0.1:5432/clearhouse"
+    assert Settings().database_url.startswith("postgresql+psycopg2://clearhouse_app@")
+    clean_env.setenv("MIGRATION_DATABASE_URL", "postgresql://clearhouse_owner:x@h/ch")
+    s = Settings.from_env()
+    assert s.migration_url == "postgresql://clearhouse_owner:x@h/ch"
+    assert ":x@" not in repr(s) and ":pw@" not in repr(s)  # the URLs may carry passwords
+
+
+def test_the_app_password_is_taken_only_from_the_app_roles_url():
+    assert url_password("postgresql://clearhouse_app:s3cr%40t@h/d", "clearhouse_app") == "s3cr@t"
+    assert url_password("postgresql://postgres:postgres@h/d", "clearhouse_app") is None
+    assert url_password("postgresql://clearhouse_app@h/d", "clearhouse_app") is None
+    assert with_user("postgresql://a:b@[::1]:5/d", "x") == "postgresql://x@[::1]:5/d"
