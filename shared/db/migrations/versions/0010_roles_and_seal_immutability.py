@@ -7,7 +7,7 @@ SELECT and INSERT these tables) are not a migration: ``clearhouse db upgrade``
 reapplies them after every upgrade (``shared.db.roles``).
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0010"
-down_revision: str | None = "0008"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
