@@ -7,7 +7,6 @@ import json
 import sys
 
 from cli import clients as clients_cli
-
 from cli import keys as keys_cli
 from cli import reports as reports_cli
 from cli.args import non_negative_float
@@ -95,7 +94,6 @@ def build_parser() -> Parser:
     ba.add_argument("--reason")
     reports_cli.add_parsers(sub)
     clients_cli.add_parsers(sub)
-
     keys_cli.add_parsers(sub)
     return p
 
@@ -117,7 +115,6 @@ def _run(args, settings) -> int:
         return reports_cli.run(args, settings)
     if args.group in clients_cli.GROUPS:
         return clients_cli.run(args, settings)
-
     if args.group in keys_cli.GROUPS:
         return keys_cli.run(args, settings)
     if args.group == "db":
