@@ -8,8 +8,8 @@ under a Postgres advisory lock, so the second caller waits and then finds
 nothing to do.
 
 Roles (``shared.db.roles``): ``database_url`` here is the migration
-connection (``MIGRATION_DATABASE_URL``: a superuser, or ``clearhouse_owner``
-itself). Under the lock, the upgrade makes sure ``clearhouse_owner`` and
+connection (``MIGRATION_DATABASE_URL``: a superuser, a CREATEROLE role or
+``clearhouse_owner`` itself). Under the lock, it makes sure ``clearhouse_owner`` and
 ``clearhouse_app`` exist and that the owner owns the database, then runs the
 migrations as the owner (``SET ROLE``) and finally reapplies the app role's
 grants, so what a migration adds is covered before anyone uses it.

@@ -11,6 +11,7 @@ own, where the roles do not exist until the command creates them.
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -52,7 +53,7 @@ def sealed_rows(app_engine):
                 "INSERT INTO ledger_accounts (code, currency) VALUES (:a, 'USD'), (:b, 'USD')"
                 " RETURNING id"
             ),
-            {"a": f"roles:{f.new_ip()}:a", "b": f"roles:{f.new_ip()}:b"},
+            {"a": f"roles:{secrets.token_hex(6)}:a", "b": f"roles:{secrets.token_hex(6)}:b"},
         ).scalars()
         debit, credit = ids.all()
         transfer = conn.execute(
@@ -400,20 +401,26 @@ def test_db_upgrade_creates_both_roles_and_runs_twice():
         pg.destroy()
 
 
-def test_db_upgrade_as_a_createrole_role(cluster):
-    """A CREATEROLE (not superuser) login that creates the database hands it to the owner."""
-    assert _upgrade(cluster, "roles_exist").returncode == 0  # the roles exist from here on
-    admin = create_engine(cluster.url("postgres"), poolclass=NullPool)
+def test_db_upgrade_as_a_createrole_role():
+    """A CREATEROLE, CREATEDB login (no superuser) creates the roles and the database, and
+    hands the database to the owner."""
+    pg = PrivatePostgres()
+    pg.init().start()
     try:
-        with admin.connect() as conn:
-            conn.execute(text("CREATE ROLE roles_admin LOGIN CREATEROLE CREATEDB"))
-            conn.commit()
+        admin = create_engine(pg.url("postgres"), poolclass=NullPool)
+        try:
+            with admin.connect() as conn:
+                conn.execute(text("CREATE ROLE roles_admin LOGIN CREATEROLE CREATEDB"))
+                conn.commit()
+        finally:
+            admin.dispose()
+        as_admin = pg.url("roles_createrole", user="roles_admin")
+        out = _upgrade(pg, "roles_createrole", MIGRATION_DATABASE_URL=as_admin)
+        assert out.returncode == 0, out.stderr
+        assert _roles(pg) == {roles.OWNER: False, roles.APP: True}
+        _check_upgraded(pg, "roles_createrole")
     finally:
-        admin.dispose()
-    as_admin = cluster.url("roles_createrole", user="roles_admin")
-    out = _upgrade(cluster, "roles_createrole", MIGRATION_DATABASE_URL=as_admin)
-    assert out.returncode == 0, out.stderr
-    _check_upgraded(cluster, "roles_createrole")
+        pg.destroy()
 
 
 def test_db_upgrade_puts_back_grants_changed_by_hand(cluster):
