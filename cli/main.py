@@ -1,4 +1,4 @@
-"""The ``clearhouse`` command: operator tasks (migrations, merchants, wallets)."""
+"""The ``clearhouse`` command: operator tasks (migrations, merchants, wallets, dev certificates)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from cli import devcerts as devcerts_cli
 from cli import reports as reports_cli
 from shared.config import Settings
 
@@ -96,6 +97,7 @@ def build_parser() -> Parser:
     ba.add_argument("--value", required=True)
     ba.add_argument("--reason")
     reports_cli.add_parsers(sub)
+    devcerts_cli.add_parsers(sub)
     return p
 
 
@@ -114,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args, settings) -> int:
     if args.group in reports_cli.GROUPS:
         return reports_cli.run(args, settings)
+    if args.group in devcerts_cli.GROUPS:
+        return devcerts_cli.run(args, settings)
     if args.group == "db":
         from shared.db.migrate import upgrade
 

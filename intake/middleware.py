@@ -19,6 +19,8 @@ import pydantic
 from intake.errors import ApiError
 from intake.schemas.fields import IDEMPOTENCY_KEY, ObjectId
 from intake.schemas.parse import parse
+from intake.tls import peer_certificate
+from shared.domain import cert_binding
 from shared.observability import context as log_context
 from shared.security.signing import InvalidToken, SigningKeys
 from shared.services.idempotency import check_key
@@ -83,6 +85,13 @@ class Auth:
             raise unauthorized(
                 f"The access token is invalid: {exc.reason}.", "invalid_token"
             ) from None
+        # A certificate-bound token (RFC 8705 §3) is good only over that certificate.
+        if "cnf" in claims and not cert_binding.token_matches(
+            claims["cnf"], peer_certificate(req.env)
+        ):
+            raise unauthorized(
+                "The access token is invalid: certificate mismatch.", "invalid_token"
+            )
         if REQUIRED_SCOPE not in str(claims.get("scope", "")).split():
             challenge = 'Bearer realm="clearhouse", error="insufficient_scope"'
             raise ApiError(

@@ -71,6 +71,10 @@ api_clients = Table(
     Column("merchant_id", String(40), ForeignKey("merchants.id"), nullable=False),
     Column("secret_hash", Text, nullable=False),
     Column("revoked_at", DateTime(timezone=True)),
+    # TEMPORARY (migration 0009_tmp_cert_binding): the OAuth lifecycle's migration
+    # brings this column for real. SHA-256 (hex) of the certificate the client must
+    # present over TLS; NULL: not bound.
+    Column("cert_sha256", Text),
     _now(),
 )
 

@@ -16,6 +16,7 @@ from shared.config import Settings
 from shared.db.tables import api_clients
 from shared.db.tables import refresh_tokens as rt
 from shared.db.uow import UnitOfWork
+from shared.domain import cert_binding
 from shared.security.signing import SigningKeys
 from shared.security.tokens import (
     hash_secret,
@@ -67,13 +68,33 @@ def authenticate_client(uow: UnitOfWork, client_id: str | None, client_secret: s
 
 
 def client_credentials(
-    uow: UnitOfWork, keys: SigningKeys, settings: Settings, client_id, client_secret, scope=None
+    uow: UnitOfWork,
+    keys: SigningKeys,
+    settings: Settings,
+    client_id,
+    client_secret,
+    scope=None,
+    *,
+    peer_cert: bytes | None = None,
 ) -> dict:
-    """Issue an access token and a new refresh-token family to an authenticated client."""
+    """Issue an access token and a new refresh-token family to an authenticated client.
+
+    ``peer_cert``: the DER certificate the TLS client presented (None: none).
+    """
     scope = _check_scope(scope)
     client = authenticate_client(uow, client_id, client_secret)
+    cnf = _confirmation(client, peer_cert)
     family = new_id("rtf")
-    return _issue(uow, keys, settings, client.client_id, client.merchant_id, scope, family)
+    return _issue(uow, keys, settings, client.client_id, client.merchant_id, scope, family, cnf)
+
+
+def _confirmation(client, peer_cert: bytes | None) -> dict | None:
+    """A bound client's ``cnf`` claim, if it presented its certificate (RFC 8705 §3)."""
+    if client.cert_sha256 is None:
+        return None
+    if not cert_binding.presented_matches(client.cert_sha256, peer_cert):
+        raise InvalidClient("This client must present its bound TLS client certificate.")
+    return cert_binding.confirmation(client.cert_sha256)
 
 
 def refresh(
@@ -83,6 +104,8 @@ def refresh(
     token,
     client_id=None,
     client_secret=None,
+    *,
+    peer_cert: bytes | None = None,
 ) -> dict:
     """Rotate a refresh token: the old one is spent, a new one joins its family."""
     if not token or not isinstance(token, str):
@@ -104,14 +127,17 @@ def refresh(
         revoke_family(uow, row.family_id)
         raise RefreshTokenReused("invalid_grant", "The refresh token was already used.")
     active = uow.conn.execute(
-        select(api_clients.c.client_id).where(
+        select(api_clients).where(
             api_clients.c.client_id == row.client_id, api_clients.c.revoked_at.is_(None)
         )
     ).first()
     if active is None:
         raise invalid
+    cnf = _confirmation(active, peer_cert)
     uow.conn.execute(update(rt).where(rt.c.token_hash == row.token_hash).values(used_at=now))
-    return _issue(uow, keys, settings, row.client_id, row.merchant_id, row.scope, row.family_id)
+    return _issue(
+        uow, keys, settings, row.client_id, row.merchant_id, row.scope, row.family_id, cnf
+    )
 
 
 def revoke(uow: UnitOfWork, token, client_id: str | None = None) -> None:
@@ -142,8 +168,8 @@ def _check_scope(scope) -> str:
     return " ".join(dict.fromkeys(wanted))
 
 
-def _issue(uow, keys, settings, client_id, merchant_id, scope, family_id) -> dict:
-    access, expires_in = issue_access_token(keys, settings, merchant_id, client_id, scope)
+def _issue(uow, keys, settings, client_id, merchant_id, scope, family_id, cnf=None) -> dict:
+    access, expires_in = issue_access_token(keys, settings, merchant_id, client_id, scope, cnf=cnf)
     refresh_token = new_refresh_token()
     uow.conn.execute(
         insert(rt).values(
