@@ -188,6 +188,7 @@ def _claims(token: str) -> dict:
 def test_a_good_certificate_gets_health_and_a_token_flow(api, certs, make_merchant):
     session = _session(certs, certs.client)
     assert session.get(f"{api.url}/health", timeout=10).status_code == 200
+    assert requests.get(api.metrics_url, timeout=10).status_code == 200  # operator port: plain
     merchant = make_merchant()
     issued = _token(session, api, merchant)
     assert issued.status_code == 200, issued.text
