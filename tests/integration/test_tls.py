@@ -12,10 +12,8 @@ server's alert arrives at the first read; in neither does a byte of HTTP come ba
 from __future__ import annotations
 
 import base64
-import csv
 import hashlib
 import json
-import os
 import socket
 import ssl
 import subprocess
@@ -35,7 +33,7 @@ from shared.security.signing import SigningKeys
 from shared.security.tokens import issue_access_token
 from shared.services.cert_binding import bind_certificate
 from tests.conftest import free_port, python_bin
-from tests.support import processes
+from tests.support import locust_runs, processes
 from tests.support.processes import ROOT, Process
 from tests.support.waiting import until
 
@@ -333,27 +331,17 @@ def test_make_runs_start_up_makes_dev_certificates_and_serves_https(tmp_path, da
 def test_make_locust_runs_over_https_with_the_dev_ca_and_a_client_certificate(
     api, certs, worker, tmp_path
 ):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARHOUSE_CLIENT_")}
-    env.update(
-        BIN=str(Path(sys.executable).parent),
+    out, output, rows = locust_runs.run_script(
+        api.url,
+        tmp_path / "locust",
+        timeout=120,
         TLS_DIR=str(certs.dir),  # ca.pem, client.pem and client-key.pem by default
         LOCUST_USERS="2",
         LOCUST_SPAWN_RATE="2",
         LOCUST_RUN_TIME="5s",
         LOCUST_STOP_TIMEOUT="20",
     )
-    csv_prefix = tmp_path / "locust"
-    out = subprocess.run(
-        ["bash", str(ROOT / "deploy/dev/locust.sh"), api.url, "--csv", str(csv_prefix)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    output = out.stdout + out.stderr
     assert out.returncode == 0, output[-5000:]
-    with open(f"{csv_prefix}_stats.csv") as f:
-        rows = {(r["Type"], r["Name"]): r for r in csv.DictReader(f)}
     assert int(rows[("", "Aggregated")]["Failure Count"]) == 0, output[-5000:]
     for key in [("POST", "/v1/oauth/token"), ("FLOW", "intent reaches a final status")]:
-        assert int(rows.get(key, {}).get("Request Count", 0)) > 0, (key, sorted(rows))
+        assert locust_runs.request_count(rows, key) > 0, (key, sorted(rows))
