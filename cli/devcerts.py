@@ -23,7 +23,7 @@ def add_parsers(sub) -> None:
     d.add_argument("--json", action="store_true", help="one line of JSON")
 
 
-def run(args, settings) -> int:
+def run(args) -> int:
     """Write the files; print where, and the client certificate's SHA-256."""
     from shared.security import devcerts
 

@@ -104,6 +104,9 @@ def build_parser() -> Parser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.group in devcerts_cli.GROUPS:
+            # No settings: it makes the files that TLS_* name, maybe before they exist.
+            return devcerts_cli.run(args)
         # Built once, here, and passed down; a bad variable is a one-line error.
         settings = Settings.from_env()
         return _run(args, settings)
@@ -116,8 +119,6 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args, settings) -> int:
     if args.group in reports_cli.GROUPS:
         return reports_cli.run(args, settings)
-    if args.group in devcerts_cli.GROUPS:
-        return devcerts_cli.run(args, settings)
     if args.group == "db":
         from shared.db.migrate import upgrade
 

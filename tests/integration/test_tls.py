@@ -289,46 +289,50 @@ def _procfile_api(tmp_path: Path) -> Path:
     return procfile
 
 
+def _healthy(url: str, ca: Path, cert=None) -> bool:
+    try:
+        return requests.get(url, verify=str(ca), cert=cert, timeout=1).status_code == 200
+    except (requests.RequestException, OSError):
+        return False
+
+
 def test_make_runs_start_up_makes_dev_certificates_and_serves_https(tmp_path, database):
-    tls_dir, port = tmp_path / "tls", free_port()
+    tls_dir = tmp_path / "tls"
+    ca, client = tls_dir / "ca.pem", _pair(tls_dir, "client")
     env = {
         "BIN": str(Path(sys.executable).parent),
         "PROCFILE": str(_procfile_api(tmp_path)),
         "TLS_DIR": str(tls_dir),
-        "PORT": str(port),
         "METRICS_PORT": str(free_port()),
         "METRICS_DIR": str(tmp_path / "metrics"),
         "WEB_CONCURRENCY": "1",
         **dict.fromkeys(("TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE"), ""),
     }
+
+    def start(port: int, **more: str) -> Process:
+        return Process(
+            "make-run", ["bash", "deploy/dev/run.sh", "api"], {**env, **more, "PORT": str(port)}
+        )
+
+    port = free_port()
     url = f"https://127.0.0.1:{port}/health"
-
-    def up():
-        try:
-            return requests.get(url, verify=str(tls_dir / "ca.pem"), timeout=1).status_code == 200
-        except (requests.RequestException, OSError):
-            return False
-
-    with Process("make-run", ["bash", "deploy/dev/run.sh", "api"], env) as run:
-        until(up, timeout=60, what=lambda: f"HTTPS on {url}:\n{run.output()[-3000:]}")
-        # No client certificate needed unless TLS_CLIENT_CA_FILE; plain HTTP gets nothing.
-        with pytest.raises(requests.ConnectionError):
+    with start(port) as run:  # no certificates yet; no client certificate asked for
+        until(lambda: _healthy(url, ca), timeout=60, what=lambda: f"{url}:\n{run.output()[-3000:]}")
+        with pytest.raises(requests.ConnectionError):  # plain HTTP gets nothing
             requests.get(f"http://127.0.0.1:{port}/health", timeout=5)
-    assert (tls_dir / "server-key.pem").stat().st_mode & 0o777 == 0o600
     assert "client_cert_sha256: " in run.output()
-    # A second start keeps the certificates (a bound client's fingerprint stays true).
-    ca = (tls_dir / "ca.pem").read_bytes()
-    (tmp_path / "Procfile.noop").write_text("noop: true\n")
-    again = subprocess.run(
-        ["bash", "deploy/dev/run.sh"],
-        cwd=ROOT,
-        env={**env, "PROCFILE": str(tmp_path / "Procfile.noop")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert "client_cert_sha256" not in again.stderr + again.stdout
-    assert (tls_dir / "ca.pem").read_bytes() == ca
+    assert (tls_dir / "server-key.pem").stat().st_mode & 0o777 == 0o600
+
+    # Started again (make run TLS_CLIENT_CA_FILE=var/tls/ca.pem): the same certificates (a
+    # bound client's fingerprint stays true), and now the dev client certificate is required.
+    before = ca.read_bytes()
+    port = free_port()
+    url = f"https://127.0.0.1:{port}/health"
+    with start(port, TLS_CLIENT_CA_FILE=str(ca)) as again:
+        until(lambda: _healthy(url, ca, client), timeout=60, what=lambda: again.output()[-3000:])
+        assert not _healthy(url, ca)
+    assert "client_cert_sha256" not in again.output()
+    assert ca.read_bytes() == before
 
 
 def test_make_locust_runs_over_https_with_the_dev_ca_and_a_client_certificate(

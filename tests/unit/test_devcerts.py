@@ -66,6 +66,13 @@ def test_dev_certs_refuses_to_overwrite_unless_forced(tmp_path, capsys):
     assert (tmp_path / "client-key.pem").stat().st_mode & 0o777 == 0o600
 
 
+def test_dev_certs_needs_no_settings_not_even_the_tls_ones_it_makes(tmp_path, capsys, monkeypatch):
+    # `make run TLS_CLIENT_CA_FILE=var/tls/ca.pem` on a fresh checkout: the CA is not there yet.
+    monkeypatch.setenv("TLS_CLIENT_CA_FILE", str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("CARD_KEYS", "not even valid")
+    assert run_cli(capsys, str(tmp_path))[0] == 0
+
+
 def test_dev_certs_issues_more_clients_from_the_folders_ca(tmp_path, capsys):
     assert run_cli(capsys, str(tmp_path))[0] == 0
     status, out, _ = run_cli(capsys, str(tmp_path), "--client", "shop-2", "--json")
