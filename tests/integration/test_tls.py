@@ -134,6 +134,7 @@ def test_a_client_without_a_certificate_is_refused_in_the_handshake(api, certs):
     # What an HTTP library sees: a TLS error or a reset, never a status code.
     with pytest.raises(requests.exceptions.ConnectionError):
         requests.get(f"{api.url}/health", verify=certs.ca, timeout=10)
+    api.wait_for("Invalid request from ip=127.0.0.1: [SSL: ", timeout=10)  # gunicorn's warning
 
 
 def test_a_certificate_from_another_ca_is_refused_in_the_handshake(api, certs):

@@ -42,6 +42,7 @@ def test_dev_certs_writes_a_ca_a_server_and_a_client(tmp_path, capsys):
     for key in ("server-key.pem", "client-key.pem", "ca-key.pem"):
         assert (folder / key).stat().st_mode & 0o777 == 0o600, key
     ca, server, client = (_cert(folder / n) for n in ("ca.pem", "server.pem", "client.pem"))
+    assert {c.public_key().curve.name for c in (ca, server, client)} == {"secp256r1"}
     server.verify_directly_issued_by(ca)
     client.verify_directly_issued_by(ca)
     names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
