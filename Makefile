@@ -17,8 +17,11 @@ REDIS_URL ?= redis://127.0.0.1:6379/0
 TEST_ARGS ?=
 # First worker's metrics port; the Procfile adds 0/1/2 per worker node.
 WORKER_METRICS_PORT ?= 9808
+# The API serves HTTPS: `make run` makes development certificates here when missing
+# (clearhouse dev-certs); `make run TLS_CLIENT_CA_FILE=var/tls/ca.pem` requires client ones.
+TLS_DIR ?= var/tls
 export PORT DATABASE_URL MIGRATION_DATABASE_URL REDIS_URL WORKER_METRICS_PORT METRICS_PORT
-export RELAY_METRICS_PORT
+export RELAY_METRICS_PORT TLS_DIR
 
 VENV := .venv
 BIN := $(VENV)/bin
@@ -43,7 +46,7 @@ help:
 	@echo "make venv      create .venv and install the package with dev extras"
 	@echo "make services  make sure Postgres and Redis are up (starts local ones in var/)"
 	@echo "make migrate   create the database and its roles, apply migrations, grant the app role"
-	@echo "make run       run API, relay, workers, beat and Flower in the foreground (PORT=$(PORT))"
+	@echo "make run       run API (HTTPS), relay, workers, beat and Flower in the foreground (PORT=$(PORT))"
 	@echo "make test      ruff + pytest (TEST_ARGS='-k foo -x' to pass pytest arguments);"
 	@echo "               pytest includes the import contracts (tests/unit/test_architecture.py);"
 	@echo "               and make alerts"
@@ -87,7 +90,8 @@ run: export WEBHOOK_ALLOW_PRIVATE ?= true
 run: venv services migrate
 	@mkdir -p var
 	@echo "----------------------------------------------------------------------"
-	@echo " API          http://127.0.0.1:$(PORT)/"
+	@echo " API          https://127.0.0.1:$(PORT)/ $(if $(TLS_CERT_FILE),(TLS_CERT_FILE=$(TLS_CERT_FILE)),(dev CA $(TLS_DIR)/ca.pem: curl --cacert $(TLS_DIR)/ca.pem; made when missing))"
+	@echo " Client certs $(if $(TLS_CLIENT_CA_FILE),REQUIRED (signed by $(TLS_CLIENT_CA_FILE)): curl --cert $(TLS_DIR)/client.pem --key $(TLS_DIR)/client-key.pem,not required (make run TLS_CLIENT_CA_FILE=$(TLS_DIR)/ca.pem requires them))"
 	@echo " API metrics  http://127.0.0.1:$(METRICS_PORT)/metrics (operator port; none on $(PORT))"
 	@echo " Relay metrics http://127.0.0.1:$(RELAY_METRICS_PORT)/metrics"
 	@echo " Worker metrics http://127.0.0.1:$(WORKER_METRICS_PORT)/metrics (pipeline), +1 instant, +2 background"
@@ -101,12 +105,13 @@ run: venv services migrate
 	@echo "              worker_background, relay, beat, flower); Ctrl-C stops them all"
 	@echo " Load         make locust (in another shell)"
 	@echo "----------------------------------------------------------------------"
-	exec $(BIN)/honcho -f deploy/Procfile start -p $(PORT)
+	exec bash deploy/dev/run.sh
 
-# Against the stack `make run` started (its PORT): locust's summary, non-zero exit when any
-# request failed. Credentials: CLEARHOUSE_CLIENT_ID/SECRET, else a new merchant (the CLI).
+# Against the stack `make run` started (its PORT, over HTTPS with TLS_DIR's CA and client
+# certificate): locust's summary, non-zero exit when any request failed. Credentials:
+# CLEARHOUSE_CLIENT_ID/SECRET, else a new merchant (the CLI).
 locust: venv
-	bash deploy/dev/locust.sh http://127.0.0.1:$(PORT) $(LOCUST_ARGS)
+	bash deploy/dev/locust.sh https://127.0.0.1:$(PORT) $(LOCUST_ARGS)
 
 test: venv services alerts
 	$(BIN)/ruff check .

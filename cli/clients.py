@@ -7,7 +7,7 @@ import json
 
 from cli.args import non_negative_float
 from shared.domain import scopes as S
-from shared.domain.certificates import sha256_fingerprint
+from shared.domain.cert_binding import normalize_sha256
 
 GROUPS = ("client",)
 # As webhook secrets: a day for the merchant to roll every server over.
@@ -23,7 +23,7 @@ def _scopes(text: str) -> tuple[str, ...]:
 
 def _fingerprint(text: str) -> str:
     try:
-        return sha256_fingerprint(text)
+        return normalize_sha256(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{exc}, got {text!r}") from None
 

@@ -1,4 +1,5 @@
-"""The ``clearhouse`` command: operator tasks (migrations, merchants, API clients, wallets)."""
+"""The ``clearhouse`` command: operator tasks (migrations, merchants, API clients, keys, wallets,
+dev certificates)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import sys
 
 from cli import clients as clients_cli
+from cli import devcerts as devcerts_cli
 from cli import keys as keys_cli
 from cli import reports as reports_cli
 from cli.args import non_negative_float
@@ -95,12 +97,16 @@ def build_parser() -> Parser:
     reports_cli.add_parsers(sub)
     clients_cli.add_parsers(sub)
     keys_cli.add_parsers(sub)
+    devcerts_cli.add_parsers(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.group in devcerts_cli.GROUPS:
+            # No settings: it makes the files that TLS_* name, maybe before they exist.
+            return devcerts_cli.run(args)
         # Built once, here, and passed down; a bad variable is a one-line error.
         settings = Settings.from_env()
         return _run(args, settings)

@@ -7,12 +7,16 @@ WEB_CONCURRENCY (workers, default 3); GUNICORN_TIMEOUT (default 30);
 ACCESS_LOG=1 to log every request to stdout; LOG_LEVEL (default info).
 The master serves the API's metrics on METRICS_PORT (default 9807, on
 METRICS_ADDR, 127.0.0.1 unless told; 0: none), never on the merchant port.
+HTTPS with TLS_CERT_FILE and TLS_KEY_FILE; with TLS_CLIENT_CA_FILE as well, a
+client certificate that CA signed is required (read through shared.config).
 """
 
 from __future__ import annotations
 
 import os
+import ssl
 
+from shared.config import Settings
 from shared.observability.logging import gunicorn_logconfig
 
 bind = os.environ.get("BIND") or f"127.0.0.1:{os.environ.get('PORT') or '8000'}"
@@ -48,6 +52,23 @@ proc_name = "clearhouse-api"
 # gunicorn >= 24 opens a control socket in ~/.gunicorn by default; several API
 # servers (tests, e2e) would fight over it. Older versions ignore this name.
 control_socket_disable = True
+
+_tls = Settings.from_env()
+if _tls.tls_cert_file:
+    certfile, keyfile = _tls.tls_cert_file, _tls.tls_key_file
+    # The handshake runs when the connection is accepted, before any HTTP is read:
+    # a client the server refuses gets a TLS alert, never an HTTP answer.
+    do_handshake_on_connect = True
+    if _tls.tls_client_ca_file:
+        ca_certs = _tls.tls_client_ca_file  # the only CA trusted for client certificates
+        cert_reqs = ssl.CERT_REQUIRED
+
+
+def ssl_context(conf, default_ssl_context_factory):
+    # gunicorn's factory: certfile, keyfile, ca_certs and cert_reqs from above.
+    context = default_ssl_context_factory()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 def on_starting(server):

@@ -20,6 +20,8 @@ from intake import untrusted
 from intake.errors import ApiError
 from intake.schemas.fields import IDEMPOTENCY_KEY, ObjectId
 from intake.schemas.parse import parse
+from intake.tls import peer_certificate
+from shared.domain import cert_binding
 from shared.domain.scopes import claim_scopes
 from shared.observability import context as log_context
 from shared.security.signing import InvalidToken, SigningKeys
@@ -94,6 +96,13 @@ class Auth:
             raise unauthorized(
                 f"The access token is invalid: {exc.reason}.", "invalid_token"
             ) from None
+        # A certificate-bound token (RFC 8705 §3) is good only over that certificate.
+        if "cnf" in claims and not cert_binding.token_matches(
+            claims["cnf"], peer_certificate(req.env)
+        ):
+            raise unauthorized(
+                "The access token is invalid: certificate mismatch.", "invalid_token"
+            )
         if self._revoked is not None and self._revoked.is_revoked(claims.get("client_id")):
             raise unauthorized("The access token's client has been revoked.", "invalid_token")
         operation = getattr(resource, "operations", {}).get(req.method)

@@ -181,6 +181,19 @@ def _environment(name: str, default: str) -> str:
     return raw
 
 
+def _tls_files() -> tuple[str | None, str | None, str | None]:
+    """TLS_CERT_FILE, TLS_KEY_FILE and TLS_CLIENT_CA_FILE, checked as a set."""
+    cert, key = _optional_str("TLS_CERT_FILE"), _optional_str("TLS_KEY_FILE")
+    client_ca = _optional_str("TLS_CLIENT_CA_FILE")
+    if bool(cert) != bool(key):
+        raise ValueError("set both TLS_CERT_FILE and TLS_KEY_FILE, or neither")
+    if client_ca and not cert:
+        # Client certificates are a TLS feature: without a server certificate the
+        # API would serve plain HTTP and silently require nothing.
+        raise ValueError("TLS_CLIENT_CA_FILE needs TLS_CERT_FILE and TLS_KEY_FILE")
+    return cert, key, client_ca
+
+
 # Idempotency keys are promised for at least 24 h: a lower
 # setting would let an old key's retry create a second payment.
 MIN_IDEMPOTENCY_RETENTION_H = 24
@@ -298,6 +311,12 @@ class Settings:
     auth_lockout_failures: int = 10
     auth_lockout_window_s: int = 900
     auth_lockout_s: int = 900
+    # HTTPS for the API (gunicorn): the server's certificate chain and key (PEM
+    # files); with the client CA as well, every connection must present a
+    # certificate that CA signed. None: plain HTTP.
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_client_ca_file: str | None = None
 
     def __post_init__(self) -> None:
         # The retention floor is enforced here, so from_env (which builds through
@@ -310,6 +329,7 @@ class Settings:
     def from_env(cls, **overrides) -> Settings:
         d = cls()
         card_keys, card_fingerprint_key = _card_keys()
+        tls_cert_file, tls_key_file, tls_client_ca_file = _tls_files()
         values = dict(
             environment=_environment("CLEARHOUSE_ENV", d.environment),
             database_url=_str("DATABASE_URL", d.database_url),
@@ -383,6 +403,9 @@ class Settings:
             auth_lockout_failures=_int("AUTH_LOCKOUT_FAILURES", d.auth_lockout_failures),
             auth_lockout_window_s=_int("AUTH_LOCKOUT_WINDOW_S", d.auth_lockout_window_s),
             auth_lockout_s=_int("AUTH_LOCKOUT_S", d.auth_lockout_s),
+            tls_cert_file=tls_cert_file,
+            tls_key_file=tls_key_file,
+            tls_client_ca_file=tls_client_ca_file,
         )
         values.update(overrides)
         return cls(**values)

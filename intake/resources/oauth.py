@@ -13,6 +13,7 @@ from intake.openapi import Operation
 from intake.schemas import requests as rq
 from intake.schemas import responses as rs
 from intake.schemas.parse import parse
+from intake.tls import peer_certificate
 from shared.config import Settings
 from shared.db.uow import UnitOfWork, transact
 from shared.security.signing import SigningKeys
@@ -123,7 +124,7 @@ class Token:
         client_id, secret, via_basic = client_credentials(req, body)
         _ensure_open(self._lockout, client_id)
         try:
-            result = self._grant(grant, body, client_id, secret)
+            result = self._grant(grant, body, client_id, secret, peer_certificate(req.env))
         except InvalidClient:
             _failed(self._lockout, client_id)
             if via_basic:
@@ -134,7 +135,7 @@ class Token:
         resp.set_header("Pragma", "no-cache")
         resp.media = result
 
-    def _grant(self, grant: str, body: dict, client_id, secret) -> dict:
+    def _grant(self, grant: str, body: dict, client_id, secret, peer_cert) -> dict:
         # A reused refresh token is refused, and its family's revocation kept.
         return transact(
             self._new_uow,
@@ -143,21 +144,29 @@ class Token:
             body,
             client_id,
             secret,
+            peer_cert,
             keep_on=(auth.RefreshTokenReused,),
         )
 
     def _new_uow(self) -> UnitOfWork:
         return UnitOfWork(self._engine)
 
-    def _issue(self, unit: UnitOfWork, grant: str, body: dict, client_id, secret) -> dict:
+    def _issue(self, unit: UnitOfWork, grant, body: dict, client_id, secret, peer_cert) -> dict:
         keys, settings = self._keys, self._settings
         if grant == "client_credentials":
             return auth.client_credentials(
-                unit, keys, settings, client_id, secret, _param(body, "scope")
+                unit, keys, settings, client_id, secret, _param(body, "scope"), peer_cert=peer_cert
             )
         refresh_token = _param(body, "refresh_token")
         return auth.refresh(
-            unit, keys, settings, refresh_token, client_id, secret, _param(body, "scope")
+            unit,
+            keys,
+            settings,
+            refresh_token,
+            client_id,
+            secret,
+            _param(body, "scope"),
+            peer_cert=peer_cert,
         )
 
 

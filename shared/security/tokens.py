@@ -22,8 +22,12 @@ def issue_access_token(
     scope: str,
     *,
     now: float | None = None,
+    cnf: dict | None = None,
 ) -> tuple[str, int]:
-    """Sign an access JWT for ``merchant_id``; return ``(token, expires_in_seconds)``."""
+    """Sign an access JWT for ``merchant_id``; return ``(token, expires_in_seconds)``.
+
+    ``cnf``: a confirmation claim (RFC 8705: the certificate the token is bound to).
+    """
     ttl = min(settings.access_token_ttl_s, MAX_ACCESS_TTL_S)
     if ttl <= 0:
         raise ValueError("access_token_ttl_s must be positive")
@@ -40,6 +44,8 @@ def issue_access_token(
         "exp": iat + ttl,
         "jti": secrets.token_urlsafe(16),
     }
+    if cnf is not None:
+        claims["cnf"] = cnf
     return keys.sign(claims), ttl
 
 

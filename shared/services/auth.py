@@ -18,6 +18,7 @@ from shared.config import Settings
 from shared.db.tables import api_clients
 from shared.db.tables import refresh_tokens as rt
 from shared.db.uow import UnitOfWork
+from shared.domain import cert_binding
 from shared.domain import scopes as S
 from shared.security.signing import SigningKeys
 from shared.security.tokens import (
@@ -76,14 +77,34 @@ def authenticate_client(uow: UnitOfWork, client_id: str | None, client_secret: s
 
 
 def client_credentials(
-    uow: UnitOfWork, keys: SigningKeys, settings: Settings, client_id, client_secret, scope=None
+    uow: UnitOfWork,
+    keys: SigningKeys,
+    settings: Settings,
+    client_id,
+    client_secret,
+    scope=None,
+    *,
+    peer_cert: bytes | None = None,
 ) -> dict:
-    """Issue an access token and a new refresh-token family to an authenticated client."""
+    """Issue an access token and a new refresh-token family to an authenticated client.
+
+    ``peer_cert``: the DER certificate the TLS client presented (None: none).
+    """
     client = authenticate_client(uow, client_id, client_secret)
     granted = _grant(client.scopes.split(), scope)
+    cnf = _confirmation(client, peer_cert)
     now = uow.conn.execute(select(func.now())).scalar_one()
     family = Family(new_id("rtf"), granted, now + timedelta(seconds=settings.refresh_family_ttl_s))
-    return _issue(uow, keys, settings, client, family, granted, now)
+    return _issue(uow, keys, settings, client, family, granted, now, cnf)
+
+
+def _confirmation(client, peer_cert: bytes | None) -> dict | None:
+    """A bound client's ``cnf`` claim, if it presented its certificate (RFC 8705 §3)."""
+    if client.cert_sha256 is None:
+        return None
+    if not cert_binding.presented_matches(client.cert_sha256, peer_cert):
+        raise InvalidClient("This client must present its bound TLS client certificate.")
+    return cert_binding.confirmation(client.cert_sha256)
 
 
 def refresh(
@@ -94,6 +115,8 @@ def refresh(
     client_id=None,
     client_secret=None,
     scope=None,
+    *,
+    peer_cert: bytes | None = None,
 ) -> dict:
     """Rotate a refresh token: the old one is spent, a new one joins its family.
 
@@ -123,6 +146,7 @@ def refresh(
     if row.used_at is not None:
         revoke_family(uow, row.family_id)
         raise RefreshTokenReused("invalid_grant", "The refresh token was already used.")
+    cnf = _confirmation(client, peer_cert)
     uow.conn.execute(update(rt).where(rt.c.token_hash == row.token_hash).values(used_at=now))
     kept = S.claim_scopes(row.scope) & set(client.scopes.split())
     family = Family(
@@ -131,7 +155,7 @@ def refresh(
         # A family begun before families had an end gets one now.
         row.family_expires_at or now + timedelta(seconds=settings.refresh_family_ttl_s),
     )
-    return _issue(uow, keys, settings, client, family, _grant(family.scopes, scope), now)
+    return _issue(uow, keys, settings, client, family, _grant(family.scopes, scope), now, cnf)
 
 
 def revoke(uow: UnitOfWork, token, client_id: str | None = None) -> None:
@@ -169,10 +193,10 @@ def _grant(allowed, requested) -> tuple[str, ...]:
         raise OAuthError("invalid_scope", f"{exc}.", param="scope") from None
 
 
-def _issue(uow, keys, settings, client, family: Family, scopes, now) -> dict:
+def _issue(uow, keys, settings, client, family: Family, scopes, now, cnf=None) -> dict:
     scope = S.text(scopes)
     access, expires_in = issue_access_token(
-        keys, settings, client.merchant_id, client.client_id, scope
+        keys, settings, client.merchant_id, client.client_id, scope, cnf=cnf
     )
     refresh_token = new_refresh_token()
     uow.conn.execute(

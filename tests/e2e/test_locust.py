@@ -9,24 +9,19 @@ check hold (the script's exit code is locust's ``--exit-code-on-error``).
 
 from __future__ import annotations
 
-import csv
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-from tests.e2e.conftest import E2E_ENV, ROOT
+from tests.e2e.conftest import E2E_ENV
+from tests.support import locust_runs
 
 pytestmark = pytest.mark.e2e
 
 
 def test_a_short_headless_locust_run_has_no_failure(stack, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARHOUSE_CLIENT_")}
-    env.update(E2E_ENV)  # the CLI makes its merchant in the e2e stack's database
-    env.update(
-        BIN=str(Path(sys.executable).parent),
+    out, output, rows = locust_runs.run_script(
+        stack["url"],
+        tmp_path / "locust",
+        **E2E_ENV,  # the CLI makes its merchant in the e2e stack's database
         LOCUST_USERS="4",
         LOCUST_SPAWN_RATE="4",
         LOCUST_RUN_TIME="10s",
@@ -35,20 +30,9 @@ def test_a_short_headless_locust_run_has_no_failure(stack, tmp_path):
         LOCUST_MANUAL_SHARE="0.4",
         LOCUST_REFUND_SHARE="0.5",
     )
-    csv_prefix = tmp_path / "locust"
-    out = subprocess.run(
-        ["bash", str(ROOT / "deploy/dev/locust.sh"), stack["url"], "--csv", str(csv_prefix)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    output = out.stdout + out.stderr
     assert "locust: created merchant mch_" in out.stderr, output[-3000:]
     assert out.returncode == 0, output[-5000:]
     assert "Aggregated" in output  # locust's summary table
-    with open(f"{csv_prefix}_stats.csv", newline="") as f:
-        rows = {(r["Type"], r["Name"]): r for r in csv.DictReader(f)}
     assert int(rows[("", "Aggregated")]["Failure Count"]) == 0, output[-5000:]
     for key in [
         ("POST", "/v1/oauth/token"),
@@ -59,4 +43,4 @@ def test_a_short_headless_locust_run_has_no_failure(stack, tmp_path):
         ("FLOW", "intent reaches a final status"),
         ("FLOW", "approved card is paid"),
     ]:
-        assert int(rows.get(key, {}).get("Request Count", 0)) > 0, (key, sorted(rows))
+        assert locust_runs.request_count(rows, key) > 0, (key, sorted(rows))

@@ -6,7 +6,12 @@ or by hand:
 
     clearhouse merchant create --name Load --json      # note client_id / client_secret
     export CLEARHOUSE_CLIENT_ID=ci_... CLEARHOUSE_CLIENT_SECRET=cs_...
-    locust -f tests/load/locustfile.py --host http://127.0.0.1:8000
+    locust -f tests/load/locustfile.py --host https://127.0.0.1:8000
+
+Over HTTPS the server's certificate is checked against ``CLEARHOUSE_CA_FILE``
+(``make run``'s dev CA: var/tls/ca.pem), and ``CLEARHOUSE_CLIENT_CERT_FILE`` /
+``CLEARHOUSE_CLIENT_KEY_FILE``, when set, are the client certificate it presents
+(what ``TLS_CLIENT_CA_FILE`` on the server asks for).
 
 Needs only locust: nothing of the project is imported, so it runs from any
 machine with ``pip install locust``.
@@ -39,6 +44,7 @@ from __future__ import annotations
 
 import os
 import random
+import ssl
 import sys
 import time
 import uuid
@@ -54,6 +60,9 @@ MANUAL_SHARE = float(os.environ.get("LOCUST_MANUAL_SHARE") or 0.2)
 REFUND_SHARE = float(os.environ.get("LOCUST_REFUND_SHARE") or 0.2)
 DECLINE_SHARE = float(os.environ.get("LOCUST_DECLINE_SHARE") or 0)
 POLL_TIMEOUT_S = float(os.environ.get("LOCUST_POLL_TIMEOUT_S") or 60)
+CA_FILE = os.environ.get("CLEARHOUSE_CA_FILE", "")
+CLIENT_CERT_FILE = os.environ.get("CLEARHOUSE_CLIENT_CERT_FILE", "")
+CLIENT_KEY_FILE = os.environ.get("CLEARHOUSE_CLIENT_KEY_FILE", "")
 
 FINAL = {"succeeded", "failed", "canceled", "requires_capture"}
 PRIORITIES = (("instant", 0.2), ("standard", 0.6), ("economy", 0.2))
@@ -121,8 +130,20 @@ def _retry_after(resp, attempt: int, rng: random.Random) -> float:
     return min(wait, 5.0) * (0.5 + rng.random())  # jitter: retries do not march in step
 
 
+def tls_context(cafile=None) -> ssl.SSLContext:
+    """The context of every HTTPS connection: our CA (when given) and client certificate."""
+    # geventhttpclient offers its own CA bundle as ``cafile``; the dev CA replaces it.
+    context = ssl.create_default_context(cafile=CA_FILE or cafile)
+    if CLIENT_CERT_FILE:
+        context.load_cert_chain(CLIENT_CERT_FILE, CLIENT_KEY_FILE or None)
+    return context
+
+
 class Merchant(FastHttpUser):
     wait_time = constant_throughput(RATE_PER_USER)
+    # Locust's default is not to check the server's certificate at all.
+    insecure = False
+    ssl_context_factory = staticmethod(tls_context)
 
     def on_start(self) -> None:
         self.rng = random.Random()

@@ -190,10 +190,14 @@ def celery_beat(env: dict | None = None, wait_for_lock: bool = True) -> Process:
     return p
 
 
-def gunicorn(port: int, workers: int = 2, env: dict | None = None) -> Process:
+def gunicorn(
+    port: int, workers: int = 2, env: dict | None = None, tls: dict | None = None
+) -> Process:
     """Start the API under gunicorn and wait for /health; its metrics on a free operator port.
 
     ``p.metrics_url``: the operator port's /metrics (METRICS_PORT; 0 in ``env``: none).
+    ``tls``: the server's env has TLS_* set; these are requests' ``verify`` (the CA) and
+    ``cert`` for the /health probe over HTTPS. ``p.url``: the API's base URL.
     """
     argv = [
         _bin("gunicorn"),
@@ -210,10 +214,11 @@ def gunicorn(port: int, workers: int = 2, env: dict | None = None) -> Process:
     p.metrics_dir = env["METRICS_DIR"]
     p.metrics_port = int(env["METRICS_PORT"])
     p.metrics_url = f"http://127.0.0.1:{p.metrics_port}/metrics"
+    p.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+            if requests.get(f"{p.url}/health", timeout=1, **(tls or {})).status_code == 200:
                 return p
         except requests.RequestException:
             pass

@@ -23,13 +23,15 @@ from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = ROOT / "tests/load/locustfile.py"
+RUN_SCRIPT = ROOT / "deploy/dev/run.sh"
 needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="no make")
 
 
 def make_dry_run(*args: str, env: dict | None = None) -> str:
     """``make -n`` with ``args``; a ``show-env`` target (run even under -n) prints variables."""
     show = 'show-env: ; +@echo "env: WEBHOOK_ALLOW_PRIVATE=$${WEBHOOK_ALLOW_PRIVATE-unset}'
-    show += ' LOCUST=$${LOCUST_USERS-unset},$${LOCUST_SPAWN_RATE-unset},$${LOCUST_RUN_TIME-unset}"'
+    show += " LOCUST=$${LOCUST_USERS-unset},$${LOCUST_SPAWN_RATE-unset},$${LOCUST_RUN_TIME-unset}"
+    show += ' TLS=$${TLS_DIR-unset},$${TLS_CLIENT_CA_FILE-unset}"'
     out = subprocess.run(
         # PYTHON given: make need not search PATH for an interpreter (slow with shims).
         ["make", "--no-print-directory", "-n", f"PYTHON={sys.executable}", "--eval", show, *args],
@@ -50,6 +52,10 @@ _OURS = {
     "LOCUST_USERS",
     "LOCUST_SPAWN_RATE",
     "LOCUST_RUN_TIME",
+    "TLS_DIR",
+    "TLS_CERT_FILE",
+    "TLS_KEY_FILE",
+    "TLS_CLIENT_CA_FILE",
 }
 
 
@@ -64,7 +70,8 @@ def test_make_run_allows_private_webhook_urls_for_every_process_and_says_so():
     out = make_dry_run("--eval", "run: show-env", "run", env=_clean_env())
     assert "env: WEBHOOK_ALLOW_PRIVATE=true " in out
     assert "private and loopback URLs ALLOWED (WEBHOOK_ALLOW_PRIVATE=true" in out
-    assert "honcho -f deploy/Procfile start" in out
+    assert "exec bash deploy/dev/run.sh" in out
+    assert 'honcho" -f "${PROCFILE:-deploy/Procfile}" start' in RUN_SCRIPT.read_text()
     # No Procfile line sets it back (honcho hands each process its own environment).
     assert "WEBHOOK_ALLOW_PRIVATE" not in (ROOT / "deploy/Procfile").read_text()
 
@@ -87,9 +94,26 @@ def test_make_runs_banner_names_flowers_user_never_its_password():
 
 
 @needs_make
+def test_make_run_serves_https_with_dev_certificates_and_client_ones_on_request():
+    out = make_dry_run("--eval", "run: show-env", "run", env=_clean_env())
+    assert " API          https://127.0.0.1:8000/ (dev CA var/tls/ca.pem: curl --cacert" in out
+    assert "TLS=var/tls,unset" in out and "Client certs not required" in out
+    # What run.sh does with it: certificates when missing, then the API's TLS variables.
+    script = RUN_SCRIPT.read_text()
+    assert '"$BIN/clearhouse" dev-certs "$dir"' in script
+    assert 'export TLS_CERT_FILE="$dir/server.pem" TLS_KEY_FILE="$dir/server-key.pem"' in script
+    out = make_dry_run(
+        "--eval", "run: show-env", "run", "TLS_CLIENT_CA_FILE=var/tls/ca.pem", env=_clean_env()
+    )
+    assert "TLS=var/tls,var/tls/ca.pem" in out  # every process honcho starts gets it
+    assert "Client certs REQUIRED (signed by var/tls/ca.pem): curl --cert" in out
+    assert "http://127.0.0.1:8000" not in out
+
+
+@needs_make
 def test_make_locust_runs_the_script_against_make_runs_port_with_defaults():
     out = make_dry_run("--eval", "locust: show-env", "locust", "PORT=8123", env=_clean_env())
-    assert "bash deploy/dev/locust.sh http://127.0.0.1:8123" in out
+    assert "bash deploy/dev/locust.sh https://127.0.0.1:8123" in out
     assert "env: WEBHOOK_ALLOW_PRIVATE=unset LOCUST=20,5,60s" in out
     out = make_dry_run(
         "--eval",

@@ -3,7 +3,7 @@
 import pytest
 
 from shared.domain import scopes as S
-from shared.domain.certificates import sha256_fingerprint
+from shared.domain.cert_binding import normalize_sha256
 
 READ = ("payment_intents:read", "refunds:read")
 
@@ -82,11 +82,11 @@ def test_claim_scopes_and_text():
     assert S.text(["refunds:read", "payment_intents:read"]) == "payment_intents:read refunds:read"
 
 
-def test_sha256_fingerprint():
+def test_normalize_sha256():
     hex64 = "ab" * 32
-    assert sha256_fingerprint(hex64.upper()) == hex64
-    assert sha256_fingerprint(":".join(["AB"] * 32)) == hex64
-    assert sha256_fingerprint(f" {hex64}\n") == hex64
+    assert normalize_sha256(hex64.upper()) == hex64
+    assert normalize_sha256(":".join(["AB"] * 32)) == hex64
+    assert normalize_sha256(f" {hex64}\n") == hex64
     for bad in ("ab" * 31, "ab" * 33, "zz" * 32, "", "ab" * 31 + "a", "ab " * 32):
         with pytest.raises(ValueError, match="64 hex digits"):
-            sha256_fingerprint(bad)
+            normalize_sha256(bad)
