@@ -20,6 +20,7 @@ from shared.db.tables import api_clients
 from shared.domain.scopes import ALL_SCOPES
 from shared.security.signing import SigningKeys
 from tests.conftest import ROOT, python_bin
+from tests.support.apiclient import OwnAddressClient
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +56,7 @@ def api(settings, engine, vault):
         keys=SigningKeys.from_settings(settings),
         vault=vault,
     )
-    return falcon.testing.TestClient(app)
+    return OwnAddressClient(app)
 
 
 def token(api, client_id: str, secret: str) -> falcon.testing.Result:

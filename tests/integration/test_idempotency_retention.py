@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 
-import falcon.testing
 import pytest
 from sqlalchemy import func, select, text, update
 
@@ -19,6 +18,7 @@ from shared.db.tables import idempotency_keys, payment_intents
 from shared.db.uow import UnitOfWork
 from shared.services import maintenance as jobs
 from shared.services.merchants import create_merchant
+from tests.support.apiclient import OwnAddressClient
 from tests.support.units import bound
 
 pytestmark = pytest.mark.integration
@@ -45,7 +45,7 @@ def client(low_retention, engine, vault):
     app = create_app(
         low_retention, engine=engine, dispatch=lambda step, ids, countdown=None: None, vault=vault
     )
-    return falcon.testing.TestClient(app)
+    return OwnAddressClient(app)
 
 
 @pytest.fixture

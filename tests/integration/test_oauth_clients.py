@@ -22,6 +22,7 @@ from shared.domain.scopes import ALL_SCOPES
 from shared.security.signing import SigningKeys
 from shared.security.tokens import issue_access_token
 from shared.services import clients
+from tests.support.apiclient import OwnAddressClient
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
@@ -56,7 +57,7 @@ def keys(settings):
 
 def make_app(settings, engine, keys, vault):
     app = create_app(settings, engine=engine, dispatch=lambda *a, **k: None, keys=keys, vault=vault)
-    return falcon.testing.TestClient(app)
+    return OwnAddressClient(app)
 
 
 @pytest.fixture

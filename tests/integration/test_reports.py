@@ -9,7 +9,6 @@ import time
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 
-import falcon.testing
 import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.pool import NullPool
@@ -22,6 +21,7 @@ from shared.db.uow import UnitOfWork
 from shared.services import reports
 from tests import factories as f
 from tests.support import books
+from tests.support.apiclient import OwnAddressClient
 from tests.support.scratchdb import admin_url, scratch_database
 from tests.support.units import bound
 
@@ -116,7 +116,7 @@ def test_report_figures_equal_the_ledger_and_the_intents(worker, make_merchant, 
 @pytest.fixture
 def client(settings, engine):
     app = create_app(settings, engine=engine, dispatch=lambda step, ids, countdown=None: None)
-    return falcon.testing.TestClient(app)
+    return OwnAddressClient(app)
 
 
 def _auth(client, merchant) -> dict:
