@@ -139,7 +139,7 @@ BUDGET = 1.0
 
 @pytest.fixture
 def post(monkeypatch):
-    """``post(url)`` from one sender thread (its own session), failing rather than hanging."""
+    """``post(url)`` from one sender thread (its own pools), failing rather than hanging."""
     from workers import notifications
 
     # Per-read timeout stays at its default (10 s): only the deadline can end a drip.
@@ -185,7 +185,7 @@ def test_a_reused_connection_is_cut_off_too(post, drip):
     first = post(server.url)
     assert (first.status_code, first.error, first.response_body) == (200, None, "ok")
     started = time.monotonic()
-    second = post(server.url)  # same thread: same session, same kept-alive socket
+    second = post(server.url)  # same thread: same pool, same kept-alive socket
     assert second.error == "deadline exceeded"
     assert time.monotonic() - started < BUDGET + 0.5
     wait_until(lambda: server.open_now() == 0, 2, "the receiver to see the close")
