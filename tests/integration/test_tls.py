@@ -22,7 +22,6 @@ import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
-import falcon.testing
 import jwt
 import pytest
 import requests
@@ -34,6 +33,7 @@ from shared.security.tokens import issue_access_token
 from shared.services.clients import create_client
 from tests.conftest import free_port, python_bin
 from tests.support import locust_runs, processes
+from tests.support.apiclient import OwnAddressClient
 from tests.support.processes import ROOT, Process
 from tests.support.waiting import until
 
@@ -259,7 +259,7 @@ def test_without_tls_a_bound_client_and_a_bound_token_are_refused(
 ):
     # In-process (no socket at all: what a proxy ending TLS in front of the API looks like).
     keys = SigningKeys.from_settings(settings)
-    client = falcon.testing.TestClient(create_app(settings, engine=engine, keys=keys))
+    client = OwnAddressClient(create_app(settings, engine=engine, keys=keys))
     body = {
         "grant_type": "client_credentials",
         **{k: bound_merchant[k] for k in ("client_id", "client_secret")},
@@ -271,6 +271,7 @@ def test_without_tls_a_bound_client_and_a_bound_token_are_refused(
         settings,
         bound_merchant["merchant_id"],
         bound_merchant["client_id"],
+        "balance:read",
         cnf=confirmation(certs.client_sha256),
     )
     auth = {"Authorization": f"Bearer {token}"}
