@@ -83,7 +83,13 @@ def test_client_create_gives_a_client_with_its_scopes_and_fingerprint(api, make_
     assert made["merchant_id"] == mid and made["client_secret"].startswith("cs_")
     assert made["scopes"] == ["refunds:read", "balance:read"]
     assert made["cert_sha256"] == "a1" * 32  # stored as 64 lower-case hex digits
-    granted = token(api, made["client_id"], made["client_secret"])
+    # Bound: without its certificate it gets no token (test_tls.py has it over TLS).
+    bound = token(api, made["client_id"], made["client_secret"])
+    assert bound.status_code == 401 and bound.json["code"] == "invalid_client", bound.text
+    unbound = ok_json(
+        "client", "create", "--merchant", mid, "--scopes", "refunds:read,balance:read"
+    )
+    granted = token(api, unbound["client_id"], unbound["client_secret"])
     assert granted.status_code == 200 and granted.json["scope"] == "refunds:read balance:read"
     (row,) = [r for r in clients_of(engine, mid) if r.client_id == made["client_id"]]
     assert row.cert_sha256 == "a1" * 32 and made["client_secret"] not in row.secret_hash
