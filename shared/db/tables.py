@@ -455,8 +455,6 @@ ledger_seals = Table(
 # reads the same from anywhere (the beat-job metric).
 beat_job_runs = Table(
     "beat_job_runs",
-    "operators",
-    "audit_log",
     metadata,
     Column("job", String(64), primary_key=True),
     Column("last_success_at", DateTime(timezone=True), nullable=False),
@@ -555,6 +553,8 @@ __all__ = [
     "ledger_entry_hashes",
     "ledger_seals",
     "beat_job_runs",
+    "operators",
+    "audit_log",
     "LEDGER_IMMUTABLE_SQL",
     "OUTBOX_NOTIFY_SQL",
 ]
