@@ -1,5 +1,5 @@
-"""The ``clearhouse`` command: operator tasks (migrations, merchants, API clients, keys, wallets,
-dev certificates)."""
+"""The ``clearhouse`` command: operator tasks (migrations, merchants, API clients, operator
+accounts, keys, wallets, dev certificates)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 from cli import clients as clients_cli
 from cli import devcerts as devcerts_cli
 from cli import keys as keys_cli
+from cli import operators as operators_cli
 from cli import reports as reports_cli
 from cli.args import non_negative_float
 from shared.config import Settings
@@ -96,6 +97,7 @@ def build_parser() -> Parser:
     ba.add_argument("--reason")
     reports_cli.add_parsers(sub)
     clients_cli.add_parsers(sub)
+    operators_cli.add_parsers(sub)
     keys_cli.add_parsers(sub)
     devcerts_cli.add_parsers(sub)
     return p
@@ -121,6 +123,8 @@ def _run(args, settings) -> int:
         return reports_cli.run(args, settings)
     if args.group in clients_cli.GROUPS:
         return clients_cli.run(args, settings)
+    if args.group in operators_cli.GROUPS:
+        return operators_cli.run(args, settings)
     if args.group in keys_cli.GROUPS:
         return keys_cli.run(args, settings)
     if args.group == "db":

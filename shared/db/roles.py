@@ -36,6 +36,7 @@ APPEND_ONLY = frozenset(
         "settlements",
         "events",
         "webhook_attempts",
+        "audit_log",
     }
 )
 # Alembic's bookkeeping: the app may read which revision it runs against.

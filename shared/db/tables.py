@@ -460,6 +460,42 @@ beat_job_runs = Table(
     Column("last_success_at", DateTime(timezone=True), nullable=False),
 )
 
+# Operator accounts (the console's and the CLI's people). The TOTP secret is
+# encrypted with the card keys, AAD the operator's id; totp_last_step is the
+# last step accepted (a code is good once). Emails are unique whatever their case.
+operators = Table(
+    "operators",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("email", Text, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("password_temporary", Boolean, nullable=False, server_default=text("true")),
+    Column("totp_secret_enc", Text, nullable=False),
+    Column("totp_last_step", BigInteger),
+    Column("disabled_at", DateTime(timezone=True)),
+    _now(),
+    CheckConstraint("role IN ('admin', 'support', 'viewer')", name="ck_operators_role"),
+    Index("uq_operators_email", func.lower(text("email")), unique=True),
+)
+
+# Who did what, appended in the transaction of the change; never updated or
+# deleted (trigger and grants, as the ledger). before/after hold no secrets.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("actor", Text, nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", Text),
+    Column("request_id", String(64)),
+    Column("source_ip", String(64)),
+    Column("before", JSONB),
+    Column("after", JSONB),
+    Index("ix_audit_log_at", "at"),
+)
+
 # Transactional outbox: a committed insert wakes the relay (NOTIFY is
 # delivered at commit, never for a rolled-back transaction).
 OUTBOX_NOTIFY_SQL = """
@@ -517,6 +553,8 @@ __all__ = [
     "ledger_entry_hashes",
     "ledger_seals",
     "beat_job_runs",
+    "operators",
+    "audit_log",
     "LEDGER_IMMUTABLE_SQL",
     "OUTBOX_NOTIFY_SQL",
 ]

@@ -2,10 +2,11 @@
 
 Every ciphertext is ``<version>:<base64>`` (shared.security.vault), bound by
 AAD to its row: a card token to its intent's id, a webhook secret (current and
-previous) to its merchant's id. Re-encryption walks a table in id order, one
-small transaction per batch, locking only rows that still need it and skipping
-rows another transaction holds (``FOR UPDATE SKIP LOCKED``): the pipeline and
-the API keep running, and a skipped row is taken on the next pass.
+previous) to its merchant's id, an operator's TOTP secret to the operator's id.
+Re-encryption walks a table in id order, one small transaction per batch,
+locking only rows that still need it and skipping rows another transaction
+holds (``FOR UPDATE SKIP LOCKED``): the pipeline and the API keep running,
+and a skipped row is taken on the next pass.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Table, and_, func, or_, select, text
 
-from shared.db.tables import merchants, payment_intents
+from shared.db.tables import merchants, operators, payment_intents
 from shared.db.uow import UnitOfWork
 from shared.security.vault import VaultError
 
@@ -26,9 +27,10 @@ COLUMNS: tuple[tuple[Table, str], ...] = (
     (payment_intents, "card_token"),
     (merchants, "webhook_secret_enc"),
     (merchants, "webhook_secret_prev_enc"),
+    (operators, "totp_secret_enc"),
 )
 # The tables a pass walks, in order.
-TABLES: tuple[Table, ...] = (payment_intents, merchants)
+TABLES: tuple[Table, ...] = (payment_intents, merchants, operators)
 
 
 def label(table: Table, column: str) -> str:

@@ -59,6 +59,7 @@ print(json.dumps({
     "migrations": (Path(importlib.import_module("shared.db").__file__).parent
                    / "migrations" / "env.py").is_file(),
     "api": type(app).__module__,
+    "common_passwords": len(importlib.import_module("shared.domain.passwords").common_passwords()),
 }))
 """
 
@@ -181,6 +182,7 @@ def test_every_import_of_the_code_is_a_declared_dependency(clean_venv, tmp_path)
     assert found["beat_entries"] > 0 and found["schedule"]
     assert found["migrations"], "alembic's migrations are not in the installed package"
     assert found["api"].startswith("falcon")
+    assert found["common_passwords"] > 200, "the common-password list is not in the package"
 
 
 def test_every_program_the_procfile_runs_is_installed_and_starts(clean_venv, tmp_path):

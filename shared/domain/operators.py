@@ -1,0 +1,17 @@
+"""Operator accounts' pure rules: the roles, what an email address must look like."""
+
+from __future__ import annotations
+
+import re
+
+# viewer reads, support acts on payments, admin manages merchants and operators.
+ROLES = ("admin", "support", "viewer")
+# Deliberately plain: one @, no spaces, a dot in the domain. Whether the address
+# receives mail is not this check's business.
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def normalize_email(email: str) -> str | None:
+    """The address as stored (trimmed, lower case), or None if it is not one."""
+    address = email.strip().lower()
+    return address if len(address) <= 254 and _EMAIL.fullmatch(address) else None
