@@ -196,7 +196,13 @@ class Client:
         return self.session.post(self.base + path, json=body, timeout=10, **kw)
 
     def get(self, path: str, **kw):
-        return self.session.get(self.base + path, timeout=10, **kw)
+        # As a well-behaved client: a 429 is waited out (Retry-After), a few times.
+        for _ in range(5):
+            r = self.session.get(self.base + path, timeout=10, **kw)
+            if r.status_code != 429:
+                return r
+            time.sleep(float(r.headers.get("Retry-After") or 1))  # the server's own wait
+        return r
 
     def wait(
         self,
