@@ -10,6 +10,7 @@ from intake.metrics import Metrics
 from intake.middleware import Auth, JSONBody, Parameters, RequestId
 from intake.ratelimit import RateLimit
 from intake.resources import balance, events, intents, oauth, ops, refunds, reports
+from intake.resources.operator import session as operator_session
 from shared.config import Settings
 from shared.db.engine import get_engine
 from shared.db.uow import UnitOfWork
@@ -29,6 +30,14 @@ def _celery_dispatch(step: str, ids: list[str], countdown: float | None = None) 
     from workers.celery_app import publish
 
     publish(step, ids, countdown)
+
+
+def _operator_active(engine, operator_id: str) -> bool:
+    # Every operator request: a disabled account stops at once, not when its token expires.
+    from shared.services.operators import is_active
+
+    with UnitOfWork(engine) as uow:
+        return is_active(uow, operator_id)
 
 
 def redis_client_for(url: str):
@@ -51,12 +60,14 @@ def create_app(
     engine=None,
     dispatch=None,
     keys: SigningKeys | None = None,
+    operator_keys: SigningKeys | None = None,
     vault: Vault | None = None,
     redis_client=None,
 ) -> falcon.App:
     """Build the API; collaborators not given are built from ``settings``."""
     engine = engine or get_engine(settings.database_url, "api", settings.db_timeouts_api)
     keys = keys or SigningKeys.from_settings(settings)
+    operator_keys = operator_keys or SigningKeys.for_operators(settings)
     vault = vault or Vault.from_settings(settings)
     dispatch = dispatch or _celery_dispatch
     redis_client = redis_client or redis_client_for(settings.redis_url)
@@ -76,6 +87,9 @@ def create_app(
                 # Read lazily, on the first authenticated request: building the app
                 # (tests, the OpenAPI document) needs no database.
                 revoked=revocations.from_database(lambda: UnitOfWork(engine)),
+                operator_keys=operator_keys,
+                operator_audience=settings.operator_jwt_audience,
+                operator_active=lambda operator_id: _operator_active(engine, operator_id),
             ),
             Parameters(),
             JSONBody(settings.max_body_bytes),
@@ -109,6 +123,7 @@ def create_app(
         ("/v1/events/{event_id}", events.Event(engine)),
         ("/v1/events/{event_id}/redeliver", events.Redeliver(engine, runner)),
         ("/v1/webhook_deliveries", events.Deliveries(engine)),
+        ("/v1/operator/me", operator_session.Me()),
         ("/health", ops.Health()),
         ("/ready", ops.Ready(engine, redis_client)),
     ]

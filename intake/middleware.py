@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from urllib.parse import parse_qsl
 
@@ -22,6 +24,7 @@ from intake.schemas.fields import IDEMPOTENCY_KEY, ObjectId
 from intake.schemas.parse import parse
 from intake.tls import peer_certificate
 from shared.domain import cert_binding
+from shared.domain.operators import role_allows
 from shared.domain.scopes import claim_scopes
 from shared.observability import context as log_context
 from shared.security.signing import InvalidToken, SigningKeys
@@ -68,28 +71,64 @@ def unauthorized(detail: str, error: str | None = None) -> ApiError:
     return ApiError(401, error or "unauthorized", detail, headers={"WWW-Authenticate": challenge})
 
 
+@dataclass(frozen=True)
+class OperatorPrincipal:
+    """Who an operator route acts for: ``req.context.operator``."""
+
+    id: str
+    email: str
+    role: str
+    auth_time: int
+
+
+def bearer_token(req, hint: str) -> str:
+    scheme, _, token = (req.get_header("Authorization") or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise unauthorized(f"A Bearer access token is required ({hint}).")
+    return token
+
+
 class Auth:
     """Bearer tokens: signed by us, of a client not revoked, carrying the operation's scope.
 
     The scope an operation needs is declared on its ``Operation`` (intake/openapi.py),
-    which the OpenAPI document shows too.
+    which the OpenAPI document shows too. Operator routes (``operator_role`` on the
+    resource: the least role that may call it) take only operator tokens, signed by
+    their own ring for their own audience; merchant routes take only merchant
+    tokens, so neither kind is ever accepted where the other is.
     """
 
     def __init__(
-        self, keys: SigningKeys, audience: str, issuer: str, revoked: RevocationList | None = None
+        self,
+        keys: SigningKeys,
+        audience: str,
+        issuer: str,
+        revoked: RevocationList | None = None,
+        *,
+        operator_keys: SigningKeys | None = None,
+        operator_audience: str = "clearhouse-operator",
+        operator_active: Callable[[str], bool] | None = None,
     ):
         self._keys = keys
         self._audience = audience
         self._issuer = issuer
         self._revoked = revoked
+        self._operator_keys = operator_keys
+        self._operator_audience = operator_audience
+        # operator id -> may it still act (not disabled)? None: not checked.
+        self._operator_active = operator_active
 
     def process_resource(self, req, resp, resource, params) -> None:
-        if resource is None or not getattr(resource, "auth_required", False):
+        if resource is None:
             return
-        scheme, _, token = (req.get_header("Authorization") or "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise unauthorized("A Bearer access token is required (POST /v1/oauth/token).")
+        needed_role = getattr(resource, "operator_role", None)
+        if needed_role is not None:
+            self._operator(req, needed_role)
+            return
+        if not getattr(resource, "auth_required", False):
+            return
+        token = bearer_token(req, "POST /v1/oauth/token")
         try:
             claims = self._keys.verify(token, audience=self._audience, issuer=self._issuer)
         except InvalidToken as exc:
@@ -112,6 +151,35 @@ class Auth:
         req.context.merchant_id = claims["sub"]
         log_context.bind(merchant_id=claims["sub"])
         req.context.client_id = claims.get("client_id")
+
+    def _operator(self, req, needed_role: str) -> None:
+        token = bearer_token(req, "POST /v1/operator/login")
+        if self._operator_keys is None:
+            raise unauthorized("Operator tokens are not accepted here.", "invalid_token")
+        try:
+            claims = self._operator_keys.verify(
+                token, audience=self._operator_audience, issuer=self._issuer
+            )
+        except InvalidToken as exc:
+            raise unauthorized(
+                f"The operator token is invalid: {exc.reason}.", "invalid_token"
+            ) from None
+        if self._operator_active is not None and not self._operator_active(claims["sub"]):
+            raise unauthorized("The operator account is disabled.", "invalid_token")
+        role = claims.get("role")
+        if not role_allows(role, needed_role):
+            raise ApiError(
+                403,
+                "insufficient_role",
+                f"This operation needs the `{needed_role}` role (or a higher one);"
+                f" the token's role is `{role}`.",
+            )
+        req.context.operator = OperatorPrincipal(
+            claims["sub"], str(claims.get("email", "")), role, int(claims.get("auth_time", 0))
+        )
+        req.context.merchant_id = None
+        req.context.client_id = None
+        log_context.bind(operator_id=claims["sub"])
 
 
 def insufficient_scope(scope: str) -> ApiError:

@@ -15,6 +15,7 @@ from pydantic.json_schema import models_json_schema
 
 from intake.schemas import responses
 from intake.schemas.fields import IDEMPOTENCY_KEY, ObjectId
+from shared.domain.operators import ROLES
 from shared.domain.scopes import SCOPES
 
 REF = "#/components/schemas/{model}"
@@ -25,7 +26,9 @@ ERRORS = {
     " Problem's `code` says which and `param` names the field.",
     401: "Missing or invalid credentials.",
     403: "The access token lacks the scope this operation needs (`insufficient_scope`; the"
-    " detail and the WWW-Authenticate challenge name it).",
+    " detail and the WWW-Authenticate challenge name it); on operator routes, the operator's"
+    " role is not enough (`insufficient_role`); a suspended merchant's clients"
+    " (`merchant_suspended`).",
     404: "No such object (or another merchant's), or no such cursor.",
     409: "The Idempotency-Key is in use by a request still in flight.",
     413: "The request body is too large.",
@@ -75,6 +78,9 @@ class Operation:
     # The OAuth scope a token needs (shared/domain/scopes.py); every authenticated
     # operation names one, and the Auth middleware checks it.
     scope: str | None = None
+    # Operator routes (/v1/operator/...): the least operator role that may call it
+    # (shared/domain/operators.py); such an operation takes an operator token, no scope.
+    role: str | None = None
     idempotent: bool = False
     form: bool = False
     csv: bool = False
@@ -151,7 +157,11 @@ def _operation(template: str, op: Operation) -> dict:
         if op.form:
             body[FORM] = {"schema": _ref(op.body)}
         out["requestBody"] = {"required": op.body_required, "content": body}
-    out["security"] = [{"oauth2": [op.scope]}] if op.auth else []
+    if op.role is not None:
+        out["security"] = [{"operatorToken": []}]
+        out["x-operator-role"] = op.role
+    else:
+        out["security"] = [{"oauth2": [op.scope]}] if op.auth else []
     return {**out, **op.extra}
 
 
@@ -174,7 +184,10 @@ def build(routes: list[tuple[str, object]]) -> dict:
             responder = hasattr(resource, f"on_{method.lower()}")
             if responder != (method in declared):
                 raise ValueError(f"{method} {template}: responder and Operation must match")
-            if responder and declared[method].auth and declared[method].scope not in SCOPES:
+            op = declared.get(method)
+            if responder and op.role is not None and op.role not in ROLES:
+                raise ValueError(f"{method} {template}: an operator operation names its role")
+            if responder and op.role is None and op.auth and op.scope not in SCOPES:
                 raise ValueError(f"{method} {template}: an authenticated operation names its scope")
             if responder:
                 paths.setdefault(template, {})[method.lower()] = _operation(
@@ -193,6 +206,15 @@ def build(routes: list[tuple[str, object]]) -> dict:
         "paths": paths,
         "components": {
             "securitySchemes": {
+                "operatorToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "Operator tokens (EdDSA, their own audience and keys) from"
+                    " POST /v1/operator/login with a TOTP code; 15 minutes each. Each operator"
+                    " operation names the least role that may call it (`x-operator-role`:"
+                    " viewer < support < admin). Merchant tokens are refused here.",
+                },
                 "oauth2": {
                     "type": "oauth2",
                     "description": "Bearer access tokens (JWT, EdDSA) from client_credentials;"
@@ -204,7 +226,7 @@ def build(routes: list[tuple[str, object]]) -> dict:
                             "scopes": dict(SCOPES),
                         }
                     },
-                }
+                },
             },
             "schemas": defs["$defs"],
         },

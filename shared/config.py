@@ -222,6 +222,8 @@ class Settings:
     # keys come from (or are generated in) key_dir.
     # Ed25519 PEM block(s): the last PRIVATE KEY signs; every key verifies.
     jwt_private_key: str = field(default="", repr=False)
+    # The same for operator tokens (their own ring: operator_jwt_keys.json).
+    operator_jwt_private_key: str = field(default="", repr=False)
     # ``v1:<base64 32 bytes>,v2:...`` (the last is current) and the base64
     # HMAC key of card fingerprints: both or neither.
     card_keys: str = field(default="", repr=False)
@@ -234,6 +236,11 @@ class Settings:
     jwt_issuer: str = "clearhouse"
     jwt_audience: str = "clearhouse-api"
     access_token_ttl_s: int = 900
+    # Operator tokens: their own audience; 15 minutes each; refreshed without
+    # the TOTP only until this long after the login that asked for it.
+    operator_jwt_audience: str = "clearhouse-operator"
+    operator_token_ttl_s: int = 900
+    operator_session_max_s: int = 12 * 3600
     refresh_token_ttl_s: int = 30 * 24 * 3600
     # A refresh family's absolute lifetime: rotating never carries a login past it.
     refresh_family_ttl_s: int = 90 * 24 * 3600
@@ -338,6 +345,7 @@ class Settings:
             redis_key_prefix=_str("REDIS_KEY_PREFIX", d.redis_key_prefix),
             key_dir=_str("CLEARHOUSE_KEY_DIR", d.key_dir),
             jwt_private_key=_private_pem("JWT_PRIVATE_KEY"),
+            operator_jwt_private_key=_private_pem("OPERATOR_JWT_PRIVATE_KEY"),
             card_keys=card_keys,
             card_fingerprint_key=card_fingerprint_key,
             key_reload_interval_s=_float("KEY_RELOAD_INTERVAL_S", d.key_reload_interval_s),
@@ -346,6 +354,9 @@ class Settings:
             jwt_issuer=_str("JWT_ISSUER", d.jwt_issuer),
             jwt_audience=_str("JWT_AUDIENCE", d.jwt_audience),
             access_token_ttl_s=min(_int("ACCESS_TOKEN_TTL_S", d.access_token_ttl_s), 900),
+            operator_jwt_audience=_str("OPERATOR_JWT_AUDIENCE", d.operator_jwt_audience),
+            operator_token_ttl_s=min(_int("OPERATOR_TOKEN_TTL_S", d.operator_token_ttl_s), 900),
+            operator_session_max_s=_int("OPERATOR_SESSION_MAX_S", d.operator_session_max_s),
             refresh_token_ttl_s=_int("REFRESH_TOKEN_TTL_S", d.refresh_token_ttl_s),
             refresh_family_ttl_s=_int("REFRESH_FAMILY_TTL_S", d.refresh_family_ttl_s),
             acquirer_latency_ms=_int("ACQUIRER_LATENCY_MS", d.acquirer_latency_ms),

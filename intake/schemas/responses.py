@@ -257,3 +257,10 @@ class OpenAPIDocument(BaseModel):
     info: dict
     paths: dict
     components: dict
+
+
+class OperatorSelf(BaseModel):
+    object: Literal["operator"]
+    id: str
+    email: str
+    role: Literal["admin", "support", "viewer"]

@@ -31,6 +31,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PrivateFormat
 from shared.domain.keyring import KeyEntry, KeyRingError, Window, rotate, signer
 
 RING_FILE = "jwt_keys.json"
+# Operator tokens are signed by a ring of their own: a merchant key never signs
+# an operator token, and the kids differ.
+OPERATOR_RING_FILE = "operator_jwt_keys.json"
 LEGACY_FILE = "jwt_ed25519.pem"
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z ]+)-----.+?-----END \1-----", re.S)
 

@@ -88,6 +88,18 @@ class SigningKeys:
             settings.key_reload_interval_s,
         )
 
+    @classmethod
+    def for_operators(cls, settings: Settings) -> SigningKeys:
+        """The operator tokens' keys: ``OPERATOR_JWT_PRIVATE_KEY``, else key_dir's operator ring."""
+        return _cached(
+            settings.key_dir,
+            settings.operator_jwt_private_key,
+            settings.environment == "production",
+            window_of(settings),
+            settings.key_reload_interval_s,
+            jwt_ring.OPERATOR_RING_FILE,
+        )
+
     @property
     def kid(self) -> str:
         return self._source.current().signing_key()[0]
@@ -146,27 +158,42 @@ class SigningKeys:
 _warn_generated = keyfiles.generated_warning(log, "a new JWT signing key")
 
 
-def load_ring(key_dir: str, production: bool) -> Ring:
+def _setting(ring_file: str) -> str:
+    """The environment setting that replaces ``ring_file``."""
+    return "JWT_PRIVATE_KEY" if ring_file == jwt_ring.RING_FILE else "OPERATOR_JWT_PRIVATE_KEY"
+
+
+def load_ring(key_dir: str, production: bool, ring_file: str = jwt_ring.RING_FILE) -> Ring:
     """The ring in ``key_dir``, new format first; missing: generated (development only)."""
-    data = keyfiles.read(key_dir, jwt_ring.RING_FILE)
+    data = keyfiles.read(key_dir, ring_file)
     if data is not None:
         return jwt_ring.from_json(data)
-    legacy = keyfiles.read(key_dir, jwt_ring.LEGACY_FILE)
+    # Only the merchant ring had a PEM predecessor.
+    merchant_ring = ring_file == jwt_ring.RING_FILE
+    legacy = keyfiles.read(key_dir, jwt_ring.LEGACY_FILE) if merchant_ring else None
     if legacy is not None:
         return jwt_ring.from_pem(legacy)
     if production:
+        setting = _setting(ring_file)
         raise keyfiles.MissingKey(
             "no JWT signing key: with CLEARHOUSE_ENV=production keys are never generated;"
-            f" set JWT_PRIVATE_KEY, or create {jwt_ring.RING_FILE} in CLEARHOUSE_KEY_DIR"
+            f" set {setting}, or create {ring_file} in CLEARHOUSE_KEY_DIR"
             f" ({key_dir}) with `clearhouse keys init`"
         )
     fresh = lambda: jwt_ring.to_json(jwt_ring.new_ring(_now()))  # noqa: E731
-    data = keyfiles.load_or_create(key_dir, jwt_ring.RING_FILE, fresh, _warn_generated)
+    data = keyfiles.load_or_create(key_dir, ring_file, fresh, _warn_generated)
     return jwt_ring.from_json(data)
 
 
 @lru_cache(maxsize=16)
-def _cached(key_dir: str, pem: str, production: bool, window: Window, interval_s: float):
+def _cached(
+    key_dir: str,
+    pem: str,
+    production: bool,
+    window: Window,
+    interval_s: float,
+    ring_file: str = jwt_ring.RING_FILE,
+):
     # One ring per process and configuration: parsing and thumbprinting on
     # every request would be waste; the watcher re-reads only on change.
     if pem:
@@ -175,6 +202,9 @@ def _cached(key_dir: str, pem: str, production: bool, window: Window, interval_s
         except (ValueError, TypeError, UnsupportedAlgorithm, KeyRingError) as exc:
             # Named, so a bad key stops the API at start with a line that says
             # which setting to fix (the messages never quote key material).
-            raise ValueError(f"setting JWT_PRIVATE_KEY holds no usable key: {exc}") from None
-    paths = [f"{key_dir}/{jwt_ring.RING_FILE}", f"{key_dir}/{jwt_ring.LEGACY_FILE}"]
-    return SigningKeys(Watched(paths, lambda: load_ring(key_dir, production), interval_s), window)
+            raise ValueError(f"setting {_setting(ring_file)} holds no usable key: {exc}") from None
+    paths = [f"{key_dir}/{ring_file}"]
+    if ring_file == jwt_ring.RING_FILE:
+        paths.append(f"{key_dir}/{jwt_ring.LEGACY_FILE}")
+    load = lambda: load_ring(key_dir, production, ring_file)  # noqa: E731
+    return SigningKeys(Watched(paths, load, interval_s), window)

@@ -49,6 +49,44 @@ def issue_access_token(
     return keys.sign(claims), ttl
 
 
+OPERATOR_SCOPE = "operator"
+
+
+def issue_operator_token(
+    keys: SigningKeys,
+    settings: Settings,
+    operator_id: str,
+    email: str,
+    role: str,
+    *,
+    auth_time: int,
+    now: float | None = None,
+) -> tuple[str, int]:
+    """Sign an operator's access JWT (its own audience and ring); ``(token, expires_in)``.
+
+    ``auth_time`` (OpenID Connect's claim) is when the operator last gave a TOTP
+    code: a refresh copies it, so no chain of refreshes outlives the session limit.
+    """
+    ttl = min(settings.operator_token_ttl_s, MAX_ACCESS_TTL_S)
+    if ttl <= 0:
+        raise ValueError("operator_token_ttl_s must be positive")
+    iat = int(time.time() if now is None else now)
+    claims = {
+        "iss": settings.jwt_issuer,
+        "aud": settings.operator_jwt_audience,
+        "sub": operator_id,
+        "email": email,
+        "role": role,
+        "scope": OPERATOR_SCOPE,
+        "auth_time": int(auth_time),
+        "iat": iat,
+        "nbf": iat,
+        "exp": iat + ttl,
+        "jti": secrets.token_urlsafe(16),
+    }
+    return keys.sign(claims), ttl
+
+
 def new_refresh_token() -> str:
     """A new opaque refresh token: ``rt_`` + 32 random bytes, base64url."""
     return REFRESH_PREFIX + secrets.token_urlsafe(32)

@@ -103,3 +103,11 @@ def disable_operator(uow: UnitOfWork, email: str, actor: str) -> dict:
         after={"disabled_at": disabled_at.isoformat()},
     )
     return {"email": address, "disabled_at": disabled_at.isoformat()}
+
+
+def is_active(uow: UnitOfWork, operator_id: str) -> bool:
+    """True if the operator exists and is not disabled (checked on every operator request)."""
+    row = uow.conn.execute(
+        select(operators.c.disabled_at).where(operators.c.id == operator_id)
+    ).first()
+    return row is not None and row.disabled_at is None

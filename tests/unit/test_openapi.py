@@ -161,6 +161,7 @@ def test_a_responder_without_an_operation_is_refused():
 
 
 def test_each_authenticated_operation_names_its_scope_and_the_scheme_lists_them_all(spec):
+    from shared.domain.operators import ROLES
     from shared.domain.scopes import SCOPES
 
     flow = spec["components"]["securitySchemes"]["oauth2"]["flows"]["clientCredentials"]
@@ -178,6 +179,11 @@ def test_each_authenticated_operation_names_its_scope_and_the_scheme_lists_them_
         }
         if open_:
             assert op["security"] == [], name
+            continue
+        if name.split()[1].startswith("/v1/operator/"):
+            # Operator routes: an operator token and a role, or (login) no token at all.
+            assert op["security"] in ([{"operatorToken": []}], []), name
+            assert op["security"] == [] or op["x-operator-role"] in ROLES, name
             continue
         ((scheme, needed),) = (item for req in op["security"] for item in req.items())
         assert scheme == "oauth2" and len(needed) == 1 and needed[0] in SCOPES, name
