@@ -7,10 +7,47 @@ secret (a password, a TOTP secret, a token).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import insert
 
 from shared.db.tables import audit_log
 from shared.db.uow import UnitOfWork
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts, as the audit trail names them, and where the request came from.
+
+    ``name``: ``operator:<email>`` for the operator API and console,
+    ``cli:<os user>`` for the CLI (``cli.operators.actor``).
+    """
+
+    name: str
+    request_id: str | None = None
+    source_ip: str | None = None
+
+
+def record_as(
+    uow: UnitOfWork,
+    actor: Actor,
+    action: str,
+    target: str | None,
+    *,
+    before: dict | None = None,
+    after: dict | None = None,
+) -> None:
+    """``record`` for an ``Actor``: its name, request id and source IP."""
+    record(
+        uow,
+        actor.name,
+        action,
+        target,
+        before=before,
+        after=after,
+        request_id=actor.request_id,
+        source_ip=actor.source_ip,
+    )
 
 
 def record(
