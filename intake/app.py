@@ -24,7 +24,7 @@ from shared.security.redis_breaker import RedisBreaker
 from shared.security.signing import SigningKeys
 from shared.security.throttle import Throttle
 from shared.security.vault import Vault
-from shared.services import revocations
+from shared.services import revocations, suspensions
 from shared.services.errors import ServiceError
 from shared.services.lockout import Lockout
 
@@ -94,6 +94,7 @@ def create_app(
                 operator_keys=operator_keys,
                 operator_audience=settings.operator_jwt_audience,
                 operator_active=lambda operator_id: _operator_active(engine, operator_id),
+                suspended=suspensions.from_database(lambda: UnitOfWork(engine)),
             ),
             Parameters(),
             JSONBody(settings.max_body_bytes),

@@ -19,6 +19,7 @@ from shared.services.auth import InvalidClient, OAuthError
 from shared.services.errors import InvalidState, NotFound, ServiceError
 from shared.services.idempotency import KeyInUse, KeyReused
 from shared.services.refunds import AlreadyRefunded
+from shared.services.suspensions import MerchantSuspended
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,8 @@ ANSWERS: dict[type[Exception], Answer] = {
     InvalidClient: Answer(401, "OAuth error"),
     # A client that tried Basic gets a Basic challenge back.
     BasicAuthFailed: Answer(401, "OAuth error", {"WWW-Authenticate": 'Basic realm="clearhouse"'}),
+    # A suspended merchant's clients, on merchant routes and at the token endpoint.
+    MerchantSuspended: Answer(403, "Merchant suspended"),
 }
 
 
