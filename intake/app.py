@@ -10,6 +10,7 @@ from intake.metrics import Metrics
 from intake.middleware import Auth, JSONBody, Parameters, RequestId
 from intake.ratelimit import RateLimit
 from intake.resources import balance, events, intents, oauth, ops, refunds, reports
+from intake.resources.operator import auth as operator_auth
 from intake.resources.operator import session as operator_session
 from shared.config import Settings
 from shared.db.engine import get_engine
@@ -124,6 +125,12 @@ def create_app(
         ("/v1/events/{event_id}/redeliver", events.Redeliver(engine, runner)),
         ("/v1/webhook_deliveries", events.Deliveries(engine)),
         ("/v1/operator/me", operator_session.Me()),
+        (
+            "/v1/operator/login",
+            operator_auth.Login(engine, operator_keys, vault, settings),
+        ),
+        ("/v1/operator/password", operator_auth.Password(engine, vault, settings)),
+        ("/v1/operator/refresh", operator_auth.Refresh(engine, operator_keys, settings)),
         ("/health", ops.Health()),
         ("/ready", ops.Ready(engine, redis_client)),
     ]
