@@ -227,6 +227,35 @@ def test_a_refused_refund_changes_nothing_and_leaves_no_audit_row(
     assert audit_rows(engine, row.id) == [] and audit_rows(engine, "pi_nope") == []
 
 
+def test_two_racing_operator_refunds_never_refund_more_than_was_paid(
+    worker, make_merchant, submit, engine
+):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shared.db.uow import UnitOfWork
+    from shared.domain.validation import ValidationError
+    from shared.services import operator_payments
+    from shared.services.audit import Actor
+
+    row = paid(submit, engine, make_merchant()["merchant_id"], 1000)
+
+    def refund_600(n: int):
+        with UnitOfWork(engine) as uow:
+            try:
+                out = operator_payments.refund(uow, Actor(f"test:racer{n}"), row.id, 600)
+            except ValidationError as exc:
+                return exc.code
+            uow.commit()
+            return out["amount"]
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = sorted(pool.map(refund_600, range(2)), key=str)
+    assert outcomes == [600, "amount_too_large"]
+    assert intent_row(engine, row.id).amount_refunded == 600
+    (audited,) = audit_rows(engine, row.id)
+    assert audited.before == {"amount_refunded": 0} and audited.after["amount_refunded"] == 600
+
+
 def test_roles_and_token_kinds_are_checked(api, as_role, settings, make_merchant, engine):
     _, viewer = as_role("viewer")
     body = {"payment_intent": "pi_x", "amount": 1}
