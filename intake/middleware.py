@@ -32,7 +32,8 @@ from shared.services.idempotency import check_key
 from shared.services.revocations import RevocationList
 
 _SANE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# DELETE too: DELETE /v1/operator/blocklist may name its entry in a JSON body.
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FORM = "application/x-www-form-urlencoded"
 OBJECT_ID = pydantic.TypeAdapter(ObjectId)
 
@@ -124,7 +125,10 @@ class Auth:
             return
         needed_role = getattr(resource, "operator_role", None)
         if needed_role is not None:
-            self._operator(req, needed_role)
+            # One path may serve several roles (GET for viewers, POST for support):
+            # the method's Operation.role, when it names one, is the one checked.
+            operation = getattr(resource, "operations", {}).get(req.method)
+            self._operator(req, getattr(operation, "role", None) or needed_role)
             return
         if not getattr(resource, "auth_required", False):
             return

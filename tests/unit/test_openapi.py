@@ -78,6 +78,9 @@ def test_bodies_are_typed_and_required_where_the_resource_needs_one(spec):
         "POST /v1/refunds",
         "POST /v1/oauth/token",
         "POST /v1/oauth/revoke",
+        "POST /v1/operator/refunds",
+        "POST /v1/operator/blocklist",
+        "POST /v1/operator/reports/daily",
         "POST /v1/operator/login",
         "POST /v1/operator/password",
     }
