@@ -11,6 +11,7 @@ from intake.middleware import Auth, JSONBody, Parameters, RequestId
 from intake.ratelimit import RateLimit
 from intake.resources import balance, events, intents, oauth, ops, refunds, reports
 from intake.resources.operator import audit as operator_audit
+from intake.resources.operator import auth as operator_auth
 from intake.resources.operator import blocklist as operator_blocklist
 from intake.resources.operator import payments as operator_payments
 from intake.resources.operator import reports as operator_reports
@@ -135,6 +136,12 @@ def create_app(
         ("/v1/operator/blocklist", operator_blocklist.Blocklist(engine)),
         ("/v1/operator/reports/daily", operator_reports.DailyRerun(engine)),
         ("/v1/operator/audit", operator_audit.Audit(engine)),
+        (
+            "/v1/operator/login",
+            operator_auth.Login(engine, operator_keys, vault, settings),
+        ),
+        ("/v1/operator/password", operator_auth.Password(engine, vault, settings)),
+        ("/v1/operator/refresh", operator_auth.Refresh(engine, operator_keys, settings)),
         ("/health", ops.Health()),
         ("/ready", ops.Ready(engine, redis_client)),
     ]

@@ -114,6 +114,25 @@ class Redeliver(Closed):
     """No fields: the event is named by the path."""
 
 
+class OperatorLogin(Closed):
+    email: text(254, 1)
+    password: text(1024, 1)
+    totp: text(16, 1) = Field(description="The authenticator app's current 6-digit code.")
+
+
+class OperatorPasswordChange(Closed):
+    email: text(254, 1)
+    current_password: text(1024, 1)
+    new_password: text(1024, 1) = Field(
+        description="At least 12 characters, not the email, not a common password."
+    )
+    totp: text(16, 1) = Field(description="A code not used before (each is good once).")
+
+
+class OperatorRefresh(Closed):
+    """No fields: the operator token in the Authorization header is refreshed."""
+
+
 class _OAuth(BaseModel):
     # RFC 6749 §3.1: unknown parameters are ignored, so the models stay open (to strings:
     # a form carries nothing else, and a repeated form key is refused).

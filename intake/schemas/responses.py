@@ -246,6 +246,9 @@ class Problem(BaseModel):
     request_id: str | None = None
     error: str | None = Field(None, description="OAuth endpoints: RFC 6749's error code.")
     error_description: str | None = None
+    retry_after_s: int | None = Field(
+        None, description="A locked operator account (423): seconds until it opens."
+    )
 
 
 class OpenAPIDocument(BaseModel):
@@ -343,3 +346,16 @@ class AuditEntry(BaseModel):
 
 class AuditList(ListOf[AuditEntry]):
     pass
+
+
+class OperatorToken(BaseModel):
+    """POST /v1/operator/login and /v1/operator/refresh: a Bearer operator token."""
+
+    access_token: str
+    expires_in: int = Field(description="Seconds the token is good for (at most 900).")
+    role: Literal["admin", "support", "viewer"]
+
+
+class OperatorPasswordChanged(BaseModel):
+    object: Literal["operator_password"]
+    changed: Literal[True]
