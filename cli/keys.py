@@ -28,7 +28,15 @@ def add_parsers(sub) -> None:
         ("rotate-card", "a new card key version; the re-encrypt job moves every row to it"),
         ("status", "every key, its state, and how many rows each card key still protects"),
     ):
-        k.add_parser(name, help=text).add_argument("--json", action="store_true")
+        parser = k.add_parser(name, help=text)
+        parser.add_argument("--json", action="store_true")
+        if name == "rotate-jwt":
+            parser.add_argument(
+                "--ring",
+                choices=("merchant", "operator"),
+                default="merchant",
+                help="merchant access tokens' keys (default) or operator tokens'",
+            )
     r = k.add_parser("retire-card", help="remove a card key version no row uses any more")
     r.add_argument("--version", required=True, type=_version, help="N or vN")
     r.add_argument("--json", action="store_true")
@@ -42,7 +50,7 @@ def run(args, settings) -> int:
     if args.cmd == "init":
         out = keys.init(settings, now)
     elif args.cmd == "rotate-jwt":
-        out = keys.rotate_jwt(settings, now)
+        out = keys.rotate_jwt(settings, now, args.ring)
     elif args.cmd == "rotate-card":
         out = keys.rotate_card(settings, now)
     else:

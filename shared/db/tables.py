@@ -67,7 +67,7 @@ merchants = Table(
     # {"bps": {"instant": 290, ...}, "fixed": {"USD": 30, ...}}; NULL = default plan.
     Column("fee_plan", JSONB),
     _now(),
-    # Set while suspended: its clients are refused (shared/services/suspensions.py, 0012).
+    # Set while suspended: its clients are refused (shared/services/suspensions.py, 0013).
     Column("suspended_at", DateTime(timezone=True)),
     Column("suspended_reason", Text),
     Index("ix_merchants_suspended", "id", postgresql_where=text("suspended_at IS NOT NULL")),
@@ -478,7 +478,7 @@ operators = Table(
     Column("totp_secret_enc", Text, nullable=False),
     Column("totp_last_step", BigInteger),
     Column("disabled_at", DateTime(timezone=True)),
-    # Lockout (0013): failures since first_failure_at; locked until locked_until.
+    # Lockout (0012): failures since first_failure_at; locked until locked_until.
     Column("failed_logins", Integer, nullable=False, server_default=text("0")),
     Column("first_failure_at", DateTime(timezone=True)),
     Column("locked_until", DateTime(timezone=True)),

@@ -118,7 +118,8 @@ def refund(
     """Refund on the merchant's behalf (the merchant API's rules), audited as ``refund.create``."""
     body = {"payment_intent": intent_id, "amount": amount, "reason": reason}
     request = refund_rules.validate_create({k: v for k, v in body.items() if v is not None})
-    before = _intent(uow, intent_id)
+    # Locked now (refunds.create locks it again): the audit row's before is what it refunds from.
+    before = _intent(uow, intent_id, lock=True)
     row = refund_service.create(uow, before.merchant_id, request, actor.request_id)
     audit.record_as(
         uow,
@@ -151,8 +152,9 @@ def redeliver(uow: UnitOfWork, actor: Actor, event_id: str) -> dict:
     return views.delivery_json(row)
 
 
-def _intent(uow: UnitOfWork, intent_id: str):
-    row = uow.conn.execute(select(pi).where(pi.c.id == intent_id)).first()
+def _intent(uow: UnitOfWork, intent_id: str, *, lock: bool = False):
+    query = select(pi).where(pi.c.id == intent_id)
+    row = uow.conn.execute(query.with_for_update() if lock else query).first()
     if row is None:
         raise NotFound("payment_intent", intent_id)
     return row
