@@ -155,6 +155,28 @@ def test_over_plain_http_the_cookies_are_not_marked_secure(api):
     assert got.cookies[NONCE_COOKIE].secure is False
 
 
+def test_the_login_forms_share_the_operator_logins_per_ip_limit(settings, engine, vault):
+    api = OwnAddressClient(
+        create_app(
+            settings.replace(rate_limit_token_per_ip=1.0),
+            engine=engine,
+            dispatch=lambda *a, **k: None,
+            vault=vault,
+        )
+    )
+    op = make_operator(engine, vault, "viewer")
+    browser = Browser(api)
+    token = csrf_of(browser.get("/console/login").text)
+    guess = {"csrf": token, "email": op.email, "password": "a guess", "totp": "000000"}
+    statuses = [browser.post("/console/login", guess).status_code for _ in range(4)]
+    assert 429 in statuses, statuses
+    refused = browser.post("/console/password", {**guess, "current_password": "x"})
+    assert refused.status_code == 429 and "Retry-After" in refused.headers
+    assert "rate_limited" in refused.text and refused.headers["Content-Type"].startswith(
+        "text/html"
+    )
+
+
 def test_a_wrong_password_shows_the_form_again_and_sets_no_session(api, engine, vault):
     op = make_operator(engine, vault, "viewer")
     browser = Browser(api)
@@ -488,3 +510,78 @@ def test_logout_forgets_the_session(api, settings, engine, vault):
     assert got.headers["Location"].endswith("/console/login")
     assert got.cookies[SESSION_COOKIE].value == ""
     assert browser.get("/console").status_code == 303
+
+
+def test_a_redelivery_asks_for_confirmation_then_is_queued_and_audited(
+    worker, api, settings, engine, vault, hooked, submit
+):
+    op = make_operator(engine, vault, "support")
+    merchant, _receiver = hooked
+    intent = paid(submit, engine, merchant["merchant_id"])
+    browser = signed_in(api, settings, op)
+    page = browser.get(f"/console/payment_intents/{intent}")
+    event = re.search(r'action="/console/events/(evt_\w+)/redeliver"', page.text).group(1)
+    form = {"intent": intent, "csrf": csrf_of(page.text)}
+    ask = browser.post(f"/console/events/{event}/redeliver", form)
+    assert ask.status_code == 200 and 'name="confirm"' in ask.text
+    assert audit_count(engine, op) == 0
+    done = browser.post(f"/console/events/{event}/redeliver", {**form, "confirm": "yes"})
+    assert done.status_code == 303, done.text
+    assert done.headers["Location"].endswith(f"/console/payment_intents/{intent}?done=redelivered")
+    with engine.connect() as conn:
+        (row,) = conn.execute(
+            select(audit_log).where(audit_log.c.actor == f"operator:{op.email}")
+        ).all()
+    assert (row.action, row.target) == ("event.redeliver", event)
+
+
+def test_the_blocklist_page_adds_and_removes_entries(api, settings, engine, vault):
+    op = make_operator(engine, vault, "support")
+    browser = signed_in(api, settings, op)
+    token = csrf_of(browser.get("/console/blocklist").text)
+    value = f.new_ip()
+    added = browser.post(
+        "/console/blocklist", {"kind": "ip", "value": value, "reason": "abuse", "csrf": token}
+    )
+    assert added.status_code == 303, added.text
+    listed = browser.get("/console/blocklist")
+    assert value in listed.text and "Added to the blocklist." not in listed.text
+    removed = browser.post(
+        "/console/blocklist/remove", {"kind": "ip", "value": value, "csrf": token}
+    )
+    assert removed.status_code == 303, removed.text
+    assert value not in browser.get("/console/blocklist").text
+    bad = browser.post("/console/blocklist", {"kind": "planet", "value": "x", "csrf": token})
+    assert bad.status_code == 400 and "kind" in bad.text
+    with engine.connect() as conn:
+        actions = conn.execute(
+            select(audit_log.c.action)
+            .where(audit_log.c.actor == f"operator:{op.email}")
+            .order_by(audit_log.c.id)
+        ).scalars()
+        assert list(actions) == ["blocklist.add", "blocklist.remove"]
+
+
+def test_the_search_filters_by_merchant_status_last4_and_day(
+    api, settings, engine, vault, make_merchant, submit
+):
+    merchant = make_merchant()["merchant_id"]
+    card = f.new_card()
+    another = next(c for c in iter(f.new_card, None) if c[-4:] != card[-4:])
+    mine = submit(merchant, f.card_body(card), enqueue=False)  # stays processing
+    other = submit(merchant, f.card_body(another), enqueue=False)
+    browser = signed_in(api, settings, make_operator(engine, vault, "viewer"))
+
+    def found(**query) -> set[str]:
+        got = browser.get("/console", merchant=merchant, **query)
+        assert got.status_code == 200, got.text
+        return set(re.findall(r">(pi_\w+)</a>", got.text))
+
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    assert found() == {mine, other}
+    assert found(last4=card[-4:]) == {mine}
+    assert found(status="processing", created_gte=today, created_lte=today) == {mine, other}
+    assert found(status="succeeded") == set()
+    assert found(created_lte="2000-01-01") == set()
+    bad = browser.get("/console", last4="12x4")
+    assert bad.status_code == 400 and "last4" in bad.text
