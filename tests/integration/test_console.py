@@ -28,6 +28,7 @@ from shared.security.tokens import issue_operator_token
 from tests import factories as f
 from tests.support.apiclient import OwnAddressClient
 from tests.support.operators import make_operator, operator_token
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -585,3 +586,31 @@ def test_the_search_filters_by_merchant_status_last4_and_day(
     assert found(created_lte="2000-01-01") == set()
     bad = browser.get("/console", last4="12x4")
     assert bad.status_code == 400 and "last4" in bad.text
+
+
+def test_a_temporary_password_is_changed_on_the_console_then_the_login_works(api, engine, vault):
+    op = make_operator(engine, vault, "viewer", permanent=False)
+    totp = pyotp.TOTP(op.totp_secret)
+    browser = Browser(api)
+    token = csrf_of(browser.get("/console/password").text)
+    # Each code is good once, within a step of now: the previous step's for the change, the
+    # current one's for the login (not in a step's last seconds, so both stay in the window).
+    until(lambda: time.time() % 30 < 25, timeout=10, what="a fresh TOTP step")
+    change = {
+        "csrf": token,
+        "email": op.email,
+        "current_password": op.temporary_password,
+        "totp": totp.at(time.time() - 30),
+    }
+    weak = browser.post("/console/password", {**change, "new_password": "password1234"})
+    # The policy's refusal, on the form again; the code is not used up by it.
+    assert weak.status_code == 400
+    assert 'id="password"' in weak.text and 'role="alert"' in weak.text
+    new_password = "console " + secrets.token_hex(8)
+    changed = browser.post("/console/password", {**change, "new_password": new_password})
+    assert changed.status_code == 200, changed.text
+    assert "Password changed" in changed.text and 'id="login"' in changed.text
+    login = {"email": op.email, "password": new_password, "totp": totp.now()}
+    got = browser.post("/console/login", {**login, "csrf": csrf_of(changed.text)})
+    assert got.status_code == 303, got.text
+    assert browser.get("/console").status_code == 200
