@@ -10,6 +10,7 @@ from intake.metrics import Metrics
 from intake.middleware import Auth, JSONBody, Parameters, RequestId
 from intake.ratelimit import RateLimit
 from intake.resources import balance, events, intents, oauth, ops, refunds, reports
+from intake.resources.operator import merchants as operator_merchants
 from intake.resources.operator import session as operator_session
 from shared.config import Settings
 from shared.db.engine import get_engine
@@ -125,6 +126,7 @@ def create_app(
         ("/v1/events/{event_id}/redeliver", events.Redeliver(engine, runner)),
         ("/v1/webhook_deliveries", events.Deliveries(engine)),
         ("/v1/operator/me", operator_session.Me()),
+        *operator_merchants.routes(engine, vault, settings),
         ("/health", ops.Health()),
         ("/ready", ops.Ready(engine, redis_client)),
     ]

@@ -128,7 +128,10 @@ class Auth:
             return
         needed_role = getattr(resource, "operator_role", None)
         if needed_role is not None:
-            self._operator(req, needed_role)
+            # A method's Operation may ask for more than the resource's least role
+            # (a viewer lists merchants, an admin creates one).
+            operation = getattr(resource, "operations", {}).get(req.method)
+            self._operator(req, getattr(operation, "role", None) or needed_role)
             return
         if not getattr(resource, "auth_required", False):
             return

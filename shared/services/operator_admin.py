@@ -22,7 +22,7 @@ def _ts(value) -> int | None:
 def operator_json(row) -> dict:
     return {
         "id": row.id,
-        "object": "operator_account",
+        "object": "operator",
         "email": row.email,
         "role": row.role,
         "password_temporary": row.password_temporary,

@@ -78,6 +78,11 @@ def test_bodies_are_typed_and_required_where_the_resource_needs_one(spec):
         "POST /v1/refunds",
         "POST /v1/oauth/token",
         "POST /v1/oauth/revoke",
+        "POST /v1/operator/merchants",
+        "POST /v1/operator/merchants/{merchant_id}/limits",
+        "POST /v1/operator/merchants/{merchant_id}/fraud_threshold",
+        "POST /v1/operator/merchants/{merchant_id}/webhook_url",
+        "POST /v1/operator/operators",
     }
     for name, op in _operations(spec):
         body = op.get("requestBody")
