@@ -20,7 +20,9 @@ from intake.schemas.parse import closed, parse
 from shared.config import Settings
 from shared.db.uow import UnitOfWork, transact
 from shared.domain import merchant_admin as rules
+from shared.domain.limits import SCOPES as LIMIT_SCOPES
 from shared.domain.validation import ValidationError, reject_unknown, require_object
+from shared.money import CURRENCIES
 from shared.services import merchant_admin, merchants, operator_admin, operators
 from shared.services import webhook_endpoints as endpoints
 
@@ -54,11 +56,12 @@ def _limits_check(body: object) -> dict:
     currency = body["currency"]
     if not isinstance(currency, str):
         raise ValidationError("currency", "`currency` must be a string.")
-    out = {
-        # As the CLI's --currency: any letter case.
-        "currency": currency.upper(),
-        "scope": body.get("scope", "merchant"),
-    }
+    # As the CLI's --currency (any letter case) and --scope, in the service's words.
+    out = {"currency": currency.upper(), "scope": body.get("scope", "merchant")}
+    if out["currency"] not in CURRENCIES:
+        raise ValidationError("currency", f"unknown currency {currency}")
+    if out["scope"] not in LIMIT_SCOPES:
+        raise ValidationError("scope", f"scope must be one of {LIMIT_SCOPES}")
     for name in rules.LIMIT_FIELDS:
         out[name] = rules.positive_limit(body.get(name), name)
     return out
