@@ -35,7 +35,15 @@ def add_parsers(sub) -> None:
         ("rotate-card", "a new card key version; the re-encrypt job moves every row to it"),
         ("status", "every key, its state, and how many rows each card key still protects"),
     ):
-        k.add_parser(name, help=text).add_argument("--json", action="store_true")
+        parser = k.add_parser(name, help=text)
+        parser.add_argument("--json", action="store_true")
+        if name == "rotate-jwt":
+            parser.add_argument(
+                "--ring",
+                choices=("merchant", "operator"),
+                default="merchant",
+                help="merchant access tokens' keys (default) or operator tokens'",
+            )
     r = k.add_parser("retire-card", help="remove a card key version no row uses any more")
     r.add_argument("--version", required=True, type=_version, help="N or vN")
     r.add_argument("--json", action="store_true")
@@ -49,7 +57,7 @@ def run(args, settings) -> int:
     if args.cmd == "init":
         out = keys.init(settings, now)
     elif args.cmd == "rotate-jwt":
-        out = keys.rotate_jwt(settings, now)
+        out = keys.rotate_jwt(settings, now, args.ring)
     elif args.cmd == "rotate-card":
         out = keys.rotate_card(settings, now)
     else:
@@ -57,7 +65,7 @@ def run(args, settings) -> int:
     # `init` that found every file there changed nothing: no row.
     created = args.cmd != "init" or any(str(v).startswith("created") for v in out.values())
     if args.cmd in AUDITED and created:
-        _audit(settings, args.cmd, out)
+        _audit(settings, args.cmd, out, getattr(args, "ring", "merchant"))
     if args.json:
         print(json.dumps(out, separators=(",", ":")))
     elif args.cmd == "status":
@@ -68,7 +76,7 @@ def run(args, settings) -> int:
     return 0
 
 
-def _audit(settings, cmd: str, out: dict) -> None:
+def _audit(settings, cmd: str, out: dict, ring: str = "merchant") -> None:
     """The command's audit row, as ``cli:<os user>``: what it did (key ids and versions).
 
     A file is no transaction: the row is written right after the change, so a
@@ -81,6 +89,8 @@ def _audit(settings, cmd: str, out: dict) -> None:
     from shared.services import audit
 
     action, target = AUDITED[cmd]
+    if cmd == "rotate-jwt" and ring != "merchant":
+        target = f"{ring}_jwt"  # the operator tokens' ring
     engine = get_engine(settings.database_url, "worker", settings.db_timeouts_worker)
     try:
         transact(lambda: UnitOfWork(engine), audit.record_if, actor(), action, target, after=out)

@@ -102,6 +102,13 @@ def build_parser() -> Parser:
     )
     ba.add_argument("--value", required=True)
     ba.add_argument("--reason")
+    ba.add_argument("--json", action="store_true")
+    br = b.add_parser("remove", help="take a value off the blocklist")
+    br.add_argument(
+        "--kind", required=True, choices=("card_fingerprint", "wallet", "ip", "customer")
+    )
+    br.add_argument("--value", required=True)
+    br.add_argument("--json", action="store_true")
     reports_cli.add_parsers(sub)
     clients_cli.add_parsers(sub)
     operators_cli.add_parsers(sub)
@@ -192,8 +199,16 @@ def _command(uow, args, merchants, vault, settings) -> dict:
     if key == ("wallet", "fund"):
         return merchants.fund_wallet(uow, args.wallet, args.amount, actor=who)
     if key == ("blocklist", "add"):
-        return merchants.block(uow, args.kind, args.value, args.reason)
+        return merchants.block(uow, args.kind, args.value, args.reason, actor=_actor())
+    if key == ("blocklist", "remove"):
+        return merchants.unblock(uow, args.kind, args.value, actor=_actor())
     raise ValueError(f"unknown command {' '.join(key)}")
+
+
+def _actor():
+    from shared.services.audit import Actor
+
+    return Actor(operators_cli.actor())
 
 
 def _webhook_command(args, uow, vault, settings, who: str) -> dict:

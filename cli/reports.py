@@ -1,4 +1,4 @@
-"""``clearhouse report daily`` and ``clearhouse ledger verify``."""
+"""``clearhouse report daily`` (audited as ``cli:<os user>``) and ``clearhouse ledger verify``."""
 
 from __future__ import annotations
 
@@ -37,25 +37,22 @@ def run(args, settings) -> int:
     if args.group == "ledger":
         with UnitOfWork(engine) as uow:
             return _verify(uow)
-    from shared.services import reports
+    from cli.operators import actor
+    from shared.services.audit import Actor
+    from shared.services.operator_admin import rerun_daily_report
 
-    result = transact(lambda: UnitOfWork(engine), reports.run_daily, args.date)
-    summary = {
-        "date": result.day.isoformat(),
-        "rows": result.rows,
-        "sealed": result.sealed,
-        "sealed_days": [d.isoformat() for d in result.sealed_days],
-        "duration_ms": result.duration_ms,
-        "discrepancies": result.discrepancies,
-    }
+    # Audited as the OS user, in the report's own transaction.
+    who = Actor(actor())
+    summary = transact(lambda: UnitOfWork(engine), rerun_daily_report, who, args.date)
+    del summary["object"]
     if args.json:
         print(json.dumps(summary, separators=(",", ":")))
         return 0
     for key, value in summary.items():
         if key != "discrepancies":
             print(f"{key}: {value}")
-    print(f"discrepancies: {result.discrepancy_count}")
-    for problem in result.discrepancies:
+    print(f"discrepancies: {len(summary['discrepancies'])}")
+    for problem in summary["discrepancies"]:
         print(f"  {problem}")
     return 0
 

@@ -10,7 +10,12 @@ from intake.metrics import Metrics
 from intake.middleware import Auth, JSONBody, Parameters, RequestId
 from intake.ratelimit import RateLimit
 from intake.resources import balance, events, intents, oauth, ops, refunds, reports
+from intake.resources.operator import audit as operator_audit
+from intake.resources.operator import auth as operator_auth
+from intake.resources.operator import blocklist as operator_blocklist
 from intake.resources.operator import merchants as operator_merchants
+from intake.resources.operator import payments as operator_payments
+from intake.resources.operator import reports as operator_reports
 from intake.resources.operator import session as operator_session
 from shared.config import Settings
 from shared.db.engine import get_engine
@@ -127,6 +132,19 @@ def create_app(
         ("/v1/webhook_deliveries", events.Deliveries(engine)),
         ("/v1/operator/me", operator_session.Me()),
         *operator_merchants.routes(engine, vault, settings),
+        ("/v1/operator/payment_intents", operator_payments.Intents(engine, runner)),
+        ("/v1/operator/payment_intents/{intent_id}", operator_payments.Intent(engine, runner)),
+        ("/v1/operator/refunds", operator_payments.Refunds(engine, runner)),
+        ("/v1/operator/events/{event_id}/redeliver", operator_payments.Redeliver(engine, runner)),
+        ("/v1/operator/blocklist", operator_blocklist.Blocklist(engine)),
+        ("/v1/operator/reports/daily", operator_reports.DailyRerun(engine)),
+        ("/v1/operator/audit", operator_audit.Audit(engine)),
+        (
+            "/v1/operator/login",
+            operator_auth.Login(engine, operator_keys, vault, settings),
+        ),
+        ("/v1/operator/password", operator_auth.Password(engine, vault, settings)),
+        ("/v1/operator/refresh", operator_auth.Refresh(engine, operator_keys, settings)),
         ("/health", ops.Health()),
         ("/ready", ops.Ready(engine, redis_client)),
     ]

@@ -18,6 +18,12 @@ from shared.domain.validation import ValidationError
 from shared.services.auth import InvalidClient, OAuthError
 from shared.services.errors import InvalidState, NotFound, ServiceError
 from shared.services.idempotency import KeyInUse, KeyReused
+from shared.services.operator_auth import (
+    InvalidCredentials,
+    OperatorLocked,
+    PasswordChangeRequired,
+    ReauthenticationRequired,
+)
 from shared.services.refunds import AlreadyRefunded
 from shared.services.suspensions import MerchantSuspended
 
@@ -81,6 +87,16 @@ ANSWERS: dict[type[Exception], Answer] = {
     BasicAuthFailed: Answer(401, "OAuth error", {"WWW-Authenticate": 'Basic realm="clearhouse"'}),
     # A suspended merchant's clients, on merchant routes and at the token endpoint.
     MerchantSuspended: Answer(403, "Merchant suspended"),
+    # Operator login (shared/services/operator_auth.py); a locked account's answer
+    # carries Retry-After and `retry_after_s` from the error (see problem_for).
+    InvalidCredentials: Answer(401, "Invalid credentials"),
+    PasswordChangeRequired: Answer(403, "Password change required"),
+    OperatorLocked: Answer(423, "Locked"),
+    ReauthenticationRequired: Answer(
+        401,
+        "Reauthentication required",
+        {"WWW-Authenticate": 'Bearer realm="clearhouse", error="invalid_token"'},
+    ),
 }
 
 
@@ -138,6 +154,12 @@ def problem_for(exc: Exception, request_id: str | None) -> tuple[dict, dict]:
             if isinstance(exc, OAuthError)
             else None
         )
+        headers = dict(answer.headers)
+        retry_after_s = getattr(exc, "retry_after_s", None)
+        if retry_after_s is not None:
+            # An error that knows when to come back (a locked operator) says so.
+            headers["Retry-After"] = str(retry_after_s)
+            extra = {**(extra or {}), "retry_after_s": retry_after_s}
         return problem(
             answer.status,
             exc.code,
@@ -146,7 +168,7 @@ def problem_for(exc: Exception, request_id: str | None) -> tuple[dict, dict]:
             param=exc.param,
             request_id=request_id,
             extra=extra,
-        ), dict(answer.headers)
+        ), headers
     if isinstance(exc, falcon.HTTPError):
         status = exc.status_code
         code = getattr(exc, "api_code", None) or STATUS_CODES.get(status, "http_error")

@@ -61,7 +61,7 @@ class IdempotentRunner:
         return self._keyed(req, unit, key, effect, savepoint)
 
     def _keyed(self, req, uow: UnitOfWork, key: str, effect: Effect, savepoint: bool):
-        merchant_id = req.context.merchant_id
+        merchant_id = owner_of(req)
         request = (
             req.method,
             req.path,
@@ -94,6 +94,13 @@ class IdempotentRunner:
         # Same transaction as the effect: both are kept, or neither.
         idempotency.complete(uow, merchant_id, key, request, status, body)
         return status, body, False
+
+
+def owner_of(req) -> str:
+    """Whose keys these are: the merchant's, or on operator routes the operator's own."""
+    # An operator id (op_...) never equals a merchant id (mch_...): the spaces never mix.
+    operator = getattr(req.context, "operator", None)
+    return req.context.merchant_id or operator.id
 
 
 def _respond(resp: falcon.Response, status: int, body: dict) -> None:

@@ -33,7 +33,8 @@ from shared.services.revocations import RevocationList
 from shared.services.suspensions import MerchantSuspended, SuspensionList
 
 _SANE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# DELETE too: DELETE /v1/operator/blocklist may name its entry in a JSON body.
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FORM = "application/x-www-form-urlencoded"
 OBJECT_ID = pydantic.TypeAdapter(ObjectId)
 
@@ -128,8 +129,8 @@ class Auth:
             return
         needed_role = getattr(resource, "operator_role", None)
         if needed_role is not None:
-            # A method's Operation may ask for more than the resource's least role
-            # (a viewer lists merchants, an admin creates one).
+            # One path may serve several roles (GET for viewers, POST for support):
+            # the method's Operation.role, when it names one, is the one checked.
             operation = getattr(resource, "operations", {}).get(req.method)
             self._operator(req, getattr(operation, "role", None) or needed_role)
             return

@@ -47,7 +47,12 @@ RATE_LIMIT_HEADERS = {
     "RateLimit-Reset": ("Seconds until that limit is whole again.", 0),
 }
 RETRY_AFTER = {"Retry-After": ("Seconds to wait before retrying.", 1)}
-RETRY_STATUSES = (429, 503)
+RETRY_STATUSES = (423, 429, 503)
+# Statuses only some operations answer (Operation.errors names them).
+LOCKED = {
+    423: "The operator account is locked after repeated failed logins (`operator_locked`);"
+    " retry after `Retry-After` seconds."
+}
 
 
 def _headers(spec: dict[str, tuple[str, int]]) -> dict:
@@ -84,6 +89,9 @@ class Operation:
     idempotent: bool = False
     form: bool = False
     csv: bool = False
+    # Error statuses this operation answers besides ERRORS (say, LOCKED), or its own
+    # wording of one of them.
+    errors: dict[int, str] = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
 
@@ -137,7 +145,7 @@ def _operation(template: str, op: Operation) -> dict:
         "summary": op.summary,
         "responses": {
             str(op.status): _response(op.summary, content, op.status),
-            **{str(s): _response(d, problem, s) for s, d in ERRORS.items()},
+            **{str(s): _response(d, problem, s) for s, d in (ERRORS | op.errors).items()},
         },
     }
     params = _path(template) + (_query(op.query) if op.query else [])

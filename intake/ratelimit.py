@@ -29,6 +29,9 @@ from shared.security.throttle import Throttle, key_part
 from shared.services.auth import OAuthError
 
 OAUTH_PATHS = frozenset({"/v1/oauth/token", "/v1/oauth/revoke"})
+# Operator credentials are guessed from the network as client secrets are: the same
+# stricter per-IP limit, on a bucket of its own (the account lockout is per operator).
+OPERATOR_AUTH_PATHS = frozenset({"/v1/operator/login", "/v1/operator/password"})
 CHECK = "rate_limit"
 
 
@@ -53,7 +56,9 @@ class RateLimit:
 
     def _checks(self, req, routed: bool) -> list[tuple[str, Limit]]:
         ip = key_part(req.remote_addr or "unknown")
-        if req.path in OAUTH_PATHS:
+        if req.path in OPERATOR_AUTH_PATHS:
+            wanted = [("operator-auth-ip:" + ip, self._oauth_ip)]
+        elif req.path in OAUTH_PATHS:
             client = _client_sent(req) if routed else None
             wanted = [("oauth-ip:" + ip, self._oauth_ip)]
             if client:

@@ -318,6 +318,12 @@ class Settings:
     auth_lockout_failures: int = 10
     auth_lockout_window_s: int = 900
     auth_lockout_s: int = 900
+    # Operator lockout: this many failed logins (a wrong password or TOTP code)
+    # of one operator within the window lock the account for operator_lockout_s,
+    # even with the right credentials (0: off). Counted in Postgres.
+    operator_lockout_failures: int = 5
+    operator_lockout_window_s: int = 900
+    operator_lockout_s: int = 900
     # HTTPS for the API (gunicorn): the server's certificate chain and key (PEM
     # files); with the client CA as well, every connection must present a
     # certificate that CA signed. None: plain HTTP.
@@ -414,6 +420,13 @@ class Settings:
             auth_lockout_failures=_int("AUTH_LOCKOUT_FAILURES", d.auth_lockout_failures),
             auth_lockout_window_s=_int("AUTH_LOCKOUT_WINDOW_S", d.auth_lockout_window_s),
             auth_lockout_s=_int("AUTH_LOCKOUT_S", d.auth_lockout_s),
+            operator_lockout_failures=_int(
+                "OPERATOR_LOCKOUT_FAILURES", d.operator_lockout_failures
+            ),
+            operator_lockout_window_s=_int(
+                "OPERATOR_LOCKOUT_WINDOW_S", d.operator_lockout_window_s
+            ),
+            operator_lockout_s=_int("OPERATOR_LOCKOUT_S", d.operator_lockout_s),
             tls_cert_file=tls_cert_file,
             tls_key_file=tls_key_file,
             tls_client_ca_file=tls_client_ca_file,

@@ -24,6 +24,7 @@ from intake.schemas.fields import (
     text,
 )
 from shared.domain import cards, validation
+from shared.domain.fraud import BLOCKLIST_KINDS
 from shared.domain.limits import SCOPES as LIMIT_SCOPES
 from shared.domain.merchant_admin import MAX_NAME_LEN, MAX_REASON_LEN, MAX_URL_LEN
 from shared.domain.operators import ROLES as OPERATOR_ROLES
@@ -114,6 +115,25 @@ class CreateRefund(Closed):
 
 class Redeliver(Closed):
     """No fields: the event is named by the path."""
+
+
+class OperatorLogin(Closed):
+    email: text(254, 1)
+    password: text(1024, 1)
+    totp: text(16, 1) = Field(description="The authenticator app's current 6-digit code.")
+
+
+class OperatorPasswordChange(Closed):
+    email: text(254, 1)
+    current_password: text(1024, 1)
+    new_password: text(1024, 1) = Field(
+        description="At least 12 characters, not the email, not a common password."
+    )
+    totp: text(16, 1) = Field(description="A code not used before (each is good once).")
+
+
+class OperatorRefresh(Closed):
+    """No fields: the operator token in the Authorization header is refreshed."""
 
 
 class _OAuth(BaseModel):
@@ -254,3 +274,73 @@ class OperatorCreateOperator(Closed):
 
 class OperatorDisableOperator(Closed):
     """No fields: the operator is named by the path."""
+
+
+# --- the operator API (/v1/operator/...): payments, blocklist, reports, audit.
+
+OperatorLimit = Annotated[int, Field(ge=1, le=MAX_LIMIT), QueryInt]
+Instant = Annotated[
+    text(40),
+    Field(description="Unix seconds or ISO 8601 (a date alone: its midnight UTC; no zone: UTC)."),
+]
+BlockKind = Literal[BLOCKLIST_KINDS]  # type: ignore[valid-type]
+
+
+class OperatorIntentQuery(Page):
+    limit: OperatorLimit = 20
+    merchant: text(validation.MAX_ID_LEN) | None = Field(None, description="A merchant id.")
+    status: IntentStatus | None = None
+    last4: Annotated[str, Field(pattern="^[0-9]{4}$")] | None = None
+    created_gte: Instant | None = None
+    created_lte: Instant | None = None
+
+
+class OperatorRefund(Closed):
+    payment_intent: text(validation.MAX_ID_LEN, 1)
+    amount: Amount | None = Field(None, description="Default: all that is still refundable.")
+    reason: Literal[REASONS] | None = None  # type: ignore[valid-type]
+
+
+class BlocklistQuery(Page):
+    limit: OperatorLimit = 50
+    starting_after: text() | None = Field(None, description="An entry's id (`kind:value`).")
+    kind: BlockKind | None = None
+
+
+class BlockEntry(Closed):
+    kind: BlockKind
+    value: text(validation.MAX_ID_LEN, 1) = Field(
+        description="A card's fingerprint (payment_method.card.fingerprint), a wallet id,"
+        " an IP address or a customer."
+    )
+    reason: text(validation.MAX_ID_LEN) | None = None
+
+
+class UnblockEntry(Closed):
+    """In the body or the query string (not both)."""
+
+    kind: BlockKind | None = None
+    value: text(validation.MAX_ID_LEN, 1) | None = None
+
+
+class UnblockQuery(_Query):
+    kind: BlockKind | None = None
+    value: text(validation.MAX_ID_LEN, 1) | None = None
+
+
+class DailyReportRerun(Closed):
+    date: Annotated[
+        str,
+        Field(pattern="^[0-9]{4}-[0-9]{2}-[0-9]{2}$", json_schema_extra={"format": "date"}),
+        AfterValidator(_a_date),
+    ]
+
+
+class AuditQuery(Page):
+    limit: OperatorLimit = 50
+    starting_after: Annotated[str, Field(pattern="^[0-9]{1,18}$")] | None = Field(
+        None, description="An audit entry's id."
+    )
+    actor: text(validation.MAX_ID_LEN) | None = Field(None, examples=["operator:a@example.com"])
+    action: text(64) | None = Field(None, examples=["refund.create"])
+    target: text(validation.MAX_ID_LEN) | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -246,6 +246,9 @@ class Problem(BaseModel):
     request_id: str | None = None
     error: str | None = Field(None, description="OAuth endpoints: RFC 6749's error code.")
     error_description: str | None = None
+    retry_after_s: int | None = Field(
+        None, description="A locked operator account (423): seconds until it opens."
+    )
 
 
 class OpenAPIDocument(BaseModel):
@@ -350,3 +353,95 @@ class OperatorEnrolment(BaseModel):
     role: Literal["admin", "support", "viewer"]
     otpauth_uri: str
     temporary_password: str
+
+
+# --- the operator API (/v1/operator/...): payments, blocklist, reports, audit.
+
+
+class OperatorIntent(PaymentIntent):
+    merchant: str = Field(description="The merchant's id.")
+
+
+class OperatorIntentList(ListOf[OperatorIntent]):
+    pass
+
+
+class LedgerTransfer(BaseModel):
+    object: Literal["ledger_transfer"]
+    id: int
+    kind: str
+    reason: str
+    amount: int
+    currency: CurrencyCode
+    debit_account: str = Field(description="The debited account's code.")
+    credit_account: str
+    pending_id: int | None = Field(description="The pending transfer this one resolves.")
+    created: Timestamp
+
+
+class OperatorPaymentIntent(BaseModel):
+    object: Literal["operator_payment_intent"]
+    payment_intent: OperatorIntent
+    events: list[Event] = Field(description="The intent's and its refunds' events, oldest first.")
+    webhook_deliveries: list[WebhookDelivery]
+    refunds: list[Refund]
+    ledger_transfers: list[LedgerTransfer]
+
+
+class BlocklistEntry(BaseModel):
+    object: Literal["blocklist_entry"]
+    id: str = Field(description="`kind:value`, the next page's cursor.")
+    kind: str
+    value: str
+    reason: str | None
+    created: Timestamp
+
+
+class BlocklistList(ListOf[BlocklistEntry]):
+    pass
+
+
+class BlocklistChange(BaseModel):
+    kind: str
+    value: str
+    blocked: bool
+
+
+class DailyReportRun(BaseModel):
+    object: Literal["daily_report_run"]
+    date: str = Field(json_schema_extra={"format": "date"})
+    rows: int
+    sealed: bool
+    sealed_days: list[str]
+    duration_ms: int
+    discrepancies: list[str]
+
+
+class AuditEntry(BaseModel):
+    object: Literal["audit_entry"]
+    id: int
+    at: Timestamp
+    actor: str = Field(description="`operator:<email>` or `cli:<os user>`.")
+    action: str
+    target: str | None
+    request_id: str | None
+    source_ip: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+class AuditList(ListOf[AuditEntry]):
+    pass
+
+
+class OperatorToken(BaseModel):
+    """POST /v1/operator/login and /v1/operator/refresh: a Bearer operator token."""
+
+    access_token: str
+    expires_in: int = Field(description="Seconds the token is good for (at most 900).")
+    role: Literal["admin", "support", "viewer"]
+
+
+class OperatorPasswordChanged(BaseModel):
+    object: Literal["operator_password"]
+    changed: Literal[True]

@@ -478,6 +478,10 @@ operators = Table(
     Column("totp_secret_enc", Text, nullable=False),
     Column("totp_last_step", BigInteger),
     Column("disabled_at", DateTime(timezone=True)),
+    # Lockout (0012): failures since first_failure_at; locked until locked_until.
+    Column("failed_logins", Integer, nullable=False, server_default=text("0")),
+    Column("first_failure_at", DateTime(timezone=True)),
+    Column("locked_until", DateTime(timezone=True)),
     _now(),
     CheckConstraint("role IN ('admin', 'support', 'viewer')", name="ck_operators_role"),
     Index("uq_operators_email", func.lower(text("email")), unique=True),

@@ -26,10 +26,15 @@ class KeysFromEnvironment(ServiceError):
     code = "keys_from_environment"
 
 
-def _jwt_from_env(settings: Settings) -> None:
-    if settings.jwt_private_key:
+# The JWT signing rings: merchant access tokens', and operator tokens' (their own keys).
+RINGS = {"merchant": jwt_ring.RING_FILE, "operator": jwt_ring.OPERATOR_RING_FILE}
+
+
+def _jwt_from_env(settings: Settings, ring: str = "merchant") -> None:
+    setting = "JWT_PRIVATE_KEY" if ring == "merchant" else "OPERATOR_JWT_PRIVATE_KEY"
+    if settings.jwt_private_key if ring == "merchant" else settings.operator_jwt_private_key:
         raise KeysFromEnvironment(
-            "JWT keys come from JWT_PRIVATE_KEY: add the new PRIVATE KEY block at its end"
+            f"JWT keys come from {setting}: add the new PRIVATE KEY block at its end"
             " (the last one signs), keep the old key as a PUBLIC KEY block until its tokens"
             f" expire ({window_of(settings).token_ttl_s} s), and restart the API"
         )
@@ -49,12 +54,13 @@ def _load_card_keys(settings: Settings) -> card_ring.CardKeys | None:
     return None if data is None else card_ring.parse(data)
 
 
-def _load_jwt(settings: Settings) -> jwt_ring.Ring | None:
+def _load_jwt(settings: Settings, ring_file: str = jwt_ring.RING_FILE) -> jwt_ring.Ring | None:
+    # Only the merchant ring had a PEM predecessor.
+    legacy = (jwt_ring.LEGACY_FILE,) if ring_file == jwt_ring.RING_FILE else ()
     present = any(
-        keyfiles.read(settings.key_dir, name) is not None
-        for name in (jwt_ring.RING_FILE, jwt_ring.LEGACY_FILE)
+        keyfiles.read(settings.key_dir, name) is not None for name in (ring_file, *legacy)
     )
-    return load_ring(settings.key_dir, production=True) if present else None
+    return load_ring(settings.key_dir, production=True, ring_file=ring_file) if present else None
 
 
 def init(settings: Settings, now: datetime) -> dict:
@@ -80,8 +86,8 @@ def _missing_created(env_name: str, load, create) -> str:
     return "exists" if load() is not None else f"created {create()}"
 
 
-def _write_jwt(settings: Settings, ring: jwt_ring.Ring) -> str:
-    keyfiles.replace(settings.key_dir, jwt_ring.RING_FILE, jwt_ring.to_json(ring))
+def _write_jwt(settings: Settings, ring: jwt_ring.Ring, ring_file: str = jwt_ring.RING_FILE) -> str:
+    keyfiles.replace(settings.key_dir, ring_file, jwt_ring.to_json(ring))
     return K.signer(ring.entries).kid
 
 
@@ -90,14 +96,15 @@ def _write_card(settings: Settings, keys: card_ring.CardKeys) -> str:
     return keys.current
 
 
-def rotate_jwt(settings: Settings, now: datetime) -> dict:
-    """A new signing key; the old ones verify until their tokens have expired."""
-    _jwt_from_env(settings)
+def rotate_jwt(settings: Settings, now: datetime, ring: str = "merchant") -> dict:
+    """A new signing key of ``ring`` (RINGS); the old ones verify until their tokens expire."""
+    _jwt_from_env(settings, ring)
+    ring_file = RINGS[ring]
     window = window_of(settings)
     with keyfiles.locked(settings.key_dir):
-        ring = _load_jwt(settings)
-        new = jwt_ring.new_ring(now) if ring is None else jwt_ring.rotated(ring, now, window)
-        _write_jwt(settings, new)
+        current = _load_jwt(settings, ring_file)
+        new = jwt_ring.new_ring(now) if current is None else jwt_ring.rotated(current, now, window)
+        _write_jwt(settings, new, ring_file)
     previous = [e for e in new.entries if e.retired_at == now]
     return {
         "kid": K.signer(new.entries).kid,

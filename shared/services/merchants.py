@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from shared.db.tables import blocklist, merchant_limits, merchants, wallets
 from shared.db.uow import UnitOfWork
 from shared.domain import ledger as L
+from shared.domain import operator_filters as filters
 from shared.domain.limits import SCOPES
 from shared.domain.merchant_admin import LIMIT_FIELDS, redact_url
 from shared.money import CURRENCIES
@@ -201,11 +202,43 @@ def _require_merchant(uow: UnitOfWork, merchant_id: str) -> None:
         raise NotFound("merchant", merchant_id)
 
 
-def block(uow: UnitOfWork, kind: str, value: str, reason: str | None = None) -> dict:
-    """Add a value to the fraud blocklist (idempotent)."""
-    uow.conn.execute(
-        pg_insert(blocklist)
-        .values(kind=kind, value=value, reason=reason)
-        .on_conflict_do_nothing(index_elements=["kind", "value"])
-    )
+def block(
+    uow: UnitOfWork, kind: str, value: str, reason: str | None = None, *, actor: Actor
+) -> dict:
+    """Add a value to the fraud blocklist (idempotent), audited as ``blocklist.add``."""
+    kind = filters.block_kind(kind)
+    value = filters.block_value(kind, value)
+    before = _blocked(uow, kind, value, lock=True)
+    if before is None:
+        uow.conn.execute(
+            pg_insert(blocklist)
+            .values(kind=kind, value=value, reason=reason)
+            .on_conflict_do_nothing(index_elements=["kind", "value"])
+        )
+    # Blocked already: nothing changes, but the attempt is still someone's act.
+    after = before or {"kind": kind, "value": value, "reason": reason}
+    audit.record_as(uow, actor, "blocklist.add", f"{kind}:{value}", before=before, after=after)
     return {"kind": kind, "value": value, "blocked": True}
+
+
+def unblock(uow: UnitOfWork, kind: str, value: str, *, actor: Actor) -> dict:
+    """Remove a value from the blocklist, audited as ``blocklist.remove``; NotFound if absent."""
+    kind = filters.block_kind(kind)
+    value = filters.block_value(kind, value)
+    gone = uow.conn.execute(
+        blocklist.delete()
+        .where(blocklist.c.kind == kind, blocklist.c.value == value)
+        .returning(blocklist.c.kind, blocklist.c.value, blocklist.c.reason)
+    ).first()
+    if gone is None:
+        raise NotFound("blocklist entry", f"{kind}:{value}", "value")
+    audit.record_as(uow, actor, "blocklist.remove", f"{kind}:{value}", before=dict(gone._mapping))
+    return {"kind": kind, "value": value, "blocked": False}
+
+
+def _blocked(uow: UnitOfWork, kind: str, value: str, *, lock: bool = False) -> dict | None:
+    query = select(blocklist.c.kind, blocklist.c.value, blocklist.c.reason).where(
+        blocklist.c.kind == kind, blocklist.c.value == value
+    )
+    row = uow.conn.execute(query.with_for_update() if lock else query).first()
+    return None if row is None else dict(row._mapping)

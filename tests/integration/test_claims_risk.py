@@ -114,6 +114,7 @@ def test_a_blocklisted_payer_is_blocked(
 ):
     from shared.db.uow import UnitOfWork
     from shared.services import merchants
+    from shared.services.audit import Actor
 
     merchant = make_merchant()["merchant_id"]
     card = f.random_visa(random.Random())
@@ -134,7 +135,7 @@ def test_a_blocklisted_payer_is_blocked(
     before = _final(engine, pay(merchant, body()))
     assert (before.status, _reasons(before)) == ("succeeded", {})
     with UnitOfWork(engine) as u:
-        merchants.block(u, kind, value, "test")
+        merchants.block(u, kind, value, "test", actor=Actor("test:fixture"))
         u.commit()
     after = _final(engine, pay(merchant, body()))
     assert (after.status, after.failure_code) == ("failed", "fraud_suspected")

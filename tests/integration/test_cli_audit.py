@@ -191,7 +191,11 @@ def test_key_commands_leave_one_row_after_the_change_naming_no_key(engine):
     assert set(again.values()) == {"exists"} and len(rows("keys.init")) == seen["keys.init"] + 1
 
     jwt = ok_json("keys", "rotate-jwt", env=env)
-    assert newest("keys.rotate_jwt", seen["keys.rotate_jwt"]).after == jwt
+    row = newest("keys.rotate_jwt", seen["keys.rotate_jwt"])
+    assert (row.target, row.after) == ("jwt", jwt)
+    operator_ring = ok_json("keys", "rotate-jwt", "--ring", "operator", env=env)
+    row = newest("keys.rotate_jwt", seen["keys.rotate_jwt"] + 1)
+    assert (row.target, row.after) == ("operator_jwt", operator_ring)
     ok_json("keys", "rotate-card", env=env)
     card = ok_json("keys", "rotate-card", env=env)  # v3 current: v2 is used by no row
     assert rows("keys.rotate_card")[-1].after == card
@@ -209,11 +213,14 @@ def _key_material(folder: str) -> set[str]:
     """The secrets of the key files: card keys, the fingerprint key, private JWT keys."""
     with open(os.path.join(folder, "card_keys.json")) as f:
         card = json.load(f)
-    with open(os.path.join(folder, "jwt_keys.json")) as f:
-        ring = json.load(f)
     found = {entry.split(":", 1)[1] for entry in card["card_keys"].split(",")}
     found.add(card["fingerprint_key"])
-    for key in ring["keys"]:
-        pem = key.get("private_key") or ""
-        found.update(line for line in pem.splitlines() if line and "-----" not in line)
+    for ring_file in ("jwt_keys.json", "operator_jwt_keys.json"):
+        if not os.path.exists(os.path.join(folder, ring_file)):
+            continue
+        with open(os.path.join(folder, ring_file)) as f:
+            ring = json.load(f)
+        for key in ring["keys"]:
+            pem = key.get("private_key") or ""
+            found.update(line for line in pem.splitlines() if line and "-----" not in line)
     return found

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlparse
 
+import pyotp
 from sqlalchemy import update
 
 from shared.db.tables import operators
@@ -20,6 +21,7 @@ from shared.security.passwords import hash_password
 from shared.security.signing import SigningKeys
 from shared.security.tokens import issue_operator_token
 from shared.services import operators as operator_service
+from tests.support.waiting import until
 
 
 @dataclass(frozen=True)
@@ -70,3 +72,22 @@ def operator_token(settings, operator: TestOperator, *, auth_time: float | None 
 
 def bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
+
+
+def totp_code(operator: TestOperator, steps: int = 0) -> str:
+    """The operator's TOTP code ``steps`` time steps (30 s) from now (±1 is accepted)."""
+    return pyotp.TOTP(operator.totp_secret).at(time.time() + 30 * steps)
+
+
+def early_in_a_step(margin_s: float = 5.0) -> None:
+    """Return once the current TOTP step has at least ``margin_s`` left.
+
+    For tests that log in with the previous step's code (steps=-1): it stays
+    good only until the step ends, so the first request must not meet a boundary.
+    """
+    until(
+        lambda: 30 - time.time() % 30 >= margin_s,
+        timeout=margin_s + 1,
+        interval=0.05,
+        what="the next TOTP step",
+    )

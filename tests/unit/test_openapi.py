@@ -83,6 +83,11 @@ def test_bodies_are_typed_and_required_where_the_resource_needs_one(spec):
         "POST /v1/operator/merchants/{merchant_id}/fraud_threshold",
         "POST /v1/operator/merchants/{merchant_id}/webhook_url",
         "POST /v1/operator/operators",
+        "POST /v1/operator/refunds",
+        "POST /v1/operator/blocklist",
+        "POST /v1/operator/reports/daily",
+        "POST /v1/operator/login",
+        "POST /v1/operator/password",
     }
     for name, op in _operations(spec):
         body = op.get("requestBody")
@@ -215,3 +220,22 @@ def test_an_authenticated_operation_without_a_scope_is_refused():
 
     with pytest.raises(ValueError, match="GET /x: an authenticated operation names its scope"):
         openapi.build([("/x", Unscoped())])
+
+
+def test_the_operator_login_and_password_change_declare_the_locked_answer(spec):
+    for path in ("/v1/operator/login", "/v1/operator/password"):
+        locked = spec["paths"][path]["post"]["responses"]["423"]
+        assert "operator_locked" in locked["description"]
+        assert "Retry-After" in locked["headers"]
+    assert "423" not in spec["paths"]["/v1/operator/refresh"]["post"]["responses"]
+    assert spec["paths"]["/v1/operator/login"]["post"]["security"] == []
+
+
+def test_the_operator_login_documents_its_own_refusals(spec):
+    login = spec["paths"]["/v1/operator/login"]["post"]["responses"]
+    assert "invalid_credentials" in login["401"]["description"]
+    assert "password_change_required" in login["403"]["description"]
+    password = spec["paths"]["/v1/operator/password"]["post"]["responses"]
+    assert "password_too_weak" in password["400"]["description"]
+    refresh = spec["paths"]["/v1/operator/refresh"]["post"]["responses"]
+    assert "reauthentication_required" in refresh["401"]["description"]

@@ -23,7 +23,7 @@ from shared.domain import merchant_admin as rules
 from shared.domain.limits import SCOPES as LIMIT_SCOPES
 from shared.domain.validation import ValidationError, reject_unknown, require_object
 from shared.money import CURRENCIES
-from shared.services import merchant_admin, merchants, operator_admin, operators
+from shared.services import merchant_admin, merchants, operator_accounts, operators
 from shared.services import webhook_endpoints as endpoints
 
 TAG = "operator"
@@ -292,7 +292,7 @@ class Operators(_Admin):
     def on_get(self, req, resp) -> None:
         parse(rq.NoQuery, req.params, closed(set()), "The query")
         with self._new_uow() as uow:
-            rows = operator_admin.list_operators(uow)
+            rows = operator_accounts.list_operators(uow)
         resp.media = list_object(rows, False, "/v1/operator/operators")
 
     def on_post(self, req, resp) -> None:
@@ -322,7 +322,9 @@ class DisableOperator(_Admin):
 
     def on_post(self, req, resp, operator_id: str) -> None:
         parse(rq.OperatorDisableOperator, req.context.body, closed(set()))
-        resp.media = self._run(lambda uow: operator_admin.disable(uow, actor_of(req), operator_id))
+        resp.media = self._run(
+            lambda uow: operator_accounts.disable(uow, actor_of(req), operator_id)
+        )
 
 
 def routes(engine: Engine, vault, settings: Settings) -> list[tuple[str, object]]:
