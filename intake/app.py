@@ -16,6 +16,7 @@ from intake.resources import balance, events, intents, oauth, ops, refunds, repo
 from intake.resources.operator import audit as operator_audit
 from intake.resources.operator import auth as operator_auth
 from intake.resources.operator import blocklist as operator_blocklist
+from intake.resources.operator import merchants as operator_merchants
 from intake.resources.operator import payments as operator_payments
 from intake.resources.operator import reports as operator_reports
 from intake.resources.operator import session as operator_session
@@ -137,6 +138,7 @@ def create_app(
         ("/v1/events/{event_id}/redeliver", events.Redeliver(engine, runner)),
         ("/v1/webhook_deliveries", events.Deliveries(engine)),
         ("/v1/operator/me", operator_session.Me()),
+        *operator_merchants.routes(engine, vault, settings),
         ("/v1/operator/payment_intents", operator_payments.Intents(engine, runner)),
         ("/v1/operator/payment_intents/{intent_id}", operator_payments.Intent(engine, runner)),
         ("/v1/operator/refunds", operator_payments.Refunds(engine, runner)),

@@ -12,6 +12,7 @@ from shared.domain.validation import ValidationError
 
 MAX_REASON_LEN = 500
 MAX_NAME_LEN = 200
+MAX_URL_LEN = 2048
 THRESHOLD_RANGE = (0, 100)
 LIMIT_FIELDS = ("per_transaction", "daily", "monthly")
 

@@ -1,6 +1,4 @@
-"""Operators' blocklist, daily report re-runs and the audit trail's listing; operator accounts
-as admins see them: list, disable by id (creating one is ``operators.create_operator``, the
-one-time enrolment; views never hold a password hash or a TOTP secret).
+"""Operators' blocklist, daily report re-runs and the audit trail's listing.
 
 Shared by the operator API, the web console and the CLI. Every act is
 audited in its own unit of work (``shared.services.audit``).
@@ -12,25 +10,15 @@ from datetime import UTC, date
 
 from sqlalchemy import and_, or_, select, tuple_
 
-from shared.db.tables import audit_log, blocklist, operators
+from shared.db.tables import audit_log, blocklist
 from shared.db.uow import UnitOfWork
 from shared.domain import operator_filters as filters
 from shared.domain.validation import ValidationError
 from shared.services import audit, merchants, reports
-from shared.services import operators as operator_service
 from shared.services.audit import Actor
 from shared.services.errors import NotFound
 
-__all__ = [
-    "block",
-    "disable",
-    "list_audit",
-    "list_blocklist",
-    "list_operators",
-    "operator_json",
-    "rerun_daily_report",
-    "unblock",
-]
+__all__ = ["block", "list_audit", "list_blocklist", "rerun_daily_report", "unblock"]
 
 
 def block(uow: UnitOfWork, actor: Actor, kind: str, value: str, reason: str | None = None) -> dict:
@@ -153,39 +141,3 @@ def _day(value: date | str) -> date:
         return date.fromisoformat(value)
     except ValueError:
         raise ValidationError("date", f"`date` must be a day, YYYY-MM-DD: {value!r}.") from None
-
-
-def _ts(value) -> int | None:
-    return None if value is None else int(value.timestamp())
-
-
-def operator_json(row) -> dict:
-    return {
-        "id": row.id,
-        "object": "operator_account",
-        "email": row.email,
-        "role": row.role,
-        "password_temporary": row.password_temporary,
-        "disabled": row.disabled_at is not None,
-        "disabled_at": _ts(row.disabled_at),
-        "created": _ts(row.created_at),
-    }
-
-
-def list_operators(uow: UnitOfWork) -> list[dict]:
-    """Every operator account, oldest first (a handful: no pagination)."""
-    rows = uow.conn.execute(
-        select(operators).order_by(operators.c.created_at, operators.c.id)
-    ).all()
-    return [operator_json(r) for r in rows]
-
-
-def disable(uow: UnitOfWork, actor: Actor | str, operator_id: str) -> dict:
-    """``operators.disable_operator`` for an operator named by id; the account as it is now."""
-    row = uow.conn.execute(select(operators.c.email).where(operators.c.id == operator_id)).first()
-    if row is None:
-        raise NotFound("operator", operator_id, "operator_id")
-    operator_service.disable_operator(uow, row.email, actor)
-    return operator_json(
-        uow.conn.execute(select(operators).where(operators.c.id == operator_id)).one()
-    )

@@ -72,4 +72,4 @@ def from_database(new_uow: Callable[[], UnitOfWork], interval_s: float = REFRESH
         with new_uow() as uow:
             return suspended_ids(uow)
 
-    return SuspensionList(read, interval_s)
+    return SuspensionList(read, interval_s, what="the suspended merchants")
