@@ -10,6 +10,7 @@ read from the database. Every page visited is saved as a PNG under artifacts/con
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import time
@@ -60,7 +61,23 @@ class Pages:
 
     def shot(self, name: str) -> None:
         path = SHOTS / f"{len(self.shots) + 1:02d}-{name}.png"
-        assert self.driver.save_screenshot(str(path)), path
+        # The whole page, not the window's part of it (DevTools renders beyond the viewport).
+        size = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+        shot = self.driver.execute_cdp_cmd(
+            "Page.captureScreenshot",
+            {
+                "format": "png",
+                "captureBeyondViewport": True,
+                "clip": {
+                    "x": 0,
+                    "y": 0,
+                    "width": size["width"],
+                    "height": size["height"],
+                    "scale": 1,
+                },
+            },
+        )
+        path.write_bytes(base64.b64decode(shot["data"]))
         self.shots.append(str(path.relative_to(ROOT)))
         print(f"console screenshot: {path}")
 
@@ -167,6 +184,21 @@ def test_an_operator_logs_in_finds_an_intent_and_refunds_part_of_it(stack, e2e_e
     assert pages.find("#amount-refunded").text == "5.00 USD"
     pages.shot("refunded")
 
+    # A redelivery asks first too; cancelled here (the merchant has no webhook URL).
+    browser.find_element(By.CSS_SELECTOR, "#events form button").click()
+    browser.wait.until(lambda d: d.find_element(By.TAG_NAME, "h1").text.startswith("Redeliver"))
+    pages.shot("confirm-redeliver")
+    pages.find("#confirm a").click()
+    browser.wait.until(lambda d: intent["id"] in d.find_element(By.TAG_NAME, "h1").text)
+
+    # The other pages of the console, as a support operator sees them.
+    pages.open("/console/blocklist")
+    assert pages.find("#block")  # support may add entries
+    pages.shot("blocklist")
+    pages.open("/console/merchants")
+    assert merchant["merchant_id"] in pages.find("#merchants").text
+    pages.shot("merchants")
+
     pages.open(f"/console/audit?actor=operator:{email}")
     audit_page = pages.find("#audit").text
     assert "refund.create" in audit_page and intent["id"] in audit_page
@@ -184,4 +216,4 @@ def test_an_operator_logs_in_finds_an_intent_and_refunds_part_of_it(stack, e2e_e
     assert row.after["amount"] == 500 and row.after["amount_refunded"] == 500
     assert row.request_id and row.source_ip == "127.0.0.1"
     print("console screenshots:", *pages.shots, sep="\n  ")
-    assert len(pages.shots) == len({*pages.shots}) >= 8
+    assert len(pages.shots) == len({*pages.shots}) >= 12
