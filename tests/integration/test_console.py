@@ -499,6 +499,7 @@ def test_suspending_a_merchant_is_for_admins(api, settings, engine, vault, make_
             )
         ).scalars()
         assert list(actions) == ["merchant.suspend"]
+    assert f"/console/merchants/{merchant}/resume" in admin.get("/console/merchants").text
     resumed = admin.post(f"/console/merchants/{merchant}/resume", {"csrf": token})
     assert resumed.status_code == 303, resumed.text
 
