@@ -76,6 +76,12 @@ class AuditQuery(Form):
 
 class Page(Form):
     starting_after: text(100) | None = None
+    # What the last action did (the redirect after a POST names it), for the notice.
+    done: text(20) | None = None
+
+
+class Done(Form):
+    done: text(20) | None = None
 
 
 M = TypeVar("M", bound=Form)

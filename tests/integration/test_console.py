@@ -553,6 +553,12 @@ def test_the_blocklist_page_adds_and_removes_entries(api, settings, engine, vaul
     )
     assert removed.status_code == 303, removed.text
     assert value not in browser.get("/console/blocklist").text
+    twice = api.simulate_get(
+        "/console/blocklist",
+        query_string="done=added&done=removed",
+        cookies=browser.cookies,
+    )
+    assert twice.status_code == 400  # a field given twice is refused, not a crash
     bad = browser.post("/console/blocklist", {"kind": "planet", "value": "x", "csrf": token})
     assert bad.status_code == 400 and "kind" in bad.text
     with engine.connect() as conn:

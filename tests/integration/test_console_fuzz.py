@@ -108,12 +108,15 @@ def console_requests(draw, template: str, method: str, token: str, form_token: s
     pairs = draw(st.fixed_dictionaries({}, optional={name: VALUES for name in known}))
     if not known or draw(st.integers(0, 5)) == 0:
         pairs.update(draw(st.dictionaries(nasty_text, VALUES, max_size=2)))
+    pairs = list(pairs.items())
+    if pairs and draw(st.integers(0, 5)) == 0:
+        pairs.append(pairs[0])  # a field given twice
     if method == "POST" and draw(st.integers(0, 3)):
-        pairs["csrf"] = form_token  # mostly past the CSRF check, into the page itself
+        pairs.append(("csrf", form_token))  # mostly past the CSRF check, into the page
     encoded = "&".join(
         f"{quote_plus(k.encode('utf-8', 'surrogatepass'))}="
         f"{quote_plus(v.encode('utf-8', 'surrogatepass'))}"
-        for k, v in pairs.items()
+        for k, v in pairs
     )
     headers = {"Cookie": f"{SESSION_COOKIE}={token}"}
     if method == "POST":

@@ -43,7 +43,7 @@ class Blocklist(_Base):
             entries=entries,
             kinds=BLOCKLIST_KINDS,
             next_after=entries[-1]["id"] if has_more and entries else None,
-            notice=notice.get(req.params.get("done", "")),
+            notice=notice.get(query.done),
         )
 
     def on_post(self, req, resp) -> None:
@@ -85,7 +85,7 @@ class Merchants(_Base):
             "merchants.html",
             merchants=rows,
             next_after=rows[-1]["id"] if has_more and rows else None,
-            notice=done.get(req.params.get("done", "")),
+            notice=done.get(query.done),
         )
 
 

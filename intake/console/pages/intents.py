@@ -63,11 +63,10 @@ class Detail(_Base):
     console_roles = {"GET": "viewer"}
 
     def on_get(self, req, resp, intent_id: str) -> None:
+        done = forms.read(forms.Done, req.params).done
         with self._uow() as uow:
             detail = operator_payments.intent_detail(uow, intent_id)
-        notice = {"refunded": "Refund created.", "redelivered": "Redelivery queued."}.get(
-            req.params.get("done", "")
-        )
+        notice = {"refunded": "Refund created.", "redelivered": "Redelivery queued."}.get(done)
         page(req, resp, "intent.html", notice=notice, **detail)
 
 
