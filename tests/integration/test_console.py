@@ -499,7 +499,10 @@ def test_suspending_a_merchant_is_for_admins(api, settings, engine, vault, make_
             )
         ).scalars()
         assert list(actions) == ["merchant.suspend"]
-    assert f"/console/merchants/{merchant}/resume" in admin.get("/console/merchants").text
+    assert done.headers["Location"].endswith("/console/merchants?done=suspended")
+    listed = admin.get("/console/merchants", done="suspended")  # where the redirect leads
+    assert "Merchant suspended." in listed.text
+    assert f"/console/merchants/{merchant}/resume" in listed.text
     resumed = admin.post(f"/console/merchants/{merchant}/resume", {"csrf": token})
     assert resumed.status_code == 303, resumed.text
 
@@ -546,8 +549,10 @@ def test_the_blocklist_page_adds_and_removes_entries(api, settings, engine, vaul
         "/console/blocklist", {"kind": "ip", "value": value, "reason": "abuse", "csrf": token}
     )
     assert added.status_code == 303, added.text
-    listed = browser.get("/console/blocklist")
-    assert value in listed.text and "Added to the blocklist." not in listed.text
+    assert added.headers["Location"].endswith("/console/blocklist?done=added")
+    listed = browser.get("/console/blocklist", done="added")  # where the redirect leads
+    assert listed.status_code == 200, listed.text
+    assert value in listed.text and "Added to the blocklist." in listed.text
     removed = browser.post(
         "/console/blocklist/remove", {"kind": "ip", "value": value, "csrf": token}
     )
