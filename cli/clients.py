@@ -54,14 +54,18 @@ def add_parsers(sub) -> None:
 
 def run(args, settings) -> int:
     """Run one client command; print its result; return the exit status."""
+    from cli.operators import actor
     from shared.db.engine import get_engine
     from shared.db.uow import UnitOfWork, transact
     from shared.services import clients
 
+    who = actor()  # the audit trail's name for every change here
     commands = {
-        "create": lambda u: clients.create_client(u, args.merchant, args.scopes, args.cert_sha256),
-        "rotate-secret": lambda u: clients.rotate_secret(u, args.client, args.overlap_h),
-        "revoke": lambda u: clients.revoke_client(u, args.client),
+        "create": lambda u: clients.create_client(
+            u, args.merchant, args.scopes, args.cert_sha256, actor=who
+        ),
+        "rotate-secret": lambda u: clients.rotate_secret(u, args.client, args.overlap_h, actor=who),
+        "revoke": lambda u: clients.revoke_client(u, args.client, actor=who),
         "list": lambda u: clients.list_clients(u, args.merchant),
     }
     engine = get_engine(settings.database_url, "worker", settings.db_timeouts_worker)

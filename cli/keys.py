@@ -8,6 +8,13 @@ import re
 from datetime import UTC, datetime
 
 GROUPS = ("keys",)
+# The commands that change key files: each appends one audit row once its change is made.
+AUDITED = {
+    "init": ("keys.init", "keys"),
+    "rotate-jwt": ("keys.rotate_jwt", "jwt"),
+    "rotate-card": ("keys.rotate_card", "card"),
+    "retire-card": ("keys.retire_card", "card"),
+}
 
 
 def _version(text: str) -> str:
@@ -55,6 +62,10 @@ def run(args, settings) -> int:
         out = keys.rotate_card(settings, now)
     else:
         out = _with_database(args, settings, now)
+    # `init` that found every file there changed nothing: no row.
+    created = args.cmd != "init" or any(str(v).startswith("created") for v in out.values())
+    if args.cmd in AUDITED and created:
+        _audit(settings, args.cmd, out, getattr(args, "ring", "merchant"))
     if args.json:
         print(json.dumps(out, separators=(",", ":")))
     elif args.cmd == "status":
@@ -63,6 +74,32 @@ def run(args, settings) -> int:
         for key, value in out.items():
             print(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
     return 0
+
+
+def _audit(settings, cmd: str, out: dict, ring: str = "merchant") -> None:
+    """The command's audit row, as ``cli:<os user>``: what it did (key ids and versions).
+
+    A file is no transaction: the row is written right after the change, so a
+    change whose row could not be written says so (the command fails) rather
+    than go unrecorded silently. ``out`` names keys, never holds one.
+    """
+    from cli.operators import actor
+    from shared.db.engine import get_engine
+    from shared.db.uow import UnitOfWork, transact
+    from shared.services import audit
+
+    action, target = AUDITED[cmd]
+    if cmd == "rotate-jwt" and ring != "merchant":
+        target = f"{ring}_jwt"  # the operator tokens' ring
+    engine = get_engine(settings.database_url, "worker", settings.db_timeouts_worker)
+    try:
+        transact(lambda: UnitOfWork(engine), audit.record_if, actor(), action, target, after=out)
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RuntimeError(
+            f"{cmd} is done ({json.dumps(out, separators=(',', ':'))}) but its audit row"
+            f" could not be written: {reason}"
+        ) from None
 
 
 def _with_database(args, settings, now) -> dict:

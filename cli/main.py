@@ -75,6 +75,13 @@ def build_parser() -> Parser:
     url.add_argument("--merchant", required=True)
     url.add_argument("--url", required=True)
     url.add_argument("--json", action="store_true")
+    sus = m.add_parser("suspend", help="refuse the merchant's API clients (403 merchant_suspended)")
+    sus.add_argument("--merchant", required=True)
+    sus.add_argument("--reason")
+    sus.add_argument("--json", action="store_true")
+    res = m.add_parser("resume", help="lift a suspension")
+    res.add_argument("--merchant", required=True)
+    res.add_argument("--json", action="store_true")
 
     w = sub.add_parser("wallet", help="payer wallets").add_subparsers(dest="cmd", required=True)
     wc = w.add_parser("create", help="create a payer wallet")
@@ -161,10 +168,12 @@ def _run(args, settings) -> int:
 
 
 def _command(uow, args, merchants, vault, settings) -> dict:
+    # Every change here is audited as the OS user, in the change's transaction.
+    who = operators_cli.actor()
     key = (args.group, args.cmd)
     if key == ("merchant", "create"):
         return merchants.create_merchant(
-            uow, vault, args.name, args.webhook_url, settings.webhook_allow_private
+            uow, vault, args.name, args.webhook_url, settings.webhook_allow_private, actor=who
         )
     if key == ("merchant", "set-limits"):
         merchants.set_limits(
@@ -175,17 +184,20 @@ def _command(uow, args, merchants, vault, settings) -> dict:
             per_transaction=args.per_transaction,
             daily=args.daily,
             monthly=args.monthly,
+            actor=who,
         )
         return {"merchant_id": args.merchant, "limits": "updated"}
     if key == ("merchant", "set-fraud-threshold"):
-        merchants.set_fraud_threshold(uow, args.merchant, args.threshold)
+        merchants.set_fraud_threshold(uow, args.merchant, args.threshold, actor=who)
         return {"merchant_id": args.merchant, "fraud_block_threshold": args.threshold}
     if key in (("merchant", "rotate-webhook-secret"), ("merchant", "set-webhook-url")):
-        return _webhook_command(args, uow, vault, settings)
+        return _webhook_command(args, uow, vault, settings, who)
+    if key in (("merchant", "suspend"), ("merchant", "resume")):
+        return _suspension_command(args, uow, who)
     if key == ("wallet", "create"):
-        return merchants.create_wallet(uow, args.owner, args.currency)
+        return merchants.create_wallet(uow, args.owner, args.currency, actor=who)
     if key == ("wallet", "fund"):
-        return merchants.fund_wallet(uow, args.wallet, args.amount)
+        return merchants.fund_wallet(uow, args.wallet, args.amount, actor=who)
     if key == ("blocklist", "add"):
         return merchants.block(uow, args.kind, args.value, args.reason, actor=_actor())
     if key == ("blocklist", "remove"):
@@ -199,15 +211,32 @@ def _actor():
     return Actor(operators_cli.actor())
 
 
-def _webhook_command(args, uow, vault, settings) -> dict:
+def _webhook_command(args, uow, vault, settings, who: str) -> dict:
     from shared.services import webhook_endpoints as endpoints
 
     if args.cmd == "set-webhook-url":
-        return endpoints.set_url(uow, args.merchant, args.url, settings.webhook_allow_private)
+        allow = settings.webhook_allow_private
+        return endpoints.set_url(uow, args.merchant, args.url, allow, actor=who)
     overlap = args.overlap_hours
     if overlap is None:
         overlap = settings.webhook_rotation_overlap_h
-    return endpoints.rotate_secret(uow, vault, args.merchant, overlap)
+    return endpoints.rotate_secret(uow, vault, args.merchant, overlap, actor=who)
+
+
+def _suspension_command(args, uow, who: str) -> dict:
+    from shared.domain.merchant_admin import reason
+    from shared.services import merchant_admin
+
+    if args.cmd == "resume":
+        merchant_admin.resume(uow, who, args.merchant)
+        return {"merchant_id": args.merchant, "suspended": False}
+    # The API's rule for a reason (its length), worded for --reason.
+    try:
+        why = reason(args.reason, "--reason")
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("`", "")) from None
+    done = merchant_admin.suspend(uow, who, args.merchant, why)
+    return {"merchant_id": args.merchant, "suspended": True, "suspended_at": done["suspended_at"]}
 
 
 if __name__ == "__main__":

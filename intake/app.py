@@ -10,9 +10,11 @@ from intake.metrics import Metrics
 from intake.middleware import Auth, JSONBody, Parameters, RequestId
 from intake.ratelimit import RateLimit
 from intake.resources import balance, events, intents, oauth, ops, refunds, reports
+from intake.resources.operator import accounts as operator_accounts
 from intake.resources.operator import audit as operator_audit
 from intake.resources.operator import auth as operator_auth
 from intake.resources.operator import blocklist as operator_blocklist
+from intake.resources.operator import merchants as operator_merchants
 from intake.resources.operator import payments as operator_payments
 from intake.resources.operator import reports as operator_reports
 from intake.resources.operator import session as operator_session
@@ -25,7 +27,7 @@ from shared.security.redis_breaker import RedisBreaker
 from shared.security.signing import SigningKeys
 from shared.security.throttle import Throttle
 from shared.security.vault import Vault
-from shared.services import revocations
+from shared.services import revocations, suspensions
 from shared.services.errors import ServiceError
 from shared.services.lockout import Lockout
 
@@ -95,6 +97,7 @@ def create_app(
                 operator_keys=operator_keys,
                 operator_audience=settings.operator_jwt_audience,
                 operator_active=lambda operator_id: _operator_active(engine, operator_id),
+                suspended=suspensions.from_database(lambda: UnitOfWork(engine)),
             ),
             Parameters(),
             JSONBody(settings.max_body_bytes),
@@ -129,6 +132,8 @@ def create_app(
         ("/v1/events/{event_id}/redeliver", events.Redeliver(engine, runner)),
         ("/v1/webhook_deliveries", events.Deliveries(engine)),
         ("/v1/operator/me", operator_session.Me()),
+        *operator_merchants.routes(engine, vault, settings),
+        *operator_accounts.routes(engine, vault, settings),
         ("/v1/operator/payment_intents", operator_payments.Intents(engine, runner)),
         ("/v1/operator/payment_intents/{intent_id}", operator_payments.Intent(engine, runner)),
         ("/v1/operator/refunds", operator_payments.Refunds(engine, runner)),

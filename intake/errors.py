@@ -25,6 +25,7 @@ from shared.services.operator_auth import (
     ReauthenticationRequired,
 )
 from shared.services.refunds import AlreadyRefunded
+from shared.services.suspensions import MerchantSuspended
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,8 @@ ANSWERS: dict[type[Exception], Answer] = {
     InvalidClient: Answer(401, "OAuth error"),
     # A client that tried Basic gets a Basic challenge back.
     BasicAuthFailed: Answer(401, "OAuth error", {"WWW-Authenticate": 'Basic realm="clearhouse"'}),
+    # A suspended merchant's clients, on merchant routes and at the token endpoint.
+    MerchantSuspended: Answer(403, "Merchant suspended"),
     # Operator login (shared/services/operator_auth.py); a locked account's answer
     # carries Retry-After and `retry_after_s` from the error (see problem_for).
     InvalidCredentials: Answer(401, "Invalid credentials"),

@@ -30,6 +30,7 @@ from shared.observability import context as log_context
 from shared.security.signing import InvalidToken, SigningKeys
 from shared.services.idempotency import check_key
 from shared.services.revocations import RevocationList
+from shared.services.suspensions import MerchantSuspended, SuspensionList
 
 _SANE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # DELETE too: DELETE /v1/operator/blocklist may name its entry in a JSON body.
@@ -110,6 +111,7 @@ class Auth:
         operator_keys: SigningKeys | None = None,
         operator_audience: str = "clearhouse-operator",
         operator_active: Callable[[str], bool] | None = None,
+        suspended: SuspensionList | None = None,
     ):
         self._keys = keys
         self._audience = audience
@@ -119,6 +121,8 @@ class Auth:
         self._operator_audience = operator_audience
         # operator id -> may it still act (not disabled)? None: not checked.
         self._operator_active = operator_active
+        # The suspended merchants (reread about once a second); None: not checked.
+        self._suspended = suspended
 
     def process_resource(self, req, resp, resource, params) -> None:
         if resource is None:
@@ -148,6 +152,9 @@ class Auth:
             )
         if self._revoked is not None and self._revoked.is_revoked(claims.get("client_id")):
             raise unauthorized("The access token's client has been revoked.", "invalid_token")
+        # Tokens issued before the suspension too: the list is checked on every request.
+        if self._suspended is not None and self._suspended.is_suspended(claims["sub"]):
+            raise MerchantSuspended(claims["sub"])
         operation = getattr(resource, "operations", {}).get(req.method)
         needed = operation.scope if operation is not None else None
         if needed is not None and needed not in claim_scopes(claims.get("scope")):

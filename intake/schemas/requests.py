@@ -25,6 +25,9 @@ from intake.schemas.fields import (
 )
 from shared.domain import cards, validation
 from shared.domain.fraud import BLOCKLIST_KINDS
+from shared.domain.limits import SCOPES as LIMIT_SCOPES
+from shared.domain.merchant_admin import MAX_NAME_LEN, MAX_REASON_LEN, MAX_URL_LEN
+from shared.domain.operators import ROLES as OPERATOR_ROLES
 from shared.domain.refunds import REASONS
 from shared.services.event_log import DELIVERY_STATUSES
 from shared.services.events import EVENT_TYPES
@@ -217,6 +220,60 @@ class ReportQuery(_Query):
 
 class NoQuery(_Query):
     """No query parameters."""
+
+
+# --- operator API: merchants and operators (intake/resources/operator/merchants.py).
+
+
+class OperatorCreateMerchant(Closed):
+    name: text(MAX_NAME_LEN, 1) = Field(description="Not blank.")
+    webhook_url: text(MAX_URL_LEN) | None = Field(
+        None, description="http(s); a public address unless WEBHOOK_ALLOW_PRIVATE (else 400)."
+    )
+
+
+class OperatorSuspendMerchant(Closed):
+    reason: text(MAX_REASON_LEN) | None = Field(None, description="Shown to operators only.")
+
+
+class OperatorResumeMerchant(Closed):
+    """No fields: the merchant is named by the path."""
+
+
+PositiveLimit = Annotated[int, Field(ge=1, description="Minor units.")]
+
+
+class OperatorSetLimits(Closed):
+    currency: Currency
+    scope: Literal[LIMIT_SCOPES] = "merchant"  # type: ignore[valid-type]
+    per_transaction: PositiveLimit | None = Field(None, description="None: the default.")
+    daily: PositiveLimit | None = Field(None, description="None: the default.")
+    monthly: PositiveLimit | None = Field(None, description="None: the default.")
+
+
+class OperatorSetFraudThreshold(Closed):
+    threshold: Annotated[int, Field(ge=0, le=100, description="Block at this risk score.")]
+
+
+class OperatorSetWebhookUrl(Closed):
+    url: text(MAX_URL_LEN, 1) = Field(
+        description="http(s); a public address unless WEBHOOK_ALLOW_PRIVATE (else 400)."
+    )
+
+
+class OperatorRotateWebhookSecret(Closed):
+    overlap_hours: Annotated[float, Field(ge=0)] | None = Field(
+        None, description="How long the old secret still signs; default WEBHOOK_ROTATION_OVERLAP_H."
+    )
+
+
+class OperatorCreateOperator(Closed):
+    email: text(254, 1)
+    role: Literal[OPERATOR_ROLES]  # type: ignore[valid-type]
+
+
+class OperatorDisableOperator(Closed):
+    """No fields: the operator is named by the path."""
 
 
 # --- the operator API (/v1/operator/...): payments, blocklist, reports, audit.

@@ -269,6 +269,92 @@ class OperatorSelf(BaseModel):
     role: Literal["admin", "support", "viewer"]
 
 
+# --- operator API: merchants and operators (shared/services/merchant_admin.py, operator_admin.py).
+
+
+class OperatorMerchantSummary(BaseModel):
+    id: str
+    object: Literal["merchant"]
+    name: str
+    suspended: bool
+    suspended_at: Timestamp | None
+    created: Timestamp
+
+
+class OperatorMerchantLimit(BaseModel):
+    currency: CurrencyCode
+    scope: Literal["merchant", "payer"]
+    per_transaction: int | None
+    daily: int | None
+    monthly: int | None
+
+
+class OperatorMerchantClient(BaseModel):
+    client_id: str
+    scopes: list[str]
+    cert_sha256: str | None
+    created: Timestamp
+    revoked_at: Timestamp | None
+
+
+class OperatorMerchant(OperatorMerchantSummary):
+    suspended_reason: str | None
+    webhook_url: str | None = Field(description="Without its password and query (`***`).")
+    webhook_secret_previous_expires_at: Timestamp | None = Field(
+        description="While a rotated secret still signs too."
+    )
+    fraud_block_threshold: int | None = Field(description="None: the default.")
+    limits: list[OperatorMerchantLimit]
+    clients: list[OperatorMerchantClient] = Field(description="Never a secret.")
+
+
+class OperatorMerchantList(ListOf[OperatorMerchantSummary]):
+    pass
+
+
+class OperatorMerchantCreated(BaseModel):
+    """The new merchant's credentials: shown only in this response."""
+
+    merchant_id: str
+    client_id: str
+    client_secret: str
+    webhook_secret: str
+
+
+class OperatorWebhookSecretRotated(BaseModel):
+    """The new webhook secret: shown only in this response."""
+
+    merchant_id: str
+    webhook_secret: str
+    previous_secret_expires_at: str | None = Field(
+        description="ISO 8601; the old secret signs too until then (None: no overlap)."
+    )
+
+
+class OperatorAccount(BaseModel):
+    id: str
+    object: Literal["operator"]
+    email: str
+    role: Literal["admin", "support", "viewer"]
+    password_temporary: bool
+    disabled: bool
+    disabled_at: Timestamp | None
+    created: Timestamp
+
+
+class OperatorAccountList(ListOf[OperatorAccount]):
+    has_more: Literal[False]
+
+
+class OperatorEnrolment(BaseModel):
+    """The new operator's one-time enrolment: shown only in this response."""
+
+    email: str
+    role: Literal["admin", "support", "viewer"]
+    otpauth_uri: str
+    temporary_password: str
+
+
 # --- the operator API (/v1/operator/...): payments, blocklist, reports, audit.
 
 

@@ -67,6 +67,10 @@ merchants = Table(
     # {"bps": {"instant": 290, ...}, "fixed": {"USD": 30, ...}}; NULL = default plan.
     Column("fee_plan", JSONB),
     _now(),
+    # Set while suspended: its clients are refused (shared/services/suspensions.py, 0012).
+    Column("suspended_at", DateTime(timezone=True)),
+    Column("suspended_reason", Text),
+    Index("ix_merchants_suspended", "id", postgresql_where=text("suspended_at IS NOT NULL")),
 )
 
 api_clients = Table(

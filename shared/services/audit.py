@@ -72,3 +72,27 @@ def record(
             source_ip=source_ip,
         )
     )
+
+
+def as_actor(actor: Actor | str) -> Actor:
+    """An ``Actor`` from either form a use case is given (a CLI passes its name only)."""
+    return actor if isinstance(actor, Actor) else Actor(actor)
+
+
+def record_if(
+    uow: UnitOfWork,
+    actor: Actor | str | None,
+    action: str,
+    target: str | None,
+    *,
+    before: dict | None = None,
+    after: dict | None = None,
+) -> None:
+    """``record_as`` for a use case whose actor is optional.
+
+    Every entry point (the CLI, the operator API) names its actor; ``None`` is
+    for code that is nobody's action (a test's or a benchmark's own set-up),
+    which writes no row.
+    """
+    if actor is not None:
+        record_as(uow, as_actor(actor), action, target, before=before, after=after)

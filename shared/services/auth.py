@@ -29,6 +29,7 @@ from shared.security.tokens import (
 )
 from shared.services.errors import ServiceError
 from shared.services.ids import new_id
+from shared.services.suspensions import ensure_not_suspended
 
 # Compared against when the client id is unknown, so both paths cost the same.
 _DUMMY_HASH = hash_secret("not-a-client-secret")
@@ -91,6 +92,8 @@ def client_credentials(
     ``peer_cert``: the DER certificate the TLS client presented (None: none).
     """
     client = authenticate_client(uow, client_id, client_secret)
+    # Only an authenticated client learns that its merchant is suspended.
+    ensure_not_suspended(uow, client.merchant_id)
     granted = _grant(client.scopes.split(), scope)
     cnf = _confirmation(client, peer_cert)
     now = uow.conn.execute(select(func.now())).scalar_one()
@@ -129,6 +132,7 @@ def refresh(
             "invalid_request", "Missing required param: refresh_token.", param="refresh_token"
         )
     client = authenticate_client(uow, client_id, client_secret)
+    ensure_not_suspended(uow, client.merchant_id)
     now = uow.conn.execute(select(func.now())).scalar_one()
     # FOR UPDATE: two concurrent uses of one token serialize; the second sees used_at.
     row = uow.conn.execute(

@@ -6,6 +6,9 @@ do, so a merchant can roll its servers over without a failed token call.
 Revoking is final: the client authenticates no more, every refresh token it
 holds is revoked, and the API's revocation list refuses its access tokens
 (shared/services/revocations.py).
+
+Creating, rotating and revoking are audited (``actor``) in the caller's
+transaction; the audit row never holds a secret or its hash.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from shared.db.tables import refresh_tokens as rt
 from shared.db.uow import UnitOfWork
 from shared.domain import scopes as S
 from shared.security.tokens import hash_secret
+from shared.services import audit
+from shared.services.audit import Actor
 from shared.services.errors import NotFound, ServiceError
 from shared.services.ids import new_id
 
@@ -34,6 +39,8 @@ def create_client(
     merchant_id: str,
     scopes: tuple[str, ...] = S.ALL_SCOPES,
     cert_sha256: str | None = None,
+    *,
+    actor: Actor | str | None = None,
 ) -> dict:
     """A new client of ``merchant_id``; its secret is returned only here."""
     found = uow.conn.execute(select(merchants.c.id).where(merchants.c.id == merchant_id)).first()
@@ -49,6 +56,18 @@ def create_client(
             cert_sha256=cert_sha256,
         )
     )
+    audit.record_if(
+        uow,
+        actor,
+        "client.create",
+        client_id,
+        after={
+            "client_id": client_id,
+            "merchant_id": merchant_id,
+            "scopes": list(S.canonical(scopes)),
+            "cert_sha256": cert_sha256,
+        },
+    )
     return {
         "merchant_id": merchant_id,
         "client_id": client_id,
@@ -58,7 +77,9 @@ def create_client(
     }
 
 
-def rotate_secret(uow: UnitOfWork, client_id: str, overlap_h: float) -> dict:
+def rotate_secret(
+    uow: UnitOfWork, client_id: str, overlap_h: float, *, actor: Actor | str | None = None
+) -> dict:
     """A new secret (returned only here); the old one authenticates until the overlap ends."""
     if overlap_h < 0:
         raise ServiceError("overlap must not be negative", "overlap_h")
@@ -75,14 +96,24 @@ def rotate_secret(uow: UnitOfWork, client_id: str, overlap_h: float) -> dict:
             previous_secret_expires_at=ends if overlap_h else None,
         )
     )
+    expires = ends.isoformat() if overlap_h else None
+    old = client.previous_secret_expires_at
+    audit.record_if(
+        uow,
+        actor,
+        "client.rotate_secret",
+        client.client_id,
+        before={"previous_secret_expires_at": old.isoformat() if old else None},
+        after={"previous_secret_expires_at": expires, "overlap_h": overlap_h},
+    )
     return {
         "client_id": client.client_id,
         "client_secret": secret,
-        "previous_secret_expires_at": ends.isoformat() if overlap_h else None,
+        "previous_secret_expires_at": expires,
     }
 
 
-def revoke_client(uow: UnitOfWork, client_id: str) -> dict:
+def revoke_client(uow: UnitOfWork, client_id: str, *, actor: Actor | str | None = None) -> dict:
     """Revoke a client and every refresh token it holds (again: nothing more happens)."""
     client = _client(uow, client_id)
     revoked_at = client.revoked_at
@@ -98,6 +129,14 @@ def revoke_client(uow: UnitOfWork, client_id: str) -> dict:
         .where(rt.c.client_id == client_id, rt.c.revoked_at.is_(None))
         .values(revoked_at=func.now())
     ).rowcount
+    audit.record_if(
+        uow,
+        actor,
+        "client.revoke",
+        client_id,
+        before={"revoked_at": client.revoked_at.isoformat() if client.revoked_at else None},
+        after={"revoked_at": revoked_at.isoformat(), "refresh_tokens_revoked": killed},
+    )
     return {
         "client_id": client_id,
         "revoked_at": revoked_at.isoformat(),

@@ -1,4 +1,8 @@
-"""Merchants, their API clients, limits and wallets (the CLI's use cases)."""
+"""Merchants, their API clients, limits and wallets (the CLI's and operator API's use cases).
+
+Each mutation takes the ``actor`` who asks for it and appends its audit row
+(before/after of what changed, never a secret) in the caller's transaction.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from shared.db.uow import UnitOfWork
 from shared.domain import ledger as L
 from shared.domain import operator_filters as filters
 from shared.domain.limits import SCOPES
+from shared.domain.merchant_admin import LIMIT_FIELDS, redact_url
 from shared.money import CURRENCIES
 from shared.services import audit, clients, ledger, webhook_endpoints
 from shared.services.audit import Actor
@@ -20,10 +25,16 @@ from shared.services.ids import new_id
 
 
 def create_merchant(
-    uow: UnitOfWork, vault, name: str, webhook_url: str | None = None, allow_private=False
+    uow: UnitOfWork,
+    vault,
+    name: str,
+    webhook_url: str | None = None,
+    allow_private=False,
+    *,
+    actor: Actor | str | None = None,
 ) -> dict:
     """Create a merchant with one API client (every scope); the secrets are returned only here."""
-    if not name.strip():
+    if not isinstance(name, str) or not name.strip():
         raise ServiceError("name must not be empty", "name")
     if webhook_url is not None:
         webhook_endpoints.check_url(webhook_url, allow_private)
@@ -38,6 +49,18 @@ def create_merchant(
         )
     )
     client = clients.create_client(uow, merchant_id)
+    audit.record_if(
+        uow,
+        actor,
+        "merchant.create",
+        merchant_id,
+        after={
+            "id": merchant_id,
+            "name": name,
+            "webhook_url": redact_url(webhook_url),
+            "client_id": client["client_id"],
+        },
+    )
     return {
         "merchant_id": merchant_id,
         "client_id": client["client_id"],
@@ -46,32 +69,73 @@ def create_merchant(
     }
 
 
-def set_limits(uow: UnitOfWork, merchant_id: str, currency: str, scope: str, **limits) -> None:
+def set_limits(
+    uow: UnitOfWork,
+    merchant_id: str,
+    currency: str,
+    scope: str,
+    *,
+    actor: Actor | str | None = None,
+    **limits,
+) -> None:
     """Set per-transaction, daily and monthly limits (minor units; None = default)."""
     if scope not in SCOPES:
         raise ServiceError(f"scope must be one of {SCOPES}", "scope")
     if currency not in CURRENCIES:
         raise ServiceError(f"unknown currency {currency}", "currency")
     _require_merchant(uow, merchant_id)
-    values = {k: limits.get(k) for k in ("per_transaction", "daily", "monthly")}
+    values = {k: limits.get(k) for k in LIMIT_FIELDS}
+    key = (
+        (merchant_limits.c.merchant_id == merchant_id)
+        & (merchant_limits.c.currency == currency)
+        & (merchant_limits.c.scope == scope)
+    )
+    old = uow.conn.execute(select(merchant_limits).where(key).with_for_update()).first()
     uow.conn.execute(
         pg_insert(merchant_limits)
         .values(merchant_id=merchant_id, currency=currency, scope=scope, **values)
         .on_conflict_do_update(index_elements=["merchant_id", "currency", "scope"], set_=values)
     )
+    which = {"currency": currency, "scope": scope}
+    audit.record_if(
+        uow,
+        actor,
+        "merchant.set_limits",
+        merchant_id,
+        before=None if old is None else which | {k: getattr(old, k) for k in LIMIT_FIELDS},
+        after=which | values,
+    )
 
 
-def set_fraud_threshold(uow: UnitOfWork, merchant_id: str, threshold: int) -> None:
+def set_fraud_threshold(
+    uow: UnitOfWork, merchant_id: str, threshold: int, *, actor: Actor | str | None = None
+) -> None:
     """Set the risk score at which the merchant's payments are blocked."""
-    _require_merchant(uow, merchant_id)
+    old = uow.conn.execute(
+        select(merchants.c.fraud_block_threshold)
+        .where(merchants.c.id == merchant_id)
+        .with_for_update()
+    ).first()
+    if old is None:
+        raise NotFound("merchant", merchant_id)
     uow.conn.execute(
         merchants.update()
         .where(merchants.c.id == merchant_id)
         .values(fraud_block_threshold=threshold)
     )
+    audit.record_if(
+        uow,
+        actor,
+        "merchant.set_fraud_threshold",
+        merchant_id,
+        before={"fraud_block_threshold": old.fraud_block_threshold},
+        after={"fraud_block_threshold": threshold},
+    )
 
 
-def create_wallet(uow: UnitOfWork, owner: str, currency: str) -> dict:
+def create_wallet(
+    uow: UnitOfWork, owner: str, currency: str, *, actor: Actor | str | None = None
+) -> dict:
     """A payer wallet: a ledger account that may never go below zero."""
     if currency not in CURRENCIES:
         raise ServiceError(f"unknown currency {currency}", "currency")
@@ -81,10 +145,14 @@ def create_wallet(uow: UnitOfWork, owner: str, currency: str) -> dict:
     uow.conn.execute(
         insert(wallets).values(id=wallet_id, owner=owner, currency=currency, account_id=account)
     )
-    return {"wallet_id": wallet_id, "owner": owner, "currency": currency}
+    made = {"wallet_id": wallet_id, "owner": owner, "currency": currency}
+    audit.record_if(uow, actor, "wallet.create", wallet_id, after=made)
+    return made
 
 
-def fund_wallet(uow: UnitOfWork, wallet_id: str, amount: int) -> dict:
+def fund_wallet(
+    uow: UnitOfWork, wallet_id: str, amount: int, *, actor: Actor | str | None = None
+) -> dict:
     """Credit a wallet from the external funding account."""
     if amount <= 0:
         raise ServiceError("amount must be a positive integer (minor units)", "amount")
@@ -106,7 +174,16 @@ def fund_wallet(uow: UnitOfWork, wallet_id: str, amount: int) -> dict:
             )
         ],
     )
-    return {"wallet_id": wallet_id, "balance": wallet_balance(uow, wallet_id)}
+    balance = wallet_balance(uow, wallet_id)
+    audit.record_if(
+        uow,
+        actor,
+        "wallet.fund",
+        wallet_id,
+        before={"balance": balance - amount},
+        after={"balance": balance, "amount": amount, "currency": wallet.currency},
+    )
+    return {"wallet_id": wallet_id, "balance": balance}
 
 
 def wallet_balance(uow: UnitOfWork, wallet_id: str) -> int:

@@ -48,7 +48,9 @@ def _temporary_password(address: str) -> str:
             continue
 
 
-def create_operator(uow: UnitOfWork, vault, email: str, role: str, actor: str) -> dict:
+def create_operator(
+    uow: UnitOfWork, vault, email: str, role: str, actor: audit.Actor | str
+) -> dict:
     """A new operator; its temporary password and TOTP enrolment URI are returned only here."""
     address = _email(email)
     if role not in ROLES:
@@ -69,9 +71,9 @@ def create_operator(uow: UnitOfWork, vault, email: str, role: str, actor: str) -
             totp_secret_enc=vault.encrypt(totp_secret, aad=operator_id),
         )
     )
-    audit.record(
+    audit.record_as(
         uow,
-        actor,
+        audit.as_actor(actor),
         "operator.create",
         address,
         after={"id": operator_id, "email": address, "role": role, "password_temporary": True},
@@ -80,7 +82,7 @@ def create_operator(uow: UnitOfWork, vault, email: str, role: str, actor: str) -
     return {"email": address, "role": role, "otpauth_uri": uri, "temporary_password": password}
 
 
-def disable_operator(uow: UnitOfWork, email: str, actor: str) -> dict:
+def disable_operator(uow: UnitOfWork, email: str, actor: audit.Actor | str) -> dict:
     """Refuse the operator from now on (the row stays: the audit trail names it)."""
     address = _email(email)
     row = _find(uow, address, lock=True)
@@ -94,9 +96,9 @@ def disable_operator(uow: UnitOfWork, email: str, actor: str) -> dict:
         .values(disabled_at=func.now())
         .returning(operators.c.disabled_at)
     ).scalar_one()
-    audit.record(
+    audit.record_as(
         uow,
-        actor,
+        audit.as_actor(actor),
         "operator.disable",
         address,
         before={"disabled_at": None},

@@ -48,6 +48,7 @@ class RevocationList:
         read: Callable[[], frozenset[str]],
         interval_s: float = REFRESH_S,
         clock: Callable[[], float] = time.monotonic,
+        what: str = "the revoked API clients",
     ):
         self._read = read
         self._interval = interval_s
@@ -56,6 +57,7 @@ class RevocationList:
         self._due = 0.0  # clock time of the next read; 0: read at first use
         self._loaded = False
         self._lock = threading.Lock()
+        self._what = what  # for the log line of a failed read
 
     def is_revoked(self, client_id: str | None) -> bool:
         """True if ``client_id`` was revoked (as of at most ``interval_s`` ago)."""
@@ -77,7 +79,7 @@ class RevocationList:
             if faults.is_transient(exc):
                 outage.failed(exc)
             else:
-                log.exception("could not read the revoked API clients; keeping the last list")
+                log.exception("could not read %s; keeping the last list", self._what)
         finally:
             self._due = self._clock() + self._interval
             self._lock.release()
