@@ -54,11 +54,9 @@ def run(args, settings) -> int:
 
 
 def _print_qr(uri: str) -> None:
-    """The enrolment URI as a terminal QR code, when the optional ``qrcode`` package is there."""
-    try:
-        import qrcode
-    except ImportError:
-        return
+    """The enrolment URI as a terminal QR code, for an authenticator app to scan."""
+    import qrcode
+
     code = qrcode.QRCode(border=1)
     code.add_data(uri)
     code.print_ascii(invert=True)

@@ -13,6 +13,7 @@ from intake.metrics import Metrics
 from intake.middleware import Auth, JSONBody, Parameters, RequestId
 from intake.ratelimit import RateLimit
 from intake.resources import balance, events, intents, oauth, ops, refunds, reports
+from intake.resources.operator import accounts as operator_accounts
 from intake.resources.operator import audit as operator_audit
 from intake.resources.operator import auth as operator_auth
 from intake.resources.operator import blocklist as operator_blocklist
@@ -139,6 +140,7 @@ def create_app(
         ("/v1/webhook_deliveries", events.Deliveries(engine)),
         ("/v1/operator/me", operator_session.Me()),
         *operator_merchants.routes(engine, vault, settings),
+        *operator_accounts.routes(engine, vault, settings),
         ("/v1/operator/payment_intents", operator_payments.Intents(engine, runner)),
         ("/v1/operator/payment_intents/{intent_id}", operator_payments.Intent(engine, runner)),
         ("/v1/operator/refunds", operator_payments.Refunds(engine, runner)),

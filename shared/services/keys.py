@@ -72,6 +72,12 @@ def init(settings: Settings, now: datetime) -> dict:
                 lambda: _load_jwt(settings),
                 lambda: _write_jwt(settings, jwt_ring.new_ring(now)),
             ),
+            # Operator tokens have a ring of their own (never the merchant keys).
+            "operator_jwt": _missing_created(
+                settings.operator_jwt_private_key and "OPERATOR_JWT_PRIVATE_KEY",
+                lambda: _load_jwt(settings, jwt_ring.OPERATOR_RING_FILE),
+                lambda: _write_jwt(settings, jwt_ring.new_ring(now), jwt_ring.OPERATOR_RING_FILE),
+            ),
             "card": _missing_created(
                 settings.card_keys and "CARD_KEYS",
                 lambda: _load_card_keys(settings),

@@ -233,5 +233,8 @@ def test_production_without_keys_refuses_to_start_naming_the_setting(stack):
 
     created = ok_json(env, "keys", "init")  # how production gets its first keys
     assert created["jwt"].startswith("created ") and created["card"] == "created v1"
+    # The operator ring too, with a key of its own.
+    assert created["operator_jwt"].startswith("created ")
+    assert created["operator_jwt"] != created["jwt"]
     with processes.gunicorn(free_port(), workers=1, env=env) as api:
         assert api.proc.poll() is None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 from dataclasses import asdict
 from types import SimpleNamespace
 
@@ -19,6 +20,10 @@ from sqlalchemy import func, select
 
 from intake.app import create_app
 from shared.db.tables import audit_log, merchant_limits, merchants, operators
+from shared.db.uow import UnitOfWork
+from shared.services import merchant_admin
+from shared.services.audit import Actor
+from shared.services.errors import ServiceError
 from tests.support.apiclient import OwnAddressClient
 from tests.support.operators import bearer, make_operator, operator_token
 from tests.support.waiting import until
@@ -406,3 +411,29 @@ def test_an_admin_lists_creates_and_disables_operators(api, settings, admin, eng
     refused(again, 400, "invalid_request", "email", "already disabled")
     missing = post(api, "/v1/operator/operators/op_none/disable", admin)
     refused(missing, 404, "resource_missing", "operator_id")
+
+
+def test_two_racing_suspensions_suspend_once_and_write_one_row(engine, make_merchant):
+    mid = make_merchant()["merchant_id"]
+    start = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def suspend(who: str) -> None:
+        start.wait(timeout=10)
+        try:
+            with UnitOfWork(engine) as uow:
+                merchant_admin.suspend(uow, Actor(who), mid, who)
+                uow.commit()
+            outcomes.append("suspended")
+        except ServiceError as exc:
+            outcomes.append(exc.message)
+
+    threads = [threading.Thread(target=suspend, args=(f"test:{n}",)) for n in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sorted(outcomes) == [f"merchant {mid} is already suspended", "suspended"]
+    (row,) = rows_for(engine, mid)
+    assert row.action == "merchant.suspend"
+    assert merchant_row(engine, mid).suspended_reason == row.after["suspended_reason"]

@@ -9,6 +9,7 @@ as ``clearhouse_app``, the role the services log in as.
 from __future__ import annotations
 
 import getpass
+import io
 import os
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from types import SimpleNamespace
 
 import pyotp
 import pytest
+import qrcode
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
@@ -81,10 +83,18 @@ def test_create_prints_a_one_time_enrolment_and_stores_only_hashes(engine, vault
 def test_create_without_json_prints_key_value_lines():
     email = new_email()
     out = cli("operator", "create", "--email", email, "--role", "viewer")
-    assert out.returncode == 0 and out.stderr == "", out
+    # The layer's first CLI run may generate its dev keys (one WARNING line each).
+    noise = [line for line in out.stderr.splitlines() if not line.startswith("keys: generated")]
+    assert out.returncode == 0 and noise == [], out
     lines = dict(line.split(": ", 1) for line in out.stdout.splitlines()[:4])
     assert set(lines) == {"email", "role", "otpauth_uri", "temporary_password"}
     assert lines["email"] == email and lines["otpauth_uri"].startswith("otpauth://totp/")
+    # Then the QR code of exactly that URI, for an authenticator app to scan.
+    code = qrcode.QRCode(border=1)
+    code.add_data(lines["otpauth_uri"])
+    drawn = io.StringIO()
+    code.print_ascii(out=drawn, invert=True)
+    assert drawn.getvalue().strip() and drawn.getvalue() in out.stdout
 
 
 def test_a_second_operator_with_the_same_email_in_any_case_is_refused(engine):

@@ -1,10 +1,10 @@
-"""``/v1/operator/merchants...`` and ``/v1/operator/operators...``: what admins manage.
+"""``/v1/operator/merchants...``: merchants as operators manage them.
 
-Viewers read merchants; every change (and anything about operator accounts)
-needs the admin role. Each change runs with its audit row in one transaction
-(``actor_of``: the operator, the request id, the source IP). Bodies are
-checked as the CLI checks its arguments, with the same rules and messages
-where it has them; a refused request changes nothing and writes no row.
+Viewers read merchants; every change needs the admin role. Each change runs
+with its audit row in one transaction (``actor_of``: the operator, the
+request id, the source IP). Bodies are checked as the CLI checks its
+arguments, with the same rules and messages where it has them; a refused
+request changes nothing and writes no row.
 """
 
 from __future__ import annotations
@@ -14,37 +14,21 @@ from sqlalchemy import Engine
 from intake.listing import list_object, list_query
 from intake.openapi import Operation
 from intake.resources.operator.actor import actor_of
+from intake.resources.operator.admin import TAG, AdminResource, fields_check
 from intake.schemas import requests as rq
 from intake.schemas import responses as rs
 from intake.schemas.parse import closed, parse
 from shared.config import Settings
-from shared.db.uow import UnitOfWork, transact
 from shared.domain import merchant_admin as rules
 from shared.domain.limits import SCOPES as LIMIT_SCOPES
-from shared.domain.validation import ValidationError, reject_unknown, require_object
+from shared.domain.validation import ValidationError
 from shared.money import CURRENCIES
-from shared.services import merchant_admin, merchants, operator_accounts, operators
+from shared.services import merchant_admin, merchants
 from shared.services import webhook_endpoints as endpoints
-
-TAG = "operator"
-
-
-def _body(fields: set[str], required: tuple[str, ...] = ()):
-    """A check: an object of ``fields``, each of ``required`` present; the body as given."""
-
-    def check(body: object) -> dict:
-        body = require_object(body)
-        reject_unknown(body, fields)
-        for name in required:
-            if body.get(name) is None:
-                raise ValidationError(name, f"Missing required param: {name}.", "parameter_missing")
-        return body
-
-    return check
 
 
 def _create_check(body: object) -> dict:
-    body = _body({"name", "webhook_url"}, ("name",))(body)
+    body = fields_check({"name", "webhook_url"}, ("name",))(body)
     if not isinstance(body["name"], str) or not body["name"].strip():
         # The CLI's (the service's) words for a blank name.
         raise ValidationError("name", "name must not be empty")
@@ -52,7 +36,7 @@ def _create_check(body: object) -> dict:
 
 
 def _limits_check(body: object) -> dict:
-    body = _body({"currency", "scope", *rules.LIMIT_FIELDS}, ("currency",))(body)
+    body = fields_check({"currency", "scope", *rules.LIMIT_FIELDS}, ("currency",))(body)
     currency = body["currency"]
     if not isinstance(currency, str):
         raise ValidationError("currency", "`currency` must be a string.")
@@ -68,40 +52,23 @@ def _limits_check(body: object) -> dict:
 
 
 def _threshold_check(body: object) -> int:
-    body = _body({"threshold"})(body)
+    body = fields_check({"threshold"})(body)
     return rules.threshold(body.get("threshold"))
 
 
 def _url_check(body: object) -> str:
-    return _body({"url"}, ("url",))(body)["url"]
+    return fields_check({"url"}, ("url",))(body)["url"]
 
 
 def _overlap_check(body: object) -> float | None:
-    return rules.overlap_hours(_body({"overlap_hours"})(body).get("overlap_hours"))
+    return rules.overlap_hours(fields_check({"overlap_hours"})(body).get("overlap_hours"))
 
 
 def _reason_check(body: object) -> str | None:
-    return rules.reason(_body({"reason"})(body).get("reason"))
+    return rules.reason(fields_check({"reason"})(body).get("reason"))
 
 
-class _Admin:
-    """A resource on the layer's database; the least role is the class's."""
-
-    operator_role = "admin"
-
-    def __init__(self, engine: Engine, vault, settings: Settings):
-        self._engine = engine
-        self._vault = vault
-        self._settings = settings
-
-    def _new_uow(self) -> UnitOfWork:
-        return UnitOfWork(self._engine)
-
-    def _run(self, fn, *args):
-        return transact(self._new_uow, fn, *args)
-
-
-class Merchants(_Admin):
+class Merchants(AdminResource):
     # The least role of its methods; each Operation's own role is checked (POST: admin).
     operator_role = "viewer"
     operations = {
@@ -149,7 +116,7 @@ class Merchants(_Admin):
         )
 
 
-class Merchant(_Admin):
+class Merchant(AdminResource):
     operator_role = "viewer"
     operations = {
         "GET": Operation(
@@ -174,7 +141,7 @@ def _merchant_action(
 ):
     """An admin's POST on one merchant: ``act(resource, uow, actor, merchant_id, value)``."""
 
-    class Action(_Admin):
+    class Action(AdminResource):
         operations = {
             "POST": Operation(
                 op_id,
@@ -266,67 +233,6 @@ RotateWebhookSecret = _merchant_action(
 )
 
 
-class Operators(_Admin):
-    operations = {
-        "GET": Operation(
-            "listOperators",
-            TAG,
-            "Every operator account, oldest first",
-            200,
-            rs.OperatorAccountList,
-            query=rq.NoQuery,
-            role="admin",
-        ),
-        "POST": Operation(
-            "createOperator",
-            TAG,
-            "A new operator: its one-time enrolment (TOTP URI, temporary password)",
-            200,
-            rs.OperatorEnrolment,
-            body=rq.OperatorCreateOperator,
-            body_required=True,
-            role="admin",
-        ),
-    }
-
-    def on_get(self, req, resp) -> None:
-        parse(rq.NoQuery, req.params, closed(set()), "The query")
-        with self._new_uow() as uow:
-            rows = operator_accounts.list_operators(uow)
-        resp.media = list_object(rows, False, "/v1/operator/operators")
-
-    def on_post(self, req, resp) -> None:
-        body = parse(
-            rq.OperatorCreateOperator, req.context.body, _body({"email", "role"}, ("email", "role"))
-        )
-        resp.set_header("Cache-Control", "no-store")
-        resp.media = self._run(
-            lambda uow: operators.create_operator(
-                uow, self._vault, body["email"], body["role"], actor_of(req)
-            )
-        )
-
-
-class DisableOperator(_Admin):
-    operations = {
-        "POST": Operation(
-            "disableOperator",
-            TAG,
-            "Refuse an operator from now on (its tokens too)",
-            200,
-            rs.OperatorAccount,
-            body=rq.OperatorDisableOperator,
-            role="admin",
-        )
-    }
-
-    def on_post(self, req, resp, operator_id: str) -> None:
-        parse(rq.OperatorDisableOperator, req.context.body, closed(set()))
-        resp.media = self._run(
-            lambda uow: operator_accounts.disable(uow, actor_of(req), operator_id)
-        )
-
-
 def routes(engine: Engine, vault, settings: Settings) -> list[tuple[str, object]]:
     """The routes of this module, for intake/app.py."""
     deps = (engine, vault, settings)
@@ -340,6 +246,4 @@ def routes(engine: Engine, vault, settings: Settings) -> list[tuple[str, object]
         (f"{base}/fraud_threshold", FraudThreshold(*deps)),
         (f"{base}/webhook_url", WebhookUrl(*deps)),
         (f"{base}/rotate_webhook_secret", RotateWebhookSecret(*deps)),
-        ("/v1/operator/operators", Operators(*deps)),
-        ("/v1/operator/operators/{operator_id}/disable", DisableOperator(*deps)),
     ]
