@@ -35,6 +35,8 @@ def headless_chrome(width: int = 1280, height: int = 1000):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    # Selenium Manager would fetch a browser or driver it cannot find: forbid it outright.
+    os.environ.setdefault("SE_OFFLINE", "true")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in (
