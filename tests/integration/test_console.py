@@ -300,6 +300,7 @@ def test_every_console_response_carries_the_csp_and_security_headers(
         assert got.headers["X-Content-Type-Options"] == "nosniff"
         assert got.headers["Referrer-Policy"] == "no-referrer"
         assert got.headers["Cache-Control"] == "no-store"
+        assert got.headers["X-Frame-Options"] == "DENY"
     assert [p.status_code for p in pages[-5:]] == [404, 404, 403, 200, 303]
     for got in pages:
         if got.status_code in (200, 403, 404) and got.headers["Content-Type"].startswith(
