@@ -40,7 +40,7 @@ LOCUST_RUN_TIME ?= 60s
 LOCUST_ARGS ?=
 export LOCUST_USERS LOCUST_SPAWN_RATE LOCUST_RUN_TIME
 
-.PHONY: help venv services migrate run locust test alerts chaos bench bench-report bench-reencrypt mutation lint fmt clean
+.PHONY: help venv services migrate run locust test alerts chromium chaos bench bench-report bench-reencrypt mutation lint fmt clean
 
 help:
 	@echo "make venv      create .venv and install the package with dev extras"
@@ -52,6 +52,8 @@ help:
 	@echo "               and make alerts"
 	@echo "make alerts    promtool check + test of the alert rules (deploy/prometheus; installs"
 	@echo "               Debian's prometheus package when promtool is missing)"
+	@echo "make chromium  install Debian's chromium and chromium-driver when missing (the console's"
+	@echo "               browser test drives them; make test runs this)"
 	@echo "make chaos     full chaos run: every fault kind, seeded (CHAOS_SEED replays), ~10 min"
 	@echo "make locust    locust headless against a running \`make run\` (LOCUST_USERS=$(LOCUST_USERS),"
 	@echo "               LOCUST_SPAWN_RATE=$(LOCUST_SPAWN_RATE), LOCUST_RUN_TIME=$(LOCUST_RUN_TIME)); fails if a request failed"
@@ -113,13 +115,17 @@ run: venv services migrate
 locust: venv
 	bash deploy/dev/locust.sh https://127.0.0.1:$(PORT) $(LOCUST_ARGS)
 
-test: venv services alerts
+test: venv services alerts chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest tests -p no:cacheprovider $(TEST_ARGS)
 
 # The Prometheus alert rules: promtool check + promtool's rule tests.
 alerts:
 	bash deploy/dev/alerts.sh
+
+# Debian's chromium and chromium-driver for tests/e2e/test_console_browser.py.
+chromium:
+	bash deploy/dev/chromium.sh
 
 # Private Postgres and Redis of its own; needs the Postgres server binaries.
 chaos: venv services

@@ -5,6 +5,9 @@ from __future__ import annotations
 import falcon
 
 from intake import errors
+from intake.console import routes as console_routes
+from intake.console import session as console_session
+from intake.console.session import Console
 from intake.idempotent import IdempotentRunner
 from intake.metrics import Metrics
 from intake.middleware import Auth, JSONBody, Parameters, RequestId
@@ -87,7 +90,7 @@ def create_app(
         middleware=[
             RequestId(),
             Metrics(),
-            Auth(
+            auth := Auth(
                 keys,
                 audience=settings.jwt_audience,
                 issuer=settings.jwt_issuer,
@@ -101,6 +104,8 @@ def create_app(
             ),
             Parameters(),
             JSONBody(settings.max_body_bytes),
+            # The web console's session cookie, roles and CSRF tokens (a form body is read).
+            Console(auth, operator_keys, settings, vault.fingerprint),
             # Last: the client is known (Auth, or the OAuth body's client_id).
             RateLimit(Throttle(redis_client, prefix), breaker, settings),
         ]
@@ -109,8 +114,10 @@ def create_app(
     app.req_options.keep_blank_qs_values = True
     app.req_options.strip_url_path_trailing_slash = True
     # Most specific type wins, so falcon's own HTTPError handler is replaced too.
+    # The console's paths get the same answers as HTML pages.
+    handle = console_session.error_page(errors.handle)
     for exc_type in (Exception, falcon.HTTPError, ValidationError, ServiceError):
-        app.add_error_handler(exc_type, errors.handle)
+        app.add_error_handler(exc_type, handle)
 
     # Request hashes are keyed: the bodies they digest contain card numbers.
     runner = IdempotentRunner(engine, settings, mac=vault.fingerprint, dispatch=dispatch)
@@ -154,6 +161,11 @@ def create_app(
     routes.append(("/openapi.json", ops.OpenAPI(routes)))
     for template, resource in routes:
         app.add_route(template, resource)
+    # HTML pages, not API operations: not in the OpenAPI document.
+    console = console_routes.routes(engine, operator_keys, vault, settings, dispatch)
+    for template, resource in console:
+        app.add_route(template, resource)
+    app.add_static_route("/console/static", str(console_routes.STATIC_DIR))
     return app
 
 

@@ -163,8 +163,11 @@ class Auth:
         log_context.bind(merchant_id=claims["sub"])
         req.context.client_id = claims.get("client_id")
 
-    def _operator(self, req, needed_role: str) -> None:
-        token = bearer_token(req, "POST /v1/operator/login")
+    def operator_claims(self, token: str) -> dict:
+        """The claims of a valid operator token of an active operator; 401 otherwise.
+
+        The web console (intake/console/) checks its session cookie's token with this too.
+        """
         if self._operator_keys is None:
             raise unauthorized("Operator tokens are not accepted here.", "invalid_token")
         try:
@@ -177,6 +180,10 @@ class Auth:
             ) from None
         if self._operator_active is not None and not self._operator_active(claims["sub"]):
             raise unauthorized("The operator account is disabled.", "invalid_token")
+        return claims
+
+    def _operator(self, req, needed_role: str) -> None:
+        claims = self.operator_claims(bearer_token(req, "POST /v1/operator/login"))
         role = claims.get("role")
         if not role_allows(role, needed_role):
             raise ApiError(
@@ -185,12 +192,20 @@ class Auth:
                 f"This operation needs the `{needed_role}` role (or a higher one);"
                 f" the token's role is `{role}`.",
             )
-        req.context.operator = OperatorPrincipal(
-            claims["sub"], str(claims.get("email", "")), role, int(claims.get("auth_time", 0))
-        )
-        req.context.merchant_id = None
-        req.context.client_id = None
-        log_context.bind(operator_id=claims["sub"])
+        bind_operator(req, claims)
+
+
+def bind_operator(req, claims: dict) -> None:
+    """Make the request act for the operator a verified token's ``claims`` name."""
+    req.context.operator = OperatorPrincipal(
+        claims["sub"],
+        str(claims.get("email", "")),
+        claims.get("role"),
+        int(claims.get("auth_time", 0)),
+    )
+    req.context.merchant_id = None
+    req.context.client_id = None
+    log_context.bind(operator_id=claims["sub"])
 
 
 def insufficient_scope(scope: str) -> ApiError:

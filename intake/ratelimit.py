@@ -31,7 +31,10 @@ from shared.services.auth import OAuthError
 OAUTH_PATHS = frozenset({"/v1/oauth/token", "/v1/oauth/revoke"})
 # Operator credentials are guessed from the network as client secrets are: the same
 # stricter per-IP limit, on a bucket of its own (the account lockout is per operator).
-OPERATOR_AUTH_PATHS = frozenset({"/v1/operator/login", "/v1/operator/password"})
+# The web console's login and password forms are the same guesses by another door.
+OPERATOR_AUTH_PATHS = frozenset(
+    {"/v1/operator/login", "/v1/operator/password", "/console/login", "/console/password"}
+)
 CHECK = "rate_limit"
 
 

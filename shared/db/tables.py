@@ -67,7 +67,7 @@ merchants = Table(
     # {"bps": {"instant": 290, ...}, "fixed": {"USD": 30, ...}}; NULL = default plan.
     Column("fee_plan", JSONB),
     _now(),
-    # Set while suspended: its clients are refused (shared/services/suspensions.py, 0012).
+    # Set while suspended: its clients are refused (shared/services/suspensions.py, 0013).
     Column("suspended_at", DateTime(timezone=True)),
     Column("suspended_reason", Text),
     Index("ix_merchants_suspended", "id", postgresql_where=text("suspended_at IS NOT NULL")),

@@ -60,6 +60,10 @@ print(json.dumps({
                    / "migrations" / "env.py").is_file(),
     "api": type(app).__module__,
     "common_passwords": len(importlib.import_module("shared.domain.passwords").common_passwords()),
+    "console_templates": importlib.import_module("intake.console.render").environment()
+    .list_templates(),
+    "console_css": (importlib.import_module("intake.console.routes").STATIC_DIR
+                    / "console.css").is_file(),
 }))
 """
 
@@ -183,6 +187,8 @@ def test_every_import_of_the_code_is_a_declared_dependency(clean_venv, tmp_path)
     assert found["migrations"], "alembic's migrations are not in the installed package"
     assert found["api"].startswith("falcon")
     assert found["common_passwords"] > 200, "the common-password list is not in the package"
+    assert "login.html" in found["console_templates"], "the console's templates are not in it"
+    assert found["console_css"], "the console's stylesheet is not in the package"
 
 
 def test_every_program_the_procfile_runs_is_installed_and_starts(clean_venv, tmp_path):
