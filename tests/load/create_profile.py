@@ -23,6 +23,7 @@ with its own Idempotency-Key, as the bench sends.
 ``broker``: the create path publishes nothing itself (the outbox relay does, after
 the trigger's NOTIFY); the webhook delivery's after-commit enqueue goes to a no-op
 publisher here, so the broker's cost is not in these figures.
+``PROFILE_DETAIL=0`` skips the last two (to compare builds back to back).
 Nothing asserts them: figures for the README, not a test.
 """
 
@@ -42,6 +43,8 @@ import falcon.testing
 from sqlalchemy import event
 
 N = int(os.environ.get("PROFILE_N") or 1000)
+# 0: only the timed runs and counts (comparing builds back to back).
+DETAIL = os.environ.get("PROFILE_DETAIL", "1") != "0"
 RUNS = int(os.environ.get("PROFILE_RUNS") or 5)
 LIMITS = dict(rate_limit_per_ip=1e6, rate_limit_per_client=1e6)
 
@@ -277,11 +280,12 @@ def main() -> None:
             "wall_us": round(statistics.median(w for w, _ in samples), 1),
             "cpu_us_runs": [round(c, 1) for _, c in samples],
             "per_create": counters.per(N * RUNS),
-            "driver_wall_us": statement_times(engine, create, N),
-            "profile": profile_run(create, N),
             "n": N,
             "runs": RUNS,
         }
+        if DETAIL:
+            out["driver_wall_us"] = statement_times(engine, create, N)
+            out["profile"] = profile_run(create, N)
     finally:
         cleanup()
     print(json.dumps(out, indent=2))
