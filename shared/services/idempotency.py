@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Interval, Text, bindparam, delete, func, select
+from sqlalchemy import Interval, bindparam, delete, func, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from shared.db.tables import idempotency_keys as ik
@@ -39,12 +39,9 @@ class KeyInUse(ServiceError):
 
 # Built once: constructing a statement and its cache key per request cost more
 # CPU than running it (the parameters are bound at execute).
-_LOCK = select(
-    func.pg_try_advisory_xact_lock(func.hashtextextended(bindparam("name", type_=Text), 0))
+_CLAIM = text("SELECT * FROM idempotency_claim(:merchant_id, :key, :retention)").bindparams(
+    bindparam("retention", type_=Interval)
 )
-_LOOKUP = select(
-    ik, (ik.c.created_at < func.now() - bindparam("retention", type_=Interval)).label("stale")
-).where(ik.c.merchant_id == bindparam("merchant_id"), ik.c.key == bindparam("key"))
 _UPSERT = pg_insert(ik)
 _COMPLETE = _UPSERT.on_conflict_do_update(
     index_elements=[ik.c.merchant_id, ik.c.key],
@@ -107,16 +104,18 @@ def begin(
     # Two statements, not one: in READ COMMITTED a statement's snapshot is
     # taken before its lock is. Read together, a request could get the lock
     # just released by the first request's commit while its snapshot predates
-    # that commit, see no stored response, and charge a second time.
-    if not uow.conn.execute(_LOCK, {"name": f"{merchant_id}:{key}"}).scalar_one():
+    # that commit, see no stored response, and charge a second time. The
+    # function (migration 0014) runs them as two statements in one round trip:
+    # each statement of a VOLATILE function takes a fresh snapshot.
+    row = uow.conn.execute(
+        _CLAIM, {"merchant_id": merchant_id, "key": key, "retention": _hours(retention_h)}
+    ).one()
+    if not row.locked:
         raise KeyInUse(
             "A request with this Idempotency-Key is still being processed; retry later.",
             "Idempotency-Key",
         )
-    row = uow.conn.execute(
-        _LOOKUP, {"merchant_id": merchant_id, "key": key, "retention": _hours(retention_h)}
-    ).first()
-    if row is None or row.stale or row.response_status is None:
+    if not row.found or row.stale or row.response_status is None:
         return None  # a key past its retention is treated as absent
     if (row.request_method, row.request_path, row.request_hash) != (method, path, req_hash):
         raise KeyReused(
