@@ -78,6 +78,7 @@ COMPONENTS = [
 def statement_kind(sql: str) -> str:
     s = " ".join(sql.split())
     for needle, label in (
+        ("idempotency_claim", "idempotency claim (lock, then lookup)"),
         ("pg_try_advisory_xact_lock", "idempotency lock"),
         ("FROM idempotency_keys", "idempotency lookup"),
         ("INSERT INTO idempotency_keys", "idempotency complete"),
