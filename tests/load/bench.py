@@ -14,8 +14,11 @@ fresh database each), BENCH_DRAIN_S [60], BENCH_CONNECTIONS [auto] generator
 threads, BENCH_KEEP_DB=1 keeps the database, BENCH_KEEP_LOGS=1 keeps the
 process logs, WEB_CONCURRENCY [3], ACQUIRER_LATENCY_MS [0], BENCH_WEBHOOKS [0]
 (1: the merchant gets a webhook URL served by tests/load/webhook_sink.py in a
-process of its own, and webhook figures are added); DATABASE_URL and REDIS_URL
-name the servers (their db name / number are replaced).
+process of its own, and webhook figures are added), BENCH_REFERENCE [0] (1: then
+a bare Falcon app, tests/load/bare_app.py, and the intake alone are driven closed
+loop and at half load for BENCH_REFERENCE_S [20] each; BENCH_REFERENCE_RATE,
+BENCH_REFERENCE_CONNECTIONS); DATABASE_URL and REDIS_URL name the servers (their
+db name / number are replaced).
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ TARGET_COMPLETED_PER_S = 100
 TARGET_ACCEPT_P99_MS = 50
 # Refresh the access token this long before it expires.
 TOKEN_MARGIN_S = 60
+# Each reference phase's warm-up (not counted): connections open, workers warm.
+REFERENCE_WARMUP_S = 2
 
 
 def log(msg: str) -> None:
@@ -83,6 +88,8 @@ def percentiles(values, qs=(50, 95, 99)) -> dict | None:
 # offered rate does not drop when the server slows down (unless every thread
 # is blocked; then `send_lag_ms` shows it). Each thread keeps one
 # http.client connection (re-opened when gunicorn's sync workers close it).
+# Closed loop (rate None, the reference's max-rate phases): each thread sends
+# its next request as soon as the previous one is answered.
 # --------------------------------------------------------------------------
 
 
@@ -134,8 +141,10 @@ def generate(cfg: dict) -> dict:
     host, port = cfg["host"], cfg["port"]
     rate, threads = cfg["rate"], cfg["threads"]
     t0_wall, warmup, duration = cfg["t0"], cfg["warmup_s"], cfg["duration_s"]
-    token = _Token(host, port, cfg["client_id"], cfg["client_secret"])
-    token.get()
+    path = cfg.get("path", "/v1/payment_intents")
+    token = _Token(host, port, cfg["client_id"], cfg["client_secret"]) if cfg["client_id"] else None
+    if token:
+        token.get()
     # Map the wall-clock schedule onto the monotonic clock once.
     t0 = time.monotonic() + (t0_wall - time.time())
     win_start, end = t0 + warmup, t0 + warmup + duration
@@ -151,7 +160,7 @@ def generate(cfg: dict) -> dict:
         my_lat, my_lag, my_err, my_counts = [], [], Counter(), Counter()
         j = 0
         while True:
-            sched = t0 + (j * threads + k) / rate
+            sched = t0 + (j * threads + k) / rate if rate else max(time.monotonic(), t0)
             j += 1
             if sched >= end:
                 break
@@ -168,15 +177,14 @@ def generate(cfg: dict) -> dict:
             kind = None
             try:
                 for attempt in (0, 1):
-                    headers = {
-                        "Content-Type": "application/json",
-                        "Authorization": "Bearer " + token.get(force=attempt == 1),
-                        "Idempotency-Key": idempotency_key(),
-                    }
-                    conn.request("POST", "/v1/payment_intents", body, headers)
+                    headers = {"Content-Type": "application/json"}
+                    if token:
+                        headers["Authorization"] = "Bearer " + token.get(force=attempt == 1)
+                        headers["Idempotency-Key"] = idempotency_key()
+                    conn.request("POST", path, body, headers)
                     resp = conn.getresponse()
                     resp.read()
-                    if resp.status != 401:
+                    if resp.status != 401 or not token:
                         break
                 if resp.status != 202:
                     kind = f"http_{resp.status}"
@@ -217,7 +225,7 @@ def generate(cfg: dict) -> dict:
         "send_lag_ms": lags,
         "errors": dict(errors),
         "counts": dict(counts),
-        "token_fetches": token.refreshes,
+        "token_fetches": token.refreshes if token else 0,
         "cpu_s": usage.ru_utime + usage.ru_stime,
         "finished_at": time.time(),
     }
@@ -533,7 +541,6 @@ class Run:
     # -- load ----------------------------------------------------------------
 
     def drive(self) -> dict:
-        from tests.support.processes import Process
 
         o = self.opts
         t0 = time.time() + 1.5  # time for the generator to import and fetch a token
@@ -548,11 +555,7 @@ class Run:
             "warmup_s": o["warmup_s"],
             "duration_s": o["duration_s"],
         }
-        work = Path(tempfile.mkdtemp(prefix="clearhouse-bench-gen-"))
-        (work / "cfg.json").write_text(json.dumps(cfg))
-        argv = [sys.executable, "-m", "tests.load.bench", "--generate", str(work)]
-        gen = Process("loadgen", argv, self.env)
-        self.procs["loadgen"] = gen
+        gen, work = self._spawn_generator(cfg)
         groups = {name: p.proc.pid for name, p in self.procs.items()}
         sampler = CpuSampler(groups)
         self.window = (t0 + o["warmup_s"], t0 + o["warmup_s"] + o["duration_s"])
@@ -580,6 +583,19 @@ class Run:
             if redis_a is not None and redis_b is not None
             else None
         )
+        return self._collect_generator(gen, work)
+
+    def _spawn_generator(self, cfg: dict, name: str = "loadgen"):
+        from tests.support.processes import Process
+
+        work = Path(tempfile.mkdtemp(prefix="clearhouse-bench-gen-"))
+        (work / "cfg.json").write_text(json.dumps(cfg))
+        argv = [sys.executable, "-m", "tests.load.bench", "--generate", str(work)]
+        gen = Process(name, argv, self.env)
+        self.procs[name] = gen
+        return gen, work
+
+    def _collect_generator(self, gen, work: Path) -> dict:
         gen.proc.wait(timeout=60)
         out = work / "result.json"
         if gen.proc.returncode != 0 or not out.exists():
@@ -587,6 +603,111 @@ class Run:
         result = json.loads(out.read_text())
         gen.stop()
         shutil.rmtree(work, ignore_errors=True)
+        return result
+
+    # -- reference: a bare Falcon app against the intake alone -------------------
+
+    def reference(self) -> dict:
+        """BENCH_REFERENCE=1: the bare app and the intake alone, same gunicorn, same generator.
+
+        Runs after the main figures: the pipeline's processes stop (so the intake is
+        alone, as in the issue's figure) and the intents it accepts here stay unsent.
+        """
+        from tests.load import bare_app
+        from tests.load.reference import half_load_rate, max_rate, reference_figures
+        from tests.support import processes as P
+
+        o = self.opts
+        for name, proc in self.procs.items():
+            if name != "api":
+                _stop(proc)
+        self._create_bare_table(bare_app)
+        bare_port = _free_port()
+        env = {**self.env, "METRICS_PORT": "0"}
+        self.procs["bare"] = P.gunicorn(
+            bare_port,
+            workers=o["web_concurrency"],
+            env=env,
+            app="tests.load.bare_app:get_app()",
+            health=bare_app.PATH,
+        )
+        bare = {"port": bare_port, "path": bare_app.PATH, "client_id": ""}
+        intake = {
+            "port": self.port,
+            "client_id": self.merchant["client_id"],
+            "client_secret": self.merchant["client_secret"],
+        }
+        conns = o["reference_connections"]
+        phases = {}
+        phases["bare_max"] = self._phase("bare_max", bare, None, conns)
+        phases["intake_max"] = self._phase("intake_max", intake, None, conns)
+        dur = o["reference_s"]
+        bare_max = max_rate(phases["bare_max"]["counts"].get("accepted_in_window", 0), dur)
+        intake_max = max_rate(phases["intake_max"]["counts"].get("accepted_in_window", 0), dur)
+        rate = half_load_rate(intake_max, o["reference_rate"])
+        open_conns = _connections_for(rate)
+        phases["bare_half"] = self._phase("bare_half", bare, rate, open_conns)
+        phases["intake_half"] = self._phase("intake_half", intake, rate, open_conns)
+        fig = reference_figures(
+            bare_max,
+            intake_max,
+            rate,
+            percentiles(phases["bare_half"]["latencies_ms"]),
+            percentiles(phases["intake_half"]["latencies_ms"]),
+        )
+        fig["phases"] = {
+            name: {
+                "rate": "closed loop" if name.endswith("_max") else rate,
+                "connections": conns if name.endswith("_max") else open_conns,
+                "answered_per_s": max_rate(ph["counts"].get("accepted_in_window", 0), dur),
+                "errors": {k: v for k, v in ph["errors"].items() if not k.startswith("warmup:")},
+                "send_lag_ms": percentiles(ph["send_lag_ms"]),
+                "cpu": ph["cpu"],
+                "loadgen_cpu_cores": round(ph["cpu_s"] / (dur + REFERENCE_WARMUP_S), 3),
+            }
+            for name, ph in phases.items()
+        }
+        fig["phase_s"] = dur
+        return fig
+
+    def _create_bare_table(self, bare_app) -> None:
+        import psycopg2
+        from sqlalchemy.engine import make_url
+
+        conn = psycopg2.connect(bare_app.libpq_url(self.env["MIGRATION_DATABASE_URL"]))
+        try:
+            bare_app.create_table(conn, make_url(self.env["DATABASE_URL"]).username)
+        finally:
+            conn.close()
+
+    def _phase(self, label: str, target: dict, rate: float | None, connections: int) -> dict:
+        """One generator run against ``target``; its result plus the servers' CPU in the window."""
+        o = self.opts
+        t0 = time.time() + 1.5
+        cfg = {
+            "host": "127.0.0.1",
+            "client_secret": "",
+            **target,
+            "rate": rate,
+            "threads": connections,
+            "t0": t0,
+            "warmup_s": REFERENCE_WARMUP_S,
+            "duration_s": o["reference_s"],
+        }
+        log(
+            f"reference {label}: {'closed loop' if rate is None else f'{rate}/s open loop'}, "
+            f"{connections} connections, {o['reference_s']} s"
+        )
+        gen, work = self._spawn_generator(cfg, f"loadgen_{label}")
+        sampler = CpuSampler({n: p.proc.pid for n, p in self.procs.items()})
+        self._sleep_until(t0 + REFERENCE_WARMUP_S, gen)
+        cpu_a = sampler.snapshot()
+        self._sleep_until(t0 + REFERENCE_WARMUP_S + o["reference_s"], gen)
+        cpu_b = sampler.snapshot()
+        result = self._collect_generator(gen, work)
+        cpu = CpuSampler.diff(cpu_a, cpu_b, o["reference_s"])
+        result["cpu"] = {k: v for k, v in cpu["by_process_cores"].items() if v >= 0.01}
+        result["cpu"]["machine_busy_cores"] = cpu["machine_busy_cores"]
         return result
 
     def _sleep_until(self, wall: float, gen) -> None:
@@ -952,6 +1073,8 @@ class Run:
             gen = self.drive()
             drain_s = self.drain()
             fig = self.figures(gen, drain_s)
+            if self.opts["reference"]:
+                fig["reference"] = self.reference()
             failed = False
             return fig
         finally:
@@ -988,6 +1111,7 @@ MEDIAN_KEYS = (
     "db_commits_per_completed",
     "webhook_first_attempt_latency_ms",
     "webhooks",
+    "reference",
 )
 
 
@@ -1004,6 +1128,10 @@ def summarize(runs: list[dict], opts: dict) -> dict:
             "count": statistics.median(r["errors"]["count"] for r in runs),
             "by_kind_total": dict(by_kind),
         }
+    if "reference" in top:
+        # The issue's names, at the top level: the reference measured in the same run(s).
+        for key in ("bare_max_per_s", "intake_max_per_s", "intake_vs_bare", "accept_p99_vs_bare"):
+            top[key] = top["reference"].get(key)
     p99 = (top["accept_latency_ms"] or {}).get("p99")
     top["target"] = {
         "completed_per_s_min": TARGET_COMPLETED_PER_S,
@@ -1052,8 +1180,17 @@ def options() -> dict:
         "warmup_s": _env_float("BENCH_WARMUP_S", 5),
         "runs": max(1, _env_int("BENCH_RUNS", 1)),
         "drain_s": _env_float("BENCH_DRAIN_S", 60),
-        # Enough threads that a few slow requests do not stall the schedule.
-        "connections": _env_int("BENCH_CONNECTIONS", min(128, max(8, math.ceil(rate / 5)))),
+        "connections": _env_int("BENCH_CONNECTIONS", _connections_for(rate)),
+        "reference": os.environ.get("BENCH_REFERENCE", "0").strip() == "1",
+        "reference_s": _env_float("BENCH_REFERENCE_S", 20),
+        "reference_rate": _env_float("BENCH_REFERENCE_RATE", 0) or None,
+        # Closed loop: as many connections as the servers have threads, twice over,
+        # so that every gthread thread has a request waiting (wrk's -c 6 saw one
+        # worker idle while another queued).
+        "reference_connections": _env_int(
+            "BENCH_REFERENCE_CONNECTIONS",
+            2 * _env_int("WEB_CONCURRENCY", 3) * _env_int("THREADS", 2),
+        ),
         "web_concurrency": _env_int("WEB_CONCURRENCY", 3),
         "acquirer_latency_ms": _env_int("ACQUIRER_LATENCY_MS", 0),
         "webhooks": os.environ.get("BENCH_WEBHOOKS", "0").strip() == "1",
@@ -1061,6 +1198,11 @@ def options() -> dict:
         "keep_logs": os.environ.get("BENCH_KEEP_LOGS", "") == "1",
         "wait_for_api": os.environ.get("BENCH_WAIT_FOR_API", "1") == "1",
     }
+
+
+def _connections_for(rate: float) -> int:
+    # Enough threads that a few slow requests do not stall the schedule.
+    return min(128, max(8, math.ceil(rate / 5)))
 
 
 def _on_sigterm(signum, frame):
@@ -1089,6 +1231,16 @@ def main() -> int:
                 f"{fig['completed_per_s']}/s, accept p99 "
                 f"{(fig['accept_latency_ms'] or {}).get('p99')} ms, errors {fig['errors']['count']}"
             )
+            if "reference" in fig:
+                ref = fig["reference"]
+                log(
+                    f"run {i + 1} reference: bare max {ref['bare_max_per_s']}/s, intake max "
+                    f"{ref['intake_max_per_s']}/s (intake_vs_bare {ref['intake_vs_bare']}); at "
+                    f"{ref['half_load_rate_per_s']}/s accept p99 intake "
+                    f"{(ref['intake_accept_latency_ms'] or {}).get('p99')} ms, bare "
+                    f"{(ref['bare_accept_latency_ms'] or {}).get('p99')} ms "
+                    f"(accept_p99_vs_bare {ref['accept_p99_vs_bare']})"
+                )
     except KeyboardInterrupt:
         log("interrupted; children stopped")
         return 130
