@@ -541,7 +541,6 @@ class Run:
     # -- load ----------------------------------------------------------------
 
     def drive(self) -> dict:
-
         o = self.opts
         t0 = time.time() + 1.5  # time for the generator to import and fetch a token
         cfg = {
