@@ -43,6 +43,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS_FILE = ROOT / "bench-results.json"
+# The bench's Redis db (flushed): BENCH_REDIS_DB lets two benches share a Redis server.
 REDIS_DB = 7
 FINAL = ("succeeded", "failed", "requires_capture", "canceled")
 PRIORITIES = ("instant", "standard", "economy")
@@ -393,7 +394,7 @@ class Run:
         self.env = {
             "DATABASE_URL": _with_db(base_db, self.db_name),
             "MIGRATION_DATABASE_URL": _with_db(base_admin, self.db_name),
-            "REDIS_URL": base_redis.rsplit("/", 1)[0] + f"/{REDIS_DB}",
+            "REDIS_URL": base_redis.rsplit("/", 1)[0] + f"/{opts['redis_db']}",
             "CLEARHOUSE_KEY_DIR": self.key_dir,
             "ACQUIRER_LATENCY_MS": str(opts["acquirer_latency_ms"]),
             "WEB_CONCURRENCY": str(opts["web_concurrency"]),
@@ -423,7 +424,7 @@ class Run:
         from shared.security.vault import Vault
         from shared.services.merchants import create_merchant
 
-        log(f"run {self.index + 1}: database {self.db_name}, redis db {REDIS_DB}")
+        log(f"run {self.index + 1}: database {self.db_name}, redis db {self.opts['redis_db']}")
         self.db_created = True  # from here on, drop it at the end even if upgrade fails
         upgrade(self.env["MIGRATION_DATABASE_URL"])
         r = redis.Redis.from_url(self.env["REDIS_URL"])
@@ -1193,6 +1194,7 @@ def options() -> dict:
         "web_concurrency": _env_int("WEB_CONCURRENCY", 3),
         "acquirer_latency_ms": _env_int("ACQUIRER_LATENCY_MS", 0),
         "webhooks": os.environ.get("BENCH_WEBHOOKS", "0").strip() == "1",
+        "redis_db": _env_int("BENCH_REDIS_DB", REDIS_DB),
         "keep_db": os.environ.get("BENCH_KEEP_DB", "") == "1",
         "keep_logs": os.environ.get("BENCH_KEEP_LOGS", "") == "1",
         "wait_for_api": os.environ.get("BENCH_WAIT_FOR_API", "1") == "1",
