@@ -3,8 +3,9 @@
 The bench measures four phases with the same load generator and the same
 gunicorn settings: the bare app (tests/load/bare_app.py) and clearhouse's
 intake alone, each first closed loop (max accept rate), then open loop at one
-offered rate (half of clearhouse's saturation rate). These functions turn the
-generator's raw results into the figures tests/load/README.md defines.
+offered rate (half of clearhouse's saturation rate), bare and intake taking
+turns in slices. These functions turn the generator's raw results into the
+figures tests/load/README.md defines.
 """
 
 from __future__ import annotations
@@ -13,6 +14,19 @@ from __future__ import annotations
 # half load its accept p99 stays within 3 times the bare one's.
 TARGET_INTAKE_VS_BARE = 0.5
 TARGET_P99_VS_BARE = 3.0
+
+
+def combine(slices: list[dict]) -> dict:
+    """The generator's results of several slices of one phase, as one result."""
+    out = {"latencies_ms": [], "send_lag_ms": [], "errors": {}, "counts": {}, "cpu_s": 0.0}
+    for r in slices:
+        out["latencies_ms"] += r["latencies_ms"]
+        out["send_lag_ms"] += r["send_lag_ms"]
+        out["cpu_s"] += r["cpu_s"]
+        for key in ("errors", "counts"):
+            for k, v in r[key].items():
+                out[key][k] = out[key].get(k, 0) + v
+    return out
 
 
 def max_rate(accepted_in_window: int, duration_s: float) -> float:

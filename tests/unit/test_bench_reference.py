@@ -3,7 +3,7 @@ bare_max_per_s, intake_vs_bare and accept_p99_vs_bare."""
 
 import pytest
 
-from tests.load.reference import half_load_rate, max_rate, ratio, reference_figures
+from tests.load.reference import combine, half_load_rate, max_rate, ratio, reference_figures
 
 
 def test_max_rate_is_answers_in_the_window_per_second():
@@ -45,3 +45,28 @@ def test_the_targets_are_met_at_their_bounds_and_not_without_a_latency():
     assert not reference_figures(2000, 999, 500, {"p99": 10.0}, {"p99": 30.0})["target"]["met"]
     assert not reference_figures(2000, 1000, 500, {"p99": 10.0}, {"p99": 30.1})["target"]["met"]
     assert not reference_figures(2000, 1000, 500, None, {"p99": 30.0})["target"]["met"]
+
+
+def test_slices_of_one_phase_combine_into_one_result():
+    a = {
+        "latencies_ms": [1.0, 2.0],
+        "send_lag_ms": [0.1, 0.2],
+        "errors": {"http_503": 1},
+        "counts": {"accepted_in_window": 2, "sent": 3},
+        "cpu_s": 0.5,
+    }
+    b = {
+        "latencies_ms": [3.0],
+        "send_lag_ms": [0.3],
+        "errors": {"http_503": 2, "ConnectionResetError": 1},
+        "counts": {"accepted_in_window": 1, "sent": 1},
+        "cpu_s": 0.25,
+    }
+    assert combine([a, b]) == {
+        "latencies_ms": [1.0, 2.0, 3.0],
+        "send_lag_ms": [0.1, 0.2, 0.3],
+        "errors": {"http_503": 3, "ConnectionResetError": 1},
+        "counts": {"accepted_in_window": 3, "sent": 4},
+        "cpu_s": 0.75,
+    }
+    assert a["counts"] == {"accepted_in_window": 2, "sent": 3}  # inputs untouched
