@@ -616,7 +616,14 @@ class Run:
         alone, as in the issue's figure) and the intents it accepts here stay unsent.
         """
         from tests.load import bare_app
-        from tests.load.reference import combine, half_load_rate, max_rate, reference_figures
+        from tests.load.reference import (
+            combine,
+            cpu_ms_per_request,
+            half_load_rate,
+            max_rate,
+            ratio,
+            reference_figures,
+        )
         from tests.support import processes as P
 
         o = self.opts
@@ -688,6 +695,20 @@ class Run:
             }
             for name, runs in slices.items()
         }
+        # The servers' own CPU per request (gunicorn's processes; Postgres is left out, as
+        # its figure covers the whole server, other databases too).
+        fig["app_cpu_ms_per_request"] = {
+            name: cpu_ms_per_request(
+                [
+                    (r["cpu"].get(group, 0.0), r["counts"].get("accepted_in_window", 0))
+                    for r in slices[name]
+                ],
+                dur,
+            )
+            for name, group in (("bare_max", "bare"), ("intake_max", "api"))
+        }
+        cpu = fig["app_cpu_ms_per_request"]
+        fig["bare_vs_intake_app_cpu"] = ratio(cpu["bare_max"], cpu["intake_max"])
         fig["slice_s"], fig["rounds"] = dur, rounds
         return fig
 

@@ -36,6 +36,15 @@ def max_rate(accepted_in_window: int, duration_s: float) -> float:
     return round(accepted_in_window / duration_s, 1)
 
 
+def cpu_ms_per_request(slices: list[tuple[float, int]], slice_s: float) -> float | None:
+    """CPU ms per answered request over slices of (cores the server used, answers in the
+    window): less at the mercy of neighbours than a rate, which depends on the CPU share."""
+    answered = sum(n for _, n in slices)
+    if not answered:
+        return None
+    return round(sum(cores for cores, _ in slices) * slice_s * 1000 / answered, 2)
+
+
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
     """numerator / denominator to 3 decimals; None when either is missing or the base is 0."""
     if numerator is None or not denominator:

@@ -3,7 +3,14 @@ bare_max_per_s, intake_vs_bare and accept_p99_vs_bare."""
 
 import pytest
 
-from tests.load.reference import combine, half_load_rate, max_rate, ratio, reference_figures
+from tests.load.reference import (
+    combine,
+    cpu_ms_per_request,
+    half_load_rate,
+    max_rate,
+    ratio,
+    reference_figures,
+)
 
 
 def test_max_rate_is_answers_in_the_window_per_second():
@@ -70,3 +77,9 @@ def test_slices_of_one_phase_combine_into_one_result():
         "cpu_s": 0.75,
     }
     assert a["counts"] == {"accepted_in_window": 2, "sent": 3}  # inputs untouched
+
+
+def test_cpu_per_request_weighs_each_slice_by_its_answers():
+    # 0.45 core for 10 s with 4,918 answers, then 0.30 core with 3,757: 75 ms / 8,675 per request.
+    assert cpu_ms_per_request([(0.45, 4918), (0.30, 3757)], 10) == 0.86
+    assert cpu_ms_per_request([(0.3, 0)], 10) is None
