@@ -10,7 +10,7 @@ from tests.conftest import TEST_ENV
 from tests.load import bare_app
 from tests.load.mix import intent_body
 from tests.support import processes
-from tests.support.processes import _free_port
+from tests.support.services import free_port
 
 
 def test_the_bare_app_inserts_one_row_per_post_under_the_api_gunicorn_settings(admin_engine):
@@ -22,7 +22,7 @@ def test_the_bare_app_inserts_one_row_per_post_under_the_api_gunicorn_settings(a
     count = text(f"SELECT count(*) FROM {bare_app.TABLE}")
     with admin_engine.connect() as c:
         before = c.execute(count).scalar()
-    port = _free_port()
+    port = free_port()
     app = "tests.load.bare_app:get_app()"
     env = {"METRICS_PORT": "0", "LOG_LEVEL": "INFO"}
     with processes.gunicorn(port, workers=1, env=env, app=app, health=bare_app.PATH) as p:
