@@ -31,7 +31,9 @@ ROUTE = "/v1/payment_intents"
 
 
 class Admission:
-    def __init__(self, sample: BacklogSample | None, bound: int, replay: Callable[..., bool]):
+    def __init__(
+        self, sample: BacklogSample | None, bound: int, replay: Callable[[str, str], bool]
+    ):
         self._sample = sample  # None: MAX_BACKLOG is 0, nothing is counted
         self._bound = bound
         self._replay = replay
@@ -69,18 +71,20 @@ class Admission:
         raise Overloaded(verdict.retry_after_s)
 
     def _note(self, admitted: bool, backlog: int) -> None:
+        refusing = not admitted
         with self._lock:
-            changed = self._refusing == admitted
-            self._refusing = not admitted
-        if changed and admitted:
+            changed, self._refusing = refusing != self._refusing, refusing
+        if not changed:
+            return
+        if refusing:
             log.warning(
-                "admission: backlog %d under MAX_BACKLOG %d, creates accepted again",
+                "admission: backlog %d at MAX_BACKLOG %d, refusing creates (503)",
                 backlog,
                 self._bound,
             )
-        elif changed:
+        else:
             log.warning(
-                "admission: backlog %d at MAX_BACKLOG %d, refusing creates (503)",
+                "admission: backlog %d under MAX_BACKLOG %d, creates accepted again",
                 backlog,
                 self._bound,
             )

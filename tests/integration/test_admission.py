@@ -10,6 +10,8 @@ A fresh app samples the backlog at its first create: each phase builds one.
 
 from __future__ import annotations
 
+import logging
+
 import prometheus_client
 import pytest
 from sqlalchemy import func, select
@@ -98,8 +100,9 @@ def metric(name: str) -> float:
 
 
 def test_past_the_bound_creates_are_refused_until_the_backlog_drains(
-    api, engine, scratch, make_merchant
+    api, engine, scratch, make_merchant, caplog
 ):
+    caplog.set_level(logging.WARNING, logger="intake.admission")
     merchant = make_merchant()
     mid = merchant["merchant_id"]
     bodies = {key: f.card_body(f.new_card()) for key in ("a", "b", "replayed", "refused")}
@@ -170,3 +173,9 @@ def test_past_the_bound_creates_are_refused_until_the_backlog_drains(
     assert stored_key(engine, mid, "refused").response_body["id"] == retried.json["id"]
     again = create(full, auth, "refused", bodies["refused"])
     assert again.status_code == 202 and again.json["id"] == retried.json["id"]
+    # One line when the process started refusing, one when it stopped: not one per request.
+    lines = [r.getMessage() for r in caplog.records if r.name == "intake.admission"]
+    assert lines == [
+        f"admission: backlog {BOUND} at MAX_BACKLOG {BOUND}, refusing creates (503)",
+        f"admission: backlog 0 under MAX_BACKLOG {BOUND}, creates accepted again",
+    ]
