@@ -127,6 +127,14 @@ def fetch_token(host: str, port: int, client_id: str, client_secret: str) -> tup
         conn.close()
 
 
+def _code(body: bytes) -> str | None:
+    """A problem+json answer's ``code`` (None if the body is not one)."""
+    try:
+        return json.loads(body).get("code")
+    except (ValueError, AttributeError):
+        return None
+
+
 def generate(cfg: dict) -> dict:
     """Drive the load described by ``cfg``; return raw per-request figures."""
     from tests.load.mix import idempotency_key, intent_body
@@ -165,7 +173,7 @@ def generate(cfg: dict) -> dict:
             body = json.dumps(intent_body(rng))
             in_window = sched >= win_start
             started = time.monotonic()
-            kind = None
+            kind, shed = None, False
             try:
                 for attempt in (0, 1):
                     headers = {
@@ -175,11 +183,13 @@ def generate(cfg: dict) -> dict:
                     }
                     conn.request("POST", "/v1/payment_intents", body, headers)
                     resp = conn.getresponse()
-                    resp.read()
+                    answer = resp.read()
                     if resp.status != 401:
                         break
                 if resp.status != 202:
                     kind = f"http_{resp.status}"
+                    # Admission control's refusal (MAX_BACKLOG), told from an outage's 503.
+                    shed = resp.status == 503 and _code(answer) == "overloaded"
             except Exception as exc:  # noqa: BLE001 - every failure is counted by kind
                 kind = type(exc).__name__
                 conn.close()
@@ -195,6 +205,7 @@ def generate(cfg: dict) -> dict:
                     my_lat.append((done - started) * 1000)
                 else:
                     my_err[kind] += 1
+                    my_counts["shed"] += shed
             else:
                 my_counts["warmup_sent"] += 1
                 if kind is not None:
@@ -867,6 +878,7 @@ class Run:
         return {
             "accepted_per_s": round(counts.get("accepted_in_window", 0) / dur, 2),
             "completed_per_s": round(completed / dur, 2),
+            "shed_per_s": round(counts.get("shed", 0) / dur, 2),
             "accept_latency_ms": percentiles(lat),
             "e2e_latency_ms": e2e,
             "instant_settle_latency_ms": trio(settle),
@@ -978,6 +990,7 @@ def _median_tree(values: list):
 MEDIAN_KEYS = (
     "accepted_per_s",
     "completed_per_s",
+    "shed_per_s",
     "accept_latency_ms",
     "e2e_latency_ms",
     "instant_settle_latency_ms",
@@ -1031,6 +1044,7 @@ def summarize(runs: list[dict], opts: dict) -> dict:
                 "loadgen": f"threads+http.client, {opts['connections']} connections, open loop",
                 "batch_max": d.batch_max,
                 "batch_interval_ms": d.batch_interval_ms,
+                "max_backlog": d.max_backlog,
                 "auth_max_attempts": d.auth_max_attempts,
                 "auth_retry_base_s": d.auth_retry_base_s,
                 "workers (from deploy/Procfile)": {
