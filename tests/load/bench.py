@@ -137,6 +137,14 @@ def fetch_token(host: str, port: int, client_id: str, client_secret: str) -> tup
         conn.close()
 
 
+def _code(body: bytes) -> str | None:
+    """A problem+json answer's ``code`` (None if the body is not one)."""
+    try:
+        return json.loads(body).get("code")
+    except (ValueError, AttributeError):
+        return None
+
+
 def generate(cfg: dict) -> dict:
     """Drive the load described by ``cfg``; return raw per-request figures."""
     from tests.load.mix import idempotency_key, intent_body
@@ -177,7 +185,7 @@ def generate(cfg: dict) -> dict:
             body = json.dumps(intent_body(rng))
             in_window = sched >= win_start
             started = time.monotonic()
-            kind = None
+            kind, shed = None, False
             try:
                 for attempt in (0, 1):
                     headers = {"Content-Type": "application/json"}
@@ -186,11 +194,13 @@ def generate(cfg: dict) -> dict:
                         headers["Idempotency-Key"] = idempotency_key()
                     conn.request("POST", path, body, headers)
                     resp = conn.getresponse()
-                    resp.read()
+                    answer = resp.read()
                     if resp.status != 401 or not token:
                         break
                 if resp.status != 202:
                     kind = f"http_{resp.status}"
+                    # Admission control's refusal (MAX_BACKLOG), told from an outage's 503.
+                    shed = resp.status == 503 and _code(answer) == "overloaded"
             except Exception as exc:  # noqa: BLE001 - every failure is counted by kind
                 kind = type(exc).__name__
                 conn.close()
@@ -206,6 +216,7 @@ def generate(cfg: dict) -> dict:
                     my_lat.append((done - started) * 1000)
                 else:
                     my_err[kind] += 1
+                    my_counts["shed"] += shed
             else:
                 my_counts["warmup_sent"] += 1
                 if kind is not None:
@@ -612,8 +623,8 @@ class Run:
     def reference(self) -> dict:
         """BENCH_REFERENCE=1: the bare app and the intake alone, same gunicorn, same generator.
 
-        Runs after the main figures: the pipeline's processes stop (so the intake is
-        alone, as in the issue's figure) and the intents it accepts here stay unsent.
+        Runs after the main figures: the stack stops and a fresh API runs alone (as in the
+        issue's figure); the intents it accepts here stay unsent.
         """
         from tests.load import bare_app
         from tests.load.reference import (
@@ -627,9 +638,15 @@ class Run:
         from tests.support import processes as P
 
         o = self.opts
-        for name, proc in self.procs.items():
-            if name != "api":
-                _stop(proc)
+        for proc in self.procs.values():
+            _stop(proc)
+        # The intake alone, on an API of its own: with the pipeline stopped every intent it
+        # accepts stays processing, and admission control would refuse creates (503) once
+        # MAX_BACKLOG of them piled up. Its periodic count is all that MAX_BACKLOG=0 saves.
+        intake_port = _free_port()
+        self.procs["api_alone"] = P.gunicorn(
+            intake_port, workers=o["web_concurrency"], env={**self.env, "MAX_BACKLOG": "0"}
+        )
         self._create_bare_table(bare_app)
         bare_port = _free_port()
         env = {**self.env, "METRICS_PORT": "0"}
@@ -642,7 +659,7 @@ class Run:
         )
         bare = {"port": bare_port, "path": bare_app.PATH, "client_id": ""}
         intake = {
-            "port": self.port,
+            "port": intake_port,
             "client_id": self.merchant["client_id"],
             "client_secret": self.merchant["client_secret"],
         }
@@ -705,7 +722,7 @@ class Run:
                 ],
                 dur,
             )
-            for name, group in (("bare_max", "bare"), ("intake_max", "api"))
+            for name, group in (("bare_max", "bare"), ("intake_max", "api_alone"))
         }
         cpu = fig["app_cpu_ms_per_request"]
         fig["bare_vs_intake_app_cpu"] = ratio(cpu["bare_max"], cpu["intake_max"])
@@ -1030,6 +1047,7 @@ class Run:
         return {
             "accepted_per_s": round(counts.get("accepted_in_window", 0) / dur, 2),
             "completed_per_s": round(completed / dur, 2),
+            "shed_per_s": round(counts.get("shed", 0) / dur, 2),
             "accept_latency_ms": percentiles(lat),
             "e2e_latency_ms": e2e,
             "instant_settle_latency_ms": trio(settle),
@@ -1143,6 +1161,7 @@ def _median_tree(values: list):
 MEDIAN_KEYS = (
     "accepted_per_s",
     "completed_per_s",
+    "shed_per_s",
     "accept_latency_ms",
     "e2e_latency_ms",
     "instant_settle_latency_ms",
@@ -1201,6 +1220,7 @@ def summarize(runs: list[dict], opts: dict) -> dict:
                 "loadgen": f"threads+http.client, {opts['connections']} connections, open loop",
                 "batch_max": d.batch_max,
                 "batch_interval_ms": d.batch_interval_ms,
+                "max_backlog": d.max_backlog,
                 "auth_max_attempts": d.auth_max_attempts,
                 "auth_retry_base_s": d.auth_retry_base_s,
                 "workers (from deploy/Procfile)": {
