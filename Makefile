@@ -94,6 +94,7 @@ run: venv services migrate
 	@echo "----------------------------------------------------------------------"
 	@echo " API          https://127.0.0.1:$(PORT)/ $(if $(TLS_CERT_FILE),(TLS_CERT_FILE=$(TLS_CERT_FILE)),(dev CA $(TLS_DIR)/ca.pem: curl --cacert $(TLS_DIR)/ca.pem; made when missing))"
 	@echo " Client certs $(if $(TLS_CLIENT_CA_FILE),REQUIRED (signed by $(TLS_CLIENT_CA_FILE)): curl --cert $(TLS_DIR)/client.pem --key $(TLS_DIR)/client-key.pem,not required (make run TLS_CLIENT_CA_FILE=$(TLS_DIR)/ca.pem requires them))"
+	@echo " Console      https://127.0.0.1:$(PORT)/console (operators: clearhouse operator create --email E --role admin)"
 	@echo " API metrics  http://127.0.0.1:$(METRICS_PORT)/metrics (operator port; none on $(PORT))"
 	@echo " Relay metrics http://127.0.0.1:$(RELAY_METRICS_PORT)/metrics"
 	@echo " Worker metrics http://127.0.0.1:$(WORKER_METRICS_PORT)/metrics (pipeline), +1 instant, +2 background"

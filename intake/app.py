@@ -5,6 +5,7 @@ from __future__ import annotations
 import falcon
 
 from intake import errors
+from intake.admission import Admission
 from intake.console import routes as console_routes
 from intake.console import session as console_session
 from intake.console.session import Console
@@ -126,7 +127,10 @@ def create_app(
         ("/v1/oauth/token", oauth.Token(engine, keys, settings, lockout)),
         ("/v1/oauth/revoke", oauth.Revoke(engine, lockout)),
         ("/.well-known/jwks.json", oauth.JWKS(keys)),
-        ("/v1/payment_intents", intents.Collection(*deps)),
+        (
+            "/v1/payment_intents",
+            intents.Collection(*deps, admission=Admission.from_settings(engine, settings)),
+        ),
         ("/v1/payment_intents/{intent_id}", intents.Item(*deps)),
         ("/v1/payment_intents/{intent_id}/capture", intents.Capture(*deps)),
         ("/v1/payment_intents/{intent_id}/cancel", intents.Cancel(*deps)),

@@ -15,6 +15,7 @@ import falcon
 from shared.db import faults
 from shared.db.engine import outage
 from shared.domain.validation import ValidationError
+from shared.services.admission import Overloaded
 from shared.services.auth import InvalidClient, OAuthError
 from shared.services.errors import InvalidState, NotFound, ServiceError
 from shared.services.idempotency import KeyInUse, KeyReused
@@ -92,6 +93,8 @@ ANSWERS: dict[type[Exception], Answer] = {
     InvalidCredentials: Answer(401, "Invalid credentials"),
     PasswordChangeRequired: Answer(403, "Password change required"),
     OperatorLocked: Answer(423, "Locked"),
+    # Admission control (intake/admission.py): carries Retry-After and `retry_after_s`.
+    Overloaded: Answer(503, "Payment pipeline behind"),
     ReauthenticationRequired: Answer(
         401,
         "Reauthentication required",
@@ -203,7 +206,8 @@ def handle(req: falcon.Request, resp: falcon.Response, exc: Exception, params) -
     body, headers = problem_for(exc, request_id)
     if body["code"] == "service_unavailable" and faults.is_transient(exc):
         outage.failed(exc)  # one log line per outage, not a traceback per request
-    elif body["status"] >= 500:
+    elif body["status"] >= 500 and answer_for(exc) is None:
+        # (A domain error answered 5xx, overloaded, is a refusal we chose: no bug.)
         # Traceback only: the body may hold card numbers and is never logged.
         log.error(
             "unhandled error on %s %s (request_id=%s)",

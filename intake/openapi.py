@@ -37,7 +37,9 @@ ERRORS = {
     429: "Too many requests (`rate_limited`), or, on the OAuth endpoints, a client locked out"
     " after repeated failed authentications (`client_locked`); retry after `Retry-After`"
     " seconds.",
-    503: "A dependency is unavailable; retry with the same Idempotency-Key.",
+    503: "A dependency is unavailable (`service_unavailable`), or, on creates, the payment"
+    " pipeline is behind (`overloaded`); retry after `Retry-After` seconds with the same"
+    " Idempotency-Key.",
 }
 FORM = "application/x-www-form-urlencoded"
 # On every response while the rate limiter is up (intake/ratelimit.py): the tighter limit.

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
+from intake.admission import Admission
 from intake.idempotent import IdempotentRunner
 from intake.listing import list_object, list_query
 from intake.openapi import Operation
@@ -62,7 +63,14 @@ class Collection(_Base):
         ),
     }
 
+    def __init__(self, *deps, admission: Admission | None = None):
+        super().__init__(*deps)
+        self._admission = admission
+
     def on_post(self, req, resp) -> None:
+        # Past MAX_BACKLOG: 503 before any work (a stored replay is still answered).
+        if self._admission is not None:
+            self._admission.check(req)
         # Validated before the idempotency key is claimed: a rejected body stores nothing.
         today = datetime.now(UTC).date()
         create = parse(

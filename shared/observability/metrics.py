@@ -101,6 +101,20 @@ RATE_LIMITER_UNAVAILABLE = Counter(
     "Rate-limit and lockout checks skipped (the request let through) while Redis was away",
     ["check"],
 )
+# Admission control (intake/admission.py): creates refused while the pipeline's
+# backlog was at MAX_BACKLOG, and the backlog as the API last sampled it.
+INTAKE_SHED = Counter(
+    "clearhouse_intake_shed_total",
+    "Creates refused 503 overloaded: the pipeline's backlog was at MAX_BACKLOG",
+    ["route"],
+)
+INTAKE_BACKLOG = Gauge(
+    "clearhouse_intake_backlog",
+    "Processing intents as an API process last sampled them (counted up to 2 x MAX_BACKLOG)",
+    ["route"],
+    # Each API process samples on its own; the latest sample of a live one wins.
+    multiprocess_mode="livemostrecent",
+)
 RECONCILIATION_DISCREPANCIES = Gauge(
     "clearhouse_reconciliation_discrepancies",
     "Discrepancies found by the last reconciliation run (0: the books reconcile)",

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Interval, bindparam, delete, func, text
+from sqlalchemy import Interval, bindparam, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from shared.db.tables import idempotency_keys as ik
@@ -124,6 +124,25 @@ def begin(
             "Idempotency-Key",
         )
     return Replay(row.response_status, row.response_body)
+
+
+def has_response(uow: UnitOfWork, merchant_id: str, key: str, *, retention_h: int) -> bool:
+    """True if ``key`` holds a stored response within retention: its retry is a replay.
+
+    One plain read, no lock: the admission check asks it of a request it is
+    about to refuse, so that a replay (which costs the pipeline nothing) is
+    still answered. A request still in flight with the key has no response yet.
+    """
+    fresh = ik.c.created_at >= func.now() - _hours(retention_h)
+    found = uow.conn.execute(
+        select(ik.c.key).where(
+            ik.c.merchant_id == merchant_id,
+            ik.c.key == key,
+            ik.c.response_status.is_not(None),
+            fresh,
+        )
+    ).first()
+    return found is not None
 
 
 def complete(

@@ -122,10 +122,12 @@ def login(
     row, step = _verified(engine, vault, settings, attempt, password, totp)
 
     def finish(uow: UnitOfWork) -> dict:
-        _claim(uow, row.id, step, attempt.at)
         if row.password_temporary:
+            # No token is given, so the code is not used up: the operator's next
+            # call, the password change, may send the same code (as a first login does).
             _record(uow, attempt, attempt.failed_action, {"reason": "password_change_required"})
             raise PasswordChangeRequired()
+        _claim(uow, row.id, step, attempt.at)
         _record(uow, attempt, "operator.login", {"role": row.role})
         token, expires_in = issue_operator_token(
             keys, settings, row.id, row.email, row.role, auth_time=int(attempt.now)

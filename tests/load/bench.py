@@ -14,8 +14,12 @@ fresh database each), BENCH_DRAIN_S [60], BENCH_CONNECTIONS [auto] generator
 threads, BENCH_KEEP_DB=1 keeps the database, BENCH_KEEP_LOGS=1 keeps the
 process logs, WEB_CONCURRENCY [3], ACQUIRER_LATENCY_MS [0], BENCH_WEBHOOKS [0]
 (1: the merchant gets a webhook URL served by tests/load/webhook_sink.py in a
-process of its own, and webhook figures are added); DATABASE_URL and REDIS_URL
-name the servers (their db name / number are replaced).
+process of its own, and webhook figures are added), BENCH_REFERENCE [0] (1: then
+a bare Falcon app, tests/load/bare_app.py, and the intake alone are driven closed
+loop and at half load, in BENCH_REFERENCE_ROUNDS [2] alternating slices of
+BENCH_REFERENCE_S [10]; BENCH_REFERENCE_RATE, BENCH_REFERENCE_CONNECTIONS),
+BENCH_REDIS_DB [7]; DATABASE_URL and REDIS_URL name the servers (their db name /
+number are replaced).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS_FILE = ROOT / "bench-results.json"
+# The bench's Redis db (flushed): BENCH_REDIS_DB lets two benches share a Redis server.
 REDIS_DB = 7
 FINAL = ("succeeded", "failed", "requires_capture", "canceled")
 PRIORITIES = ("instant", "standard", "economy")
@@ -47,6 +52,9 @@ TARGET_COMPLETED_PER_S = 100
 TARGET_ACCEPT_P99_MS = 50
 # Refresh the access token this long before it expires.
 TOKEN_MARGIN_S = 60
+# Each reference slice's warm-up (not counted): connections open, workers warm.
+REFERENCE_WARMUP_S = 2
+REFERENCE_PHASES = ("bare_max", "intake_max", "bare_half", "intake_half")
 
 
 def log(msg: str) -> None:
@@ -83,6 +91,8 @@ def percentiles(values, qs=(50, 95, 99)) -> dict | None:
 # offered rate does not drop when the server slows down (unless every thread
 # is blocked; then `send_lag_ms` shows it). Each thread keeps one
 # http.client connection (re-opened when gunicorn's sync workers close it).
+# Closed loop (rate None, the reference's max-rate phases): each thread sends
+# its next request as soon as the previous one is answered.
 # --------------------------------------------------------------------------
 
 
@@ -127,6 +137,14 @@ def fetch_token(host: str, port: int, client_id: str, client_secret: str) -> tup
         conn.close()
 
 
+def _code(body: bytes) -> str | None:
+    """A problem+json answer's ``code`` (None if the body is not one)."""
+    try:
+        return json.loads(body).get("code")
+    except (ValueError, AttributeError):
+        return None
+
+
 def generate(cfg: dict) -> dict:
     """Drive the load described by ``cfg``; return raw per-request figures."""
     from tests.load.mix import idempotency_key, intent_body
@@ -134,8 +152,10 @@ def generate(cfg: dict) -> dict:
     host, port = cfg["host"], cfg["port"]
     rate, threads = cfg["rate"], cfg["threads"]
     t0_wall, warmup, duration = cfg["t0"], cfg["warmup_s"], cfg["duration_s"]
-    token = _Token(host, port, cfg["client_id"], cfg["client_secret"])
-    token.get()
+    path = cfg.get("path", "/v1/payment_intents")
+    token = _Token(host, port, cfg["client_id"], cfg["client_secret"]) if cfg["client_id"] else None
+    if token:
+        token.get()
     # Map the wall-clock schedule onto the monotonic clock once.
     t0 = time.monotonic() + (t0_wall - time.time())
     win_start, end = t0 + warmup, t0 + warmup + duration
@@ -151,7 +171,7 @@ def generate(cfg: dict) -> dict:
         my_lat, my_lag, my_err, my_counts = [], [], Counter(), Counter()
         j = 0
         while True:
-            sched = t0 + (j * threads + k) / rate
+            sched = t0 + (j * threads + k) / rate if rate else max(time.monotonic(), t0)
             j += 1
             if sched >= end:
                 break
@@ -165,21 +185,22 @@ def generate(cfg: dict) -> dict:
             body = json.dumps(intent_body(rng))
             in_window = sched >= win_start
             started = time.monotonic()
-            kind = None
+            kind, shed = None, False
             try:
                 for attempt in (0, 1):
-                    headers = {
-                        "Content-Type": "application/json",
-                        "Authorization": "Bearer " + token.get(force=attempt == 1),
-                        "Idempotency-Key": idempotency_key(),
-                    }
-                    conn.request("POST", "/v1/payment_intents", body, headers)
+                    headers = {"Content-Type": "application/json"}
+                    if token:
+                        headers["Authorization"] = "Bearer " + token.get(force=attempt == 1)
+                        headers["Idempotency-Key"] = idempotency_key()
+                    conn.request("POST", path, body, headers)
                     resp = conn.getresponse()
-                    resp.read()
-                    if resp.status != 401:
+                    answer = resp.read()
+                    if resp.status != 401 or not token:
                         break
                 if resp.status != 202:
                     kind = f"http_{resp.status}"
+                    # Admission control's refusal (MAX_BACKLOG), told from an outage's 503.
+                    shed = resp.status == 503 and _code(answer) == "overloaded"
             except Exception as exc:  # noqa: BLE001 - every failure is counted by kind
                 kind = type(exc).__name__
                 conn.close()
@@ -195,6 +216,7 @@ def generate(cfg: dict) -> dict:
                     my_lat.append((done - started) * 1000)
                 else:
                     my_err[kind] += 1
+                    my_counts["shed"] += shed
             else:
                 my_counts["warmup_sent"] += 1
                 if kind is not None:
@@ -217,7 +239,7 @@ def generate(cfg: dict) -> dict:
         "send_lag_ms": lags,
         "errors": dict(errors),
         "counts": dict(counts),
-        "token_fetches": token.refreshes,
+        "token_fetches": token.refreshes if token else 0,
         "cpu_s": usage.ru_utime + usage.ru_stime,
         "finished_at": time.time(),
     }
@@ -385,7 +407,7 @@ class Run:
         self.env = {
             "DATABASE_URL": _with_db(base_db, self.db_name),
             "MIGRATION_DATABASE_URL": _with_db(base_admin, self.db_name),
-            "REDIS_URL": base_redis.rsplit("/", 1)[0] + f"/{REDIS_DB}",
+            "REDIS_URL": base_redis.rsplit("/", 1)[0] + f"/{opts['redis_db']}",
             "CLEARHOUSE_KEY_DIR": self.key_dir,
             "ACQUIRER_LATENCY_MS": str(opts["acquirer_latency_ms"]),
             "WEB_CONCURRENCY": str(opts["web_concurrency"]),
@@ -415,7 +437,7 @@ class Run:
         from shared.security.vault import Vault
         from shared.services.merchants import create_merchant
 
-        log(f"run {self.index + 1}: database {self.db_name}, redis db {REDIS_DB}")
+        log(f"run {self.index + 1}: database {self.db_name}, redis db {self.opts['redis_db']}")
         self.db_created = True  # from here on, drop it at the end even if upgrade fails
         upgrade(self.env["MIGRATION_DATABASE_URL"])
         r = redis.Redis.from_url(self.env["REDIS_URL"])
@@ -533,8 +555,6 @@ class Run:
     # -- load ----------------------------------------------------------------
 
     def drive(self) -> dict:
-        from tests.support.processes import Process
-
         o = self.opts
         t0 = time.time() + 1.5  # time for the generator to import and fetch a token
         cfg = {
@@ -548,11 +568,7 @@ class Run:
             "warmup_s": o["warmup_s"],
             "duration_s": o["duration_s"],
         }
-        work = Path(tempfile.mkdtemp(prefix="clearhouse-bench-gen-"))
-        (work / "cfg.json").write_text(json.dumps(cfg))
-        argv = [sys.executable, "-m", "tests.load.bench", "--generate", str(work)]
-        gen = Process("loadgen", argv, self.env)
-        self.procs["loadgen"] = gen
+        gen, work = self._spawn_generator(cfg)
         groups = {name: p.proc.pid for name, p in self.procs.items()}
         sampler = CpuSampler(groups)
         self.window = (t0 + o["warmup_s"], t0 + o["warmup_s"] + o["duration_s"])
@@ -580,6 +596,19 @@ class Run:
             if redis_a is not None and redis_b is not None
             else None
         )
+        return self._collect_generator(gen, work)
+
+    def _spawn_generator(self, cfg: dict, name: str = "loadgen"):
+        from tests.support.processes import Process
+
+        work = Path(tempfile.mkdtemp(prefix="clearhouse-bench-gen-"))
+        (work / "cfg.json").write_text(json.dumps(cfg))
+        argv = [sys.executable, "-m", "tests.load.bench", "--generate", str(work)]
+        gen = Process(name, argv, self.env)
+        self.procs[name] = gen
+        return gen, work
+
+    def _collect_generator(self, gen, work: Path) -> dict:
         gen.proc.wait(timeout=60)
         out = work / "result.json"
         if gen.proc.returncode != 0 or not out.exists():
@@ -587,6 +616,157 @@ class Run:
         result = json.loads(out.read_text())
         gen.stop()
         shutil.rmtree(work, ignore_errors=True)
+        return result
+
+    # -- reference: a bare Falcon app against the intake alone -------------------
+
+    def reference(self) -> dict:
+        """BENCH_REFERENCE=1: the bare app and the intake alone, same gunicorn, same generator.
+
+        Runs after the main figures: the stack stops and a fresh API runs alone (as in the
+        issue's figure); the intents it accepts here stay unsent.
+        """
+        from tests.load import bare_app
+        from tests.load.reference import (
+            combine,
+            cpu_ms_per_request,
+            half_load_rate,
+            max_rate,
+            ratio,
+            reference_figures,
+        )
+        from tests.support import processes as P
+
+        o = self.opts
+        for proc in self.procs.values():
+            _stop(proc)
+        # The intake alone, on an API of its own: with the pipeline stopped every intent it
+        # accepts stays processing, and admission control would refuse creates (503) once
+        # MAX_BACKLOG of them piled up. Its periodic count is all that MAX_BACKLOG=0 saves.
+        intake_port = _free_port()
+        self.procs["api_alone"] = P.gunicorn(
+            intake_port, workers=o["web_concurrency"], env={**self.env, "MAX_BACKLOG": "0"}
+        )
+        self._create_bare_table(bare_app)
+        bare_port = _free_port()
+        env = {**self.env, "METRICS_PORT": "0"}
+        self.procs["bare"] = P.gunicorn(
+            bare_port,
+            workers=o["web_concurrency"],
+            env=env,
+            app="tests.load.bare_app:get_app()",
+            health=bare_app.PATH,
+        )
+        bare = {"port": bare_port, "path": bare_app.PATH, "client_id": ""}
+        intake = {
+            "port": intake_port,
+            "client_id": self.merchant["client_id"],
+            "client_secret": self.merchant["client_secret"],
+        }
+        conns, rounds, dur = o["reference_connections"], o["reference_rounds"], o["reference_s"]
+        # Bare and intake take turns, slice by slice, so that both meet the same neighbours
+        # on this shared machine (a neighbour's load comes and goes within a minute).
+        slices: dict[str, list] = {name: [] for name in REFERENCE_PHASES}
+        for _ in range(rounds):
+            slices["bare_max"].append(self._phase("bare_max", bare, None, conns))
+            slices["intake_max"].append(self._phase("intake_max", intake, None, conns))
+        window = rounds * dur
+        total = {name: combine(runs) for name, runs in slices.items() if runs}
+        bare_max = max_rate(total["bare_max"]["counts"].get("accepted_in_window", 0), window)
+        intake_max = max_rate(total["intake_max"]["counts"].get("accepted_in_window", 0), window)
+        rate = half_load_rate(intake_max, o["reference_rate"])
+        open_conns = _connections_for(rate)
+        for _ in range(rounds):
+            slices["bare_half"].append(self._phase("bare_half", bare, rate, open_conns))
+            slices["intake_half"].append(self._phase("intake_half", intake, rate, open_conns))
+        total = {name: combine(runs) for name, runs in slices.items()}
+        fig = reference_figures(
+            bare_max,
+            intake_max,
+            rate,
+            percentiles(total["bare_half"]["latencies_ms"]),
+            percentiles(total["intake_half"]["latencies_ms"]),
+        )
+        fig["phases"] = {
+            name: {
+                "rate": "closed loop" if name.endswith("_max") else rate,
+                "connections": conns if name.endswith("_max") else open_conns,
+                "answered_per_s": max_rate(
+                    total[name]["counts"].get("accepted_in_window", 0), window
+                ),
+                "errors": {
+                    k: v for k, v in total[name]["errors"].items() if not k.startswith("warmup:")
+                },
+                "send_lag_ms": percentiles(total[name]["send_lag_ms"]),
+                "loadgen_cpu_cores": round(
+                    total[name]["cpu_s"] / (rounds * (dur + REFERENCE_WARMUP_S)), 3
+                ),
+                # Per slice: what it answered and who used the cores meanwhile.
+                "slices": [
+                    {
+                        "answered_per_s": max_rate(r["counts"].get("accepted_in_window", 0), dur),
+                        "cpu": r["cpu"],
+                    }
+                    for r in runs
+                ],
+            }
+            for name, runs in slices.items()
+        }
+        # The servers' own CPU per request (gunicorn's processes; Postgres is left out, as
+        # its figure covers the whole server, other databases too).
+        fig["app_cpu_ms_per_request"] = {
+            name: cpu_ms_per_request(
+                [
+                    (r["cpu"].get(group, 0.0), r["counts"].get("accepted_in_window", 0))
+                    for r in slices[name]
+                ],
+                dur,
+            )
+            for name, group in (("bare_max", "bare"), ("intake_max", "api_alone"))
+        }
+        cpu = fig["app_cpu_ms_per_request"]
+        fig["bare_vs_intake_app_cpu"] = ratio(cpu["bare_max"], cpu["intake_max"])
+        fig["slice_s"], fig["rounds"] = dur, rounds
+        return fig
+
+    def _create_bare_table(self, bare_app) -> None:
+        import psycopg2
+        from sqlalchemy.engine import make_url
+
+        conn = psycopg2.connect(bare_app.libpq_url(self.env["MIGRATION_DATABASE_URL"]))
+        try:
+            bare_app.create_table(conn, make_url(self.env["DATABASE_URL"]).username)
+        finally:
+            conn.close()
+
+    def _phase(self, label: str, target: dict, rate: float | None, connections: int) -> dict:
+        """One generator run against ``target``; its result plus the servers' CPU in the window."""
+        o = self.opts
+        t0 = time.time() + 1.5
+        cfg = {
+            "host": "127.0.0.1",
+            "client_secret": "",
+            **target,
+            "rate": rate,
+            "threads": connections,
+            "t0": t0,
+            "warmup_s": REFERENCE_WARMUP_S,
+            "duration_s": o["reference_s"],
+        }
+        log(
+            f"reference {label}: {'closed loop' if rate is None else f'{rate}/s open loop'}, "
+            f"{connections} connections, {o['reference_s']} s"
+        )
+        gen, work = self._spawn_generator(cfg, f"loadgen_{label}")
+        sampler = CpuSampler({n: p.proc.pid for n, p in self.procs.items()})
+        self._sleep_until(t0 + REFERENCE_WARMUP_S, gen)
+        cpu_a = sampler.snapshot()
+        self._sleep_until(t0 + REFERENCE_WARMUP_S + o["reference_s"], gen)
+        cpu_b = sampler.snapshot()
+        result = self._collect_generator(gen, work)
+        cpu = CpuSampler.diff(cpu_a, cpu_b, o["reference_s"])
+        result["cpu"] = {k: v for k, v in cpu["by_process_cores"].items() if v >= 0.01}
+        result["cpu"]["machine_busy_cores"] = cpu["machine_busy_cores"]
         return result
 
     def _sleep_until(self, wall: float, gen) -> None:
@@ -867,6 +1047,7 @@ class Run:
         return {
             "accepted_per_s": round(counts.get("accepted_in_window", 0) / dur, 2),
             "completed_per_s": round(completed / dur, 2),
+            "shed_per_s": round(counts.get("shed", 0) / dur, 2),
             "accept_latency_ms": percentiles(lat),
             "e2e_latency_ms": e2e,
             "instant_settle_latency_ms": trio(settle),
@@ -952,6 +1133,8 @@ class Run:
             gen = self.drive()
             drain_s = self.drain()
             fig = self.figures(gen, drain_s)
+            if self.opts["reference"]:
+                fig["reference"] = self.reference()
             failed = False
             return fig
         finally:
@@ -978,6 +1161,7 @@ def _median_tree(values: list):
 MEDIAN_KEYS = (
     "accepted_per_s",
     "completed_per_s",
+    "shed_per_s",
     "accept_latency_ms",
     "e2e_latency_ms",
     "instant_settle_latency_ms",
@@ -988,6 +1172,7 @@ MEDIAN_KEYS = (
     "db_commits_per_completed",
     "webhook_first_attempt_latency_ms",
     "webhooks",
+    "reference",
 )
 
 
@@ -1004,6 +1189,10 @@ def summarize(runs: list[dict], opts: dict) -> dict:
             "count": statistics.median(r["errors"]["count"] for r in runs),
             "by_kind_total": dict(by_kind),
         }
+    if "reference" in top:
+        # The issue's names, at the top level: the reference measured in the same run(s).
+        for key in ("bare_max_per_s", "intake_max_per_s", "intake_vs_bare", "accept_p99_vs_bare"):
+            top[key] = top["reference"].get(key)
     p99 = (top["accept_latency_ms"] or {}).get("p99")
     top["target"] = {
         "completed_per_s_min": TARGET_COMPLETED_PER_S,
@@ -1031,6 +1220,7 @@ def summarize(runs: list[dict], opts: dict) -> dict:
                 "loadgen": f"threads+http.client, {opts['connections']} connections, open loop",
                 "batch_max": d.batch_max,
                 "batch_interval_ms": d.batch_interval_ms,
+                "max_backlog": d.max_backlog,
                 "auth_max_attempts": d.auth_max_attempts,
                 "auth_retry_base_s": d.auth_retry_base_s,
                 "workers (from deploy/Procfile)": {
@@ -1052,15 +1242,31 @@ def options() -> dict:
         "warmup_s": _env_float("BENCH_WARMUP_S", 5),
         "runs": max(1, _env_int("BENCH_RUNS", 1)),
         "drain_s": _env_float("BENCH_DRAIN_S", 60),
-        # Enough threads that a few slow requests do not stall the schedule.
-        "connections": _env_int("BENCH_CONNECTIONS", min(128, max(8, math.ceil(rate / 5)))),
+        "connections": _env_int("BENCH_CONNECTIONS", _connections_for(rate)),
+        "reference": os.environ.get("BENCH_REFERENCE", "0").strip() == "1",
+        "reference_s": _env_float("BENCH_REFERENCE_S", 10),
+        "reference_rounds": max(1, _env_int("BENCH_REFERENCE_ROUNDS", 2)),
+        "reference_rate": _env_float("BENCH_REFERENCE_RATE", 0) or None,
+        # Closed loop: as many connections as the servers have threads, twice over,
+        # so that every gthread thread has a request waiting (wrk's -c 6 saw one
+        # worker idle while another queued).
+        "reference_connections": _env_int(
+            "BENCH_REFERENCE_CONNECTIONS",
+            2 * _env_int("WEB_CONCURRENCY", 3) * _env_int("THREADS", 2),
+        ),
         "web_concurrency": _env_int("WEB_CONCURRENCY", 3),
         "acquirer_latency_ms": _env_int("ACQUIRER_LATENCY_MS", 0),
         "webhooks": os.environ.get("BENCH_WEBHOOKS", "0").strip() == "1",
+        "redis_db": _env_int("BENCH_REDIS_DB", REDIS_DB),
         "keep_db": os.environ.get("BENCH_KEEP_DB", "") == "1",
         "keep_logs": os.environ.get("BENCH_KEEP_LOGS", "") == "1",
         "wait_for_api": os.environ.get("BENCH_WAIT_FOR_API", "1") == "1",
     }
+
+
+def _connections_for(rate: float) -> int:
+    # Enough threads that a few slow requests do not stall the schedule.
+    return min(128, max(8, math.ceil(rate / 5)))
 
 
 def _on_sigterm(signum, frame):
@@ -1089,6 +1295,16 @@ def main() -> int:
                 f"{fig['completed_per_s']}/s, accept p99 "
                 f"{(fig['accept_latency_ms'] or {}).get('p99')} ms, errors {fig['errors']['count']}"
             )
+            if "reference" in fig:
+                ref = fig["reference"]
+                log(
+                    f"run {i + 1} reference: bare max {ref['bare_max_per_s']}/s, intake max "
+                    f"{ref['intake_max_per_s']}/s (intake_vs_bare {ref['intake_vs_bare']}); at "
+                    f"{ref['half_load_rate_per_s']}/s accept p99 intake "
+                    f"{(ref['intake_accept_latency_ms'] or {}).get('p99')} ms, bare "
+                    f"{(ref['bare_accept_latency_ms'] or {}).get('p99')} ms "
+                    f"(accept_p99_vs_bare {ref['accept_p99_vs_bare']})"
+                )
     except KeyboardInterrupt:
         log("interrupted; children stopped")
         return 130

@@ -191,13 +191,19 @@ def celery_beat(env: dict | None = None, wait_for_lock: bool = True) -> Process:
 
 
 def gunicorn(
-    port: int, workers: int = 2, env: dict | None = None, tls: dict | None = None
+    port: int,
+    workers: int = 2,
+    env: dict | None = None,
+    tls: dict | None = None,
+    app: str = "intake.app:get_app()",
+    health: str = "/health",
 ) -> Process:
     """Start the API under gunicorn and wait for /health; its metrics on a free operator port.
 
     ``p.metrics_url``: the operator port's /metrics (METRICS_PORT; 0 in ``env``: none).
     ``tls``: the server's env has TLS_* set; these are requests' ``verify`` (the CA) and
     ``cert`` for the /health probe over HTTPS. ``p.url``: the API's base URL.
+    ``app`` and ``health``: another app under the same settings (the bench's bare reference).
     """
     argv = [
         _bin("gunicorn"),
@@ -207,7 +213,7 @@ def gunicorn(
         f"127.0.0.1:{port}",
         "--workers",
         str(workers),
-        "intake.app:get_app()",
+        app,
     ]
     env = _observable(env, METRICS_PORT=str(_free_port()))
     p = Process("gunicorn", argv, env)
@@ -218,7 +224,7 @@ def gunicorn(
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            if requests.get(f"{p.url}/health", timeout=1, **(tls or {})).status_code == 200:
+            if requests.get(p.url + health, timeout=1, **(tls or {})).status_code == 200:
                 return p
         except requests.RequestException:
             pass

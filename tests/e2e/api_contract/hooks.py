@@ -30,6 +30,8 @@ RULES = {
     ("invalid_request", "webhook_url"),  # redelivery with no webhook URL configured
     ("payment_intent_unexpected_state", None),  # the intent's state forbids it
     ("charge_already_refunded", None),  # nothing left to refund
+    # An operator's new password: the email, a common password (a list no schema holds).
+    ("password_too_weak", "new_password"),
 }
 # RFC 6749's errors, on the OAuth endpoints only (whatever param they name): a grant
 # missing what its type needs, a token unknown, expired or revoked, a scope never granted.
