@@ -83,7 +83,7 @@ def statement_kind(sql: str) -> str:
         ("FROM idempotency_keys", "idempotency lookup"),
         ("INSERT INTO idempotency_keys", "idempotency complete"),
         ("INSERT INTO payment_intents", "intent insert"),
-        ("INSERT INTO events", "event insert"),
+        ("INSERT INTO events", "event insert (and its delivery, one statement since)"),
         ("INSERT INTO webhook_deliveries", "delivery insert"),
     ):
         if needle in s:
