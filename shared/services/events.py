@@ -7,9 +7,11 @@ the delivery row and dispatched by the scheduler.
 
 from __future__ import annotations
 
-from sqlalchemy import insert, select, text
+import json
 
-from shared.db.tables import events, payment_intents
+from sqlalchemy import select, text
+
+from shared.db.tables import payment_intents
 from shared.db.uow import UnitOfWork
 from shared.observability import metrics
 from shared.services import views
@@ -24,43 +26,46 @@ INTENT_EVENTS = {
 }
 EVENT_TYPES = (*INTENT_EVENTS.values(), "refund.succeeded", "settlement.paid")
 
+_EMIT = text(
+    "WITH e AS ("
+    " INSERT INTO events (id, merchant_id, type, object_id, data, request_id)"
+    " SELECT id, merchant_id, type, object_id, CAST(data AS jsonb), CAST(:request_id AS text)"
+    " FROM unnest(CAST(:ids AS text[]), CAST(:merchants AS text[]), CAST(:types AS text[]),"
+    "             CAST(:objects AS text[]), CAST(:data AS text[]))"
+    "      AS i(id, merchant_id, type, object_id, data))"
+    " INSERT INTO webhook_deliveries (id, event_id, merchant_id, url, next_attempt_at)"
+    " SELECT d.id, d.event_id, d.merchant_id, m.webhook_url, now()"
+    " FROM unnest(CAST(:deliveries AS text[]), CAST(:ids AS text[]),"
+    "             CAST(:merchants AS text[])) AS d(id, event_id, merchant_id)"
+    " JOIN merchants m ON m.id = d.merchant_id AND m.webhook_url IS NOT NULL"
+    " RETURNING id"
+)
+
 
 def emit(uow: UnitOfWork, items: list[tuple[str, str, str, dict]], request_id=None) -> list[str]:
     """Record events [(merchant_id, type, object_id, data)] and their deliveries."""
     if not items:
         return []
-    rows = [
-        {
-            "id": new_id("evt"),
-            "merchant_id": merchant_id,
-            "type": type_,
-            "object_id": object_id,
-            "data": data,
-            "request_id": request_id,
-        }
-        for merchant_id, type_, object_id, data in items
-    ]
-    uow.conn.execute(insert(events), rows)
+    event_ids = [new_id("evt") for _ in items]
+    merchants = [merchant_id for merchant_id, _, _, _ in items]
     metrics.intent_events(uow, items)
-    # A delivery per event whose merchant has a webhook URL, in one statement:
-    # the merchant lookup and the insert share a round trip.
+    # The events and a delivery per event whose merchant has a webhook URL, in
+    # one statement (one round trip): the deliveries' foreign keys are checked
+    # at its end, when the CTE's events exist.
     delivered = uow.conn.execute(
-        text(
-            "INSERT INTO webhook_deliveries (id, event_id, merchant_id, url, next_attempt_at)"
-            " SELECT d.id, d.event_id, d.merchant_id, m.webhook_url, now()"
-            " FROM unnest(CAST(:ids AS text[]), CAST(:events AS text[]),"
-            "             CAST(:merchants AS text[])) AS d(id, event_id, merchant_id)"
-            " JOIN merchants m ON m.id = d.merchant_id AND m.webhook_url IS NOT NULL"
-            " RETURNING id"
-        ),
+        _EMIT,
         {
-            "ids": [new_id("whd") for _ in rows],
-            "events": [r["id"] for r in rows],
-            "merchants": [r["merchant_id"] for r in rows],
+            "ids": event_ids,
+            "merchants": merchants,
+            "types": [type_ for _, type_, _, _ in items],
+            "objects": [object_id for _, _, object_id, _ in items],
+            "data": [json.dumps(data) for _, _, _, data in items],
+            "request_id": request_id,
+            "deliveries": [new_id("whd") for _ in items],
         },
     ).scalars()
     uow.enqueue("deliver_webhooks", list(delivered))
-    return [r["id"] for r in rows]
+    return event_ids
 
 
 def emit_intents(uow: UnitOfWork, ids, request_id=None) -> list[str]:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Interval, bindparam, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from shared.db.tables import idempotency_keys as ik
@@ -35,6 +35,26 @@ class KeyInUse(ServiceError):
     """A request holding the key is still in flight."""
 
     code = "idempotency_key_in_use"
+
+
+# Built once: constructing a statement and its cache key per request cost more
+# CPU than running it (the parameters are bound at execute).
+_CLAIM = text("SELECT * FROM idempotency_claim(:merchant_id, :key, :retention)").bindparams(
+    bindparam("retention", type_=Interval)
+)
+_UPSERT = pg_insert(ik)
+_COMPLETE = _UPSERT.on_conflict_do_update(
+    index_elements=[ik.c.merchant_id, ik.c.key],
+    set_={
+        **{
+            c: _UPSERT.excluded[c]
+            for c in ("request_method", "request_path", "request_hash")
+            + ("response_status", "response_body")
+        },
+        "locked_at": None,
+        "created_at": func.now(),
+    },
+)
 
 
 @dataclass(frozen=True)
@@ -84,18 +104,18 @@ def begin(
     # Two statements, not one: in READ COMMITTED a statement's snapshot is
     # taken before its lock is. Read together, a request could get the lock
     # just released by the first request's commit while its snapshot predates
-    # that commit, see no stored response, and charge a second time.
-    lock = func.pg_try_advisory_xact_lock(func.hashtextextended(f"{merchant_id}:{key}", 0))
-    if not uow.conn.execute(select(lock)).scalar_one():
+    # that commit, see no stored response, and charge a second time. The
+    # function (migration 0014) runs them as two statements in one round trip:
+    # each statement of a VOLATILE function takes a fresh snapshot.
+    row = uow.conn.execute(
+        _CLAIM, {"merchant_id": merchant_id, "key": key, "retention": _hours(retention_h)}
+    ).one()
+    if not row.locked:
         raise KeyInUse(
             "A request with this Idempotency-Key is still being processed; retry later.",
             "Idempotency-Key",
         )
-    stale = ik.c.created_at < func.now() - _hours(retention_h)
-    row = uow.conn.execute(
-        select(ik, stale.label("stale")).where(ik.c.merchant_id == merchant_id, ik.c.key == key)
-    ).first()
-    if row is None or row.stale or row.response_status is None:
+    if not row.found or row.stale or row.response_status is None:
         return None  # a key past its retention is treated as absent
     if (row.request_method, row.request_path, row.request_hash) != (method, path, req_hash):
         raise KeyReused(
@@ -135,19 +155,17 @@ def complete(
 ) -> None:
     """Store the response; call inside the transaction that holds the request's effect."""
     method, path, req_hash = request
-    values = dict(
-        request_method=method,
-        request_path=path,
-        request_hash=req_hash,
-        response_status=status,
-        response_body=body,
-        locked_at=None,
-        created_at=func.now(),
-    )
     uow.conn.execute(
-        pg_insert(ik)
-        .values(merchant_id=merchant_id, key=key, **values)
-        .on_conflict_do_update(index_elements=[ik.c.merchant_id, ik.c.key], set_=values)
+        _COMPLETE,
+        dict(
+            merchant_id=merchant_id,
+            key=key,
+            request_method=method,
+            request_path=path,
+            request_hash=req_hash,
+            response_status=status,
+            response_body=body,
+        ),
     )
 
 

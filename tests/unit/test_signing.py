@@ -137,6 +137,17 @@ def test_expired(keys):
     assert reason(keys, keys.sign(claims(iat=now - 1000, exp=now - 10))) == "token expired"
 
 
+def test_a_token_verified_before_is_refused_once_it_expires(keys, monkeypatch):
+    from shared.security import signing
+
+    token = keys.sign(claims(exp=int(time.time()) + 60))
+    first = verify(keys, token)
+    first["sub"] = "changed by a caller"  # callers get copies of what is remembered
+    assert verify(keys, token)["sub"] == "mch_1"
+    monkeypatch.setattr(signing, "_epoch", lambda: time.time() + 61)
+    assert reason(keys, token) == "token expired"
+
+
 def test_tampered_payload(keys):
     header, _, sig = keys.sign(claims()).split(".")
     evil = b64url(json.dumps(claims(sub="mch_2")).encode())
