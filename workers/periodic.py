@@ -100,7 +100,13 @@ def backlog_max(settings) -> int:
 
 def webhook_backlog(settings) -> int:
     queue = STEPS["deliver_webhooks"].queue
-    return queues.depths(_redis(settings.redis_url), settings.redis_key_prefix, [queue])[queue]
+    return _depths(settings)([queue])[queue]
+
+
+@functools.cache
+def _depths(settings):
+    # One reader (and so one broker connection) per process and settings.
+    return queues.reader(settings, _redis(settings.redis_url))
 
 
 @functools.cache
