@@ -15,7 +15,9 @@ threads, BENCH_KEEP_DB=1 keeps the database, BENCH_KEEP_LOGS=1 keeps the
 process logs, WEB_CONCURRENCY [3], ACQUIRER_LATENCY_MS [0], BENCH_WEBHOOKS [0]
 (1: the merchant gets a webhook URL served by tests/load/webhook_sink.py in a
 process of its own, and webhook figures are added); DATABASE_URL and REDIS_URL
-name the servers (their db name / number are replaced).
+name the servers (their db name / number are replaced); BROKER_URL=amqp://...
+puts the Celery messages on RabbitMQ, each run in a vhost of its own
+(``settings.broker`` in the JSON says which).
 """
 
 from __future__ import annotations
@@ -395,6 +397,11 @@ class Run:
             "RATE_LIMIT_PER_CLIENT": "1000000",
             "RATE_LIMIT_PER_IP": "1000000",
         }
+        if opts["broker"] == "rabbitmq":
+            # A vhost per run (made with rabbitmqctl, dropped at exit): a fresh broker.
+            from tests.support import rabbitmq
+
+            self.env["BROKER_URL"] = rabbitmq.vhost_url(os.environ["BROKER_URL"], self.db_name)
         if opts["webhooks"]:
             # The sink listens on 127.0.0.1, which the SSRF policy refuses by default.
             self.env["WEBHOOK_ALLOW_PRIVATE"] = "true"
@@ -424,6 +431,7 @@ class Run:
         self.settings = Settings.from_env(
             database_url=self.env["DATABASE_URL"],
             redis_url=self.env["REDIS_URL"],
+            broker_url=self.env.get("BROKER_URL", ""),
             key_dir=self.key_dir,
             acquirer_latency_ms=self.opts["acquirer_latency_ms"],
         )
@@ -1028,6 +1036,7 @@ def summarize(runs: list[dict], opts: dict) -> dict:
                 "web_concurrency": opts["web_concurrency"],
                 "acquirer_latency_ms": opts["acquirer_latency_ms"],
                 "webhooks": opts["webhooks"],
+                "broker": opts["broker"],
                 "loadgen": f"threads+http.client, {opts['connections']} connections, open loop",
                 "batch_max": d.batch_max,
                 "batch_interval_ms": d.batch_interval_ms,
@@ -1044,6 +1053,12 @@ def summarize(runs: list[dict], opts: dict) -> dict:
     return top
 
 
+def _amqp(url: str) -> bool:
+    from shared.config import AMQP_SCHEMES
+
+    return url.split("://", 1)[0].lower() in AMQP_SCHEMES
+
+
 def options() -> dict:
     rate = _env_float("BENCH_RATE", 110)
     return {
@@ -1057,6 +1072,7 @@ def options() -> dict:
         "web_concurrency": _env_int("WEB_CONCURRENCY", 3),
         "acquirer_latency_ms": _env_int("ACQUIRER_LATENCY_MS", 0),
         "webhooks": os.environ.get("BENCH_WEBHOOKS", "0").strip() == "1",
+        "broker": "rabbitmq" if _amqp(os.environ.get("BROKER_URL", "")) else "redis",
         "keep_db": os.environ.get("BENCH_KEEP_DB", "") == "1",
         "keep_logs": os.environ.get("BENCH_KEEP_LOGS", "") == "1",
         "wait_for_api": os.environ.get("BENCH_WAIT_FOR_API", "1") == "1",
