@@ -15,6 +15,8 @@ DATABASE_URL ?= postgresql+psycopg2://clearhouse_app@127.0.0.1:5432/clearhouse
 MIGRATION_DATABASE_URL ?=
 REDIS_URL ?= redis://127.0.0.1:6379/0
 TEST_ARGS ?=
+# The broker of make test's RabbitMQ run (make test-rabbitmq).
+RABBITMQ_TEST_URL ?= amqp://guest:guest@127.0.0.1:5672//
 # First worker's metrics port; the Procfile adds 0/1/2 per worker node.
 WORKER_METRICS_PORT ?= 9808
 # The API serves HTTPS: `make run` makes development certificates here when missing
@@ -40,16 +42,19 @@ LOCUST_RUN_TIME ?= 60s
 LOCUST_ARGS ?=
 export LOCUST_USERS LOCUST_SPAWN_RATE LOCUST_RUN_TIME
 
-.PHONY: help venv services migrate run locust test alerts chromium chaos bench bench-report bench-reencrypt mutation lint fmt clean
+.PHONY: help venv services migrate run locust test test-rabbitmq alerts chromium chaos bench bench-report bench-reencrypt mutation lint fmt clean
 
 help:
 	@echo "make venv      create .venv and install the package with dev extras"
-	@echo "make services  make sure Postgres and Redis are up (starts local ones in var/)"
+	@echo "make services  make sure Postgres and Redis (and RabbitMQ when BROKER_URL=amqp://...)"
+	@echo "               are up (starts local ones in var/)"
 	@echo "make migrate   create the database and its roles, apply migrations, grant the app role"
 	@echo "make run       run API (HTTPS), relay, workers, beat and Flower in the foreground (PORT=$(PORT))"
 	@echo "make test      ruff + pytest (TEST_ARGS='-k foo -x' to pass pytest arguments);"
 	@echo "               pytest includes the import contracts (tests/unit/test_architecture.py);"
-	@echo "               and make alerts"
+	@echo "               and make alerts; then make test-rabbitmq"
+	@echo "make test-rabbitmq  the broker-marked integration tests again, RabbitMQ as the broker"
+	@echo "               (RABBITMQ_TEST_URL=$(RABBITMQ_TEST_URL); starts a local one if needed)"
 	@echo "make alerts    promtool check + test of the alert rules (deploy/prometheus; installs"
 	@echo "               Debian's prometheus package when promtool is missing)"
 	@echo "make chromium  install Debian's chromium and chromium-driver when missing (the console's"
@@ -101,6 +106,7 @@ run: venv services migrate
 	@echo " Flower       http://127.0.0.1:5555/ $(if $(FLOWER_BASIC_AUTH),(basic auth: user $(firstword $(subst :, ,$(FLOWER_BASIC_AUTH)))),(no auth; its HTTP API needs FLOWER_BASIC_AUTH=user:password))"
 	@echo " Postgres     $(DATABASE_URL) (the services' role; migrations as $(or $(MIGRATION_DATABASE_URL),the superuser postgres))"
 	@echo " Redis        $(REDIS_URL)"
+	@echo " Broker       $(or $(BROKER_URL),Redis (REDIS_URL); BROKER_URL=amqp://... for RabbitMQ)"
 	@echo " Webhooks     private and loopback URLs $(if $(filter 1 true yes on,$(WEBHOOK_ALLOW_PRIVATE)),ALLOWED (WEBHOOK_ALLOW_PRIVATE=$(WEBHOOK_ALLOW_PRIVATE); deployments refuse them),refused (WEBHOOK_ALLOW_PRIVATE=$(WEBHOOK_ALLOW_PRIVATE)))"
 	@echo "              for the CLI in another shell too: WEBHOOK_ALLOW_PRIVATE=true .venv/bin/clearhouse"
 	@echo "              merchant create --name Shop --webhook-url http://127.0.0.1:9000/hook"
@@ -119,6 +125,16 @@ locust: venv
 test: venv services alerts chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest tests -p no:cacheprovider $(TEST_ARGS)
+	$(MAKE) --no-print-directory test-rabbitmq
+
+# The integration tests that exercise the broker (marker `broker`: the pipeline, priority
+# isolation, redelivery and reconnects, the relay, queue depth, /ready) once more with
+# RabbitMQ as the broker; each pytest process in a vhost of its own (tests/support/rabbitmq.py).
+# services.sh starts a local RabbitMQ when none answers there.
+test-rabbitmq: venv
+	BROKER_URL='$(RABBITMQ_TEST_URL)' bash deploy/dev/services.sh
+	BROKER_URL='$(RABBITMQ_TEST_URL)' $(BIN)/python -m pytest tests/integration -m broker \
+		-p no:cacheprovider $(TEST_ARGS)
 
 # The Prometheus alert rules: promtool check + promtool's rule tests.
 alerts:

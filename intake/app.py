@@ -26,6 +26,7 @@ from shared.config import Settings
 from shared.db.engine import get_engine
 from shared.db.uow import UnitOfWork
 from shared.domain.validation import ValidationError
+from shared.observability import queues
 from shared.security.failures import FailureCounter
 from shared.security.redis_breaker import RedisBreaker
 from shared.security.signing import SigningKeys
@@ -63,6 +64,11 @@ def redis_client_for(url: str):
     return redis.Redis.from_url(
         url, socket_connect_timeout=1, socket_timeout=1, retry=Retry(NoBackoff(), 0)
     )
+
+
+def _broker_check(settings: Settings):
+    """What /ready pings for the broker: RabbitMQ's, or None when Redis (pinged anyway) is it."""
+    return queues.AmqpDepths(settings.broker) if settings.broker_is_amqp else None
 
 
 def create_app(
@@ -159,7 +165,7 @@ def create_app(
         ("/v1/operator/password", operator_auth.Password(engine, vault, settings)),
         ("/v1/operator/refresh", operator_auth.Refresh(engine, operator_keys, settings)),
         ("/health", ops.Health()),
-        ("/ready", ops.Ready(engine, redis_client)),
+        ("/ready", ops.Ready(engine, redis_client, _broker_check(settings))),
     ]
     # No /metrics here (404): the operator port serves it (intake/metrics.py).
     routes.append(("/openapi.json", ops.OpenAPI(routes)))

@@ -18,7 +18,8 @@ import time
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from shared.observability import metrics, queues
+from shared.observability import metrics
+from shared.observability import queues as queues_mod
 from workers.topology import QUEUES
 
 log = logging.getLogger(__name__)
@@ -89,14 +90,18 @@ class CollectErrors:
 
 
 class QueueDepth:
-    """``clearhouse_queue_depth{queue}``: LLEN of every Celery queue, read at scrape time."""
+    """``clearhouse_queue_depth{queue}``: messages waiting in every Celery queue, at scrape time.
+
+    Redis: LLEN of the queue's lists; ``reader`` (``queues.reader``) reads
+    another broker (RabbitMQ) instead.
+    """
 
     SOURCE = "queue_depth"
 
-    def __init__(self, redis_client, queues=None, key_prefix: str = "", errors=None):
-        self._redis = redis_client
+    def __init__(self, redis_client, queues=None, key_prefix: str = "", errors=None, reader=None):
+        # key_prefix: REDIS_KEY_PREFIX, kombu's global_keyprefix.
+        self._read = reader or (lambda names: queues_mod.depths(redis_client, key_prefix, names))
         self._queues = queues
-        self._prefix = key_prefix  # REDIS_KEY_PREFIX: kombu's global_keyprefix
         self._errors = errors or CollectErrors()
 
     def collect(self):
@@ -106,9 +111,9 @@ class QueueDepth:
             "clearhouse_queue_depth", "Messages waiting in each Celery queue", labels=["queue"]
         )
         try:
-            depth = queues.depths(self._redis, self._prefix, self._queues)
+            depth = self._read(self._queues)
         except Exception as exc:
-            # A scrape must still answer when Redis is away (/ready says so).
+            # A scrape must still answer when the broker is away (/ready says so).
             self._errors.failed(self.SOURCE, exc)
             return
         self._errors.ok(self.SOURCE)
@@ -254,7 +259,7 @@ def operator_registry(settings, *, engine=None, redis_client=None):
     )
     errors = CollectErrors()
     pg = PostgresGauges(engine, jobs=beat_schedule(settings), errors=errors)
-    depth = QueueDepth(redis_client, key_prefix=settings.redis_key_prefix, errors=errors)
+    depth = QueueDepth(None, errors=errors, reader=queues_mod.reader(settings, redis_client))
     errors.expect([depth.SOURCE, *pg.sources])  # each shown, at 0 until it fails
     return metrics.registry(depth, pg, errors)
 

@@ -71,6 +71,10 @@ def _optional_str(name: str) -> str | None:
     return os.environ.get(name) or None
 
 
+# URL schemes of kombu's AMQP transports (py-amqp); anything else is Redis.
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
+
+
 def with_user(database_url: str, user: str = "postgres") -> str:
     """``database_url``'s server and database, as ``user`` (no password).
 
@@ -215,6 +219,10 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Prefix of every Redis key we write (queues, beat): isolates deployments.
     redis_key_prefix: str = ""
+    # The Celery broker. Empty: the Redis at redis_url (queues under
+    # redis_key_prefix). amqp://user:pass@host:port/vhost: RabbitMQ, the vhost
+    # isolating deployments; Redis still holds rate limits, lockout and beat.
+    broker_url: str = field(default="", repr=False)
     # Where generated dev keys (JWT signing key, card encryption keys) live
     # when they are not given explicitly. Git-ignored.
     key_dir: str = "var/keys"
@@ -355,6 +363,7 @@ class Settings:
             migration_database_url=_str("MIGRATION_DATABASE_URL", d.migration_database_url),
             redis_url=_str("REDIS_URL", d.redis_url),
             redis_key_prefix=_str("REDIS_KEY_PREFIX", d.redis_key_prefix),
+            broker_url=_str("BROKER_URL", d.broker_url),
             key_dir=_str("CLEARHOUSE_KEY_DIR", d.key_dir),
             jwt_private_key=_private_pem("JWT_PRIVATE_KEY"),
             operator_jwt_private_key=_private_pem("OPERATOR_JWT_PRIVATE_KEY"),
@@ -445,6 +454,16 @@ class Settings:
     def migration_url(self) -> str:
         """Where ``db upgrade`` connects: MIGRATION_DATABASE_URL, else the default above."""
         return self.migration_database_url or with_user(self.database_url)
+
+    @property
+    def broker(self) -> str:
+        """The Celery broker's URL: BROKER_URL, else the Redis at REDIS_URL."""
+        return self.broker_url or self.redis_url
+
+    @property
+    def broker_is_amqp(self) -> bool:
+        """True when the broker is RabbitMQ (amqp:// or amqps://), not Redis."""
+        return self.broker.split("://", 1)[0].lower() in AMQP_SCHEMES
 
     def db_timeouts(self, kind: str) -> tuple[int, int, int]:
         """The Postgres timeouts of one kind of connection: api, worker or report."""

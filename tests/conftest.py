@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from shared.config import with_user  # pure: reads no setting
+from tests.support import rabbitmq
 
 ROOT = Path(__file__).resolve().parent.parent
 # The services' role, as deployed (shared/db/roles.py); migrations and the
@@ -55,7 +56,14 @@ TEST_ENV = {
     "WEBHOOK_ALLOW_PRIVATE": "true",
     "WEBHOOK_SCHEDULE_SCALE": "0.001",
 }
+# BROKER_URL=amqp://… runs the layer on RabbitMQ, in a vhost of the session's
+# own (the vhost is what REDIS_KEY_PREFIX is to the Redis broker); unset or
+# empty, Redis is the broker as deployed by default.
+_base_broker = os.environ.get("BROKER_URL", "")
+if rabbitmq.is_amqp(_base_broker):
+    TEST_ENV["BROKER_URL"] = rabbitmq.vhost_url(_base_broker, TEST_DB)
 os.environ.update(TEST_ENV)
+BROKER_IS_AMQP = rabbitmq.is_amqp(os.environ.get("BROKER_URL", ""))
 
 
 def _reachable(url: str, default_port: int) -> bool:

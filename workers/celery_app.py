@@ -30,7 +30,7 @@ def create_celery_app(settings: Settings | None = None) -> ClearhouseCelery:
     """Build the app from ``settings`` (default: the environment)."""
     settings = settings or Settings.from_env()
     signals.use_settings(settings)
-    app = ClearhouseCelery("clearhouse", broker=settings.redis_url, include=TASK_MODULES)
+    app = ClearhouseCelery("clearhouse", broker=settings.broker, include=TASK_MODULES)
     app.runtime = Runtime(settings, Publisher(app, settings.batch_max))
     app.conf.update(
         # Ack only after the task ran: a worker killed mid-task leaves the message
@@ -51,18 +51,10 @@ def create_celery_app(settings: Settings | None = None) -> ClearhouseCelery:
         # Stage workers run the solo pool (one process per queue group, DESIGN
         # §6), where prefetch = this multiplier: several full batches may wait.
         worker_prefetch_multiplier=4 * settings.batch_max,
-        # Redis redelivers an unacked message after this long. Longer than any
-        # task or countdown we use (retries are seconds; multi-day waits live in
-        # Postgres and are dispatched by the scheduler).
-        # The key prefix lets several deployments (or test sessions) share one
-        # Redis without ever consuming each other's messages.
-        broker_transport_options={
-            "visibility_timeout": 3600,
-            "global_keyprefix": settings.redis_key_prefix,
-        },
+        broker_transport_options=broker_transport_options(settings),
         broker_connection_retry_on_startup=True,
         broker_pool_limit=20,
-        # Task events cost a Redis publish per task (~10 % of a stage worker's
+        # Task events cost a broker publish per task (~10 % of a stage worker's
         # time); Flower switches them on in the workers while it runs.
         worker_send_task_events=False,
         task_send_sent_event=False,
@@ -83,6 +75,27 @@ def create_celery_app(settings: Settings | None = None) -> ClearhouseCelery:
         enable_utc=True,
     )
     return app
+
+
+def broker_transport_options(settings: Settings) -> dict:
+    """kombu's options for the broker BROKER_URL (else REDIS_URL) names."""
+    if settings.broker_is_amqp:
+        # RabbitMQ: durable classic queues, persistent messages (Celery's
+        # defaults), an unacked message redelivered when its consumer's
+        # connection closes; the vhost in the URL isolates deployments.
+        # No x-max-priority: isolation is by queue (one per stage and
+        # settlement priority, workers/topology.py), never by message
+        # priority. Countdowns must stay well under RabbitMQ's
+        # consumer_timeout (30 min by default): a worker holds a countdown's
+        # message unacknowledged, and past it the broker closes the channel
+        # (celery/celery#6760). Ours are seconds.
+        return {}
+    # Redis redelivers an unacked message after this long. Longer than any
+    # task or countdown we use (retries are seconds; multi-day waits live in
+    # Postgres and are dispatched by the scheduler).
+    # The key prefix lets several deployments (or test sessions) share one
+    # Redis without ever consuming each other's messages.
+    return {"visibility_timeout": 3600, "global_keyprefix": settings.redis_key_prefix}
 
 
 app = create_celery_app()

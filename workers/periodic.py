@@ -100,7 +100,15 @@ def backlog_max(settings) -> int:
 
 def webhook_backlog(settings) -> int:
     queue = STEPS["deliver_webhooks"].queue
+    if settings.broker_is_amqp:
+        return _amqp_depths(settings.broker)([queue])[queue]
     return queues.depths(_redis(settings.redis_url), settings.redis_key_prefix, [queue])[queue]
+
+
+@functools.cache
+def _amqp_depths(url: str):
+    # One reader, so one kept connection to RabbitMQ, per process.
+    return queues.AmqpDepths(url)
 
 
 @functools.cache

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make sure Postgres and Redis answer at DATABASE_URL and REDIS_URL.
+# Make sure Postgres and Redis answer at DATABASE_URL and REDIS_URL, and RabbitMQ
+# at BROKER_URL when that is amqp://… (empty, the default: Redis is the broker).
 #
 # Already reachable: say so and do nothing. Not reachable and the host is local
 # (127.0.0.1 / localhost): install the Debian packages if the binaries are
@@ -7,12 +8,14 @@
 # var/ folder of the checkout:
 #   var/postgres          Postgres cluster (initdb, trust auth), socket in var/run/postgres
 #   var/redis             Redis working dir (no persistence)
+#   var/rabbitmq          RabbitMQ node data (only when BROKER_URL is amqp)
 #   var/log/*.log         server logs
 # Idempotent: run it as often as you like. It never stops anything; to stop:
 #   pg_ctl -D var/postgres stop          (as the postgres user when run as root)
 #   kill "$(cat var/run/redis-PORT.pid)"
+#   rabbitmqctl -n clearhouse-PORT@localhost stop  (a RabbitMQ node it started)
 #
-# Environment: DATABASE_URL, REDIS_URL (the app's), MIGRATION_DATABASE_URL (whose
+# Environment: DATABASE_URL, REDIS_URL, BROKER_URL (the app's), MIGRATION_DATABASE_URL (whose
 # user becomes the new cluster's superuser: default postgres), CLEARHOUSE_PGDATA
 # (override the Postgres data dir), SERVICES_WAIT_S (default 30).
 set -euo pipefail
@@ -23,6 +26,7 @@ DATABASE_URL="${DATABASE_URL:-postgresql+psycopg2://clearhouse_app@127.0.0.1:543
 # The superuser: `clearhouse db upgrade` connects as it and creates the app's roles.
 MIGRATION_DATABASE_URL="${MIGRATION_DATABASE_URL:-}"
 REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
+BROKER_URL="${BROKER_URL:-}"
 WAIT_S="${SERVICES_WAIT_S:-30}"
 
 log() { printf 'services: %s\n' "$*"; }
@@ -226,5 +230,81 @@ ensure_redis() {
     log "redis started at $host:$port"
 }
 
+# --- RabbitMQ (BROKER_URL=amqp://...) -------------------------------------------
+ensure_rabbitmq() {
+    case "$BROKER_URL" in
+        amqp://* | amqps://* | pyamqp://*) ;;
+        *) return ;; # Redis is the broker
+    esac
+    parse_url "$BROKER_URL" 5672
+    local host="$URL_HOST" port="$URL_PORT" user="${URL_USER:-guest}" pass="${URL_PASS:-guest}"
+    local vhost="${BROKER_URL#*://}"
+    vhost="${vhost#*/}"
+    [[ "$vhost" == "${BROKER_URL#*://}" ]] && vhost="" # no path: the default vhost
+    vhost="${vhost%%[?#]*}"
+    vhost="${vhost//%2F//}"
+    vhost="${vhost//%2f//}"
+    vhost="${vhost:-/}"
+    # Our own node (started below, or by an earlier run: its config file is
+    # there) is named by its port; rabbitmqctl must address it by that name.
+    local node="clearhouse-$port@localhost" conf="$VAR/rabbitmq/$port/rabbitmq.conf"
+    local ctl=(rabbitmqctl -q)
+    if [[ -f "$conf" ]]; then ctl+=(-n "$node"); fi
+    if reachable "$host" "$port"; then
+        log "rabbitmq reachable at $host:$port"
+    else
+        is_local "$host" \
+            || die "rabbitmq not reachable at $host:$port (not a local host, not starting one)"
+        start_rabbitmq "$host" "$port" "$node"
+        if [[ -f "$conf" ]]; then ctl=(rabbitmqctl -q -n "$node"); fi
+    fi
+    # The URL's vhost and user, made when missing (a node of our own has only
+    # guest on /). Needs rabbitmqctl's access to the node: skipped without it.
+    if is_local "$host" && [[ "$vhost" != "/" || "$user" != guest ]] \
+        && "${ctl[@]}" list_vhosts >/dev/null 2>&1; then
+        "${ctl[@]}" add_vhost "$vhost" >/dev/null 2>&1 || true
+        if [[ "$user" != guest ]]; then
+            "${ctl[@]}" add_user "$user" "$pass" >/dev/null 2>&1 || true
+        fi
+        "${ctl[@]}" set_permissions -p "$vhost" "$user" ".*" ".*" ".*" >/dev/null
+        log "rabbitmq vhost $vhost ready for $user"
+    fi
+}
+
+# Start a RabbitMQ node of our own on host:port (installing the package if needed).
+start_rabbitmq() {
+    local host="$1" port="$2" node="$3"
+    command -v rabbitmq-server >/dev/null 2>&1 || apt_install rabbitmq-server
+    # The package starts its own node (on 5672) when it can.
+    if reachable "$host" "$port"; then
+        log "rabbitmq reachable at $host:$port (started by the package)"
+        return
+    fi
+    command -v rabbitmq-server >/dev/null 2>&1 || die "rabbitmq-server not found after install"
+    # Data in var/rabbitmq; the distribution port beside it, so it never
+    # clashes with a system node's.
+    local dir="$VAR/rabbitmq/$port" logdir="$VAR/log"
+    mkdir -p "$dir" "$logdir"
+    local logfile="$logdir/rabbitmq-$port.log"
+    touch "$logfile"
+    # A config file of its own: the system's (/etc/rabbitmq) may pin 5672.
+    printf 'listeners.tcp.local = %s:%s\n' "$host" "$port" >"$dir/rabbitmq.conf"
+    if [[ "$(id -u)" == 0 ]] && id rabbitmq >/dev/null 2>&1; then
+        chown -R rabbitmq:rabbitmq "$dir" "$logfile"
+    fi
+    log "starting rabbitmq node $node on $host:$port (data $dir, log $logfile)"
+    # rabbitmq-server drops to the rabbitmq user by itself when run as root.
+    RABBITMQ_NODENAME="$node" RABBITMQ_NODE_PORT="$port" RABBITMQ_NODE_IP_ADDRESS="$host" \
+        RABBITMQ_DIST_PORT="$((port + 20000))" RABBITMQ_MNESIA_BASE="$dir/mnesia" \
+        RABBITMQ_LOG_BASE="$dir/log" \
+        RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf" \
+        rabbitmq-server -detached >>"$logfile" 2>&1 \
+        || die "rabbitmq-server failed to start (log: $logfile)"
+    # A node takes a few seconds more than Redis to boot.
+    WAIT_S=$((WAIT_S < 60 ? 60 : WAIT_S)) wait_reachable rabbitmq "$host" "$port" "$logfile"
+    log "rabbitmq started at $host:$port"
+}
+
 ensure_postgres
 ensure_redis
+ensure_rabbitmq

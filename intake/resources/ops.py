@@ -27,19 +27,23 @@ class Ready:
         "GET": Operation(
             "ready",
             "ops",
-            "Readiness: Postgres and Redis answer (else 503)",
+            "Readiness: Postgres, Redis and the broker answer (else 503)",
             200,
             rs.Ready,
             auth=False,
         )
     }
 
-    def __init__(self, engine: Engine, redis_client):
+    def __init__(self, engine: Engine, redis_client, broker=None):
         self._engine = engine
         self._redis = redis_client
+        # RabbitMQ when BROKER_URL is amqp (``ping() -> bool``); None: Redis is the broker.
+        self._broker = broker
 
     def on_get(self, req, resp) -> None:
         checks = {"postgres": self._postgres(), "redis": self._redis_ping()}
+        if self._broker is not None:
+            checks["broker"] = self._broker_ping()
         down = [name for name, ok in checks.items() if not ok]
         if down:
             raise ApiError(503, "not_ready", f"Dependencies unavailable: {', '.join(down)}.")
@@ -60,6 +64,12 @@ class Ready:
         except Exception:
             log.warning("readiness: redis check failed", exc_info=True)
             return False
+
+    def _broker_ping(self) -> bool:
+        ok = self._broker.ping()
+        if not ok:
+            log.warning("readiness: broker check failed")
+        return ok
 
 
 class OpenAPI:

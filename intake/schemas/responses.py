@@ -227,6 +227,9 @@ class Health(BaseModel):
 class ReadyChecks(BaseModel):
     postgres: Literal["ok"]
     redis: Literal["ok"]
+    broker: Literal["ok"] | None = Field(
+        None, description="RabbitMQ, when BROKER_URL is amqp (else Redis is the broker)."
+    )
 
 
 class Ready(BaseModel):

@@ -34,7 +34,7 @@ from shared.config import with_user
 from shared.db import roles
 from tests import factories as f
 from tests.conftest import TEST_DB, TEST_ENV, _ensure_services, free_port, python_bin
-from tests.support import processes
+from tests.support import brokers, processes
 
 ROOT = Path(__file__).resolve().parents[2]
 E2E_DB = f"{TEST_DB}_e2e"
@@ -48,6 +48,8 @@ E2E_ENV = {
     # Kombu prefixes pub/sub too, so control broadcasts stay apart as well.
     "REDIS_KEY_PREFIX": f"{E2E_DB}:",
     "CLEARHOUSE_KEY_DIR": tempfile.mkdtemp(prefix="clearhouse-e2e-keys-"),
+    # With BROKER_URL=amqp://…: a vhost of its own, for the same reason.
+    **brokers.private_vhost(E2E_DB),
 }
 # Beat as deployed, with test-sized intervals: due webhook retries dispatched
 # within 0.3 s, stuck intents re-driven within a second or two (REDRIVE_AFTER_S

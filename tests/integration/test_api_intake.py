@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import sys
 import time
 import uuid
@@ -37,6 +38,7 @@ from shared.services import idempotency
 from shared.services.merchants import create_merchant
 from shared.services.stages import authorize, fees, fraud, limits
 from tests import factories as f
+from tests.conftest import free_port
 from tests.support.scratchdb import scratch_database
 from tests.support.units import bound
 
@@ -618,6 +620,29 @@ def test_ready_reports_broken_redis(settings, engine, keys, vault):
     resp = falcon.testing.TestClient(app).simulate_get("/ready")
     body = assert_problem(resp, 503, "not_ready")
     assert "redis" in body["detail"]
+
+
+@pytest.mark.broker
+def test_ready_checks_rabbitmq_when_it_is_the_broker(settings, engine, keys, vault):
+    from tests.support import rabbitmq
+
+    def ready(broker_url):
+        app = create_app(
+            settings.replace(broker_url=broker_url),
+            engine=engine,
+            dispatch=RecordingDispatch(),
+            keys=keys,
+            vault=vault,
+        )
+        return falcon.testing.TestClient(app).simulate_get("/ready")
+
+    up = ready(os.environ.get("BROKER_URL") or rabbitmq.LOCAL)
+    assert up.status_code == 200, up.text
+    assert up.json["checks"] == {"postgres": "ok", "redis": "ok", "broker": "ok"}
+    down = ready(f"amqp://guest:guest@127.0.0.1:{free_port()}//")
+    assert "broker" in assert_problem(down, 503, "not_ready")["detail"]
+    # Redis as the broker: pinged as Redis, and no second check.
+    assert ready("").json["checks"] == {"postgres": "ok", "redis": "ok"}
 
 
 def test_balance_reads_ledger_accounts(client, auth, merchant, engine):

@@ -30,8 +30,8 @@ from sqlalchemy import select
 from shared.db.tables import ledger_transfers
 from shared.db.tables import payment_intents as pi
 from tests import factories as f
-from tests.conftest import free_port
-from tests.support import processes
+from tests.conftest import BROKER_IS_AMQP, TEST_DB, free_port
+from tests.support import brokers, processes
 from tests.support.scratchdb import scratch_database
 from tests.support.units import bound
 
@@ -48,14 +48,19 @@ FAST_BEAT = {
 
 @contextlib.contextmanager
 def private_stack(name: str):
-    """A fresh database and Redis server; ``env`` points processes at them."""
+    """A fresh database and Redis server (on RabbitMQ, a vhost too); ``env`` points
+    processes at them."""
     port = free_port()
     with scratch_database(f"clearhouse_{name}") as (url, engine):
         stack = SimpleNamespace(
             engine=engine,
             redis_port=port,
             redis=processes.redis_server(port),
-            env={"DATABASE_URL": url, "REDIS_URL": f"redis://127.0.0.1:{port}/0"},
+            env={
+                "DATABASE_URL": url,
+                "REDIS_URL": f"redis://127.0.0.1:{port}/0",
+                **brokers.private_vhost(f"{TEST_DB}_{name}"),
+            },
         )
         with contextlib.ExitStack() as procs:
             stack.procs = procs
@@ -125,6 +130,7 @@ def _books(engine) -> list[str]:
         return discrepancies(bound(conn))
 
 
+@pytest.mark.broker
 def test_a_worker_killed_mid_batch_loses_nothing_and_captures_once(vault):
     with private_stack("sigkill") as stack:
         # Every acquirer call takes 5 s: the authorize batch sits in it, holds placed.
@@ -190,7 +196,9 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_captures_once(vault):
                 ("posted", "settlement"): 1,
             }, intent_id
         assert _books(stack.engine) == []
-        assert "re-driving" in fresh.output()
+        # RabbitMQ gives a dead consumer's unacked messages to the next one at
+        # once (its connection closed): no re-drive is needed there.
+        assert "re-driving" in fresh.output() or BROKER_IS_AMQP
 
 
 @pytest.fixture
@@ -248,6 +256,9 @@ def test_the_api_accepts_while_the_relay_is_down_and_the_relay_catches_up(api_st
     assert _books(stack.engine) == []
 
 
+@pytest.mark.skipif(
+    BROKER_IS_AMQP, reason="a Redis broker's outage (RabbitMQ's: test_broker_restart)"
+)
 def test_the_api_accepts_while_redis_is_down_and_all_is_processed_after(api_stack):
     stack = api_stack  # no beat: the relay alone must catch up
     before = _accept(stack, 2)

@@ -19,7 +19,8 @@ from tests import factories as f
 from tests.support.stages import drive_in_process
 from tests.support.units import bound
 
-pytestmark = pytest.mark.integration
+# The pipeline through the broker: make test runs this module on RabbitMQ too.
+pytestmark = [pytest.mark.integration, pytest.mark.broker]
 
 
 def _transfers(engine, intent_id) -> list[tuple[str, str, int]]:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import time
 
 import pytest
-from celery import Celery
 from sqlalchemy import update
 
 from shared.db.tables import webhook_deliveries as wd
 from shared.db.uow import UnitOfWork
 from shared.services import events as ev
 from tests.conftest import TEST_ENV
-from tests.support import processes
+from tests.support import brokers, processes
 from tests.support.webhooks import attempts_of, deliveries_of
 
 pytestmark = pytest.mark.integration
@@ -36,11 +35,9 @@ def test_a_url_allowed_when_configured_is_refused_at_send_time(
     mid = merchant["merchant_id"]
     # The URL was accepted when it was stored (this session allows loopback
     # URLs); the worker that sends runs with the production policy.
-    env = {"REDIS_KEY_PREFIX": STRICT_PREFIX, "WEBHOOK_ALLOW_PRIVATE": "false"}
-    producer = Celery("strict-producer", broker=settings.redis_url)
-    producer.conf.update(
-        task_serializer="json", broker_transport_options={"global_keyprefix": STRICT_PREFIX}
-    )
+    queues_env = brokers.private_env(STRICT_PREFIX)
+    env = {**queues_env, "WEBHOOK_ALLOW_PRIVATE": "false"}
+    producer = brokers.producer("strict-producer", queues_env)
 
     def to_strict_worker(step: str, ids: list[str], countdown=None) -> None:
         assert step == "deliver_webhooks"

@@ -12,7 +12,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests import factories as f
-from tests.conftest import TEST_ENV, free_port, queue_key
+from tests.conftest import BROKER_IS_AMQP, TEST_ENV, free_port, queue_key
 from tests.support import processes
 from tests.support.waiting import drain
 from workers.topology import QUEUES
@@ -138,6 +138,7 @@ def test_counters_add_up_across_processes(api, make_merchant, engine, redis_clie
     eventually(worker_side_adds_up)
 
 
+@pytest.mark.broker
 def test_queue_depth_is_what_waits_in_a_paused_queue(api, redis_client):
     """Publish to a queue no worker takes from: the API's gauge reads exactly what waits."""
     from workers.celery_app import app
@@ -156,13 +157,15 @@ def test_queue_depth_is_what_waits_in_a_paused_queue(api, redis_client):
             sent.append(task.id)
         depth = total(scrape(proc.metrics_url), "clearhouse_queue_depth", queue=queue)
         assert depth - depth_before == len(sent)
-        # kombu put them in two lists (plain and priority 9): the gauge sums both.
-        assert redis_client.llen(queue_key(queue)) >= 3
-        assert redis_client.llen(queue_key(queue) + PRIORITY_9) >= 2
+        if not BROKER_IS_AMQP:
+            # kombu put them in two lists (plain and priority 9): the gauge sums both.
+            assert redis_client.llen(queue_key(queue)) >= 3
+            assert redis_client.llen(queue_key(queue) + PRIORITY_9) >= 2
     finally:
-        removed = _remove_messages(redis_client, queue, set(sent))
+        # RabbitMQ: left for the worker (an empty window batch does nothing).
+        removed = 0 if BROKER_IS_AMQP else _remove_messages(redis_client, queue, set(sent))
         app.control.add_consumer(queue, reply=True, timeout=5)
-    assert removed == len(sent)
+    assert removed == len(sent) or BROKER_IS_AMQP
 
 
 def _remove_messages(redis_client, queue: str, task_ids: set) -> int:

@@ -13,7 +13,8 @@ from sqlalchemy import select, text
 from shared.db.tables import events, settlements
 from shared.db.tables import payment_intents as pi
 from tests import factories as f
-from tests.conftest import queue_key
+from tests.conftest import TEST_ENV
+from tests.support.waiting import broker_backlog
 
 pytestmark = pytest.mark.integration
 rng = random.Random()
@@ -147,6 +148,12 @@ def test_racing_window_runs_and_duplicates_never_settle_twice(
     books_balance()
 
 
+def _economy_waiting(redis_client) -> int:
+    """Messages waiting in settlement.economy, on either broker."""
+    return broker_backlog(redis_client, TEST_ENV["REDIS_KEY_PREFIX"], ["settlement.economy"])[0]
+
+
+@pytest.mark.broker
 def test_instant_settles_while_a_big_economy_backlog_waits(
     worker, make_merchant, submit, engine, redis_client, books_balance
 ):
@@ -167,14 +174,12 @@ def test_instant_settles_while_a_big_economy_backlog_waits(
         backlog = [economy[i : i + 2] for i in range(0, len(economy), 2)] * 100
         for batch in backlog:  # a big window: 1,000 messages waiting
             app.send_task("clearhouse.settle_window", args=[batch], queue="settlement.economy")
-        assert redis_client.llen(queue_key("settlement.economy")) >= len(backlog)
+        assert _economy_waiting(redis_client) >= len(backlog)
         start = time.monotonic()
         instant = succeeded(submit, engine, merchant, "instant", 5)
         wait_settled(engine, instant, timeout=15)
         assert time.monotonic() - start < 15
-        assert redis_client.llen(queue_key("settlement.economy")) >= len(
-            backlog
-        )  # untouched meanwhile
+        assert _economy_waiting(redis_client) >= len(backlog)  # untouched meanwhile
         with engine.connect() as conn:
             pending = conn.execute(select(pi.c.settlement_status).where(pi.c.id.in_(economy)))
             assert set(pending.scalars()) == {"pending"}
@@ -182,7 +187,7 @@ def test_instant_settles_while_a_big_economy_backlog_waits(
         app.control.add_consumer("settlement.economy", reply=True, timeout=5)
     wait_settled(engine, economy, timeout=60)
     deadline = time.monotonic() + 60
-    while redis_client.llen(queue_key("settlement.economy")):
+    while _economy_waiting(redis_client):
         assert time.monotonic() < deadline, "economy backlog not drained"
         time.sleep(0.2)  # polling interval
     check_settled(engine, wait_settled(engine, economy), "economy")

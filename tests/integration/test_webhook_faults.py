@@ -13,7 +13,6 @@ import time
 
 import pytest
 import requests
-from celery import Celery
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, insert, select, text, update
 
@@ -24,7 +23,7 @@ from shared.db.uow import UnitOfWork
 from shared.security.vault import Vault
 from shared.services import events as ev
 from tests.conftest import TEST_ENV, free_port
-from tests.support import processes
+from tests.support import brokers, processes
 from tests.support.receiver import Receiver
 from tests.support.webhooks import deliveries_of
 from tests.unit.test_webhook_send_deadline import DripServer, wait_until
@@ -37,6 +36,8 @@ MERCHANT_CONCURRENCY = int(
 pytestmark = pytest.mark.integration
 
 PREFIX = TEST_ENV["REDIS_KEY_PREFIX"] + "faults:"
+# The faults worker's queues: under PREFIX (Redis) or in a vhost of its own.
+QUEUES_ENV = brokers.private_env(PREFIX)
 TIMEOUT_S = 2.0  # per socket operation; the drip (a byte a second) stays inside it
 BUDGET_S = 3 * TIMEOUT_S  # notifications.send_budget_s() in the worker
 WORKER_PROCESSES = 2
@@ -44,7 +45,7 @@ WORKER_PROCESSES = 2
 
 @pytest.fixture(scope="module")
 def faults_worker(database, redis_client):
-    env = {"REDIS_KEY_PREFIX": PREFIX, "WEBHOOK_TIMEOUT_S": str(TIMEOUT_S)}
+    env = {**QUEUES_ENV, "WEBHOOK_TIMEOUT_S": str(TIMEOUT_S)}
     with processes.celery_worker(
         "faults", queues="notifications", concurrency=WORKER_PROCESSES, env=env
     ) as w:
@@ -54,10 +55,7 @@ def faults_worker(database, redis_client):
 @pytest.fixture(scope="module")
 def to_worker(settings):
     """A dispatch for UnitOfWork that publishes to the faults worker's queue."""
-    producer = Celery("faults-producer", broker=settings.redis_url)
-    producer.conf.update(
-        task_serializer="json", broker_transport_options={"global_keyprefix": PREFIX}
-    )
+    producer = brokers.producer("faults-producer", QUEUES_ENV)
 
     def dispatch(step: str, ids: list[str], countdown=None) -> None:
         assert step == "deliver_webhooks"

@@ -19,7 +19,8 @@ a bare Falcon app, tests/load/bare_app.py, and the intake alone are driven close
 loop and at half load, in BENCH_REFERENCE_ROUNDS [2] alternating slices of
 BENCH_REFERENCE_S [10]; BENCH_REFERENCE_RATE, BENCH_REFERENCE_CONNECTIONS),
 BENCH_REDIS_DB [7]; DATABASE_URL and REDIS_URL name the servers (their db name /
-number are replaced).
+number are replaced); BROKER_URL=amqp://... puts the Celery messages on RabbitMQ,
+each run in a vhost of its own (``settings.broker`` in the JSON says which).
 """
 
 from __future__ import annotations
@@ -417,6 +418,11 @@ class Run:
             "RATE_LIMIT_PER_CLIENT": "1000000",
             "RATE_LIMIT_PER_IP": "1000000",
         }
+        if opts["broker"] == "rabbitmq":
+            # A vhost per run (made with rabbitmqctl, dropped at exit): a fresh broker.
+            from tests.support import rabbitmq
+
+            self.env["BROKER_URL"] = rabbitmq.vhost_url(os.environ["BROKER_URL"], self.db_name)
         if opts["webhooks"]:
             # The sink listens on 127.0.0.1, which the SSRF policy refuses by default.
             self.env["WEBHOOK_ALLOW_PRIVATE"] = "true"
@@ -446,6 +452,7 @@ class Run:
         self.settings = Settings.from_env(
             database_url=self.env["DATABASE_URL"],
             redis_url=self.env["REDIS_URL"],
+            broker_url=self.env.get("BROKER_URL", ""),
             key_dir=self.key_dir,
             acquirer_latency_ms=self.opts["acquirer_latency_ms"],
         )
@@ -1217,6 +1224,7 @@ def summarize(runs: list[dict], opts: dict) -> dict:
                 "web_concurrency": opts["web_concurrency"],
                 "acquirer_latency_ms": opts["acquirer_latency_ms"],
                 "webhooks": opts["webhooks"],
+                "broker": opts["broker"],
                 "loadgen": f"threads+http.client, {opts['connections']} connections, open loop",
                 "batch_max": d.batch_max,
                 "batch_interval_ms": d.batch_interval_ms,
@@ -1232,6 +1240,12 @@ def summarize(runs: list[dict], opts: dict) -> dict:
         }
     )
     return top
+
+
+def _amqp(url: str) -> bool:
+    from shared.config import AMQP_SCHEMES
+
+    return url.split("://", 1)[0].lower() in AMQP_SCHEMES
 
 
 def options() -> dict:
@@ -1258,6 +1272,7 @@ def options() -> dict:
         "acquirer_latency_ms": _env_int("ACQUIRER_LATENCY_MS", 0),
         "webhooks": os.environ.get("BENCH_WEBHOOKS", "0").strip() == "1",
         "redis_db": _env_int("BENCH_REDIS_DB", REDIS_DB),
+        "broker": "rabbitmq" if _amqp(os.environ.get("BROKER_URL", "")) else "redis",
         "keep_db": os.environ.get("BENCH_KEEP_DB", "") == "1",
         "keep_logs": os.environ.get("BENCH_KEEP_LOGS", "") == "1",
         "wait_for_api": os.environ.get("BENCH_WAIT_FOR_API", "1") == "1",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections import Counter
 
 from shared.observability.queues import PRIORITY_SUFFIXES
+from tests.support import rabbitmq
 
 # kombu's Redis transport keeps one list per queue and priority step (0 is
 # the plain list), and every delivered but unacknowledged message in a hash
@@ -39,6 +41,9 @@ def wait_until(predicate, timeout: float, what, interval: float = 0.05):
 
 def broker_backlog(redis_client, prefix: str, queues) -> tuple[int, int]:
     """(messages waiting in ``queues``, messages delivered and not yet acked), one snapshot."""
+    broker = os.environ.get("BROKER_URL", "")
+    if rabbitmq.is_amqp(broker):  # the RabbitMQ run: the broker's own counts
+        return rabbitmq.backlog(broker, queues)
     pipe = redis_client.pipeline(transaction=True)  # MULTI: both read at one instant
     for q in queues:
         for suffix in PRIORITY_SUFFIXES:

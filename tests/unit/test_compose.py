@@ -31,7 +31,7 @@ SECRETS = {
     "CLEARHOUSE_DB_PASSWORD": "app-s3cret",
 }
 # Services that are not Procfile processes: the stores, the one-shot migration, monitoring.
-INFRASTRUCTURE = {"postgres", "redis", "migrate", "prometheus", "grafana"}
+INFRASTRUCTURE = {"postgres", "redis", "rabbitmq", "migrate", "prometheus", "grafana"}
 ANY_ADDRESS = "0.0.0.0"  # noqa: S104 (what compose publishes on when given no address)
 _VAR = re.compile(r"\$\$|\$\{(\w+)(?:(:?[-?])([^}]*))?\}|\$(\w+)")
 
