@@ -6,6 +6,7 @@ import requests
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from shared.db import roles
 from tests.conftest import TEST_ENV
 from tests.load import bare_app
 from tests.load.mix import intent_body
@@ -16,6 +17,10 @@ from tests.support.services import free_port
 def test_the_bare_app_inserts_one_row_per_post_under_the_api_gunicorn_settings(admin_engine):
     raw = admin_engine.raw_connection()
     try:
+        # The layer's database is shared: its tables belong to the owner role, never
+        # the superuser (integration/test_db_roles.py). LOCAL: ends with the commit.
+        with raw.cursor() as cur:
+            cur.execute(f"SET LOCAL ROLE {roles.OWNER}")
         bare_app.create_table(raw, make_url(TEST_ENV["DATABASE_URL"]).username)
     finally:
         raw.close()
