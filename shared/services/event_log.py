@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Table, and_, func, insert, or_, select
+from sqlalchemy import Table, func, insert, select
 
 from shared.db.tables import events, merchants, webhook_attempts
 from shared.db.tables import webhook_deliveries as wd
 from shared.db.uow import UnitOfWork
+from shared.services import paging
 from shared.services.errors import NotFound, ServiceError
 from shared.services.ids import new_id
 
@@ -79,22 +80,12 @@ def redeliver(uow: UnitOfWork, merchant_id: str, event_id: str):
 
 
 def _page(uow, table: Table, kind: str, merchant_id, where, limit, starting_after):
-    query = select(table).where(*where)
-    if starting_after:
-        cursor = uow.conn.execute(
-            select(table.c.created_at, table.c.id).where(
-                table.c.id == starting_after, table.c.merchant_id == merchant_id
-            )
-        ).first()
-        if cursor is None:
-            raise NotFound(kind, starting_after, "starting_after")
-        query = query.where(
-            or_(
-                table.c.created_at < cursor.created_at,
-                and_(table.c.created_at == cursor.created_at, table.c.id < cursor.id),
-            )
-        )
-    rows = uow.conn.execute(
-        query.order_by(table.c.created_at.desc(), table.c.id.desc()).limit(limit + 1)
-    ).all()
-    return rows[:limit], len(rows) > limit
+    return paging.newest_first(
+        uow,
+        table,
+        where,
+        kind=kind,
+        limit=limit,
+        starting_after=starting_after,
+        scope=(table.c.merchant_id == merchant_id,),
+    )

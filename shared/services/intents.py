@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select
+from sqlalchemy import bindparam, func, insert, select
 
 from shared.db.tables import payment_intents as pi
 from shared.db.tables import wallets
@@ -12,7 +12,7 @@ from shared.db.uow import UnitOfWork
 from shared.domain.fees import compute_fee
 from shared.domain.intent import CANCELABLE, Stage, Status
 from shared.domain.validation import CreateIntent, ValidationError, amount_param
-from shared.services import events, outcomes, views
+from shared.services import events, outcomes, paging, views
 from shared.services.errors import InvalidState, NotFound
 from shared.services.fee_plans import merchant_fee_plans
 from shared.services.ids import new_id
@@ -97,21 +97,17 @@ def get(uow: UnitOfWork, merchant_id: str, intent_id: str, *, lock: bool = False
 
 def list_(uow: UnitOfWork, merchant_id: str, *, status=None, limit=10, starting_after=None):
     """Newest first; return (rows, has_more)."""
-    query = select(pi).where(pi.c.merchant_id == merchant_id)
-    if status:
-        query = query.where(pi.c.status == status)
-    if starting_after:
-        cursor = get(uow, merchant_id, starting_after)
-        query = query.where(
-            or_(
-                pi.c.created_at < cursor.created_at,
-                and_(pi.c.created_at == cursor.created_at, pi.c.id < cursor.id),
-            )
-        )
-    rows = uow.conn.execute(
-        query.order_by(pi.c.created_at.desc(), pi.c.id.desc()).limit(limit + 1)
-    ).all()
-    return rows[:limit], len(rows) > limit
+    mine = pi.c.merchant_id == merchant_id
+    where = [mine, pi.c.status == status] if status else [mine]
+    return paging.newest_first(
+        uow,
+        pi,
+        where,
+        kind="payment_intent",
+        limit=limit,
+        starting_after=starting_after,
+        scope=(mine,),
+    )
 
 
 def capture(uow: UnitOfWork, merchant_id: str, intent_id: str, amount: object):

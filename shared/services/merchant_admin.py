@@ -8,15 +8,16 @@ merchant's clients (shared/services/suspensions.py).
 
 from __future__ import annotations
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 
 from shared.db.tables import api_clients, merchant_limits, merchants
 from shared.db.uow import UnitOfWork
 from shared.domain import scopes as S
 from shared.domain.merchant_admin import LIMIT_FIELDS, redact_url
-from shared.services import audit
+from shared.services import audit, paging
 from shared.services.audit import Actor
 from shared.services.errors import NotFound, ServiceError
+from shared.services.views import unix_seconds
 
 SUMMARY = (
     merchants.c.id,
@@ -26,18 +27,14 @@ SUMMARY = (
 )
 
 
-def _ts(value) -> int | None:
-    return None if value is None else int(value.timestamp())
-
-
 def _summary(row) -> dict:
     return {
         "id": row.id,
         "object": "merchant",
         "name": row.name,
         "suspended": row.suspended_at is not None,
-        "suspended_at": _ts(row.suspended_at),
-        "created": _ts(row.created_at),
+        "suspended_at": unix_seconds(row.suspended_at),
+        "created": unix_seconds(row.created_at),
     }
 
 
@@ -45,23 +42,16 @@ def list_merchants(
     uow: UnitOfWork, *, limit: int = 50, starting_after: str | None = None
 ) -> tuple[list[dict], bool]:
     """Newest first, as JSON summaries; (rows, has_more). ``starting_after``: a merchant id."""
-    query = select(*SUMMARY)
-    if starting_after:
-        cursor = uow.conn.execute(
-            select(merchants.c.id, merchants.c.created_at).where(merchants.c.id == starting_after)
-        ).first()
-        if cursor is None:
-            raise NotFound("merchant", starting_after, "starting_after")
-        query = query.where(
-            or_(
-                merchants.c.created_at < cursor.created_at,
-                and_(merchants.c.created_at == cursor.created_at, merchants.c.id < cursor.id),
-            )
-        )
-    rows = uow.conn.execute(
-        query.order_by(merchants.c.created_at.desc(), merchants.c.id.desc()).limit(limit + 1)
-    ).all()
-    return [_summary(r) for r in rows[:limit]], len(rows) > limit
+    rows, has_more = paging.newest_first(
+        uow,
+        merchants,
+        [],
+        kind="merchant",
+        limit=limit,
+        starting_after=starting_after,
+        columns=SUMMARY,
+    )
+    return [_summary(r) for r in rows], has_more
 
 
 def merchant_detail(uow: UnitOfWork, merchant_id: str) -> dict:
@@ -73,11 +63,12 @@ def merchant_detail(uow: UnitOfWork, merchant_id: str) -> dict:
         .order_by(merchant_limits.c.currency, merchant_limits.c.scope)
     ).all()
     prev = row.webhook_secret_prev_expires_at
+    overlap_ends = unix_seconds(prev) if prev and prev > _now(uow) else None
     return _summary(row) | {
         "suspended_reason": row.suspended_reason,
         "webhook_url": redact_url(row.webhook_url),
         # Set while a rotated webhook secret still signs (None: no overlap).
-        "webhook_secret_previous_expires_at": _ts(prev) if prev and prev > _now(uow) else None,
+        "webhook_secret_previous_expires_at": overlap_ends,
         "fraud_block_threshold": row.fraud_block_threshold,
         "limits": [
             {"currency": x.currency, "scope": x.scope} | {k: getattr(x, k) for k in LIMIT_FIELDS}
@@ -146,8 +137,8 @@ def _clients(uow: UnitOfWork, merchant_id: str) -> list[dict]:
             "client_id": c.client_id,
             "scopes": list(S.canonical(c.scopes.split())),
             "cert_sha256": c.cert_sha256,
-            "created": _ts(c.created_at),
-            "revoked_at": _ts(c.revoked_at),
+            "created": unix_seconds(c.created_at),
+            "revoked_at": unix_seconds(c.revoked_at),
         }
         for c in rows
     ]

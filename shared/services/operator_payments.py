@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 
 from shared.db.tables import events, ledger_accounts, ledger_transfers, refunds, webhook_attempts
 from shared.db.tables import payment_intents as pi
@@ -19,7 +19,7 @@ from shared.db.tables import webhook_deliveries as wd
 from shared.db.uow import UnitOfWork
 from shared.domain import operator_filters as filters
 from shared.domain import refunds as refund_rules
-from shared.services import audit, event_log, views
+from shared.services import audit, event_log, paging, views
 from shared.services import refunds as refund_service
 from shared.services.audit import Actor
 from shared.services.errors import NotFound
@@ -69,22 +69,10 @@ def search_intents(
         where.append(pi.c.created_at >= since)
     if (until := filters.instant(created_lte, "created_lte")) is not None:
         where.append(pi.c.created_at <= until)
-    if starting_after:
-        cursor = uow.conn.execute(
-            select(pi.c.created_at, pi.c.id).where(pi.c.id == starting_after)
-        ).first()
-        if cursor is None:
-            raise NotFound("payment_intent", starting_after, "starting_after")
-        where.append(
-            or_(
-                pi.c.created_at < cursor.created_at,
-                and_(pi.c.created_at == cursor.created_at, pi.c.id < cursor.id),
-            )
-        )
-    rows = uow.conn.execute(
-        select(pi).where(*where).order_by(pi.c.created_at.desc(), pi.c.id.desc()).limit(limit + 1)
-    ).all()
-    return [_with_merchant(r) for r in rows[:limit]], len(rows) > limit
+    rows, has_more = paging.newest_first(
+        uow, pi, where, kind="payment_intent", limit=limit, starting_after=starting_after
+    )
+    return [_with_merchant(r) for r in rows], has_more
 
 
 def intent_detail(uow: UnitOfWork, intent_id: str) -> dict:

@@ -8,7 +8,7 @@ never add up to more than was captured. Fee policy: ``shared.domain.refunds``.
 
 from __future__ import annotations
 
-from sqlalchemy import and_, func, insert, or_, select
+from sqlalchemy import func, insert, select
 
 from shared.db.tables import payment_intents as pi
 from shared.db.tables import refunds, wallets
@@ -17,7 +17,7 @@ from shared.domain import ledger as L
 from shared.domain.intent import Status
 from shared.domain.refunds import CreateRefund, fee_refund
 from shared.domain.validation import ValidationError
-from shared.services import events, ledger, views
+from shared.services import events, ledger, paging, views
 from shared.services.errors import InvalidState, NotFound
 from shared.services.ids import new_id
 
@@ -121,18 +121,14 @@ def get(uow: UnitOfWork, merchant_id: str, refund_id: str, param: str = "id"):
 
 def list_(uow: UnitOfWork, merchant_id: str, *, payment_intent=None, limit=10, starting_after=None):
     """Newest first, optionally of one intent; return (rows, has_more)."""
-    query = select(refunds).where(refunds.c.merchant_id == merchant_id)
-    if payment_intent:
-        query = query.where(refunds.c.payment_intent_id == payment_intent)
-    if starting_after:
-        cursor = get(uow, merchant_id, starting_after, "starting_after")
-        query = query.where(
-            or_(
-                refunds.c.created_at < cursor.created_at,
-                and_(refunds.c.created_at == cursor.created_at, refunds.c.id < cursor.id),
-            )
-        )
-    rows = uow.conn.execute(
-        query.order_by(refunds.c.created_at.desc(), refunds.c.id.desc()).limit(limit + 1)
-    ).all()
-    return rows[:limit], len(rows) > limit
+    mine = refunds.c.merchant_id == merchant_id
+    where = [mine, refunds.c.payment_intent_id == payment_intent] if payment_intent else [mine]
+    return paging.newest_first(
+        uow,
+        refunds,
+        where,
+        kind="refund",
+        limit=limit,
+        starting_after=starting_after,
+        scope=(mine,),
+    )
