@@ -9,6 +9,7 @@ from urllib.parse import unquote
 from sqlalchemy import Engine
 
 from intake.errors import ApiError, BasicAuthFailed
+from intake.headers import no_store
 from intake.openapi import Operation
 from intake.schemas import requests as rq
 from intake.schemas import responses as rs
@@ -130,9 +131,7 @@ class Token:
             if via_basic:
                 raise BasicAuthFailed() from None
             raise
-        # RFC 6749 §5.1: token responses must not be cached.
-        resp.set_header("Cache-Control", "no-store")
-        resp.set_header("Pragma", "no-cache")
+        no_store(resp)
         resp.media = result
 
     def _grant(self, grant: str, body: dict, client_id, secret, peer_cert) -> dict:

@@ -13,10 +13,7 @@ from shared.db.uow import UnitOfWork
 from shared.services import operators as operator_service
 from shared.services.audit import Actor
 from shared.services.errors import NotFound
-
-
-def _ts(value) -> int | None:
-    return None if value is None else int(value.timestamp())
+from shared.services.views import unix_seconds
 
 
 def operator_json(row) -> dict:
@@ -27,8 +24,8 @@ def operator_json(row) -> dict:
         "role": row.role,
         "password_temporary": row.password_temporary,
         "disabled": row.disabled_at is not None,
-        "disabled_at": _ts(row.disabled_at),
-        "created": _ts(row.created_at),
+        "disabled_at": unix_seconds(row.disabled_at),
+        "created": unix_seconds(row.created_at),
     }
 
 

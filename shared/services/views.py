@@ -54,8 +54,8 @@ def intent_json(row) -> dict:
         "failure_message": row.failure_message,
         "cancellation_reason": row.cancellation_reason,
         "settlement_status": row.settlement_status,
-        "hold_expires_at": _ts(row.hold_expires_at),
-        "created": _ts(row.created_at),
+        "hold_expires_at": unix_seconds(row.hold_expires_at),
+        "created": unix_seconds(row.created_at),
         "livemode": False,
     }
 
@@ -72,7 +72,7 @@ def refund_json(row) -> dict:
         "reason": row.reason,
         "fee_refunded": row.fee_refunded,
         "metadata": row.metadata or {},
-        "created": _ts(row.created_at),
+        "created": unix_seconds(row.created_at),
     }
 
 
@@ -85,7 +85,7 @@ def settlement_json(row) -> dict:
         "currency": row.currency,
         "priority": row.priority,
         "intent_count": row.intent_count,
-        "created": _ts(row.created_at),
+        "created": unix_seconds(row.created_at),
     }
 
 
@@ -95,7 +95,7 @@ def event_json(row) -> dict:
         "id": row.id,
         "object": "event",
         "type": row.type,
-        "created": _ts(row.created_at),
+        "created": unix_seconds(row.created_at),
         "data": {"object": row.data},
     }
 
@@ -111,9 +111,9 @@ def delivery_json(row, attempts=()) -> dict:
         "attempts": row.attempts,
         "last_status_code": row.last_status_code,
         "last_error": row.last_error,
-        "next_attempt_at": _ts(row.next_attempt_at) if row.status == "pending" else None,
-        "created": _ts(row.created_at),
-        "completed_at": _ts(row.completed_at),
+        "next_attempt_at": unix_seconds(row.next_attempt_at) if row.status == "pending" else None,
+        "created": unix_seconds(row.created_at),
+        "completed_at": unix_seconds(row.completed_at),
         "attempt_history": [
             {
                 "attempt": a.attempt,
@@ -122,7 +122,7 @@ def delivery_json(row, attempts=()) -> dict:
                 "latency_ms": a.latency_ms,
                 "error": a.error,
                 "response_body": a.response_body,
-                "created": _ts(a.created_at),
+                "created": unix_seconds(a.created_at),
             }
             for a in attempts
         ],
@@ -159,6 +159,6 @@ def balance_json(balances: dict) -> dict:
     }
 
 
-def _ts(value: datetime | None) -> int | None:
+def unix_seconds(value: datetime | None) -> int | None:
     """Unix seconds (the same instant whatever the datetime's zone)."""
     return None if value is None else int(value.astimezone(UTC).timestamp())

@@ -7,31 +7,24 @@ support adds to and removes from the blocklist, admin suspends and resumes merch
 from __future__ import annotations
 
 from intake.console import forms
+from intake.console.pages.base import Page, filters_of, next_after
 from intake.console.render import page
 from intake.console.session import redirect
 from intake.resources.operator.actor import actor_of
-from shared.db.uow import UnitOfWork, transact
+from shared.db.uow import transact
 from shared.domain.fraud import BLOCKLIST_KINDS
 from shared.services import merchant_admin, operator_payments
 
 PAGE_SIZE = 50
 
 
-class _Base:
-    def __init__(self, engine):
-        self._engine = engine
-
-    def _new_uow(self) -> UnitOfWork:
-        return UnitOfWork(self._engine)
-
-
-class Blocklist(_Base):
+class Blocklist(Page):
     console_roles = {"GET": "viewer", "POST": "support"}
     accepts_form = True
 
     def on_get(self, req, resp) -> None:
         query = forms.read(forms.Page, req.params)
-        with UnitOfWork(self._engine) as uow:
+        with self._uow() as uow:
             entries, has_more = operator_payments.list_blocklist(
                 uow, limit=PAGE_SIZE, starting_after=query.starting_after
             )
@@ -42,14 +35,14 @@ class Blocklist(_Base):
             "blocklist.html",
             entries=entries,
             kinds=BLOCKLIST_KINDS,
-            next_after=entries[-1]["id"] if has_more and entries else None,
+            next_after=next_after(entries, has_more),
             notice=notice.get(query.done),
         )
 
     def on_post(self, req, resp) -> None:
         form = forms.read(forms.BlockEntry, req.context.body)
         transact(
-            self._new_uow,
+            self._uow,
             operator_payments.block,
             actor_of(req),
             form.kind,
@@ -59,22 +52,22 @@ class Blocklist(_Base):
         raise redirect("/console/blocklist?done=added")
 
 
-class Unblock(_Base):
+class Unblock(Page):
     console_roles = {"POST": "support"}
     accepts_form = True
 
     def on_post(self, req, resp) -> None:
         form = forms.read(forms.BlockEntry, req.context.body)
-        transact(self._new_uow, operator_payments.unblock, actor_of(req), form.kind, form.value)
+        transact(self._uow, operator_payments.unblock, actor_of(req), form.kind, form.value)
         raise redirect("/console/blocklist?done=removed")
 
 
-class Merchants(_Base):
+class Merchants(Page):
     console_roles = {"GET": "viewer"}
 
     def on_get(self, req, resp) -> None:
         query = forms.read(forms.Page, req.params)
-        with UnitOfWork(self._engine) as uow:
+        with self._uow() as uow:
             rows, has_more = merchant_admin.list_merchants(
                 uow, limit=PAGE_SIZE, starting_after=query.starting_after
             )
@@ -84,39 +77,37 @@ class Merchants(_Base):
             resp,
             "merchants.html",
             merchants=rows,
-            next_after=rows[-1]["id"] if has_more and rows else None,
+            next_after=next_after(rows, has_more),
             notice=done.get(query.done),
         )
 
 
-class Suspend(_Base):
+class Suspend(Page):
     console_roles = {"POST": "admin"}
     accepts_form = True
 
     def on_post(self, req, resp, merchant_id: str) -> None:
         form = forms.read(forms.Suspension, req.context.body)
-        transact(
-            self._new_uow, merchant_admin.suspend, actor_of(req), merchant_id, reason=form.reason
-        )
+        transact(self._uow, merchant_admin.suspend, actor_of(req), merchant_id, reason=form.reason)
         raise redirect("/console/merchants?done=suspended")
 
 
-class Resume(_Base):
+class Resume(Page):
     console_roles = {"POST": "admin"}
     accepts_form = True
 
     def on_post(self, req, resp, merchant_id: str) -> None:
         forms.read(forms.Form, req.context.body)
-        transact(self._new_uow, merchant_admin.resume, actor_of(req), merchant_id)
+        transact(self._uow, merchant_admin.resume, actor_of(req), merchant_id)
         raise redirect("/console/merchants?done=resumed")
 
 
-class Audit(_Base):
+class Audit(Page):
     console_roles = {"GET": "viewer"}
 
     def on_get(self, req, resp) -> None:
         query = forms.read(forms.AuditQuery, req.params)
-        with UnitOfWork(self._engine) as uow:
+        with self._uow() as uow:
             rows, has_more = operator_payments.list_audit(
                 uow,
                 actor=query.actor,
@@ -125,12 +116,12 @@ class Audit(_Base):
                 limit=PAGE_SIZE,
                 starting_after=query.starting_after,
             )
-        filters = query.model_dump(exclude={"csrf", "starting_after"}, exclude_none=True)
+        filters = filters_of(query)
         page(
             req,
             resp,
             "audit.html",
             rows=rows,
             query=filters,
-            next_after=rows[-1]["id"] if has_more and rows else None,
+            next_after=next_after(rows, has_more),
         )

@@ -11,10 +11,11 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from intake.console import forms
+from intake.console.pages.base import Page, filters_of, next_after
 from intake.console.render import page
 from intake.console.session import redirect
 from intake.resources.operator.actor import actor_of
-from shared.db.uow import UnitOfWork, transact
+from shared.db.uow import transact
 from shared.domain.intent import Status
 from shared.services import operator_payments
 
@@ -22,16 +23,7 @@ PAGE_SIZE = 20
 STATUSES = tuple(s.value for s in Status)
 
 
-class _Base:
-    def __init__(self, engine, dispatch):
-        self._engine = engine
-        self._dispatch = dispatch
-
-    def _uow(self) -> UnitOfWork:
-        return UnitOfWork(self._engine, self._dispatch)
-
-
-class Search(_Base):
+class Search(Page):
     console_roles = {"GET": "viewer"}
 
     def on_get(self, req, resp) -> None:
@@ -47,7 +39,7 @@ class Search(_Base):
                 limit=PAGE_SIZE,
                 starting_after=query.starting_after,
             )
-        filters = query.model_dump(exclude={"csrf", "starting_after"}, exclude_none=True)
+        filters = filters_of(query)
         page(
             req,
             resp,
@@ -55,11 +47,11 @@ class Search(_Base):
             query=filters,
             statuses=STATUSES,
             items=items,
-            next_after=items[-1]["id"] if has_more and items else None,
+            next_after=next_after(items, has_more),
         )
 
 
-class Detail(_Base):
+class Detail(Page):
     console_roles = {"GET": "viewer"}
 
     def on_get(self, req, resp, intent_id: str) -> None:
@@ -70,7 +62,7 @@ class Detail(_Base):
         page(req, resp, "intent.html", notice=notice, **detail)
 
 
-class Refund(_Base):
+class Refund(Page):
     console_roles = {"POST": "support"}
     accepts_form = True
 
@@ -99,7 +91,7 @@ class Refund(_Base):
         raise redirect(f"/console/payment_intents/{quote(intent_id, safe='')}?done=refunded")
 
 
-class Redeliver(_Base):
+class Redeliver(Page):
     console_roles = {"POST": "support"}
     accepts_form = True
 
@@ -109,4 +101,4 @@ class Redeliver(_Base):
             page(req, resp, "confirm_redeliver.html", event_id=event_id, intent_id=form.intent)
             return
         transact(self._uow, operator_payments.redeliver, actor_of(req), event_id)
-        raise redirect(f"/console/payment_intents/{form.intent}?done=redelivered")
+        raise redirect(f"/console/payment_intents/{quote(form.intent, safe='')}?done=redelivered")

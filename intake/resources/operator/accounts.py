@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
+from intake.headers import no_store
 from intake.listing import list_object
 from intake.openapi import Operation
 from intake.resources.operator.actor import actor_of
@@ -55,7 +56,7 @@ class Operators(AdminResource):
             req.context.body,
             fields_check({"email", "role"}, ("email", "role")),
         )
-        resp.set_header("Cache-Control", "no-store")
+        no_store(resp)
         resp.media = self._run(
             lambda uow: operators.create_operator(
                 uow, self._vault, body["email"], body["role"], actor_of(req)

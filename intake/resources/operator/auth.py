@@ -7,6 +7,7 @@ no-store``, as token responses must (RFC 6749 §5.1).
 
 from __future__ import annotations
 
+from intake.headers import no_store
 from intake.openapi import LOCKED, Operation
 from intake.schemas import requests as rq
 from intake.schemas import responses as rs
@@ -39,11 +40,6 @@ REFRESH_ERRORS = {
 }
 
 
-def _no_store(resp) -> None:
-    resp.set_header("Cache-Control", "no-store")
-    resp.set_header("Pragma", "no-cache")
-
-
 class Login:
     operations = {
         "POST": Operation(
@@ -64,7 +60,7 @@ class Login:
 
     def on_post(self, req, resp) -> None:
         body = parse(rq.OperatorLogin, req.context.body, closed(LOGIN_FIELDS))
-        _no_store(resp)
+        no_store(resp)
         resp.media = operator_auth.login(
             *self._deps,
             email=body["email"],
@@ -104,7 +100,7 @@ class Password:
             source_ip=req.remote_addr,
             request_id=req.context.request_id,
         )
-        _no_store(resp)
+        no_store(resp)
         resp.media = {"object": "operator_password", "changed": True}
 
 
@@ -128,5 +124,5 @@ class Refresh:
 
     def on_post(self, req, resp) -> None:
         parse(rq.OperatorRefresh, req.context.body, closed(set()))
-        _no_store(resp)
+        no_store(resp)
         resp.media = operator_auth.refresh(*self._deps, req.context.operator)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
+from intake.headers import no_store
 from intake.listing import list_object, list_query
 from intake.openapi import Operation
 from intake.resources.operator.actor import actor_of
@@ -103,7 +104,7 @@ class Merchants(AdminResource):
 
     def on_post(self, req, resp) -> None:
         body = parse(rq.OperatorCreateMerchant, req.context.body, _create_check)
-        resp.set_header("Cache-Control", "no-store")
+        no_store(resp)
         resp.media = self._run(
             lambda uow: merchants.create_merchant(
                 uow,
