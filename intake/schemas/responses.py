@@ -7,6 +7,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from intake.schemas.fields import CaptureMethod, CurrencyCode, IntentStatus, Priority
+from shared.domain import fraud
 from shared.domain.intent import Stage, Status
 from shared.services.event_log import DELIVERY_STATUSES
 from shared.services.events import EVENT_TYPES
@@ -38,9 +39,30 @@ class RiskReason(BaseModel):
     detail: str
 
 
+RiskLevel = Literal[tuple(level.value for level in fraud.RiskLevel)]  # type: ignore[valid-type]
+
+
 class Risk(BaseModel):
     score: int = Field(description="0 to 100; blocked at the merchant's threshold.")
+    level: RiskLevel | None = Field(
+        description="Where the score fell: normal; elevated (the review band just under the"
+        " block threshold: a review is opened, the payment goes on); highest (blocked)."
+        " Null for intents scored before risk levels were recorded."
+    )
     reasons: list[RiskReason]
+
+
+class Review(BaseModel):
+    """A review opened on an intent scored into the review band (Stripe's Radar review)."""
+
+    id: str
+    object: Literal["review"]
+    payment_intent: str
+    opened_reason: Literal["rule"]
+    reason: Literal["rule"]
+    risk_level: Literal["elevated"]
+    risk_score: int
+    livemode: bool
 
 
 class PaymentIntent(BaseModel):
@@ -62,6 +84,7 @@ class PaymentIntent(BaseModel):
     fee: int | None
     net: int | None
     risk: Risk | None
+    review: Review | None
     failure_code: str | None
     failure_message: str | None
     cancellation_reason: str | None
@@ -95,7 +118,7 @@ class Settlement(BaseModel):
 
 
 class EventData(BaseModel):
-    object: Annotated[PaymentIntent | Refund | Settlement, Field(discriminator="object")]
+    object: Annotated[PaymentIntent | Refund | Settlement | Review, Field(discriminator="object")]
 
 
 class Event(BaseModel):

@@ -24,7 +24,7 @@ INTENT_EVENTS = {
     "failed": "payment_intent.payment_failed",
     "canceled": "payment_intent.canceled",
 }
-EVENT_TYPES = (*INTENT_EVENTS.values(), "refund.succeeded", "settlement.paid")
+EVENT_TYPES = (*INTENT_EVENTS.values(), "refund.succeeded", "settlement.paid", "review.opened")
 
 _EMIT = text(
     "WITH e AS ("

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from shared.domain.fraud import RiskLevel
 from shared.domain.intent import Status
 
 
@@ -49,13 +50,35 @@ def intent_json(row) -> dict:
         else row.amount_received - row.fee_amount,
         "risk": None
         if row.risk_score is None
-        else {"score": row.risk_score, "reasons": row.risk_reasons or []},
+        else {"score": row.risk_score, "level": row.risk_level, "reasons": row.risk_reasons or []},
+        "review": review_json(row.id, row.risk_score)
+        if row.risk_level == RiskLevel.ELEVATED
+        else None,
         "failure_code": row.failure_code,
         "failure_message": row.failure_message,
         "cancellation_reason": row.cancellation_reason,
         "settlement_status": row.settlement_status,
         "hold_expires_at": unix_seconds(row.hold_expires_at),
         "created": unix_seconds(row.created_at),
+        "livemode": False,
+    }
+
+
+def review_json(intent_id: str, risk_score: int) -> dict:
+    """The review an elevated risk opened on an intent (Stripe's Radar review object).
+
+    One review per intent at most, so its id is the intent's own suffix: the
+    event and the intent name it alike without a table of reviews.
+    """
+    return {
+        "id": "prv_" + intent_id.removeprefix("pi_"),
+        "object": "review",
+        "payment_intent": intent_id,
+        # Stripe's words: opened by a rule (the review band), still open for that reason.
+        "opened_reason": "rule",
+        "reason": "rule",
+        "risk_level": RiskLevel.ELEVATED.value,
+        "risk_score": risk_score,
         "livemode": False,
     }
 

@@ -250,3 +250,20 @@ def test_the_app_password_is_taken_only_from_the_app_roles_url():
     assert url_password("postgresql://postgres:postgres@h/d", "clearhouse_app") is None
     assert url_password("postgresql://clearhouse_app@h/d", "clearhouse_app") is None
     assert with_user("postgresql://a:b@[::1]:5/d", "x") == "postgresql://x@[::1]:5/d"
+
+
+def test_the_review_band_is_read_and_kept_from_1_to_100(monkeypatch):
+    monkeypatch.delenv("FRAUD_REVIEW_BAND", raising=False)
+    assert Settings.from_env().fraud_review_band == 10
+    for raw, expected in (("1", 1), ("25", 25), ("100", 100)):
+        monkeypatch.setenv("FRAUD_REVIEW_BAND", raw)
+        assert Settings.from_env().fraud_review_band == expected
+    for bad in ("0", "-3", "101"):
+        monkeypatch.setenv("FRAUD_REVIEW_BAND", bad)
+        with pytest.raises(
+            ValueError, match=f"setting FRAUD_REVIEW_BAND must be from 1 to 100, got {bad}"
+        ):
+            Settings.from_env()
+    monkeypatch.setenv("FRAUD_REVIEW_BAND", "ten")
+    with pytest.raises(ValueError, match="setting FRAUD_REVIEW_BAND must be an integer"):
+        Settings.from_env()

@@ -37,6 +37,7 @@ def intent_row(**over):
         "fee_amount": 59,
         "risk_score": 10,
         "risk_reasons": [{"code": "card_velocity", "points": 20, "detail": "3 in 60 s"}],
+        "risk_level": "normal",
         "failure_code": None,
         "failure_message": None,
         "cancellation_reason": None,
@@ -71,10 +72,34 @@ def fits(model, data):
         intent_row(),
         intent_row(pm_type="wallet", wallet_id="wal_1", fee_amount=None, risk_score=None),
         intent_row(status="processing", stage="received", settlement_status=None),
+        intent_row(risk_level=None),  # scored before risk levels were recorded
+        intent_row(risk_score=65, risk_level="elevated"),
+        intent_row(status="failed", risk_score=100, risk_level="highest", amount_received=0),
     ],
 )
 def test_intents(row):
     fits(rs.PaymentIntent, views.intent_json(row))
+
+
+def test_an_elevated_intent_carries_its_review_and_no_other_does():
+    elevated = views.intent_json(intent_row(id="pi_abc", risk_score=65, risk_level="elevated"))
+    assert elevated["risk"]["level"] == "elevated"
+    assert (
+        elevated["review"]
+        == views.review_json("pi_abc", 65)
+        == {
+            "id": "prv_abc",
+            "object": "review",
+            "payment_intent": "pi_abc",
+            "opened_reason": "rule",
+            "reason": "rule",
+            "risk_level": "elevated",
+            "risk_score": 65,
+            "livemode": False,
+        }
+    )
+    for level in ("normal", "highest", None):
+        assert views.intent_json(intent_row(risk_level=level))["review"] is None
 
 
 def test_refunds_events_deliveries_balance_reports():
@@ -86,6 +111,7 @@ def test_refunds_events_deliveries_balance_reports():
         ("payment_intent.succeeded", views.intent_json(intent_row())),
         ("refund.succeeded", views.refund_json(refund_row())),
         ("settlement.paid", views.settlement_json(settlement)),
+        ("review.opened", views.review_json("pi_1", 65)),
     ):
         event = SimpleNamespace(id="evt_1", type=kind, created_at=NOW, data=obj)
         fits(rs.Event, views.event_json(event))
