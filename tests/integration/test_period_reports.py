@@ -446,7 +446,7 @@ def _future(today: date) -> dict[str, str]:
         ("weekly", "week=2026-W00", 400, "week", "parameter_invalid"),
         ("weekly", "week=2026-48", 400, "week", "parameter_invalid"),
         ("weekly", "week=2026-w48", 400, "week", "parameter_invalid"),
-        ("weekly", "week=", 400, "week", "parameter_invalid"),
+        ("weekly", "week=", 400, "week", "parameter_missing"),
         ("weekly", "", 400, "week", "parameter_missing"),
         ("weekly", "week=2026-W01&week=2026-W02", 400, "week", "parameter_invalid"),
         ("weekly", "week=2026-W01&month=2026-01", 400, "month", "parameter_unknown"),
