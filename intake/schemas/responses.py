@@ -174,9 +174,12 @@ class Balance(BaseModel):
 ReportCounts = create_model("ReportCounts", **{s.value: (int, ...) for s in Status})
 
 
-class DailyReportRow(BaseModel):
-    object: Literal["daily_report_row"]
-    date: Annotated[str, Field(json_schema_extra={"format": "date"})]
+Day = Annotated[str, Field(json_schema_extra={"format": "date"})]
+Week = Annotated[str, Field(pattern="^[0-9]{4}-W[0-9]{2}$")]
+Month = Annotated[str, Field(pattern="^[0-9]{4}-[0-9]{2}$")]
+
+
+class ReportFigures(BaseModel):
     currency: CurrencyCode
     counts: ReportCounts
     gross: int
@@ -184,6 +187,42 @@ class DailyReportRow(BaseModel):
     refunds: int
     net: int
     settled: int
+
+
+class DailyReportRow(ReportFigures):
+    object: Literal["daily_report_row"]
+    date: Day
+
+
+class WeeklyReportRow(ReportFigures):
+    object: Literal["weekly_report_row"]
+    week: Week
+
+
+class MonthlyReportRow(ReportFigures):
+    object: Literal["monthly_report_row"]
+    month: Month
+
+
+class PeriodReconciliation(BaseModel):
+    status: Literal["balanced", "discrepancies", "incomplete"] = Field(
+        description="`discrepancies` if any day's reconciliation found one; else `balanced`"
+        " when the period is complete, `incomplete` when it is not."
+    )
+    days_with_discrepancies: list[Day]
+
+
+class PeriodCoverage(BaseModel):
+    first_day: Day
+    last_day: Day = Field(description="Inclusive.")
+    days: int = Field(description="Days in the period.")
+    days_reported: int = Field(description="Days with a stored daily report, summed in `data`.")
+    days_missing: list[Day] = Field(description="Days without a daily report (yet).")
+    days_provisional: list[Day] = Field(
+        description="Reported days whose report was built before the day ended."
+    )
+    complete: bool = Field(description="No day missing or provisional.")
+    reconciliation: PeriodReconciliation
 
 
 T = TypeVar("T")
@@ -214,6 +253,16 @@ class WebhookDeliveryList(ListOf[WebhookDelivery]):
 
 class DailyReport(ListOf[DailyReportRow]):
     has_more: Literal[False]
+
+
+class WeeklyReport(ListOf[WeeklyReportRow], PeriodCoverage):
+    has_more: Literal[False]
+    week: Week
+
+
+class MonthlyReport(ListOf[MonthlyReportRow], PeriodCoverage):
+    has_more: Literal[False]
+    month: Month
 
 
 class Token(BaseModel):

@@ -152,11 +152,9 @@ def delivery_json(row, attempts=()) -> dict:
     }
 
 
-def report_row_json(row) -> dict:
-    """One daily report row (counts for every status, amounts in minor units)."""
+def _figures(row) -> dict:
+    """A report row's currency, counts for every status and amounts (minor units)."""
     return {
-        "object": "daily_report_row",
-        "date": row.report_date.isoformat(),
         "currency": row.currency,
         "counts": {s.value: int(row.counts.get(s.value, 0)) for s in Status},
         "gross": row.gross,
@@ -164,6 +162,40 @@ def report_row_json(row) -> dict:
         "refunds": row.refunds,
         "net": row.net,
         "settled": row.settled,
+    }
+
+
+def report_row_json(row) -> dict:
+    """One daily report row."""
+    return {"object": "daily_report_row", "date": row.report_date.isoformat(), **_figures(row)}
+
+
+PERIOD_ROW_OBJECTS = {"week": "weekly_report_row", "month": "monthly_report_row"}
+
+
+def period_report_json(report, url: str) -> dict:
+    """A weekly or monthly report: its days' coverage and reconciliation, sums per currency."""
+    period, cov = report.period, report.coverage
+    return {
+        "object": "list",
+        "url": url,
+        "has_more": False,
+        period.kind: period.label,
+        "first_day": period.first_day.isoformat(),
+        "last_day": period.last_day.isoformat(),
+        "days": len(period.days),
+        "days_reported": cov.days_reported,
+        "days_missing": [d.isoformat() for d in cov.days_missing],
+        "days_provisional": [d.isoformat() for d in cov.days_provisional],
+        "complete": cov.complete,
+        "reconciliation": {
+            "status": cov.reconciliation,
+            "days_with_discrepancies": [d.isoformat() for d in cov.days_with_discrepancies],
+        },
+        "data": [
+            {"object": PERIOD_ROW_OBJECTS[period.kind], period.kind: period.label, **_figures(t)}
+            for t in report.totals
+        ],
     }
 
 

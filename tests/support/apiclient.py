@@ -22,3 +22,10 @@ class OwnAddressClient(falcon.testing.TestClient):
     def simulate_request(self, *args, **kwargs):
         kwargs.setdefault("remote_addr", self.remote_addr)
         return super().simulate_request(*args, **kwargs)
+
+
+def bearer(client: falcon.testing.TestClient, merchant: dict) -> dict:
+    """Authorization headers with a fresh access token of ``merchant``'s client."""
+    resp = client.simulate_post("/v1/oauth/token", json=f.client_credentials(merchant))
+    assert resp.status_code == 200, resp.text
+    return {"Authorization": f"Bearer {resp.json['access_token']}"}

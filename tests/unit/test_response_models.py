@@ -7,7 +7,8 @@ import pydantic
 import pytest
 
 from intake.schemas import responses as rs
-from shared.services import views
+from shared.domain import report_periods
+from shared.services import period_reports, views
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -150,6 +151,32 @@ def test_refunds_events_deliveries_balance_reports():
         settled=0,
     )
     fits(rs.DailyReportRow, views.report_row_json(report))
+
+
+@pytest.mark.parametrize(
+    ("period", "model", "row_model"),
+    [
+        (report_periods.week("2026-W48"), rs.WeeklyReport, rs.WeeklyReportRow),
+        (report_periods.month("2026-11"), rs.MonthlyReport, rs.MonthlyReportRow),
+    ],
+)
+def test_period_reports(period, model, row_model):
+    runs = [
+        report_periods.DayRun(period.first_day, 2, NOW),
+        report_periods.DayRun(period.last_day, 0, datetime(2030, 1, 1, tzinfo=UTC)),
+    ]
+    totals = period_reports.Totals("ETH", {"succeeded": 3}, 10**37, 1, 0, 10**37 - 1, 0)
+    report = period_reports.PeriodReport(period, report_periods.coverage(period, runs), [totals])
+    body = views.period_report_json(report, "/v1/reports/x")
+    fits(model, body)
+    # Every member the view gives is one the document states, and no other.
+    assert set(body) == set(model.model_fields)
+    assert set(body["data"][0]) == set(row_model.model_fields)
+    assert body["reconciliation"] == {
+        "status": "discrepancies",
+        "days_with_discrepancies": [period.first_day.isoformat()],
+    }
+    assert body["data"][0]["gross"] == 10**37 and body["data"][0]["counts"]["failed"] == 0
 
 
 def test_the_models_are_closed_to_unknown_event_objects():
