@@ -88,9 +88,8 @@ class PaymentIntents(_Resource):
         idempotency_key: str | None = None,
     ) -> PaymentIntent:
         """Capture a ``requires_capture`` intent, all of it or ``amount_to_capture``."""
-        path = path_for("/v1/payment_intents/{}/capture", intent_id)
         body = _body(amount_to_capture=amount_to_capture)
-        return self._one("POST", path, body=body, idempotency_key=idempotency_key)
+        return self._act(intent_id, "capture", body, idempotency_key)
 
     def cancel(
         self,
@@ -100,9 +99,12 @@ class PaymentIntents(_Resource):
         idempotency_key: str | None = None,
     ) -> PaymentIntent:
         """Cancel a ``processing`` or ``requires_capture`` intent."""
-        path = path_for("/v1/payment_intents/{}/cancel", intent_id)
         body = _body(cancellation_reason=cancellation_reason)
-        return self._one("POST", path, body=body, idempotency_key=idempotency_key)
+        return self._act(intent_id, "cancel", body, idempotency_key)
+
+    def _act(self, intent_id: str, action: str, body: dict, key: str | None) -> PaymentIntent:
+        path = path_for(f"/v1/payment_intents/{{}}/{action}", intent_id)
+        return self._one("POST", path, body=body, idempotency_key=key)
 
 
 class Refunds(_Resource):
