@@ -15,12 +15,11 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.integration.test_packaging import _pip_env
+from tests.support.wheels import pip_env, wheel_cache
 
 pytestmark = pytest.mark.integration
 
@@ -58,25 +57,6 @@ def _interpreters() -> list[str]:
     return found
 
 
-def _build_wheels() -> Path:
-    """Wheels of the SDK's build requirement, fetched once into the user's cache."""
-    base = Path.home() / ".cache" / "clearhouse"
-    house = base / "sdk-build-wheels"
-    if (house / ".complete").exists():
-        return house
-    base.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix="sdk-build-", dir=base))
-    argv = [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(partial), BUILD_REQUIREMENT]
-    out = subprocess.run(argv, env=_pip_env(), capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    (partial / ".complete").touch()
-    try:
-        partial.rename(house)
-    except OSError:  # another session filled it meanwhile
-        shutil.rmtree(partial, ignore_errors=True)
-    return house
-
-
 @pytest.fixture(scope="module", params=_interpreters(), ids=lambda p: Path(p).name)
 def sdk_venv(request, tmp_path_factory):
     source = tmp_path_factory.mktemp("sdk-source") / "python"
@@ -85,8 +65,13 @@ def sdk_venv(request, tmp_path_factory):
     venv = tmp_path_factory.mktemp("sdk-venv") / "venv"
     subprocess.run([request.param, "-m", "venv", "--without-pip", str(venv)], check=True)
     argv = [sys.executable, "-m", "pip", "--python", str(venv / "bin/python"), "install", "-q"]
-    argv += ["--no-index", "--find-links", str(_build_wheels()), str(source)]
-    out = subprocess.run(argv, env=_pip_env(), capture_output=True, text=True, timeout=600)
+    argv += [
+        "--no-index",
+        "--find-links",
+        str(wheel_cache("sdk-build", [BUILD_REQUIREMENT], BUILD_REQUIREMENT)),
+        str(source),
+    ]
+    out = subprocess.run(argv, env=pip_env(), capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     return venv
 
@@ -106,7 +91,7 @@ def test_pip_install_sdk_python_gives_the_sdk_alone(sdk_venv, tmp_path):
     listed = subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(sdk_venv / "bin/python"), "list",
          "--format", "json"],
-        env=_pip_env(), capture_output=True, text=True, timeout=120,
+        env=pip_env(), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert listed.returncode == 0, listed.stderr
     assert [d["name"] for d in json.loads(listed.stdout)] == ["clearhouse-client"]
