@@ -1,9 +1,12 @@
-"""The offline queue's SQLite file: every change committed and fsynced before it returns.
+"""The offline queue's SQLite file (WAL), one connection per thread (the caller's threads
+and the background drainer's).
 
-WAL with ``synchronous=FULL``: a commit returns only once its WAL frames are on
-disk, so a power cut after ``submit`` returned keeps the item, and one after
-"sending" was recorded keeps that too. A connection per call: the queue is used
-from the caller's threads and the background drainer's.
+A new item is committed with ``synchronous=FULL``: ``submit`` returns only once it is on
+disk, so not even a power cut loses a payment the caller was told is queued. A change of
+state is committed with ``synchronous=NORMAL`` (no fsync of its own): it survives the
+process dying at any point, and a power cut can only roll an item back to an earlier
+state, which sends it again under the same Idempotency-Key: the API answers with what it
+made the first time.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -71,25 +75,36 @@ class Store:
         self.path = Path(path).expanduser()
         self.client_id = client_id
         self._ready = False
+        self._local = threading.local()
 
     @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        if not self._ready:
-            _private_file(self.path)
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
+    def _connect(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, kept open: closing the last connection to a WAL file
+        checkpoints it (an fsync of the database), which would cost every call one."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if not self._ready:
+                _private_file(self.path)
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
             if not self._ready:
                 conn.executescript(SCHEMA)
                 self._ready = True
-            yield conn
-        finally:
+            self._local.conn = conn
+        conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        yield conn
+
+    def close(self) -> None:
+        """Close this thread's connection (the next call opens another)."""
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
             conn.close()
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as conn:
+    def _transaction(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        with self._connect(durable) as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -101,7 +116,7 @@ class Store:
     def add(self, key: str, params: dict, summary: dict) -> int:
         now = time.time()
         try:
-            with self._transaction() as conn:
+            with self._transaction(durable=True) as conn:
                 cursor = conn.execute(
                     "INSERT INTO offline_items (client_id, idempotency_key, params, summary,"
                     " state, created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?)",
@@ -170,7 +185,6 @@ class Store:
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         with self._connect() as conn:
-            conn.row_factory = sqlite3.Row
             return [_item(r) for r in conn.execute(sql, (self.client_id, *values))]
 
 

@@ -136,10 +136,11 @@ class OfflineQueue:
         return self._drainer
 
     def stop(self) -> None:
-        """Stop the background drainer, if one runs."""
+        """Stop the background drainer, if one runs, and close this thread's file handle."""
         if self._drainer is not None:
             self._drainer.stop()
             self._drainer = None
+        self.store.close()
 
 
 class Drainer(threading.Thread):
@@ -162,13 +163,16 @@ class Drainer(threading.Thread):
         self.join(timeout)
 
     def run(self) -> None:
-        while not self._stop_event.is_set():
-            self._wake.clear()
-            try:
-                self.last = self.queue.drain()
-            except Exception:  # a full disk, a corrupt file: say so, keep trying
-                log.exception("offline drain failed")
-            self._wake.wait(self.interval)
+        try:
+            while not self._stop_event.is_set():
+                self._wake.clear()
+                try:
+                    self.last = self.queue.drain()
+                except Exception:  # a full disk, a corrupt file: say so, keep trying
+                    log.exception("offline drain failed")
+                self._wake.wait(self.interval)
+        finally:
+            self.queue.store.close()
 
 
 @contextlib.contextmanager
