@@ -22,8 +22,14 @@ from clearhouse_client.offline import DrainResult, OfflineItem
 
 
 def _parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="clearhouse-pay", description=__doc__.splitlines()[0])
-    top.add_argument("--json", action="store_true", help="print one JSON object")
+    top = argparse.ArgumentParser(
+        prog="clearhouse-pay",
+        description="Pay, look a payment up, and work the offline queue from a shell.",
+        # The environment it reads and its exit statuses: the rest of the module's docstring.
+        epilog=__doc__.split("\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    top.add_argument("--json", action="store_true", help="print the result as one JSON value")
     commands = top.add_subparsers(dest="command", required=True)
 
     pay = commands.add_parser("pay", help="create a payment intent")
