@@ -123,3 +123,43 @@ def test_balance_and_the_daily_report_are_typed(api, make_client):
     assert report.data[0].net == 990 and report.data[0].counts == {"succeeded": 1}
     assert query(api.requests("/v1/reports/daily")[0]) == {"date": "2026-01-02"}
     assert report.data[0].to_dict() == row
+
+
+def test_weekly_and_monthly_reports_are_typed_period_reports(api, make_client):
+    row = {
+        "object": "weekly_report_row",
+        "week": "2026-W48",
+        "currency": "USD",
+        "counts": {"succeeded": 3},
+        "gross": 3000,
+        "fees": 90,
+        "refunds": 0,
+        "net": 2910,
+        "settled": 2910,
+    }
+    body = {
+        "object": "list",
+        "url": "/v1/reports/weekly",
+        "has_more": False,
+        "week": "2026-W48",
+        "first_day": "2026-11-23",
+        "last_day": "2026-11-29",
+        "days": 7,
+        "days_reported": 6,
+        "days_missing": ["2026-11-29"],
+        "days_provisional": [],
+        "complete": False,
+        "reconciliation": {"status": "incomplete", "days_with_discrepancies": []},
+        "data": [row],
+    }
+    api.then("/v1/reports/weekly", Answer(200, body))
+    api.then("/v1/reports/monthly", Answer(200, {**body, "week": None, "month": "2026-11"}))
+    client = make_client()
+    week = client.reports.weekly("2026-W48")
+    assert week.data[0].net == 2910 and week.data[0].week == "2026-W48"
+    assert week.days_missing == ["2026-11-29"] and week.complete is False
+    assert week.reconciliation.status == "incomplete"
+    assert query(api.requests("/v1/reports/weekly")[0]) == {"week": "2026-W48"}
+    month = client.reports.monthly("2026-11")
+    assert month.month == "2026-11"
+    assert query(api.requests("/v1/reports/monthly")[0]) == {"month": "2026-11"}

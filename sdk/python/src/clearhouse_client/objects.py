@@ -223,3 +223,47 @@ class DailyReport(ApiObject):
     data: list[DailyReportRow] = field(default_factory=list)
     has_more: bool = False
     url: str = ""
+
+
+@dataclass
+class PeriodReportRow(ApiObject):
+    """One currency's sums over a week or a month (``week`` or ``month`` names it)."""
+
+    object: str = ""
+    week: str | None = None
+    month: str | None = None
+    currency: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    gross: int = 0
+    fees: int = 0
+    refunds: int = 0
+    net: int = 0
+    settled: int = 0
+
+
+@dataclass
+class PeriodReconciliation(ApiObject):
+    status: str = ""  # balanced, discrepancies or incomplete
+    days_with_discrepancies: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PeriodReport(ApiObject):
+    """A weekly or monthly report: the sum of its stored daily reports, and their coverage."""
+
+    _nested: ClassVar = {"data": PeriodReportRow, "reconciliation": PeriodReconciliation}
+
+    object: str = "list"
+    data: list[PeriodReportRow] = field(default_factory=list)
+    has_more: bool = False
+    url: str = ""
+    week: str | None = None
+    month: str | None = None
+    first_day: str = ""
+    last_day: str = ""
+    days: int = 0
+    days_reported: int = 0
+    days_missing: list[str] = field(default_factory=list)
+    days_provisional: list[str] = field(default_factory=list)
+    complete: bool = False
+    reconciliation: PeriodReconciliation | None = None

@@ -12,6 +12,7 @@ from clearhouse_client.objects import (
     DailyReport,
     Event,
     PaymentIntent,
+    PeriodReport,
     Refund,
     WebhookDelivery,
 )
@@ -188,6 +189,25 @@ class Reports(_Resource):
         params = {"date": _day(date)}
         answer = self._api.request("GET", "/v1/reports/daily", params=params, accept="text/csv")
         return answer.body.decode("utf-8")
+
+    def weekly(self, week: str) -> PeriodReport:
+        """An ISO week's report (``"2026-W48"``): the sum of its stored daily reports."""
+        answer = self._api.json("GET", "/v1/reports/weekly", params={"week": week})
+        return PeriodReport.from_json(answer)
+
+    def monthly(self, month: str) -> PeriodReport:
+        """A month's report (``"2026-11"``): the sum of its stored daily reports."""
+        answer = self._api.json("GET", "/v1/reports/monthly", params={"month": month})
+        return PeriodReport.from_json(answer)
+
+    def weekly_csv(self, week: str) -> str:
+        return self._csv("/v1/reports/weekly", {"week": week})
+
+    def monthly_csv(self, month: str) -> str:
+        return self._csv("/v1/reports/monthly", {"month": month})
+
+    def _csv(self, path: str, params: dict) -> str:
+        return self._api.request("GET", path, params=params, accept="text/csv").body.decode("utf-8")
 
 
 def _day(date: dt.date | str) -> str:
