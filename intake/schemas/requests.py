@@ -26,7 +26,12 @@ from intake.schemas.fields import (
 from shared.domain import cards, validation
 from shared.domain.fraud import BLOCKLIST_KINDS
 from shared.domain.limits import SCOPES as LIMIT_SCOPES
-from shared.domain.merchant_admin import MAX_NAME_LEN, MAX_REASON_LEN, MAX_URL_LEN
+from shared.domain.merchant_admin import (
+    MAX_NAME_LEN,
+    MAX_OVERLAP_HOURS,
+    MAX_REASON_LEN,
+    MAX_URL_LEN,
+)
 from shared.domain.operators import ROLES as OPERATOR_ROLES
 from shared.domain.refunds import REASONS
 from shared.domain.webhook_endpoints import MAX_ENABLED_EVENTS, WILDCARD
@@ -177,7 +182,7 @@ class UpdateWebhookEndpoint(Closed):
 
 
 class RotateWebhookEndpointSecret(Closed):
-    overlap_hours: Annotated[float, Field(ge=0)] | None = Field(
+    overlap_hours: Annotated[float, Field(ge=0, le=MAX_OVERLAP_HOURS)] | None = Field(
         None, description="How long the old secret still signs; default WEBHOOK_ROTATION_OVERLAP_H."
     )
 
@@ -328,7 +333,7 @@ class OperatorSetWebhookUrl(Closed):
 
 
 class OperatorRotateWebhookSecret(Closed):
-    overlap_hours: Annotated[float, Field(ge=0)] | None = Field(
+    overlap_hours: Annotated[float, Field(ge=0, le=MAX_OVERLAP_HOURS)] | None = Field(
         None, description="How long the old secret still signs; default WEBHOOK_ROTATION_OVERLAP_H."
     )
 

@@ -230,8 +230,7 @@ def rotate_secret(
     actor: Actor | str | None = None,
 ) -> dict:
     """A new secret for the first endpoint (returned only here); the old one signs on a while."""
-    if overlap_h < 0:
-        raise ServiceError("overlap must not be negative", "overlap_hours")
+    webhook_secrets.check_overlap(overlap_h)
     _lock_merchant(uow, merchant_id)
     row = first(uow, merchant_id, lock=True)
     old_expires = row.secret_prev_expires_at if row is not None else None

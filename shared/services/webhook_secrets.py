@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 
 from shared.db.uow import UnitOfWork
+from shared.domain.merchant_admin import MAX_OVERLAP_HOURS
 from shared.security.vault import VaultError
 from shared.services.errors import ServiceError
 
@@ -37,6 +38,14 @@ def signing_secrets(vault, endpoint, now: datetime) -> list[str]:
     return out
 
 
+def check_overlap(overlap_h: float) -> None:
+    """Refuse an overlap out of 0 to MAX_OVERLAP_HOURS hours (on ``overlap_hours``)."""
+    if overlap_h < 0:
+        raise ServiceError("overlap must not be negative", "overlap_hours")
+    if overlap_h > MAX_OVERLAP_HOURS:
+        raise ServiceError(f"overlap must be at most {MAX_OVERLAP_HOURS} hours", "overlap_hours")
+
+
 def rotation(
     uow: UnitOfWork, vault, endpoint, overlap_h: float
 ) -> tuple[dict, str, datetime | None]:
@@ -46,8 +55,7 @@ def rotation(
     no overlap, or an old secret this vault cannot open (it signs nothing now
     anyway), the new secret signs alone at once.
     """
-    if overlap_h < 0:
-        raise ServiceError("overlap must not be negative", "overlap_hours")
+    check_overlap(overlap_h)
     new = new_secret()
     previous, ends = None, None
     if overlap_h:
