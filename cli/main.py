@@ -216,7 +216,7 @@ def _webhook_command(args, uow, vault, settings, who: str) -> dict:
 
     if args.cmd == "set-webhook-url":
         allow = settings.webhook_allow_private
-        return endpoints.set_url(uow, args.merchant, args.url, allow, actor=who)
+        return endpoints.set_url(uow, vault, args.merchant, args.url, allow, actor=who)
     overlap = args.overlap_hours
     if overlap is None:
         overlap = settings.webhook_rotation_overlap_h

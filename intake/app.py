@@ -14,6 +14,7 @@ from intake.metrics import Metrics
 from intake.middleware import Auth, JSONBody, Parameters, RequestId
 from intake.ratelimit import RateLimit
 from intake.resources import balance, events, intents, oauth, ops, refunds, reports
+from intake.resources import webhook_endpoints as endpoints
 from intake.resources.operator import accounts as operator_accounts
 from intake.resources.operator import audit as operator_audit
 from intake.resources.operator import auth as operator_auth
@@ -129,6 +130,7 @@ def create_app(
     # Request hashes are keyed: the bodies they digest contain card numbers.
     runner = IdempotentRunner(engine, settings, mac=vault.fingerprint, dispatch=dispatch)
     deps = (engine, vault, dispatch, runner)
+    hooks = (engine, vault, settings, runner)
     routes = [
         ("/v1/oauth/token", oauth.Token(engine, keys, settings, lockout)),
         ("/v1/oauth/revoke", oauth.Revoke(engine, lockout)),
@@ -150,6 +152,9 @@ def create_app(
         ("/v1/events/{event_id}", events.Event(engine)),
         ("/v1/events/{event_id}/redeliver", events.Redeliver(engine, runner)),
         ("/v1/webhook_deliveries", events.Deliveries(engine)),
+        ("/v1/webhook_endpoints", endpoints.Collection(*hooks)),
+        ("/v1/webhook_endpoints/{endpoint_id}", endpoints.Item(*hooks)),
+        ("/v1/webhook_endpoints/{endpoint_id}/rotate_secret", endpoints.RotateSecret(*hooks)),
         ("/v1/operator/me", operator_session.Me()),
         *operator_merchants.routes(engine, vault, settings),
         *operator_accounts.routes(engine, vault, settings),

@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 # The effect does its work in the given unit of work (services register what to
 # enqueue with uow.enqueue) and returns (status, body); the runner commits.
 Effect = Callable[[UnitOfWork], tuple[int, dict]]
+# What a replay may show of a body: the stored copy (say, without a secret shown once).
+Keep = Callable[[dict], dict]
 
 
 def _client_error(exc: Exception) -> bool:
@@ -42,12 +44,22 @@ class IdempotentRunner:
         self._mac = mac
 
     def run(
-        self, req: falcon.Request, resp: falcon.Response, effect: Effect, savepoint: bool = True
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        effect: Effect,
+        savepoint: bool = True,
+        keep: Keep | None = None,
     ) -> None:
-        """Run ``effect``; ``savepoint=False`` if it never refuses after its first write."""
+        """Run ``effect``; ``savepoint=False`` if it never refuses after its first write.
+
+        ``keep``: what of a success's body is stored for replays (default: all of it).
+        """
         # Read and checked by the Parameters middleware, before the body.
         key = req.context.idempotency_key
-        status, body, replayed = transact(self._new_uow, self._once, req, key, effect, savepoint)
+        status, body, replayed = transact(
+            self._new_uow, self._once, req, key, effect, savepoint, keep
+        )
         if replayed:
             resp.set_header("Idempotent-Replayed", "true")
         _respond(resp, status, body)
@@ -55,12 +67,12 @@ class IdempotentRunner:
     def _new_uow(self) -> UnitOfWork:
         return UnitOfWork(self._engine, self._dispatch)
 
-    def _once(self, unit: UnitOfWork, req, key: str | None, effect: Effect, savepoint: bool):
+    def _once(self, unit: UnitOfWork, req, key: str | None, effect: Effect, savepoint, keep):
         if key is None:
             return (*effect(unit), False)
-        return self._keyed(req, unit, key, effect, savepoint)
+        return self._keyed(req, unit, key, effect, savepoint, keep)
 
-    def _keyed(self, req, uow: UnitOfWork, key: str, effect: Effect, savepoint: bool):
+    def _keyed(self, req, uow: UnitOfWork, key: str, effect: Effect, savepoint: bool, keep):
         merchant_id = owner_of(req)
         request = (
             req.method,
@@ -92,7 +104,8 @@ class IdempotentRunner:
             body = problem_for(exc, req.context.request_id)[0]
             status = body["status"]
         # Same transaction as the effect: both are kept, or neither.
-        idempotency.complete(uow, merchant_id, key, request, status, body)
+        stored = keep(body) if keep is not None and status < 400 else body
+        idempotency.complete(uow, merchant_id, key, request, status, stored)
         return status, body, False
 
 

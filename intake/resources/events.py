@@ -73,7 +73,7 @@ class Redeliver(_Base):
         "POST": Operation(
             "redeliverEvent",
             "events",
-            "Send an event's webhook again (a new delivery)",
+            "Send an event's webhook again (a new delivery to one endpoint)",
             202,
             rs.WebhookDelivery,
             body=rq.Redeliver,
@@ -83,11 +83,11 @@ class Redeliver(_Base):
     }
 
     def on_post(self, req, resp, event_id: str) -> None:
-        parse(rq.Redeliver, req.context.body, closed(set()))
+        body = parse(rq.Redeliver, req.context.body, closed({"endpoint"}))
         merchant_id = req.context.merchant_id
 
         def effect(uow: UnitOfWork):
-            row = event_log.redeliver(uow, merchant_id, event_id)
+            row = event_log.redeliver(uow, merchant_id, event_id, body.get("endpoint"))
             return 202, views.delivery_json(row)
 
         self._runner.run(req, resp, effect)
@@ -107,7 +107,7 @@ class Deliveries(_Base):
     }
 
     def on_get(self, req, resp) -> None:
-        filters = {"event_id": None, "status": event_log.DELIVERY_STATUSES}
+        filters = {"event_id": None, "endpoint": None, "status": event_log.DELIVERY_STATUSES}
         query = parse(
             rq.DeliveryQuery, req.params, lambda params: list_query(params, filters), "The query"
         )

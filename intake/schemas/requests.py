@@ -26,9 +26,15 @@ from intake.schemas.fields import (
 from shared.domain import cards, report_periods, validation
 from shared.domain.fraud import BLOCKLIST_KINDS
 from shared.domain.limits import SCOPES as LIMIT_SCOPES
-from shared.domain.merchant_admin import MAX_NAME_LEN, MAX_REASON_LEN, MAX_URL_LEN
+from shared.domain.merchant_admin import (
+    MAX_NAME_LEN,
+    MAX_OVERLAP_HOURS,
+    MAX_REASON_LEN,
+    MAX_URL_LEN,
+)
 from shared.domain.operators import ROLES as OPERATOR_ROLES
 from shared.domain.refunds import REASONS
+from shared.domain.webhook_endpoints import MAX_ENABLED_EVENTS, WILDCARD
 from shared.services.event_log import DELIVERY_STATUSES
 from shared.services.events import EVENT_TYPES
 from shared.services.intents import CANCELLATION_REASONS
@@ -114,7 +120,71 @@ class CreateRefund(Closed):
 
 
 class Redeliver(Closed):
-    """No fields: the event is named by the path."""
+    """The event is named by the path."""
+
+    endpoint: text(validation.MAX_ID_LEN, 1) | None = Field(
+        None,
+        description="The enabled webhook endpoint to send it to (`we_…`); default: the only"
+        " enabled endpoint that receives its type (several: name one, else 400).",
+    )
+
+
+# --- webhook endpoints (intake/resources/webhook_endpoints.py).
+
+EnabledEvents = Annotated[
+    list[Literal[(*EVENT_TYPES, WILDCARD)]],  # type: ignore[valid-type]
+    Field(
+        min_length=1,
+        max_length=MAX_ENABLED_EVENTS,
+        description='Event types the endpoint receives, or `["*"]` for every type (not both).',
+    ),
+]
+EndpointUrl = Annotated[
+    text(MAX_URL_LEN, 1),
+    Field(description="http(s); a public address unless WEBHOOK_ALLOW_PRIVATE (else 400)."),
+]
+
+
+class CreateWebhookEndpoint(Closed):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://example.com/hooks",
+                    "enabled_events": ["payment_intent.succeeded", "refund.succeeded"],
+                    "description": "Fulfilment",
+                }
+            ]
+        }
+    )
+
+    url: EndpointUrl
+    enabled_events: EnabledEvents
+    description: text(validation.MAX_DESCRIPTION_LEN) | None = None
+    metadata: Metadata | None = None
+    disabled: bool = Field(False, description="Create it switched off (status `disabled`).")
+
+
+class UpdateWebhookEndpoint(Closed):
+    """Only the fields given change."""
+
+    url: EndpointUrl | None = Field(None, description="Pending retries go to the new URL.")
+    enabled_events: EnabledEvents | None = None
+    description: text(validation.MAX_DESCRIPTION_LEN) | None = Field(
+        None, description='`""` clears it.'
+    )
+    metadata: Metadata | None = Field(
+        None, description='Keys given are set; a key given `""` is removed.'
+    )
+    disabled: bool | None = Field(
+        None, description="true: nothing more is sent to it (pending deliveries are canceled)."
+    )
+
+
+class RotateWebhookEndpointSecret(Closed):
+    overlap_hours: Annotated[float, Field(ge=0, le=MAX_OVERLAP_HOURS)] | None = Field(
+        None, description="How long the old secret still signs; default WEBHOOK_ROTATION_OVERLAP_H."
+    )
 
 
 class OperatorLogin(Closed):
@@ -202,6 +272,7 @@ class EventQuery(Page):
 
 class DeliveryQuery(Page):
     event_id: text() | None = None
+    endpoint: text() | None = Field(None, description="A webhook endpoint's id (`we_…`).")
     status: Literal[DELIVERY_STATUSES] | None = None  # type: ignore[valid-type]
 
 
@@ -295,7 +366,7 @@ class OperatorSetWebhookUrl(Closed):
 
 
 class OperatorRotateWebhookSecret(Closed):
-    overlap_hours: Annotated[float, Field(ge=0)] | None = Field(
+    overlap_hours: Annotated[float, Field(ge=0, le=MAX_OVERLAP_HOURS)] | None = Field(
         None, description="How long the old secret still signs; default WEBHOOK_ROTATION_OVERLAP_H."
     )
 

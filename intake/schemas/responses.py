@@ -143,6 +143,9 @@ class WebhookDelivery(BaseModel):
     id: str
     object: Literal["webhook_delivery"]
     event_id: str
+    endpoint: str | None = Field(
+        description="The webhook endpoint it goes to (null: made before endpoints existed)."
+    )
     url: str
     status: Literal[DELIVERY_STATUSES]  # type: ignore[valid-type]
     attempts: int
@@ -152,6 +155,34 @@ class WebhookDelivery(BaseModel):
     created: Timestamp
     completed_at: Timestamp | None
     attempt_history: list[DeliveryAttempt]
+
+
+class WebhookEndpoint(BaseModel):
+    id: str
+    object: Literal["webhook_endpoint"]
+    url: str | None = Field(
+        description="null only for a merchant's first endpoint before any URL was set."
+    )
+    enabled_events: list[Literal[(*EVENT_TYPES, "*")]]  # type: ignore[valid-type]
+    status: Literal["enabled", "disabled"]
+    description: str | None
+    metadata: dict[str, str]
+    previous_secret_expires_at: Timestamp | None = Field(
+        description="While a rotated-out secret still signs too (a second `v1`); else null."
+    )
+    created: Timestamp
+    livemode: Literal[False]
+    secret: str | None = Field(
+        None,
+        description="The signing secret (`whsec_…`): only in the answer to a create or a"
+        " rotation, never again (a replay of either under its Idempotency-Key shows null).",
+    )
+
+
+class DeletedWebhookEndpoint(BaseModel):
+    id: str
+    object: Literal["webhook_endpoint"]
+    deleted: Literal[True]
 
 
 class Amount(BaseModel):
@@ -244,6 +275,10 @@ class RefundList(ListOf[Refund]):
 
 
 class EventList(ListOf[Event]):
+    pass
+
+
+class WebhookEndpointList(ListOf[WebhookEndpoint]):
     pass
 
 

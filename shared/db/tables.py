@@ -26,7 +26,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.types import TypeDecorator
 
 from shared.domain.scopes import ALL_SCOPES
@@ -57,10 +57,11 @@ merchants = Table(
     metadata,
     Column("id", String(40), primary_key=True),
     Column("name", Text, nullable=False),
+    # Superseded by the merchant's first webhook endpoint (0015 copied them there):
+    # read and written by nothing since, kept while processes of the version before
+    # may still run (a rolling deploy); a later migration drops them.
     Column("webhook_url", Text),
-    # AES-GCM ciphertext (the secret must be recoverable to sign webhooks).
-    Column("webhook_secret_enc", Text, nullable=False),
-    # During a rotation the old secret keeps signing (a second v1) until then.
+    Column("webhook_secret_enc", Text),
     Column("webhook_secret_prev_enc", Text),
     Column("webhook_secret_prev_expires_at", DateTime(timezone=True)),
     Column("fraud_block_threshold", Integer),
@@ -335,14 +336,56 @@ events = Table(
     Index("ix_events_object", "object_id"),
 )
 
-# A webhook delivery of one event to one URL; its retry schedule lives here
-# (next_attempt_at), never in a multi-day Celery countdown.
+# Where a merchant's webhooks go: several per merchant, each with its URL, its
+# secret, the event types it receives and an on/off switch (0015). The oldest
+# not deleted is the merchant's first endpoint: what the merchant-level routes
+# and the CLI's set-webhook-url and rotate-webhook-secret act on.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("merchant_id", String(40), ForeignKey("merchants.id"), nullable=False),
+    # NULL only for a first endpoint made with its merchant before any URL was given.
+    Column("url", Text),
+    # AES-GCM ciphertexts (a secret must be recoverable to sign), AAD secret_aad or id.
+    Column("secret_enc", Text, nullable=False),
+    # During a rotation the old secret keeps signing (a second v1) until then.
+    Column("secret_prev_enc", Text),
+    Column("secret_prev_expires_at", DateTime(timezone=True)),
+    # What both ciphertexts are bound to when it is not this row's id: the merchant's
+    # id for a secret 0015 copied from the merchants row (a migration holds no keys to
+    # re-seal it). A rotation re-seals both under the id and clears it.
+    Column("secret_aad", String(40)),
+    # Event types, or {"*"} for every type (shared/domain/webhook_endpoints.py).
+    Column("enabled_events", ARRAY(Text), nullable=False),
+    # enabled | disabled
+    Column("status", String(16), nullable=False, server_default=text("'enabled'")),
+    Column("description", Text),
+    Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    _now(),
+    Column("deleted_at", DateTime(timezone=True)),
+    CheckConstraint("status IN ('enabled', 'disabled')", name="ck_webhook_endpoints_status"),
+    # The create path's fan-out and the lists: a merchant's live endpoints.
+    Index(
+        "ix_webhook_endpoints_merchant",
+        "merchant_id",
+        "created_at",
+        "id",
+        postgresql_where=text("deleted_at IS NULL"),
+    ),
+)
+
+# A webhook delivery of one event to one endpoint's URL; its retry schedule lives
+# here (next_attempt_at), never in a multi-day Celery countdown.
 webhook_deliveries = Table(
     "webhook_deliveries",
     metadata,
     Column("id", String(40), primary_key=True),
     Column("event_id", String(40), ForeignKey("events.id"), nullable=False, index=True),
     Column("merchant_id", String(40), nullable=False),
+    # NULL only for rows a process of the version before 0015 wrote during a rolling
+    # deploy: those go to the merchant's first endpoint (shared/services/webhooks.py).
+    Column("endpoint_id", String(40), ForeignKey("webhook_endpoints.id")),
     Column("url", Text, nullable=False),
     # pending | succeeded | failed
     Column("status", String(16), nullable=False, server_default=text("'pending'")),
@@ -354,6 +397,8 @@ webhook_deliveries = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("completed_at", DateTime(timezone=True)),
     Index("ix_deliveries_merchant_created", "merchant_id", "created_at", "id"),
+    # An endpoint's deliveries: its list, and its pending ones when it changes (0015).
+    Index("ix_deliveries_endpoint_created", "endpoint_id", "created_at", "id"),
     Index(
         "ix_deliveries_due",
         "next_attempt_at",
@@ -557,6 +602,7 @@ __all__ = [
     "payment_intents",
     "idempotency_keys",
     "events",
+    "webhook_endpoints",
     "webhook_deliveries",
     "webhook_attempts",
     "refunds",

@@ -14,6 +14,8 @@ MAX_REASON_LEN = 500
 MAX_NAME_LEN = 200
 MAX_URL_LEN = 2048
 THRESHOLD_RANGE = (0, 100)
+# How long a rotated-out webhook secret may go on signing: 30 days.
+MAX_OVERLAP_HOURS = 720
 LIMIT_FIELDS = ("per_transaction", "daily", "monthly")
 
 
@@ -75,11 +77,13 @@ def reason(value: object, param: str = "reason") -> str | None:
 
 
 def overlap_hours(value: object, param: str = "overlap_hours") -> float | None:
-    """How long a rotated secret keeps working: a non-negative number of hours (None: default)."""
+    """How long a rotated secret keeps working: 0 to MAX_OVERLAP_HOURS hours (None: default)."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ValidationError(
             param, f"`{param}` must be a non-negative number of hours, got {value!r}."
         )
+    if value > MAX_OVERLAP_HOURS:
+        raise ValidationError(param, f"`{param}` must be at most {MAX_OVERLAP_HOURS} hours.")
     return float(value)

@@ -16,6 +16,8 @@ SCOPES = {
     "refunds:write": "Create refunds.",
     "events:read": "Retrieve and list events and webhook deliveries.",
     "events:write": "Redeliver an event's webhook.",
+    "webhook_endpoints:read": "Retrieve and list webhook endpoints.",
+    "webhook_endpoints:write": "Create, update, delete webhook endpoints and rotate their secrets.",
     "balance:read": "Retrieve the balance.",
     "reports:read": "Retrieve daily reports.",
 }

@@ -77,7 +77,7 @@ WEBHOOK_DELIVERY_LATENCY = Histogram(
 # a key this deployment does not hold): worth an alert, nobody gets those events.
 WEBHOOK_PREPARE_FAILURES = Counter(
     "clearhouse_webhook_prepare_failures_total",
-    "Webhook deliveries failed without sending: secret, merchant_missing, event_missing",
+    "Webhook deliveries failed without sending: secret, endpoint_missing, event_missing",
     ["reason"],
 )
 FRAUD_SCORES = Histogram(

@@ -1,8 +1,11 @@
 """The columns encrypted with the card keys: how many rows each version protects, re-encryption.
 
 Every ciphertext is ``<version>:<base64>`` (shared.security.vault), bound by
-AAD to its row: a card token to its intent's id, a webhook secret (current and
-previous) to its merchant's id, an operator's TOTP secret to the operator's id.
+AAD to its row: a card token to its intent's id, a webhook endpoint's secrets
+(current and previous) to the endpoint's id (or, copied by 0015, to
+``secret_aad``, its merchant's id), an operator's TOTP secret to the operator's
+id. The merchants' own webhook secrets (unused since 0015, bound to the
+merchant's id) are re-encrypted too until a migration drops them.
 Re-encryption walks a table in id order, one small transaction per batch,
 locking only rows that still need it and skipping rows another transaction
 holds (``FOR UPDATE SKIP LOCKED``): the pipeline and the API keep running,
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Table, and_, func, or_, select, text
 
-from shared.db.tables import merchants, operators, payment_intents
+from shared.db.tables import merchants, operators, payment_intents, webhook_endpoints
 from shared.db.uow import UnitOfWork
 from shared.security.vault import VaultError
 
@@ -27,10 +30,14 @@ COLUMNS: tuple[tuple[Table, str], ...] = (
     (payment_intents, "card_token"),
     (merchants, "webhook_secret_enc"),
     (merchants, "webhook_secret_prev_enc"),
+    (webhook_endpoints, "secret_enc"),
+    (webhook_endpoints, "secret_prev_enc"),
     (operators, "totp_secret_enc"),
 )
 # The tables a pass walks, in order.
-TABLES: tuple[Table, ...] = (payment_intents, merchants, operators)
+TABLES: tuple[Table, ...] = (payment_intents, merchants, webhook_endpoints, operators)
+# A column naming the AAD when it is not the row's id (and is not NULL).
+AAD_COLUMNS: dict[str, str] = {webhook_endpoints.name: "secret_aad"}
 
 
 def label(table: Table, column: str) -> str:
@@ -85,7 +92,9 @@ def reencrypt_batch(uow: UnitOfWork, vault, table: Table, after: str | None, lim
     """Re-encrypt up to ``limit`` rows of ``table`` past id ``after`` under the current key."""
     names = [name for t, name in COLUMNS if t is table]
     current = vault.current_version
-    query = select(table.c.id, *(table.c[n] for n in names)).where(_stale(table, current))
+    aad_column = table.c[AAD_COLUMNS[table.name]] if table.name in AAD_COLUMNS else table.c.id
+    query = select(table.c.id, aad_column.label("aad"), *(table.c[n] for n in names))
+    query = query.where(_stale(table, current))
     if after is not None:
         query = query.where(table.c.id > after)
     query = query.order_by(table.c.id).limit(limit).with_for_update(skip_locked=True)
@@ -93,8 +102,9 @@ def reencrypt_batch(uow: UnitOfWork, vault, table: Table, after: str | None, lim
     updates, failed = [], 0
     for row in rows:
         try:
-            values = zip(names, row[1:], strict=True)
-            new = {n: vault.reencrypt(v, aad=row.id) if v else v for n, v in values}
+            values = zip(names, row[2:], strict=True)
+            aad = row.aad or row.id
+            new = {n: vault.reencrypt(v, aad=aad) if v else v for n, v in values}
         except VaultError as exc:
             # A version this vault does not hold (or a damaged value): left as
             # it is and counted; keys status shows it under its version.

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from sqlalchemy import Table, func, insert, select
 
-from shared.db.tables import events, merchants, webhook_attempts
+from shared.db.tables import events, webhook_attempts
 from shared.db.tables import webhook_deliveries as wd
+from shared.db.tables import webhook_endpoints as we
 from shared.db.uow import UnitOfWork
-from shared.services import paging
+from shared.domain.webhook_endpoints import receives
+from shared.services import paging, webhook_endpoints
 from shared.services.errors import NotFound, ServiceError
 from shared.services.ids import new_id
 
@@ -32,11 +34,15 @@ def list_events(uow, merchant_id, *, type=None, limit=10, starting_after=None):
     return _page(uow, events, "event", merchant_id, where, limit, starting_after)
 
 
-def list_deliveries(uow, merchant_id, *, event_id=None, status=None, limit=10, starting_after=None):
+def list_deliveries(
+    uow, merchant_id, *, event_id=None, endpoint=None, status=None, limit=10, starting_after=None
+):
     """Newest first, each with its attempts; return (rows, attempts by id, has_more)."""
     where = [wd.c.merchant_id == merchant_id]
     if event_id:
         where.append(wd.c.event_id == event_id)
+    if endpoint:
+        where.append(wd.c.endpoint_id == endpoint)
     if status:
         where.append(wd.c.status == status)
     rows, has_more = _page(uow, wd, "webhook_delivery", merchant_id, where, limit, starting_after)
@@ -52,31 +58,64 @@ def list_deliveries(uow, merchant_id, *, event_id=None, status=None, limit=10, s
     return rows, attempts, has_more
 
 
-def redeliver(uow: UnitOfWork, merchant_id: str, event_id: str):
-    """A new delivery of one of this merchant's events to its current URL."""
+def redeliver(uow: UnitOfWork, merchant_id: str, event_id: str, endpoint_id: str | None = None):
+    """A new delivery of one of this merchant's events, to one of its enabled endpoints.
+
+    ``endpoint_id`` names it; without one, the only enabled endpoint that
+    receives the event's type (several: name one, as Stripe's resend asks).
+    """
     event = uow.conn.execute(
-        select(events.c.id).where(events.c.id == event_id, events.c.merchant_id == merchant_id)
+        select(events.c.id, events.c.type).where(
+            events.c.id == event_id, events.c.merchant_id == merchant_id
+        )
     ).first()
     if event is None:
         raise NotFound("event", event_id)
-    url = uow.conn.execute(
-        select(merchants.c.webhook_url).where(merchants.c.id == merchant_id)
-    ).scalar()
-    if not url:
-        raise ServiceError("This merchant has no webhook URL configured.", "webhook_url")
+    if endpoint_id is not None:
+        target = webhook_endpoints.get(uow, merchant_id, endpoint_id, param="endpoint")
+        if target.status != "enabled" or not target.url:
+            state = "has no URL" if target.status == "enabled" else "is disabled"
+            raise ServiceError(f"Webhook endpoint {endpoint_id} {state}.", "endpoint")
+    else:
+        target = _only_receiver(uow, merchant_id, event.type)
     row = uow.conn.execute(
         insert(wd)
         .values(
             id=new_id("whd"),
             event_id=event_id,
             merchant_id=merchant_id,
-            url=url,
+            endpoint_id=target.id,
+            url=target.url,
             next_attempt_at=func.now(),
         )
         .returning(wd)
     ).one()
     uow.enqueue("deliver_webhooks", [row.id])
     return row
+
+
+def _only_receiver(uow: UnitOfWork, merchant_id: str, event_type: str):
+    rows = uow.conn.execute(
+        select(we).where(
+            we.c.merchant_id == merchant_id,
+            we.c.deleted_at.is_(None),
+            we.c.status == "enabled",
+            we.c.url.is_not(None),
+        )
+    ).all()
+    receivers = [r for r in rows if receives(r.enabled_events, event_type)]
+    if not receivers:
+        raise ServiceError(
+            f"No enabled webhook endpoint of this merchant receives {event_type} events.",
+            "endpoint",
+        )
+    if len(receivers) > 1:
+        raise ServiceError(
+            f"{len(receivers)} webhook endpoints receive {event_type} events:"
+            " name one with `endpoint`.",
+            "endpoint",
+        )
+    return receivers[0]
 
 
 def _page(uow, table: Table, kind: str, merchant_id, where, limit, starting_after):

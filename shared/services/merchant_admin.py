@@ -14,7 +14,7 @@ from shared.db.tables import api_clients, merchant_limits, merchants
 from shared.db.uow import UnitOfWork
 from shared.domain import scopes as S
 from shared.domain.merchant_admin import LIMIT_FIELDS, redact_url
-from shared.services import audit, paging
+from shared.services import audit, paging, webhook_endpoints
 from shared.services.audit import Actor
 from shared.services.errors import NotFound, ServiceError
 from shared.services.views import unix_seconds
@@ -55,18 +55,20 @@ def list_merchants(
 
 
 def merchant_detail(uow: UnitOfWork, merchant_id: str) -> dict:
-    """One merchant: name, webhook URL (redacted), limits, fraud threshold, suspension, clients."""
+    """One merchant: name, first webhook URL (redacted), limits, threshold, suspension, clients."""
     row = _merchant(uow, merchant_id)
     limits = uow.conn.execute(
         select(merchant_limits)
         .where(merchant_limits.c.merchant_id == merchant_id)
         .order_by(merchant_limits.c.currency, merchant_limits.c.scope)
     ).all()
-    prev = row.webhook_secret_prev_expires_at
+    endpoint = webhook_endpoints.first(uow, merchant_id)
+    prev = endpoint.secret_prev_expires_at if endpoint is not None else None
     overlap_ends = unix_seconds(prev) if prev and prev > _now(uow) else None
     return _summary(row) | {
         "suspended_reason": row.suspended_reason,
-        "webhook_url": redact_url(row.webhook_url),
+        # The merchant's first webhook endpoint's (GET /v1/webhook_endpoints lists them all).
+        "webhook_url": redact_url(endpoint.url if endpoint is not None else None),
         # Set while a rotated webhook secret still signs (None: no overlap).
         "webhook_secret_previous_expires_at": overlap_ends,
         "fraud_block_threshold": row.fraud_block_threshold,

@@ -6,8 +6,6 @@ Each mutation takes the ``actor`` who asks for it and appends its audit row
 
 from __future__ import annotations
 
-import secrets
-
 from sqlalchemy import insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -33,21 +31,18 @@ def create_merchant(
     *,
     actor: Actor | str | None = None,
 ) -> dict:
-    """Create a merchant with one API client (every scope); the secrets are returned only here."""
+    """Create a merchant with one API client (every scope) and its first webhook endpoint.
+
+    The endpoint receives every event type, at ``webhook_url`` (none until one
+    is set); the client's and the endpoint's secrets are returned only here.
+    """
     if not isinstance(name, str) or not name.strip():
         raise ServiceError("name must not be empty", "name")
     if webhook_url is not None:
         webhook_endpoints.check_url(webhook_url, allow_private)
     merchant_id = new_id("mch")
-    webhook_secret = "whsec_" + secrets.token_urlsafe(32)
-    uow.conn.execute(
-        insert(merchants).values(
-            id=merchant_id,
-            name=name,
-            webhook_url=webhook_url,
-            webhook_secret_enc=vault.encrypt(webhook_secret, aad=merchant_id),
-        )
-    )
+    uow.conn.execute(insert(merchants).values(id=merchant_id, name=name))
+    webhook_secret = webhook_endpoints.create_first(uow, vault, merchant_id, webhook_url)
     client = clients.create_client(uow, merchant_id)
     audit.record_if(
         uow,

@@ -19,6 +19,7 @@ from shared.db.tables import webhook_deliveries as wd
 from shared.db.uow import UnitOfWork
 from shared.domain import operator_filters as filters
 from shared.domain import refunds as refund_rules
+from shared.domain.merchant_admin import redact_url
 from shared.services import audit, event_log, paging, views
 from shared.services import refunds as refund_service
 from shared.services.audit import Actor
@@ -126,17 +127,19 @@ def refund(
     return views.refund_json(row)
 
 
-def redeliver(uow: UnitOfWork, actor: Actor, event_id: str) -> dict:
-    """A new webhook delivery of any merchant's event, audited as ``event.redeliver``."""
+def redeliver(uow: UnitOfWork, actor: Actor, event_id: str, endpoint_id: str | None = None):
+    """A new webhook delivery of any merchant's event, audited as ``event.redeliver``.
+
+    To ``endpoint_id``, or the merchant's only enabled endpoint receiving its type.
+    """
     merchant_id = uow.conn.execute(
         select(events.c.merchant_id).where(events.c.id == event_id)
     ).scalar()
     if merchant_id is None:
         raise NotFound("event", event_id)
-    row = event_log.redeliver(uow, merchant_id, event_id)
-    audit.record_as(
-        uow, actor, "event.redeliver", event_id, after={"delivery": row.id, "url": row.url}
-    )
+    row = event_log.redeliver(uow, merchant_id, event_id, endpoint_id)
+    after = {"delivery": row.id, "endpoint": row.endpoint_id, "url": redact_url(row.url)}
+    audit.record_as(uow, actor, "event.redeliver", event_id, after=after)
     return views.delivery_json(row)
 
 

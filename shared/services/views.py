@@ -129,6 +129,7 @@ def delivery_json(row, attempts=()) -> dict:
         "id": row.id,
         "object": "webhook_delivery",
         "event_id": row.event_id,
+        "endpoint": row.endpoint_id,
         "url": row.url,
         "status": row.status,
         "attempts": row.attempts,
@@ -150,6 +151,31 @@ def delivery_json(row, attempts=()) -> dict:
             for a in attempts
         ],
     }
+
+
+def endpoint_json(row, secret: str | None = None, now: datetime | None = None) -> dict:
+    """A webhook endpoint; its ``secret`` only when just made or rotated.
+
+    ``previous_secret_expires_at``: while a rotated-out secret still signs (as of ``now``).
+    """
+    expires = row.secret_prev_expires_at
+    now = now or datetime.now(UTC)
+    overlapping = row.secret_prev_enc is not None and expires is not None and expires > now
+    out = {
+        "id": row.id,
+        "object": "webhook_endpoint",
+        "url": row.url,
+        "enabled_events": list(row.enabled_events),
+        "status": row.status,
+        "description": row.description,
+        "metadata": row.metadata or {},
+        "previous_secret_expires_at": unix_seconds(expires) if overlapping else None,
+        "created": unix_seconds(row.created_at),
+        "livemode": False,
+    }
+    if secret is not None:
+        out["secret"] = secret
+    return out
 
 
 def _figures(row) -> dict:

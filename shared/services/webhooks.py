@@ -9,13 +9,15 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, func, insert, select, text, update
 
-from shared.db.tables import events, merchants, webhook_attempts
+from shared.db.tables import events, webhook_attempts
 from shared.db.tables import webhook_deliveries as wd
+from shared.db.tables import webhook_endpoints as we
 from shared.db.uow import UnitOfWork
 from shared.domain import webhooks as W
 from shared.observability import metrics
 from shared.security.vault import VaultError
-from shared.services import views
+from shared.services import views, webhook_endpoints
+from shared.services.webhook_secrets import signing_secrets
 
 log = logging.getLogger(__name__)
 RESPONSE_BODY_MAX = 1024
@@ -32,6 +34,7 @@ class Send:
     created_at: datetime
     body: bytes
     secrets: tuple[str, ...]
+    endpoint_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,74 +79,94 @@ def claim(uow: UnitOfWork, ids: list[str], lease_s: float) -> list:
         .where(wd.c.id.in_(list(ids)), wd.c.status == "pending", wd.c.next_attempt_at <= func.now())
         .values(next_attempt_at=func.now() + timedelta(seconds=lease_s), updated_at=func.now())
         .returning(
-            wd.c.id, wd.c.event_id, wd.c.merchant_id, wd.c.url, wd.c.attempts, wd.c.created_at
+            wd.c.id,
+            wd.c.event_id,
+            wd.c.merchant_id,
+            wd.c.endpoint_id,
+            wd.c.url,
+            wd.c.attempts,
+            wd.c.created_at,
         )
     ).all()
-
-
-def signing_secrets(vault, merchant, now: datetime) -> list[str]:
-    """The current secret, plus the previous one while its overlap lasts."""
-    out = [vault.decrypt(merchant.webhook_secret_enc, aad=merchant.id)]
-    if (
-        merchant.webhook_secret_prev_enc
-        and merchant.webhook_secret_prev_expires_at
-        and (merchant.webhook_secret_prev_expires_at > now)
-    ):
-        out.append(vault.decrypt(merchant.webhook_secret_prev_enc, aad=merchant.id))
-    return out
 
 
 @dataclass(frozen=True)
 class Unsendable:
     """Why a claimed delivery can never be sent (``reason`` labels the metric)."""
 
-    reason: str  # secret | merchant_missing | event_missing
+    reason: str  # secret | endpoint_missing | event_missing
     detail: str
 
 
 def prepare(uow: UnitOfWork, vault, claimed: list) -> list[Send]:
-    """Load the events and secrets of claimed deliveries; fail those that cannot be sent.
+    """Load the events and endpoints of claimed deliveries; fail those that cannot be sent.
 
-    A delivery whose event or merchant is gone, or whose merchant's secret
-    does not decrypt (sealed with a key this vault does not hold), would fail
-    the same way at every try. It is failed for good with the reason, and
-    counted, so it holds back neither the rest of its batch nor itself in a
-    retry loop. Database errors propagate: the task retries the batch.
+    A delivery whose event or endpoint is gone, or whose endpoint's secret does
+    not decrypt (sealed with a key this vault does not hold), would fail the
+    same way at every try. It is failed for good with the reason, and counted,
+    so it holds back neither the rest of its batch nor itself in a retry loop.
+    One whose endpoint was disabled or deleted meanwhile is canceled (not a
+    fault). Database errors propagate: the task retries the batch.
     """
     if not claimed:
         return []
     now = uow.conn.execute(select(func.now())).scalar_one()
     rows = uow.conn.execute(select(events).where(events.c.id.in_({c.event_id for c in claimed})))
     bodies = {r.id: event_body(r) for r in rows}
-    found = uow.conn.execute(
-        select(merchants).where(merchants.c.id.in_({c.merchant_id for c in claimed}))
-    )
-    by_id = {m.id: m for m in found}
-    # Per merchant, its secrets or why it has none: one merchant's broken
-    # secret must only fail that merchant's deliveries.
-    keys: dict[str, tuple[str, ...] | Unsendable] = {}
-    for merchant_id in {c.merchant_id for c in claimed}:
-        keys[merchant_id] = _secrets_or_reason(vault, by_id.get(merchant_id), now)
-    sends, unsendable = [], []
+    endpoints = _endpoints(uow, claimed)
+    # Per endpoint, its secrets or why it has none: one endpoint's broken secret
+    # must only fail that endpoint's deliveries.
+    keys = {e.id: _secrets_or_reason(vault, e, now) for e in endpoints.values()}
+    sends, unsendable, canceled = [], [], []
     for c in claimed:
-        signing = keys[c.merchant_id]
+        endpoint = endpoints.get(c.endpoint_id or c.merchant_id)
         if c.event_id not in bodies:
             unsendable.append((c, Unsendable("event_missing", "event not found")))
-        elif isinstance(signing, Unsendable):
-            unsendable.append((c, signing))
+        elif endpoint is None:
+            unsendable.append((c, Unsendable("endpoint_missing", "webhook endpoint not found")))
+        elif endpoint.deleted_at is not None or endpoint.status != "enabled":
+            canceled.append(c.id)
+        elif isinstance(keys[endpoint.id], Unsendable):
+            unsendable.append((c, keys[endpoint.id]))
         else:
-            body = bodies[c.event_id]
-            sends.append(Send(c.id, c.merchant_id, c.url, c.attempts, c.created_at, body, signing))
+            sends.append(
+                Send(
+                    c.id,
+                    c.merchant_id,
+                    c.url,
+                    c.attempts,
+                    c.created_at,
+                    bodies[c.event_id],
+                    keys[endpoint.id],
+                    endpoint.id,
+                )
+            )
+    if canceled:
+        why = "webhook endpoint disabled or deleted"
+        webhook_endpoints.cancel_deliveries(uow, why, wd.c.id.in_(canceled))
     if unsendable:
         fail_unsendable(uow, unsendable, now)
     return sends
 
 
-def _secrets_or_reason(vault, merchant, now: datetime) -> tuple[str, ...] | Unsendable:
-    if merchant is None:
-        return Unsendable("merchant_missing", "merchant not found")
+def _endpoints(uow: UnitOfWork, claimed: list) -> dict:
+    """{endpoint id: row} of the claimed deliveries' endpoints, deleted ones too.
+
+    A delivery without an endpoint (written by a process of the version before
+    0015, during a rolling deploy) goes to its merchant's first endpoint: those
+    are under the merchant's id.
+    """
+    ids = {c.endpoint_id for c in claimed if c.endpoint_id}
+    found = {r.id: r for r in uow.conn.execute(select(we).where(we.c.id.in_(ids)))} if ids else {}
+    legacy = {c.merchant_id for c in claimed if not c.endpoint_id}
+    if legacy:
+        found.update(webhook_endpoints.firsts(uow, legacy))
+    return found
+
+
+def _secrets_or_reason(vault, endpoint, now: datetime) -> tuple[str, ...] | Unsendable:
     try:
-        return tuple(signing_secrets(vault, merchant, now))
+        return tuple(signing_secrets(vault, endpoint, now))
     except VaultError as exc:
         # VaultError messages never hold key material or plaintext.
         return Unsendable("secret", f"webhook secret cannot be decrypted ({exc})")

@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, inspect, select
 
 from shared.config import with_user
 from shared.db import roles
-from shared.db.tables import merchant_limits, merchants
+from shared.db.tables import merchant_limits, merchants, webhook_endpoints
 from tests import factories as f
 from tests.conftest import free_port
 from tests.e2e.conftest import Client, cli
@@ -107,8 +107,11 @@ def test_merchant_create_gives_working_credentials_once(stack, e2e_engine):
     Client(stack["url"], shown)
     with e2e_engine.connect() as conn:
         row = conn.execute(select(merchants).where(merchants.c.id == shown["merchant_id"])).one()
-    assert (row.name, row.webhook_url) == ("plain merchant", url)
-    assert shown["webhook_secret"] not in row.webhook_secret_enc  # stored encrypted only
+        (endpoint,) = conn.execute(
+            select(webhook_endpoints).where(webhook_endpoints.c.merchant_id == row.id)
+        ).all()
+    assert (row.name, endpoint.url, endpoint.enabled_events) == ("plain merchant", url, ["*"])
+    assert shown["webhook_secret"] not in endpoint.secret_enc  # stored encrypted only
 
     with e2e_engine.connect() as conn:
         before = conn.execute(select(merchants.c.id)).all()

@@ -331,8 +331,8 @@ def drive_load(stack, e2e_engine) -> None:
     with e2e_engine.begin() as conn:
         conn.execute(
             text(
-                "UPDATE merchants SET webhook_secret_enc ="
-                " 'retired:' || split_part(webhook_secret_enc, ':', 2) WHERE id = :id"
+                "UPDATE webhook_endpoints SET secret_enc ="
+                " 'retired:' || split_part(secret_enc, ':', 2) WHERE merchant_id = :id"
             ),
             {"id": merchant["merchant_id"]},
         )

@@ -83,7 +83,8 @@ def figures(stdout: str) -> dict:
 
 
 def objects(client) -> dict[str, str]:
-    """A paid intent, a refund of part of it and an event: ids for the item operations."""
+    """A paid intent, a refund of part of it, an event, a webhook endpoint: ids for the item
+    operations."""
     r = client.post("/v1/payment_intents", f.card_body(f.new_card(), 5000, priority="instant"))
     assert r.status_code == 202, r.text
     intent = client.wait(r.json()["id"], final=("succeeded", "failed"))
@@ -91,10 +92,15 @@ def objects(client) -> dict[str, str]:
     refund = client.post("/v1/refunds", {"payment_intent": intent["id"], "amount": 100})
     assert refund.status_code == 200, refund.text
     event = client.get("/v1/events?limit=1").json()["data"][0]
+    # Loopback: nothing listens on port 9 (the stack allows private targets, as in tests).
+    hooks = {"url": "http://127.0.0.1:9/hooks", "enabled_events": ["refund.succeeded"]}
+    endpoint = client.post("/v1/webhook_endpoints", hooks)
+    assert endpoint.status_code == 200, endpoint.text
     return {
         "CLEARHOUSE_ST_INTENT": intent["id"],
         "CLEARHOUSE_ST_REFUND": refund.json()["id"],
         "CLEARHOUSE_ST_EVENT": event["id"],
+        "CLEARHOUSE_ST_ENDPOINT": endpoint.json()["id"],
     }
 
 

@@ -20,7 +20,7 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from shared.db.tables import merchants, payment_intents
+from shared.db.tables import merchants, payment_intents, webhook_endpoints
 from tests import factories as f
 from tests.conftest import free_port, python_bin
 from tests.support import processes
@@ -154,9 +154,14 @@ def rows_under(engine, version: str) -> int:
         intents = conn.execute(
             select(func.count()).where(func.starts_with(payment_intents.c.card_token, prefix))
         ).scalar_one()
-        secrets_ = conn.execute(
-            select(func.count()).where(func.starts_with(merchants.c.webhook_secret_enc, prefix))
-        ).scalar_one()
+        secrets_ = sum(
+            conn.execute(select(func.count()).where(func.starts_with(column, prefix))).scalar_one()
+            for column in (
+                merchants.c.webhook_secret_enc,
+                webhook_endpoints.c.secret_enc,
+                webhook_endpoints.c.secret_prev_enc,
+            )
+        )
     return intents + secrets_
 
 

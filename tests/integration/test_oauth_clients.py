@@ -41,6 +41,12 @@ ROUTE_SCOPES = {
     ("GET", "/v1/events/{event_id}"): "events:read",
     ("POST", "/v1/events/{event_id}/redeliver"): "events:write",
     ("GET", "/v1/webhook_deliveries"): "events:read",
+    ("POST", "/v1/webhook_endpoints"): "webhook_endpoints:write",
+    ("GET", "/v1/webhook_endpoints"): "webhook_endpoints:read",
+    ("GET", "/v1/webhook_endpoints/{endpoint_id}"): "webhook_endpoints:read",
+    ("POST", "/v1/webhook_endpoints/{endpoint_id}"): "webhook_endpoints:write",
+    ("DELETE", "/v1/webhook_endpoints/{endpoint_id}"): "webhook_endpoints:write",
+    ("POST", "/v1/webhook_endpoints/{endpoint_id}/rotate_secret"): "webhook_endpoints:write",
     ("GET", "/v1/balance"): "balance:read",
     ("GET", "/v1/reports/daily"): "reports:read",
     ("GET", "/v1/reports/weekly"): "reports:read",
@@ -326,7 +332,9 @@ def test_the_app_declares_each_routes_scope_as_the_contract_says(api):
 
 
 def _call(api, method: str, template: str, access_token: str):
-    path = template.format(intent_id="pi_none", refund_id="re_none", event_id="evt_none")
+    path = template.format(
+        intent_id="pi_none", refund_id="re_none", event_id="evt_none", endpoint_id="we_none"
+    )
     return api.simulate_request(
         method,
         path,

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import func, select
 
 from intake.app import create_app
-from shared.db.tables import audit_log, merchant_limits, merchants, operators
+from shared.db.tables import audit_log, merchant_limits, merchants, operators, webhook_endpoints
 from shared.db.uow import UnitOfWork
 from shared.services import merchant_admin
 from shared.services.audit import Actor
@@ -69,6 +69,13 @@ def rows_for(engine, target: str) -> list:
 def merchant_row(engine, merchant_id: str):
     with engine.connect() as conn:
         return conn.execute(select(merchants).where(merchants.c.id == merchant_id)).one()
+
+
+def endpoints_of(engine, merchant_id: str) -> list:
+    with engine.connect() as conn:
+        return conn.execute(
+            select(webhook_endpoints).where(webhook_endpoints.c.merchant_id == merchant_id)
+        ).all()
 
 
 def post(api, path: str, op, body: dict | None = None, rid: str | None = None):
@@ -234,7 +241,8 @@ def test_limits_threshold_and_webhook_changes_are_audited_with_before_and_after(
     assert got.status_code == 200 and got.json["fraud_block_threshold"] == 40, got.text
     got = post(api, f"{base}/webhook_url", admin, {"url": "http://127.0.0.1:9/new?key=s3"})
     assert got.status_code == 200 and got.json["webhook_url"] == "http://127.0.0.1:9/new?***"
-    assert merchant_row(engine, mid).webhook_url == "http://127.0.0.1:9/new?key=s3"
+    (first,) = endpoints_of(engine, mid)  # the merchant's first endpoint
+    assert first.url == "http://127.0.0.1:9/new?key=s3"
     got = post(api, f"{base}/rotate_webhook_secret", admin, {"overlap_hours": 2})
     assert got.status_code == 200, got.text
     rotated = got.json
@@ -297,10 +305,10 @@ def test_a_bad_request_changes_nothing_and_writes_no_audit_row(
     api, admin, engine, make_merchant, tail, body, code, param, says
 ):
     mid = make_merchant()["merchant_id"]
-    before = merchant_row(engine, mid)
+    before = merchant_row(engine, mid), endpoints_of(engine, mid)
     got = post(api, f"/v1/operator/merchants/{mid}{tail}", admin, body)
     refused(got, 400, code, param, says)
-    assert merchant_row(engine, mid) == before
+    assert (merchant_row(engine, mid), endpoints_of(engine, mid)) == before
     with engine.connect() as conn:
         limits = conn.execute(
             select(merchant_limits).where(merchant_limits.c.merchant_id == mid)

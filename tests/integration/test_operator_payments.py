@@ -299,7 +299,11 @@ def test_support_redelivers_any_merchants_event_audited(api, as_role, hooked, su
         ).all()
     assert len(found) == 1
     audited = the_audit_row(engine, event_id, op, headers, api, "event.redeliver")
-    assert audited.after == {"delivery": got.json["id"], "url": got.json["url"]}
+    assert audited.after == {
+        "delivery": got.json["id"],
+        "endpoint": got.json["endpoint"],
+        "url": got.json["url"],
+    }
     missing = api.simulate_post("/v1/operator/events/evt_nope/redeliver", headers=headers)
     assert missing.status_code == 404 and audit_rows(engine, "evt_nope") == []
 

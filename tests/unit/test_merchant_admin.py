@@ -47,6 +47,9 @@ def test_the_checks_word_refusals_and_name_the_param():
     assert rules.overlap_hours(0) == 0.0 and rules.overlap_hours(None) is None
     with pytest.raises(ValidationError, match="non-negative"):
         rules.overlap_hours(-0.5)
+    assert rules.overlap_hours(720) == 720.0  # 30 days at the most
+    with pytest.raises(ValidationError, match="at most 720 hours"):
+        rules.overlap_hours(1e16)  # a timedelta that large does not exist
 
 
 def test_the_suspension_list_rereads_when_stale_and_keeps_the_last_one_in_an_outage(monkeypatch):

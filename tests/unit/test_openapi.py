@@ -80,6 +80,7 @@ def test_bodies_are_typed_and_required_where_the_resource_needs_one(spec):
     required = {
         "POST /v1/payment_intents",
         "POST /v1/refunds",
+        "POST /v1/webhook_endpoints",
         "POST /v1/oauth/token",
         "POST /v1/oauth/revoke",
         "POST /v1/operator/merchants",
@@ -95,7 +96,8 @@ def test_bodies_are_typed_and_required_where_the_resource_needs_one(spec):
     }
     for name, op in _operations(spec):
         body = op.get("requestBody")
-        if name.startswith("GET"):
+        # Deleting an endpoint names it in the path: there is nothing to send.
+        if name.startswith("GET") or name == "DELETE /v1/webhook_endpoints/{endpoint_id}":
             assert body is None, name
             continue
         assert body is not None, name

@@ -119,6 +119,7 @@ def test_refunds_events_deliveries_balance_reports():
     delivery = SimpleNamespace(
         id="whd_1",
         event_id="evt_1",
+        endpoint_id="we_1",
         url="https://example.test/hook",
         status="pending",
         attempts=1,
@@ -177,6 +178,37 @@ def test_period_reports(period, model, row_model):
         "days_with_discrepancies": [period.first_day.isoformat()],
     }
     assert body["data"][0]["gross"] == 10**37 and body["data"][0]["counts"]["failed"] == 0
+
+
+def endpoint_row(**over):
+    row = {
+        "id": "we_1",
+        "url": "https://example.test/hook",
+        "enabled_events": ["refund.succeeded"],
+        "status": "enabled",
+        "description": None,
+        "metadata": {},
+        "secret_prev_enc": None,
+        "secret_prev_expires_at": None,
+        "created_at": NOW,
+    }
+    return SimpleNamespace(**{**row, **over})
+
+
+def test_webhook_endpoints_with_and_without_their_secret():
+    later = datetime(2030, 1, 1, tzinfo=UTC)
+    made = views.endpoint_json(endpoint_row(), "whsec_x")
+    fits(rs.WebhookEndpoint, made)
+    assert made["secret"] == "whsec_x"
+    shown = views.endpoint_json(endpoint_row(url=None, enabled_events=["*"]), now=NOW)
+    fits(rs.WebhookEndpoint, shown)
+    assert "secret" not in shown and shown["previous_secret_expires_at"] is None
+    overlap = endpoint_row(secret_prev_enc="v1:x", secret_prev_expires_at=later)
+    assert views.endpoint_json(overlap, now=NOW)["previous_secret_expires_at"] == int(
+        later.timestamp()
+    )
+    assert views.endpoint_json(overlap, now=later)["previous_secret_expires_at"] is None  # over
+    fits(rs.WebhookEndpointList, {"object": "list", "data": [made], "has_more": False, "url": "/"})
 
 
 def test_the_models_are_closed_to_unknown_event_objects():

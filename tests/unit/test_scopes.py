@@ -8,7 +8,7 @@ from shared.domain.cert_binding import normalize_sha256
 READ = ("payment_intents:read", "refunds:read")
 
 
-def test_the_eight_scopes_in_their_order():
+def test_the_ten_scopes_in_their_order():
     assert S.ALL_SCOPES == (
         "payment_intents:read",
         "payment_intents:write",
@@ -16,6 +16,8 @@ def test_the_eight_scopes_in_their_order():
         "refunds:write",
         "events:read",
         "events:write",
+        "webhook_endpoints:read",
+        "webhook_endpoints:write",
         "balance:read",
         "reports:read",
     )

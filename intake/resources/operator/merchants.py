@@ -176,7 +176,7 @@ def _threshold(res, uow, actor, merchant_id, threshold):
 
 def _webhook_url(res, uow, actor, merchant_id, url):
     allow = res._settings.webhook_allow_private
-    endpoints.set_url(uow, merchant_id, url, allow, actor=actor)
+    endpoints.set_url(uow, res._vault, merchant_id, url, allow, actor=actor)
     return merchant_admin.merchant_detail(uow, merchant_id)
 
 

@@ -116,7 +116,7 @@ class Redeliver(_Base):
         "POST": Operation(
             "operatorRedeliverEvent",
             TAG,
-            "Send any merchant's event to its webhook URL again (a new delivery)",
+            "Send any merchant's event to one of its webhook endpoints again (a new delivery)",
             202,
             rs.WebhookDelivery,
             body=rq.Redeliver,
@@ -126,6 +126,8 @@ class Redeliver(_Base):
     }
 
     def on_post(self, req, resp, event_id: str) -> None:
-        parse(rq.Redeliver, req.context.body, closed(set()))
-        actor = actor_of(req)
-        self._runner.run(req, resp, lambda uow: (202, service.redeliver(uow, actor, event_id)))
+        body = parse(rq.Redeliver, req.context.body, closed({"endpoint"}))
+        actor, endpoint = actor_of(req), body.get("endpoint")
+        self._runner.run(
+            req, resp, lambda uow: (202, service.redeliver(uow, actor, event_id, endpoint))
+        )

@@ -28,7 +28,9 @@ RULES = {
     ("resource_missing", "payment_method[wallet_id]"),  # no such wallet
     ("parameter_invalid", "currency"),  # the wallet holds another currency
     ("idempotency_key_reused", "Idempotency-Key"),  # the key was used with another request
-    ("invalid_request", "webhook_url"),  # redelivery with no webhook URL configured
+    ("invalid_request", "endpoint"),  # redelivery: no (or several) enabled endpoints receive it
+    ("invalid_request", "url"),  # a webhook endpoint's URL refused (scheme, host, SSRF policy)
+    ("parameter_invalid", "enabled_events"),  # ["*"] and event types together
     ("payment_intent_unexpected_state", None),  # the intent's state forbids it
     ("charge_already_refunded", None),  # nothing left to refund
     # An operator's new password: the email, a common password (a list no schema holds).
