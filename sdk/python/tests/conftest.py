@@ -122,7 +122,7 @@ def _handler(api: FakeApi):
             self.end_headers()
             self.wfile.write(data)
 
-        do_GET = do_POST = _serve
+        do_GET = do_POST = do_DELETE = _serve
 
         def log_message(self, *args):  # quiet test output
             pass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clearhouse_client import PaymentIntent, Refund, WebhookDelivery
+from clearhouse_client import PaymentIntent, Refund, WebhookDelivery, WebhookEndpoint
 from conftest import Answer, intent
 
 
@@ -54,3 +54,56 @@ def test_refunds_and_redeliveries_and_the_csv_report(api, make_client):
     assert api.requests("/v1/events/evt_1/redeliver")[0].body == {}
     assert client.reports.daily_csv("2026-01-02") == csv
     assert api.requests("/v1/reports/daily")[0].headers["accept"] == "text/csv"
+
+
+def _endpoint(endpoint_id="we_1", **over):
+    return {
+        "id": endpoint_id,
+        "object": "webhook_endpoint",
+        "url": "https://shop.example/hooks",
+        "enabled_events": ["payment_intent.succeeded"],
+        "status": "enabled",
+        "description": None,
+        "metadata": {},
+        "previous_secret_expires_at": None,
+        "created": 1,
+        "livemode": False,
+        **over,
+    }
+
+
+def test_webhook_endpoints_create_update_rotate_delete_and_list(api, make_client):
+    api.then("/v1/webhook_endpoints", Answer(200, _endpoint(secret="whsec_new")))
+    api.then("/v1/webhook_endpoints/we_1", Answer(200, _endpoint(status="disabled")))
+    api.then(
+        "/v1/webhook_endpoints/we_1/rotate_secret",
+        Answer(200, _endpoint(secret="whsec_2", previous_secret_expires_at=99)),
+    )
+    client = make_client()
+    made = client.webhook_endpoints.create(
+        url="https://shop.example/hooks", enabled_events=["payment_intent.succeeded"]
+    )
+    assert isinstance(made, WebhookEndpoint) and made.secret == "whsec_new"
+    (create,) = api.requests("/v1/webhook_endpoints")
+    assert create.method == "POST" and create.headers["idempotency-key"]
+    assert create.body == {
+        "url": "https://shop.example/hooks",
+        "enabled_events": ["payment_intent.succeeded"],
+    }
+    off = client.webhook_endpoints.update("we_1", disabled=True)
+    assert off.status == "disabled" and off.secret is None
+    assert api.requests("/v1/webhook_endpoints/we_1")[0].body == {"disabled": True}
+    rotated = client.webhook_endpoints.rotate_secret("we_1", overlap_hours=2)
+    assert rotated.secret == "whsec_2" and rotated.previous_secret_expires_at == 99
+    assert api.requests("/v1/webhook_endpoints/we_1/rotate_secret")[0].body == {"overlap_hours": 2}
+
+    api.then(
+        "/v1/webhook_endpoints/we_1",
+        Answer(200, {"id": "we_1", "object": "webhook_endpoint", "deleted": True}),
+    )
+    assert client.webhook_endpoints.delete("we_1").deleted is True
+    assert api.requests("/v1/webhook_endpoints/we_1")[-1].method == "DELETE"
+
+    page = {"object": "list", "data": [_endpoint("we_2"), _endpoint()], "has_more": False}
+    api.then("/v1/webhook_endpoints", Answer(200, {**page, "url": "/v1/webhook_endpoints"}))
+    assert [e.id for e in client.webhook_endpoints.list().auto_paging_iter()] == ["we_2", "we_1"]

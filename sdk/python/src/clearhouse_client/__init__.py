@@ -32,6 +32,7 @@ from clearhouse_client.objects import (
     Refund,
     Settlement,
     WebhookDelivery,
+    WebhookEndpoint,
 )
 from clearhouse_client.offline import DrainResult, OfflineItem
 from clearhouse_client.pagination import ListObject
@@ -63,6 +64,7 @@ __all__ = [
     "SignatureVerificationError",
     "Webhook",
     "WebhookDelivery",
+    "WebhookEndpoint",
     "WebhookSignature",
     "__version__",
 ]

@@ -17,6 +17,7 @@ from clearhouse_client.resources import (
     Refunds,
     Reports,
     WebhookDeliveries,
+    WebhookEndpoints,
 )
 
 DEFAULT_BASE_URL = "https://127.0.0.1:8000"
@@ -64,6 +65,7 @@ class Client:
         self.refunds = Refunds(self._requestor)
         self.events = Events(self._requestor)
         self.webhook_deliveries = WebhookDeliveries(self._requestor)
+        self.webhook_endpoints = WebhookEndpoints(self._requestor)
         self.balance = BalanceResource(self._requestor)
         self.reports = Reports(self._requestor)
         self._offline_path = offline_path or default_path()

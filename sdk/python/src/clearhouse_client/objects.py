@@ -182,7 +182,25 @@ class WebhookDelivery(ApiObject):
     next_attempt_at: int | None = None
     created: int = 0
     completed_at: int | None = None
+    endpoint: str | None = None
     attempt_history: list[DeliveryAttempt] = field(default_factory=list)
+
+
+@dataclass
+class WebhookEndpoint(ApiObject):
+    """A merchant's webhook endpoint; ``secret`` only in the answers to create and rotate."""
+
+    id: str = ""
+    object: str = "webhook_endpoint"
+    url: str | None = None
+    enabled_events: list[str] = field(default_factory=list)
+    status: str = ""  # enabled or disabled
+    description: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    previous_secret_expires_at: int | None = None
+    created: int = 0
+    secret: str | None = None
+    deleted: bool = False
 
 
 @dataclass

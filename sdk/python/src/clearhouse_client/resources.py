@@ -15,6 +15,7 @@ from clearhouse_client.objects import (
     PeriodReport,
     Refund,
     WebhookDelivery,
+    WebhookEndpoint,
 )
 from clearhouse_client.pagination import ListObject, page
 
@@ -147,10 +148,14 @@ class Events(_Resource):
     ) -> ListObject[Event]:
         return self._list({"type": type, "limit": limit, "starting_after": starting_after})
 
-    def redeliver(self, event_id: str, *, idempotency_key: str | None = None) -> WebhookDelivery:
-        """Send the event's webhook again: a new delivery (202)."""
+    def redeliver(
+        self, event_id: str, *, endpoint: str | None = None, idempotency_key: str | None = None
+    ) -> WebhookDelivery:
+        """Send the event's webhook again: a new delivery (202); ``endpoint`` names which one
+        (needed when several of the merchant's endpoints receive the event's type)."""
         path = path_for("/v1/events/{}/redeliver", event_id)
-        answer = self._api.json("POST", path, body={}, idempotency_key=idempotency_key)
+        body = _body(endpoint=endpoint)
+        answer = self._api.json("POST", path, body=body, idempotency_key=idempotency_key)
         return WebhookDelivery.from_json(answer)
 
 
@@ -163,11 +168,82 @@ class WebhookDeliveries(_Resource):
         *,
         event_id: str | None = None,
         status: str | None = None,
+        endpoint: str | None = None,
         limit: int | None = None,
         starting_after=None,
     ) -> ListObject[WebhookDelivery]:
-        filters = {"event_id": event_id, "status": status, "limit": limit}
+        filters = {"event_id": event_id, "status": status, "endpoint": endpoint, "limit": limit}
         return self._list({**filters, "starting_after": starting_after})
+
+
+class WebhookEndpoints(_Resource):
+    """``/v1/webhook_endpoints``: several endpoints per merchant, each with its own secret."""
+
+    kind = WebhookEndpoint
+    collection = "/v1/webhook_endpoints"
+
+    def create(
+        self,
+        *,
+        url: str,
+        enabled_events: list[str],
+        description: str | None = None,
+        metadata: dict[str, str] | None = None,
+        disabled: bool | None = None,
+        idempotency_key: str | None = None,
+    ) -> WebhookEndpoint:
+        """A new endpoint; its ``secret`` is in this answer only (keep it)."""
+        body = _body(
+            url=url,
+            enabled_events=enabled_events,
+            description=description,
+            metadata=metadata,
+            disabled=disabled,
+        )
+        return self._one("POST", self.collection, body=body, idempotency_key=idempotency_key)
+
+    def retrieve(self, endpoint_id: str) -> WebhookEndpoint:
+        return self._one("GET", path_for("/v1/webhook_endpoints/{}", endpoint_id))
+
+    def update(
+        self,
+        endpoint_id: str,
+        *,
+        url: str | None = None,
+        enabled_events: list[str] | None = None,
+        description: str | None = None,
+        metadata: dict[str, str] | None = None,
+        disabled: bool | None = None,
+        idempotency_key: str | None = None,
+    ) -> WebhookEndpoint:
+        body = _body(
+            url=url,
+            enabled_events=enabled_events,
+            description=description,
+            metadata=metadata,
+            disabled=disabled,
+        )
+        path = path_for("/v1/webhook_endpoints/{}", endpoint_id)
+        return self._one("POST", path, body=body, idempotency_key=idempotency_key)
+
+    def delete(self, endpoint_id: str) -> WebhookEndpoint:
+        """Delete it: ``deleted`` is true in the answer; its pending deliveries are canceled."""
+        return self._one("DELETE", path_for("/v1/webhook_endpoints/{}", endpoint_id))
+
+    def rotate_secret(
+        self,
+        endpoint_id: str,
+        *,
+        overlap_hours: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> WebhookEndpoint:
+        """A new secret (in this answer only); the old one keeps signing ``overlap_hours``."""
+        path = path_for("/v1/webhook_endpoints/{}/rotate_secret", endpoint_id)
+        body = _body(overlap_hours=overlap_hours)
+        return self._one("POST", path, body=body, idempotency_key=idempotency_key)
+
+    def list(self, *, limit: int | None = None, starting_after=None) -> ListObject[WebhookEndpoint]:
+        return self._list({"limit": limit, "starting_after": starting_after})
 
 
 class BalanceResource(_Resource):
