@@ -54,8 +54,12 @@ def list_deliveries(uow, merchant_id, *, event_id=None, status=None, limit=10, s
 
 def redeliver(uow: UnitOfWork, merchant_id: str, event_id: str):
     """A new delivery of one of this merchant's events to its current URL."""
+    # KEY SHARE: event retention skips an event being redelivered (SKIP LOCKED),
+    # or this waits for its deletion and finds nothing, never a dangling delivery.
     event = uow.conn.execute(
-        select(events.c.id).where(events.c.id == event_id, events.c.merchant_id == merchant_id)
+        select(events.c.id)
+        .where(events.c.id == event_id, events.c.merchant_id == merchant_id)
+        .with_for_update(key_share=True)
     ).first()
     if event is None:
         raise NotFound("event", event_id)
