@@ -42,12 +42,23 @@ class IdempotentRunner:
         self._mac = mac
 
     def run(
-        self, req: falcon.Request, resp: falcon.Response, effect: Effect, savepoint: bool = True
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        effect: Effect,
+        savepoint: bool = True,
+        stored_path: str | None = None,
     ) -> None:
-        """Run ``effect``; ``savepoint=False`` if it never refuses after its first write."""
+        """Run ``effect``; ``savepoint=False`` if it never refuses after its first write.
+
+        ``stored_path``: what the key's row records as the path, for a route whose
+        path names personal data (its template); the keyed hash still covers the
+        real path, so the same key on another path is refused as before.
+        """
         # Read and checked by the Parameters middleware, before the body.
         key = req.context.idempotency_key
-        status, body, replayed = transact(self._new_uow, self._once, req, key, effect, savepoint)
+        args = (req, key, effect, savepoint, stored_path or req.path)
+        status, body, replayed = transact(self._new_uow, self._once, *args)
         if replayed:
             resp.set_header("Idempotent-Replayed", "true")
         _respond(resp, status, body)
@@ -55,16 +66,16 @@ class IdempotentRunner:
     def _new_uow(self) -> UnitOfWork:
         return UnitOfWork(self._engine, self._dispatch)
 
-    def _once(self, unit: UnitOfWork, req, key: str | None, effect: Effect, savepoint: bool):
+    def _once(self, unit: UnitOfWork, req, key, effect: Effect, savepoint: bool, path: str):
         if key is None:
             return (*effect(unit), False)
-        return self._keyed(req, unit, key, effect, savepoint)
+        return self._keyed(req, unit, key, effect, savepoint, path)
 
-    def _keyed(self, req, uow: UnitOfWork, key: str, effect: Effect, savepoint: bool):
+    def _keyed(self, req, uow: UnitOfWork, key: str, effect: Effect, savepoint: bool, path: str):
         merchant_id = owner_of(req)
         request = (
             req.method,
-            req.path,
+            path,
             idempotency.request_hash(req.method, req.path, req.context.body, self._mac),
         )
         replay = idempotency.begin(

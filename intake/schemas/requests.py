@@ -117,6 +117,10 @@ class Redeliver(Closed):
     """No fields: the event is named by the path."""
 
 
+class EraseCustomer(Closed):
+    """No fields: the customer is named by the path."""
+
+
 class OperatorLogin(Closed):
     email: text(254, 1)
     password: text(1024, 1)

@@ -18,6 +18,7 @@ SCOPES = {
     "events:write": "Redeliver an event's webhook.",
     "balance:read": "Retrieve the balance.",
     "reports:read": "Retrieve daily reports.",
+    "customers:write": "Erase a customer's personal data.",
 }
 ALL_SCOPES: tuple[str, ...] = tuple(SCOPES)
 # The single scope of the first version: asked for at the token endpoint it still

@@ -24,7 +24,9 @@ INTENT_EVENTS = {
     "failed": "payment_intent.payment_failed",
     "canceled": "payment_intent.canceled",
 }
-EVENT_TYPES = (*INTENT_EVENTS.values(), "refund.succeeded", "settlement.paid")
+# A customer's personal data was erased on request (shared/services/erasure.py).
+CUSTOMER_ERASED = "customer.erased"
+EVENT_TYPES = (*INTENT_EVENTS.values(), "refund.succeeded", "settlement.paid", CUSTOMER_ERASED)
 
 _EMIT = text(
     "WITH e AS ("

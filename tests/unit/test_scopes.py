@@ -8,7 +8,8 @@ from shared.domain.cert_binding import normalize_sha256
 READ = ("payment_intents:read", "refunds:read")
 
 
-def test_the_eight_scopes_in_their_order():
+def test_the_nine_scopes_in_their_order():
+    # The last one is issue 15's; migration 0018 spells the list out in this order.
     assert S.ALL_SCOPES == (
         "payment_intents:read",
         "payment_intents:write",
@@ -18,6 +19,7 @@ def test_the_eight_scopes_in_their_order():
         "events:write",
         "balance:read",
         "reports:read",
+        "customers:write",
     )
 
 
