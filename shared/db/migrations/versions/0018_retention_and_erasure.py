@@ -11,7 +11,10 @@
   were made as "everything"), and the column's default follows.
 
 The indexes are built ``CONCURRENTLY`` (outside a transaction): the tables
-they cover are the hottest, and a plain build would block their writes.
+they cover are the hottest, and a plain build would block their writes. Such a
+build commits what came before it and may fail half-way (leaving an invalid
+index), so every step here may run again: the table and its index ``IF NOT
+EXISTS``, the scopes by their old value, each index dropped before it is built.
 
 Revision ID: 0018
 Revises: 0014
@@ -49,23 +52,22 @@ INDEXES = {
 }
 
 
+ERASURES_SQL = """
+CREATE TABLE IF NOT EXISTS customer_erasures (
+    id varchar(40) PRIMARY KEY,
+    merchant_id varchar(40) NOT NULL,
+    customer_hash varchar(64) NOT NULL,
+    intents_erased integer NOT NULL DEFAULT 0,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX IF NOT EXISTS uq_customer_erasures
+    ON customer_erasures (merchant_id, customer_hash);
+"""
+
+
 def upgrade() -> None:
-    op.create_table(
-        "customer_erasures",
-        sa.Column("id", sa.String(40), primary_key=True),
-        sa.Column("merchant_id", sa.String(40), nullable=False),
-        sa.Column("customer_hash", sa.String(64), nullable=False),
-        sa.Column("intents_erased", sa.Integer, nullable=False, server_default=sa.text("0")),
-        sa.Column(
-            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-        ),
-        sa.Column(
-            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-        ),
-    )
-    op.create_index(
-        "uq_customer_erasures", "customer_erasures", ["merchant_id", "customer_hash"], unique=True
-    )
+    op.execute(ERASURES_SQL)
     op.alter_column("api_clients", "scopes", server_default=NEW_SCOPES)
     op.execute(
         sa.text("UPDATE api_clients SET scopes = :new WHERE scopes = :old").bindparams(
@@ -74,6 +76,7 @@ def upgrade() -> None:
     )
     with op.get_context().autocommit_block():
         for name, target in INDEXES.items():
+            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
             op.execute(f"CREATE INDEX CONCURRENTLY {name} ON {target}")
 
 
@@ -87,5 +90,4 @@ def downgrade() -> None:
         )
     )
     op.alter_column("api_clients", "scopes", server_default=OLD_SCOPES)
-    op.drop_index("uq_customer_erasures", table_name="customer_erasures")
     op.drop_table("customer_erasures")
