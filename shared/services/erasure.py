@@ -30,18 +30,6 @@ from shared.services.ids import new_id
 COUNTED = ("intents", "refunds", "events", "idempotency_responses", "webhook_answers")
 
 
-def erasure_json(row) -> dict:
-    """A customer erasure, as the API answers it and the event carries it (no customer value)."""
-    return {
-        "id": row.id,
-        "object": "customer_erasure",
-        "intents_erased": row.intents_erased,
-        "fields": list(E.INTENT_FIELDS),
-        "created": views.unix_seconds(row.created_at),
-        "livemode": False,
-    }
-
-
 def erase_customer(uow: UnitOfWork, vault, merchant_id: str, customer: str, actor) -> dict:
     """Tombstone ``customer``'s personal data at ``merchant_id``; return the erasure."""
     record, first = _record(
@@ -56,7 +44,7 @@ def erase_customer(uow: UnitOfWork, vault, merchant_id: str, customer: str, acto
             .values(intents_erased=ce.c.intents_erased + len(ids), updated_at=func.now())
             .returning(ce)
         ).one()
-        body = erasure_json(record)
+        body = views.customer_erasure_json(record)
         event_writer.emit(uow, [(merchant_id, event_writer.CUSTOMER_ERASED, record.id, body)])
         # What was erased, by field names and counts: never the values.
         audit.record_if(
@@ -66,7 +54,7 @@ def erase_customer(uow: UnitOfWork, vault, merchant_id: str, customer: str, acto
             record.id,
             after={"merchant": merchant_id, "fields": list(E.INTENT_FIELDS), **counts},
         )
-    return erasure_json(record)
+    return views.customer_erasure_json(record)
 
 
 def _record(uow: UnitOfWork, merchant_id: str, customer_hash: str):

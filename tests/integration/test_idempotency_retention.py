@@ -58,16 +58,7 @@ def merchant(engine, vault) -> dict:
 
 @pytest.fixture
 def auth(client, merchant) -> dict:
-    resp = client.simulate_post(
-        "/v1/oauth/token",
-        json={
-            "grant_type": "client_credentials",
-            "client_id": merchant["client_id"],
-            "client_secret": merchant["client_secret"],
-        },
-    )
-    assert resp.status_code == 200, resp.text
-    return {"Authorization": f"Bearer {resp.json['access_token']}"}
+    return client.bearer(merchant)
 
 
 def _backdate_keys(engine, merchant_id: str, hours: int) -> None:

@@ -119,18 +119,6 @@ def client(settings, engine):
     return OwnAddressClient(app)
 
 
-def _auth(client, merchant) -> dict:
-    resp = client.simulate_post(
-        "/v1/oauth/token",
-        json={
-            "grant_type": "client_credentials",
-            "client_id": merchant["client_id"],
-            "client_secret": merchant["client_secret"],
-        },
-    )
-    return {"Authorization": f"Bearer {resp.json['access_token']}"}
-
-
 def _store(engine, day, rows):
     counts = dict.fromkeys(STATUSES, 0)
     with engine.begin() as conn:
@@ -167,7 +155,7 @@ def test_api_serves_own_rows_as_json_or_csv(client, make_merchant, engine):
         ],
     )
     url = f"/v1/reports/daily?date={day.isoformat()}"
-    resp = client.simulate_get(url, headers=_auth(client, a))
+    resp = client.simulate_get(url, headers=client.bearer(a))
     assert resp.status_code == 200 and resp.json["object"] == "list"
     assert [(r["currency"], r["gross"], r["net"]) for r in resp.json["data"]] == [
         ("EUR", 70, 69),
@@ -175,7 +163,7 @@ def test_api_serves_own_rows_as_json_or_csv(client, make_merchant, engine):
     ]
     assert resp.json["data"][1]["counts"] == dict.fromkeys(STATUSES, 0) | {"failed": 2}
 
-    resp = client.simulate_get(url, headers={**_auth(client, a), "Accept": "text/csv"})
+    resp = client.simulate_get(url, headers={**client.bearer(a), "Accept": "text/csv"})
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/csv")
     table = list(csv.reader(io.StringIO(resp.text)))
     assert table[0] == CSV_HEADER
@@ -183,9 +171,9 @@ def test_api_serves_own_rows_as_json_or_csv(client, make_merchant, engine):
         [day.isoformat(), "EUR", "0", "0", "0", "0", "0", "70", "1", "0", "69", "0"],
         [day.isoformat(), "USD", "0", "0", "0", "2", "0", "500", "1", "0", "499", "0"],
     ]
-    other = client.simulate_get(url, headers=_auth(client, b)).json["data"]
+    other = client.simulate_get(url, headers=client.bearer(b)).json["data"]
     assert [(r["currency"], r["gross"]) for r in other] == [("USD", 999)]
-    assert client.simulate_get(url, headers=_auth(client, c)).json["data"] == []
+    assert client.simulate_get(url, headers=client.bearer(c)).json["data"] == []
 
 
 @pytest.mark.parametrize(
@@ -200,7 +188,7 @@ def test_api_serves_own_rows_as_json_or_csv(client, make_merchant, engine):
 )
 def test_api_errors_are_problems(client, make_merchant, query, status, code):
     resp = client.simulate_get(
-        "/v1/reports/daily", query_string=query, headers=_auth(client, make_merchant())
+        "/v1/reports/daily", query_string=query, headers=client.bearer(make_merchant())
     )
     assert resp.status_code == status, resp.text
     assert resp.headers["content-type"].startswith("application/problem+json")

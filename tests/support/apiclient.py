@@ -22,3 +22,20 @@ class OwnAddressClient(falcon.testing.TestClient):
     def simulate_request(self, *args, **kwargs):
         kwargs.setdefault("remote_addr", self.remote_addr)
         return super().simulate_request(*args, **kwargs)
+
+    def bearer(self, credentials: dict) -> dict:
+        """The Authorization header of a fresh access token for ``credentials``.
+
+        ``credentials``: what ``merchant create`` or ``client create`` answered
+        (its ``client_id`` and ``client_secret``).
+        """
+        resp = self.simulate_post(
+            "/v1/oauth/token",
+            json={
+                "grant_type": "client_credentials",
+                "client_id": credentials["client_id"],
+                "client_secret": credentials["client_secret"],
+            },
+        )
+        assert resp.status_code == 200, resp.text
+        return {"Authorization": f"Bearer {resp.json['access_token']}"}
