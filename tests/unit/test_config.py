@@ -255,7 +255,7 @@ def test_the_app_password_is_taken_only_from_the_app_roles_url():
 def test_retention_settings_default_read_and_floor(monkeypatch):
     d = Settings()
     assert (d.card_retention_days, d.webhook_attempt_retention_days) == (30, 30)
-    assert (d.event_retention_days, d.retention_interval_s, d.retention_batch) == (90, 3600.0, 1000)
+    assert (d.event_retention_days, d.retention_interval_s, d.retention_batch) == (90, 3600.0, 200)
     monkeypatch.setenv("CARD_RETENTION_DAYS", "7")
     monkeypatch.setenv("WEBHOOK_ATTEMPT_RETENTION_DAYS", "0")
     monkeypatch.setenv("EVENT_RETENTION_DAYS", "-3")
