@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from intake.app import create_app
 from shared.db.tables import audit_log, daily_reports, events, ledger_transfers, payment_intents
 from shared.db.uow import UnitOfWork
+from shared.domain.scopes import ALL_SCOPES
 from shared.observability.logging import JsonFormatter
 from shared.services import clients, ledger_verify, reports
 from tests import factories as f
@@ -357,3 +358,43 @@ def test_a_database_error_logs_no_customer_data_nor_card_token(engine, vault, ma
     for value in (customer, token, "10.99.98.97"):
         assert value not in line
     assert "Failing row contains [REDACTED]" in line
+
+
+def test_migration_0018_gives_the_new_scope_to_clients_that_had_every_scope():
+    """Clients made as "everything" before 0018 may erase; a narrowed one still may not."""
+    import os
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    from shared.db.migrate import drop_database, upgrade
+    from tests.support.scratchdb import admin_url
+
+    name = f"clearhouse_scopes_{secrets.token_hex(4)}"
+    url = admin_url(os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + name)
+    upgrade(url, "0014")
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO merchants (id, name, webhook_secret_enc) VALUES ('m', 'm', 'x')")
+            )
+            # As 0014's code made them: every scope then (the column default), or a few.
+            conn.execute(
+                text(
+                    "INSERT INTO api_clients (client_id, merchant_id, secret_hash)"
+                    " VALUES ('all', 'm', 'h');"
+                    " INSERT INTO api_clients (client_id, merchant_id, secret_hash, scopes)"
+                    " VALUES ('few', 'm', 'h', 'payment_intents:read refunds:read')"
+                )
+            )
+        upgrade(url)
+        with engine.connect() as conn:
+            scopes = dict(conn.execute(text("SELECT client_id, scopes FROM api_clients")).all())
+        assert scopes == {
+            "all": " ".join(ALL_SCOPES),
+            "few": "payment_intents:read refunds:read",
+        }
+    finally:
+        engine.dispose()
+        drop_database(url)
