@@ -45,12 +45,12 @@ export LOCUST_USERS LOCUST_SPAWN_RATE LOCUST_RUN_TIME
 .PHONY: help venv services migrate run locust test test-rabbitmq alerts chromium chaos bench bench-report bench-reencrypt bench-purge mutation lint fmt clean
 
 help:
-	@echo "make venv      create .venv and install the package with dev extras"
+	@echo "make venv      create .venv and install the package with dev extras, and the SDK"
 	@echo "make services  make sure Postgres and Redis (and RabbitMQ when BROKER_URL=amqp://...)"
 	@echo "               are up (starts local ones in var/)"
 	@echo "make migrate   create the database and its roles, apply migrations, grant the app role"
 	@echo "make run       run API (HTTPS), relay, workers, beat and Flower in the foreground (PORT=$(PORT))"
-	@echo "make test      ruff + pytest (TEST_ARGS='-k foo -x' to pass pytest arguments);"
+	@echo "make test      ruff + pytest of tests/ and sdk/python/tests (TEST_ARGS='-k foo -x');"
 	@echo "               pytest includes the import contracts (tests/unit/test_architecture.py);"
 	@echo "               and make alerts; then make test-rabbitmq"
 	@echo "make test-rabbitmq  the broker-marked integration tests again, RabbitMQ as the broker"
@@ -74,7 +74,7 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sdk/python/pyproject.toml
 	@if [ -z "$(PYTHON)" ]; then \
 		echo "error: need Python >= 3.11 on PATH (or make PYTHON=/path/to/python3.x)" >&2; exit 1; fi
 	@if [ ! -x $(BIN)/python ]; then \
@@ -82,7 +82,7 @@ $(STAMP): pyproject.toml
 		$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
 		echo "error: '$(PYTHON) -m venv' failed (Debian/Ubuntu: apt-get install python3-venv)" >&2; \
 		exit 1; }; fi
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' -e sdk/python
 	@touch $@
 
 services:
@@ -125,7 +125,7 @@ locust: venv
 
 test: venv services alerts chromium
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest tests -p no:cacheprovider $(TEST_ARGS)
+	$(BIN)/python -m pytest tests sdk/python/tests -p no:cacheprovider $(TEST_ARGS)
 	$(MAKE) --no-print-directory test-rabbitmq
 
 # The integration tests that exercise the broker (marker `broker`: the pipeline, priority

@@ -142,6 +142,8 @@ def create_app(
         ("/v1/payment_intents/{intent_id}/cancel", intents.Cancel(*deps)),
         ("/v1/balance", balance.Balance(engine)),
         ("/v1/reports/daily", reports.Daily(engine)),
+        ("/v1/reports/weekly", reports.Weekly(engine)),
+        ("/v1/reports/monthly", reports.Monthly(engine)),
         ("/v1/refunds", refunds.Collection(engine, runner)),
         ("/v1/refunds/{refund_id}", refunds.Item(engine, runner)),
         ("/v1/events", events.Events(engine)),

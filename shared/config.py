@@ -31,6 +31,13 @@ def _int(name: str, default: int) -> int:
         raise ValueError(f"setting {name} must be an integer, got {raw!r}") from exc
 
 
+def _int_in(name: str, default: int, low: int, high: int) -> int:
+    value = _int(name, default)
+    if not low <= value <= high:
+        raise ValueError(f"setting {name} must be from {low} to {high}, got {value}")
+    return value
+
+
 def _float(name: str, default: float) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -264,6 +271,9 @@ class Settings:
     auth_retry_base_s: float = 0.5
     hold_ttl_s: int = 7 * 24 * 3600
     fraud_block_threshold: int = 75
+    # The review band: scores this many points below the block threshold open
+    # a review (the payment goes on); at least 1, so 4000000000009235 has a band.
+    fraud_review_band: int = 10
     # First-stage batching (celery-batches): flush at N messages or after T ms.
     batch_max: int = 100
     batch_interval_ms: int = 25
@@ -403,6 +413,7 @@ class Settings:
             auth_retry_base_s=_float("AUTH_RETRY_BASE_S", d.auth_retry_base_s),
             hold_ttl_s=_int("HOLD_TTL_S", d.hold_ttl_s),
             fraud_block_threshold=_int("FRAUD_BLOCK_THRESHOLD", d.fraud_block_threshold),
+            fraud_review_band=_int_in("FRAUD_REVIEW_BAND", d.fraud_review_band, 1, 100),
             batch_max=_int("BATCH_MAX", d.batch_max),
             batch_interval_ms=_int("BATCH_INTERVAL_MS", d.batch_interval_ms),
             redrive_after_s=_int("REDRIVE_AFTER_S", d.redrive_after_s),

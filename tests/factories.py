@@ -14,7 +14,11 @@ INSUFFICIENT = "4000000000009995"
 EXPIRED = "4000000000000069"
 PROCESSING_ERROR = "4000000000000119"
 FRAUD = "4100000000000019"
-SPECIAL_CARDS = frozenset({APPROVE, DECLINE, INSUFFICIENT, EXPIRED, PROCESSING_ERROR, FRAUD})
+HIGHEST_RISK = "4000000000004954"
+ELEVATED_RISK = "4000000000009235"
+SPECIAL_CARDS = frozenset(
+    {APPROVE, DECLINE, INSUFFICIENT, EXPIRED, PROCESSING_ERROR, FRAUD, HIGHEST_RISK, ELEVATED_RISK}
+)
 FINAL = {"succeeded", "failed", "canceled", "requires_capture"}
 # What each sandbox test card ends as: (status, failure_code).
 OUTCOMES = {
@@ -24,6 +28,8 @@ OUTCOMES = {
     EXPIRED: ("failed", "expired_card"),
     PROCESSING_ERROR: ("failed", "processing_error"),
     FRAUD: ("failed", "fraud_suspected"),
+    HIGHEST_RISK: ("failed", "fraud_suspected"),
+    ELEVATED_RISK: ("succeeded", None),  # with a review opened
 }
 
 

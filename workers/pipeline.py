@@ -15,8 +15,14 @@ def check_limits(self, uow, ids):
 
 @stage("fraud", then="fees")
 def score_risk(self, uow, ids):
-    fingerprints, threshold = self.runtime.fraud_fingerprints, self.settings.fraud_block_threshold
-    return fraud.run(uow, ids, fraud_fingerprints=fingerprints, default_threshold=threshold)
+    cards, s = self.runtime.test_cards, self.settings
+    return fraud.run(
+        uow,
+        ids,
+        test_cards=cards,
+        default_threshold=s.fraud_block_threshold,
+        review_band=s.fraud_review_band,
+    )
 
 
 @stage("fees", then="authorize")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from functools import cached_property
 
 from shared.config import Settings
-from shared.connectors.sandbox import FRAUD_TEST_CARDS, SandboxAcquirer
+from shared.connectors.sandbox import SandboxAcquirer, fraud_roles
 from shared.db.engine import get_engine
 from shared.db.uow import Publish, UnitOfWork
+from shared.domain.fraud import SandboxCard
 from shared.security.vault import Vault
 
 
@@ -30,6 +31,6 @@ class Runtime:
         return SandboxAcquirer.from_settings(self.settings)
 
     @cached_property
-    def fraud_fingerprints(self) -> frozenset[str]:
-        """Fingerprints of the sandbox's fraud test cards (no card is decrypted)."""
-        return frozenset(self.vault.fingerprint(pan) for pan in FRAUD_TEST_CARDS)
+    def test_cards(self) -> dict[str, SandboxCard]:
+        """The sandbox's test cards by fingerprint (no card is decrypted), with their roles."""
+        return {self.vault.fingerprint(pan): role for pan, role in fraud_roles().items()}

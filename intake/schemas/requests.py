@@ -23,7 +23,7 @@ from intake.schemas.fields import (
     QueryInt,
     text,
 )
-from shared.domain import cards, validation
+from shared.domain import cards, report_periods, validation
 from shared.domain.fraud import BLOCKLIST_KINDS
 from shared.domain.limits import SCOPES as LIMIT_SCOPES
 from shared.domain.merchant_admin import MAX_NAME_LEN, MAX_REASON_LEN, MAX_URL_LEN
@@ -219,6 +219,39 @@ class ReportQuery(_Query):
         str,
         Field(pattern="^[0-9]{4}-[0-9]{2}-[0-9]{2}$", json_schema_extra={"format": "date"}),
         AfterValidator(_a_date),
+    ]
+
+
+def _a_week(value: str) -> str:
+    report_periods.week(value)  # ValidationError (a refusal) for 2025-W53
+    return value
+
+
+def _a_month(value: str) -> str:
+    report_periods.month(value)
+    return value
+
+
+class WeeklyReportQuery(_Query):
+    week: Annotated[
+        str,
+        Field(
+            pattern="^[0-9]{4}-W(0[1-9]|[1-4][0-9]|5[0-3])$",
+            description="An ISO week, Monday to Sunday UTC (2026-W48). A week its year does"
+            " not have (W53 of a 52-week year), or one that has not begun, is a 400.",
+        ),
+        AfterValidator(_a_week),
+    ]
+
+
+class MonthlyReportQuery(_Query):
+    month: Annotated[
+        str,
+        Field(
+            pattern="^[0-9]{4}-(0[1-9]|1[0-2])$",
+            description="A calendar month, UTC (2026-11). One that has not begun is a 400.",
+        ),
+        AfterValidator(_a_month),
     ]
 
 

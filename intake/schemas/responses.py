@@ -7,6 +7,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from intake.schemas.fields import CaptureMethod, CurrencyCode, IntentStatus, Priority
+from shared.domain import fraud
 from shared.domain.intent import Stage, Status
 from shared.services.event_log import DELIVERY_STATUSES
 from shared.services.events import EVENT_TYPES
@@ -38,9 +39,30 @@ class RiskReason(BaseModel):
     detail: str
 
 
+RiskLevel = Literal[tuple(level.value for level in fraud.RiskLevel)]  # type: ignore[valid-type]
+
+
 class Risk(BaseModel):
     score: int = Field(description="0 to 100; blocked at the merchant's threshold.")
+    level: RiskLevel | None = Field(
+        description="Where the score fell: normal; elevated (the review band just under the"
+        " block threshold: a review is opened, the payment goes on); highest (blocked)."
+        " Null for intents scored before risk levels were recorded."
+    )
     reasons: list[RiskReason]
+
+
+class Review(BaseModel):
+    """A review opened on an intent scored into the review band (Stripe's Radar review)."""
+
+    id: str
+    object: Literal["review"]
+    payment_intent: str
+    opened_reason: Literal["rule"]
+    reason: Literal["rule"]
+    risk_level: Literal["elevated"]
+    risk_score: int
+    livemode: bool
 
 
 class PaymentIntent(BaseModel):
@@ -62,6 +84,7 @@ class PaymentIntent(BaseModel):
     fee: int | None
     net: int | None
     risk: Risk | None
+    review: Review | None
     failure_code: str | None
     failure_message: str | None
     cancellation_reason: str | None
@@ -105,7 +128,8 @@ class CustomerErasure(BaseModel):
 
 class EventData(BaseModel):
     object: Annotated[
-        PaymentIntent | Refund | Settlement | CustomerErasure, Field(discriminator="object")
+        PaymentIntent | Refund | Settlement | Review | CustomerErasure,
+        Field(discriminator="object"),
     ]
 
 
@@ -162,9 +186,12 @@ class Balance(BaseModel):
 ReportCounts = create_model("ReportCounts", **{s.value: (int, ...) for s in Status})
 
 
-class DailyReportRow(BaseModel):
-    object: Literal["daily_report_row"]
-    date: Annotated[str, Field(json_schema_extra={"format": "date"})]
+Day = Annotated[str, Field(json_schema_extra={"format": "date"})]
+Week = Annotated[str, Field(pattern="^[0-9]{4}-W[0-9]{2}$")]
+Month = Annotated[str, Field(pattern="^[0-9]{4}-[0-9]{2}$")]
+
+
+class ReportFigures(BaseModel):
     currency: CurrencyCode
     counts: ReportCounts
     gross: int
@@ -172,6 +199,42 @@ class DailyReportRow(BaseModel):
     refunds: int
     net: int
     settled: int
+
+
+class DailyReportRow(ReportFigures):
+    object: Literal["daily_report_row"]
+    date: Day
+
+
+class WeeklyReportRow(ReportFigures):
+    object: Literal["weekly_report_row"]
+    week: Week
+
+
+class MonthlyReportRow(ReportFigures):
+    object: Literal["monthly_report_row"]
+    month: Month
+
+
+class PeriodReconciliation(BaseModel):
+    status: Literal["balanced", "discrepancies", "incomplete"] = Field(
+        description="`discrepancies` if any day's reconciliation found one; else `balanced`"
+        " when the period is complete, `incomplete` when it is not."
+    )
+    days_with_discrepancies: list[Day]
+
+
+class PeriodCoverage(BaseModel):
+    first_day: Day
+    last_day: Day = Field(description="Inclusive.")
+    days: int = Field(description="Days in the period.")
+    days_reported: int = Field(description="Days with a stored daily report, summed in `data`.")
+    days_missing: list[Day] = Field(description="Days without a daily report (yet).")
+    days_provisional: list[Day] = Field(
+        description="Reported days whose report was built before the day ended."
+    )
+    complete: bool = Field(description="No day missing or provisional.")
+    reconciliation: PeriodReconciliation
 
 
 T = TypeVar("T")
@@ -202,6 +265,16 @@ class WebhookDeliveryList(ListOf[WebhookDelivery]):
 
 class DailyReport(ListOf[DailyReportRow]):
     has_more: Literal[False]
+
+
+class WeeklyReport(ListOf[WeeklyReportRow], PeriodCoverage):
+    has_more: Literal[False]
+    week: Week
+
+
+class MonthlyReport(ListOf[MonthlyReportRow], PeriodCoverage):
+    has_more: Literal[False]
+    month: Month
 
 
 class Token(BaseModel):

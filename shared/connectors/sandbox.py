@@ -24,10 +24,15 @@ from shared.connectors.base import (
     AuthRequest,
     AuthResult,
 )
+from shared.domain.fraud import SandboxCard
 
-# Cards the fraud stage must block; the acquirer itself approves them (if one
-# gets this far, the fraud stage failed, and that is what the tests should show).
-FRAUD_TEST_CARDS = frozenset({"4100000000000019"})
+# Stripe's Radar test cards: the fraud stage scores them by fiat, the acquirer
+# approves them (a blocked one that gets this far shows the fraud stage failed).
+RISK_TEST_CARDS: dict[str, SandboxCard] = {
+    "4100000000000019": SandboxCard.FRAUD,
+    "4000000000004954": SandboxCard.HIGHEST_RISK,
+    "4000000000009235": SandboxCard.ELEVATED_RISK,
+}
 
 _DECLINES: dict[str, tuple[str, str, str]] = {
     # number: (outcome, code, message), messages as Stripe words them
@@ -41,12 +46,22 @@ _DECLINES: dict[str, tuple[str, str, str]] = {
     ),
 }
 
-# Card number -> (outcome, failure code) the sandbox returns, for tests.
+# The documented test cards (the README's table): number -> (outcome, failure code).
 TEST_CARDS: dict[str, tuple[str, str | None]] = {
     "4242424242424242": (APPROVED, None),
     **{number: (outcome, code) for number, (outcome, code, _) in _DECLINES.items()},
-    **{number: (APPROVED, None) for number in FRAUD_TEST_CARDS},
+    **{number: (APPROVED, None) for number in RISK_TEST_CARDS},
 }
+
+
+def fraud_roles() -> dict[str, SandboxCard]:
+    """Every documented test number and what it asks of the fraud rules.
+
+    Each keeps its documented outcome: the velocity and behaviour rules leave
+    these numbers alone, so using one a thousand times changes nothing.
+    """
+    return {number: RISK_TEST_CARDS.get(number, SandboxCard.PLAIN) for number in TEST_CARDS}
+
 
 INJECTED_FAILURE_MESSAGE = "injected failure"
 INVALID_NUMBER_MESSAGE = "Your card number is incorrect."

@@ -227,6 +227,8 @@ payment_intents = Table(
     Column("request_id", String(64)),
     Column("risk_score", Integer),
     Column("risk_reasons", JSONB),
+    # normal, elevated (a review was opened) or highest (blocked); NULL before 0016.
+    Column("risk_level", String(16)),
     Column("fee_amount", Money),
     Column("amount_capturable", Money, nullable=False, server_default=text("0")),
     Column("amount_received", Money, nullable=False, server_default=text("0")),
@@ -252,6 +254,9 @@ payment_intents = Table(
     Column("settled_at", DateTime(timezone=True)),
     Column("settlement_id", String(40)),
     CheckConstraint("amount > 0", name="payment_intents_amount_positive"),
+    CheckConstraint(
+        "risk_level IN ('normal', 'elevated', 'highest')", name="payment_intents_risk_level"
+    ),
     Index("ix_intents_merchant_created", "merchant_id", "created_at", "id"),
     Index("ix_intents_fingerprint_created", "card_fingerprint", "created_at"),
     Index("ix_intents_client_ip_created", "client_ip", "created_at"),

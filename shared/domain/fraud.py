@@ -2,12 +2,21 @@
 
 The service layer gathers ``FraudSignals`` from the database (velocity windows,
 history, blocklists); this module only scores them, so the rules are testable
-without a database. Points add up and the total is clamped to 100.
+without a database. Points add up and the total is clamped to 100; the score
+then falls into a risk level against the merchant's ``Thresholds``: at or over
+the block threshold ``highest`` (blocked), in the review band just below it
+``elevated`` (a review is opened, the payment goes on), else ``normal``.
+
+The sandbox's documented test cards keep their documented outcome however
+often they are used: the velocity and behaviour rules do not score them, and
+the risk test cards (Stripe's Radar test numbers) score by fiat. A blocklist
+entry is an operator's explicit act, so it applies to them too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from shared.money import currency
 
@@ -19,7 +28,12 @@ DECLINE_WINDOW_S = 3600  # card-testing: failed intents in the last hour
 
 # Hard signals: each alone reaches the maximum score.
 FRAUD_TEST_CARD_POINTS = 100
+HIGHEST_RISK_TEST_CARD_POINTS = 100
 BLOCKLIST_POINTS = 100
+
+# The review band: this many points below the merchant's block threshold
+# (65-74 under the default 75): risky enough to look at, not to refuse.
+REVIEW_BAND = 10
 
 # Card velocity (other intents from the same card fingerprint in the window).
 # Tiers, not cumulative: the higher tier replaces the lower one.
@@ -54,11 +68,51 @@ FIRST_TIME_LARGE_POINTS = 15
 BLOCKLIST_KINDS = ("card_fingerprint", "wallet", "ip", "customer")
 
 
+class RiskLevel(StrEnum):
+    NORMAL = "normal"
+    ELEVATED = "elevated"  # in the review band: a review is opened, the payment goes on
+    HIGHEST = "highest"  # at or over the block threshold: blocked
+
+
+class SandboxCard(StrEnum):
+    """What a documented sandbox test card asks of the rules."""
+
+    PLAIN = "plain"  # e.g. 4242...: its outcome is the acquirer's, never the rules'
+    ELEVATED_RISK = "elevated_risk"  # 4000000000009235: scored into the review band
+    HIGHEST_RISK = "highest_risk"  # 4000000000004954: scored 100, blocked
+    FRAUD = "fraud"  # 4100000000000019: scored 100, blocked
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Where a merchant's scores turn elevated (``review``) and highest (``block``)."""
+
+    block: int
+    review: int
+
+    @classmethod
+    def below(cls, block: int, band: int = REVIEW_BAND) -> Thresholds:
+        """The block threshold and a review band of ``band`` points under it.
+
+        A zero score is never reviewed, so the band starts at 1 at the lowest;
+        a threshold of 0 or 1 leaves no band (everything scored is blocked).
+        """
+        return cls(block=block, review=max(block - max(band, 1), 1))
+
+    def level(self, score: int) -> RiskLevel:
+        """The risk level of a score."""
+        if score >= self.block:
+            return RiskLevel.HIGHEST
+        if score >= self.review:
+            return RiskLevel.ELEVATED
+        return RiskLevel.NORMAL
+
+
 @dataclass(frozen=True)
 class FraudSignals:
     amount: int
     currency: str
-    is_fraud_test_card: bool
+    test_card: SandboxCard | None  # a documented sandbox test card, or None: any other number
     card_velocity: int  # same card fingerprint, last VELOCITY_WINDOW_S, excluding this one
     ip_velocity: int  # same client IP, last VELOCITY_WINDOW_S
     payer_history_count: int  # earlier succeeded intents of this payer in this currency
@@ -79,19 +133,43 @@ class Reason:
 class RiskAssessment:
     score: int
     reasons: tuple[Reason, ...]
+    level: RiskLevel
+
+    @property
+    def blocked(self) -> bool:
+        return self.level is RiskLevel.HIGHEST
+
+    @property
+    def review(self) -> bool:
+        """True if a review is opened: elevated risk, not blocked."""
+        return self.level is RiskLevel.ELEVATED
 
     def to_json(self) -> list[dict]:
         """The reasons as a list of JSON-ready dicts."""
         return [{"code": r.code, "points": r.points, "detail": r.detail} for r in self.reasons]
 
 
-def _rules(s: FraudSignals) -> list[Reason]:
-    reasons: list[Reason] = []
-    if s.is_fraud_test_card:
-        reasons.append(Reason("fraud_test_card", FRAUD_TEST_CARD_POINTS, "known fraud test card"))
+def _test_card(card: SandboxCard, t: Thresholds) -> list[Reason]:
+    if card is SandboxCard.FRAUD:
+        return [Reason("fraud_test_card", FRAUD_TEST_CARD_POINTS, "known fraud test card")]
+    if card is SandboxCard.HIGHEST_RISK:
+        points = HIGHEST_RISK_TEST_CARD_POINTS
+        return [Reason("highest_risk_test_card", points, "test card: highest risk")]
+    if card is SandboxCard.ELEVATED_RISK:
+        # The floor of the merchant's own band: reviewed, not blocked, at any threshold
+        # that leaves a band (2 and up).
+        return [Reason("elevated_risk_test_card", t.review, "test card: elevated risk")]
+    return []
+
+
+def _rules(s: FraudSignals, t: Thresholds) -> list[Reason]:
+    reasons: list[Reason] = [] if s.test_card is None else _test_card(s.test_card, t)
     if s.blocklisted:
         kinds = ", ".join(sorted(set(s.blocklisted)))
         reasons.append(Reason("blocklisted", BLOCKLIST_POINTS, f"blocklist match: {kinds}"))
+    if s.test_card is not None:
+        # Velocity and behaviour would turn the documented card into a gamble.
+        return reasons
 
     if s.card_velocity > CARD_VELOCITY_EXTREME:
         points = CARD_VELOCITY_EXTREME_POINTS
@@ -137,12 +215,8 @@ def _rules(s: FraudSignals) -> list[Reason]:
     return reasons
 
 
-def assess(s: FraudSignals) -> RiskAssessment:
-    """Score the signals 0-100 (sum of rule points, clamped) with the reasons."""
-    reasons = tuple(_rules(s))
-    return RiskAssessment(score=min(MAX_SCORE, sum(r.points for r in reasons)), reasons=reasons)
-
-
-def decide(assessment: RiskAssessment, block_threshold: int) -> bool:
-    """True if the intent must be blocked: score at or above the threshold."""
-    return assessment.score >= block_threshold
+def assess(s: FraudSignals, t: Thresholds) -> RiskAssessment:
+    """Score the signals 0-100 (sum of rule points, clamped) with the reasons and level."""
+    reasons = tuple(_rules(s, t))
+    score = min(MAX_SCORE, sum(r.points for r in reasons))
+    return RiskAssessment(score=score, reasons=reasons, level=t.level(score))

@@ -233,8 +233,9 @@ def _observe_final(done) -> None:
         )
 
 
-def fraud_scored(uow, score: int, blocked: bool) -> None:
-    outcome = "blocked" if blocked else "passed"
+def fraud_scored(uow, score: int, level: str) -> None:
+    """Observe a risk score by outcome: passed, review (the review band), blocked."""
+    outcome = {"elevated": "review", "highest": "blocked"}.get(level, "passed")
     uow.on_commit(lambda: FRAUD_SCORES.labels(outcome).observe(score))
 
 

@@ -26,7 +26,13 @@ INTENT_EVENTS = {
 }
 # A customer's personal data was erased on request (shared/services/erasure.py).
 CUSTOMER_ERASED = "customer.erased"
-EVENT_TYPES = (*INTENT_EVENTS.values(), "refund.succeeded", "settlement.paid", CUSTOMER_ERASED)
+EVENT_TYPES = (
+    *INTENT_EVENTS.values(),
+    "refund.succeeded",
+    "settlement.paid",
+    "review.opened",
+    CUSTOMER_ERASED,
+)
 
 _EMIT = text(
     "WITH e AS ("

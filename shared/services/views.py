@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from shared.domain.erasure import INTENT_FIELDS
+from shared.domain.fraud import RiskLevel
 from shared.domain.intent import Status
 
 
@@ -50,13 +51,35 @@ def intent_json(row) -> dict:
         else row.amount_received - row.fee_amount,
         "risk": None
         if row.risk_score is None
-        else {"score": row.risk_score, "reasons": row.risk_reasons or []},
+        else {"score": row.risk_score, "level": row.risk_level, "reasons": row.risk_reasons or []},
+        "review": review_json(row.id, row.risk_score)
+        if row.risk_level == RiskLevel.ELEVATED
+        else None,
         "failure_code": row.failure_code,
         "failure_message": row.failure_message,
         "cancellation_reason": row.cancellation_reason,
         "settlement_status": row.settlement_status,
         "hold_expires_at": unix_seconds(row.hold_expires_at),
         "created": unix_seconds(row.created_at),
+        "livemode": False,
+    }
+
+
+def review_json(intent_id: str, risk_score: int) -> dict:
+    """The review an elevated risk opened on an intent (Stripe's Radar review object).
+
+    One review per intent at most, so its id is the intent's own suffix: the
+    event and the intent name it alike without a table of reviews.
+    """
+    return {
+        "id": "prv_" + intent_id.removeprefix("pi_"),
+        "object": "review",
+        "payment_intent": intent_id,
+        # Stripe's words: opened by a rule (the review band), still open for that reason.
+        "opened_reason": "rule",
+        "reason": "rule",
+        "risk_level": RiskLevel.ELEVATED.value,
+        "risk_score": risk_score,
         "livemode": False,
     }
 
@@ -142,11 +165,9 @@ def delivery_json(row, attempts=()) -> dict:
     }
 
 
-def report_row_json(row) -> dict:
-    """One daily report row (counts for every status, amounts in minor units)."""
+def _figures(row) -> dict:
+    """A report row's currency, counts for every status and amounts (minor units)."""
     return {
-        "object": "daily_report_row",
-        "date": row.report_date.isoformat(),
         "currency": row.currency,
         "counts": {s.value: int(row.counts.get(s.value, 0)) for s in Status},
         "gross": row.gross,
@@ -154,6 +175,40 @@ def report_row_json(row) -> dict:
         "refunds": row.refunds,
         "net": row.net,
         "settled": row.settled,
+    }
+
+
+def report_row_json(row) -> dict:
+    """One daily report row."""
+    return {"object": "daily_report_row", "date": row.report_date.isoformat(), **_figures(row)}
+
+
+PERIOD_ROW_OBJECTS = {"week": "weekly_report_row", "month": "monthly_report_row"}
+
+
+def period_report_json(report, url: str) -> dict:
+    """A weekly or monthly report: its days' coverage and reconciliation, sums per currency."""
+    period, cov = report.period, report.coverage
+    return {
+        "object": "list",
+        "url": url,
+        "has_more": False,
+        period.kind: period.label,
+        "first_day": period.first_day.isoformat(),
+        "last_day": period.last_day.isoformat(),
+        "days": len(period.days),
+        "days_reported": cov.days_reported,
+        "days_missing": [d.isoformat() for d in cov.days_missing],
+        "days_provisional": [d.isoformat() for d in cov.days_provisional],
+        "complete": cov.complete,
+        "reconciliation": {
+            "status": cov.reconciliation,
+            "days_with_discrepancies": [d.isoformat() for d in cov.days_with_discrepancies],
+        },
+        "data": [
+            {"object": PERIOD_ROW_OBJECTS[period.kind], period.kind: period.label, **_figures(t)}
+            for t in report.totals
+        ],
     }
 
 

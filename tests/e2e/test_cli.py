@@ -263,6 +263,19 @@ def test_report_daily_and_ledger_verify(stack):
     (usd,) = [r for r in rows if r["currency"] == "USD"]
     assert usd["counts"]["succeeded"] == 1 and usd["gross"] == 2500
     assert (usd["fees"], usd["net"]) == (paid["fee"], paid["net"])
+    # The week and the month hold today as built so far (provisional); this merchant
+    # was made today, so its figures are today's.
+    iso = datetime.now(UTC).date().isocalendar()
+    for route, query in (
+        ("weekly", f"week={iso.year}-W{iso.week:02d}"),
+        ("monthly", f"month={today[:7]}"),
+    ):
+        period = client.get(f"/v1/reports/{route}?{query}").json()
+        assert today in period["days_provisional"] and period["complete"] is False, period
+        (row,) = [r for r in period["data"] if r["currency"] == "USD"]
+        assert {k: row[k] for k in ("counts", "gross", "fees", "net")} == {
+            k: usd[k] for k in ("counts", "gross", "fees", "net")
+        }
 
     shown = ok("report", "daily", "--date", today).splitlines()
     assert shown[0] == f"date: {today}" and "discrepancies: 0" in shown and "sealed: False" in shown

@@ -74,6 +74,26 @@ def test_events_api_lists_filters_pages_and_isolates(hooked, other_client):
     )
 
 
+def test_an_elevated_risk_payment_goes_on_and_its_review_opened_event_arrives(hooked):
+    client, receiver = hooked
+    created = client.post("/v1/payment_intents", f.card_body(f.ELEVATED_RISK)).json()
+    done = client.wait(created["id"], final=("succeeded",))
+    assert done["risk"]["level"] == "elevated" and done["risk"]["score"] == 65
+    review = done["review"]
+    assert (review["object"], review["payment_intent"]) == ("review", done["id"])
+    _wait_delivered(client, receiver, 3)  # processing, review.opened, succeeded
+
+    (opened,) = client.get("/v1/events?type=review.opened").json()["data"]
+    assert opened["data"]["object"] == review
+    delivered = {r.event["id"]: r.event for r in receiver.received}
+    assert delivered[opened["id"]] == opened
+    assert sorted(e["type"] for e in delivered.values()) == [
+        "payment_intent.processing",
+        "payment_intent.succeeded",
+        "review.opened",
+    ]
+
+
 def test_deliveries_api_and_idempotent_redelivery(hooked):
     client, receiver = hooked
     intent = client.post("/v1/payment_intents", f.card_body(f.DECLINE)).json()["id"]

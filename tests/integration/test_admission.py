@@ -22,7 +22,7 @@ from shared.security.signing import SigningKeys
 from tests import factories as f
 from tests.conftest import TEST_ENV
 from tests.support import processes, waiting
-from tests.support.apiclient import OwnAddressClient
+from tests.support.apiclient import OwnAddressClient, bearer
 from tests.support.scratchdb import scratch_database
 
 pytestmark = pytest.mark.integration
@@ -57,12 +57,6 @@ def api(settings, engine, vault):
         return OwnAddressClient(app)
 
     return make
-
-
-def bearer(client, merchant) -> dict:
-    resp = client.simulate_post("/v1/oauth/token", json=f.client_credentials(merchant))
-    assert resp.status_code == 200, resp.text
-    return {"Authorization": f"Bearer {resp.json['access_token']}"}
 
 
 def create(client, auth, key: str, body: dict):

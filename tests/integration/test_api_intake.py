@@ -186,7 +186,7 @@ def drive_to_requires_capture(engine, vault, intent_id):
     """Run the pipeline stages in-process (no Celery) up to the manual-capture hold."""
     for step in (
         limits.run,
-        lambda c, ids: fraud.run(c, ids, fraud_fingerprints=frozenset(), default_threshold=75),
+        lambda c, ids: fraud.run(c, ids, test_cards={}, default_threshold=75),
         fees.run,
     ):
         with UnitOfWork(engine) as uow:

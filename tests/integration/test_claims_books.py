@@ -41,9 +41,7 @@ def _to_holds(conn, ids) -> None:
     from workers.celery_app import app
 
     limits.run(bound(conn), ids)
-    fraud.run(
-        bound(conn), ids, fraud_fingerprints=app.runtime.fraud_fingerprints, default_threshold=75
-    )
+    fraud.run(bound(conn), ids, test_cards=app.runtime.test_cards, default_threshold=75)
     fees.run(bound(conn), ids)
     authorize.place_holds(bound(conn), ids, hold_ttl_s=3600)
 

@@ -29,7 +29,7 @@ from shared.observability.logging import JsonFormatter
 from shared.services import clients, ledger_verify, reports
 from tests import factories as f
 from tests.conftest import TEST_ENV, free_port, python_bin
-from tests.support.apiclient import OwnAddressClient
+from tests.support.apiclient import OwnAddressClient, bearer
 from tests.support.receiver import Receiver
 from tests.support.waiting import wait_until
 
@@ -95,7 +95,7 @@ def test_an_erased_customer_is_nowhere_in_the_database_but_its_books_are_unchang
     mid = merchant["merchant_id"]
     shop = OwnAddressClient(app)  # the customer's checkout: its address is the intent's
     office = OwnAddressClient(app)  # the merchant's back office asks for the erasure
-    auth = shop.bearer(merchant)
+    auth = bearer(shop, merchant)
     tag = secrets.token_hex(6)
     secret = {
         "customer": f"cus_{tag}",
@@ -162,7 +162,7 @@ def test_an_erased_customer_is_nowhere_in_the_database_but_its_books_are_unchang
         books = _books(engine, ids)
         other_before = shop.simulate_get(f"/v1/payment_intents/{ids[2]}", headers=auth).json
 
-        erase_auth = office.bearer(merchant)
+        erase_auth = bearer(office, merchant)
         key = {**erase_auth, "Idempotency-Key": f"erase-{tag}"}
         erased = office.simulate_post(f"/v1/customers/{secret['customer']}/erase", headers=key)
         assert erased.status_code == 200, erased.text
@@ -267,7 +267,7 @@ def test_a_later_intent_of_an_erased_customer_is_erased_by_the_next_request(
 ):
     merchant = make_merchant()
     client = OwnAddressClient(app)
-    auth = client.bearer(merchant)
+    auth = bearer(client, merchant)
     customer = f"cus_{secrets.token_hex(6)}"
     path = f"/v1/customers/{customer}/erase"
     # A customer the merchant never sent: erased all the same (nothing to erase).
@@ -288,10 +288,10 @@ def test_erasure_needs_its_scope_and_takes_no_body_nor_nul(app, engine, make_mer
         narrow = clients.create_client(u, merchant["merchant_id"], ("payment_intents:read",))
         u.commit()
     client = OwnAddressClient(app)
-    auth = client.bearer(narrow)
+    auth = bearer(client, narrow)
     refused = client.simulate_post("/v1/customers/cus_1/erase", headers=auth)
     assert refused.status_code == 403 and refused.json["code"] == "insufficient_scope"
-    auth = client.bearer(merchant)
+    auth = bearer(client, merchant)
     nul = client.simulate_post("/v1/customers/cus%001/erase", headers=auth)
     assert nul.status_code == 400 and nul.json["param"] == "customer"
     body = client.simulate_post("/v1/customers/cus_1/erase", json={"x": 1}, headers=auth)
@@ -372,14 +372,14 @@ def test_migration_0018_gives_the_new_scope_to_clients_that_had_every_scope():
 
     name = f"clearhouse_scopes_{secrets.token_hex(4)}"
     url = admin_url(os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + name)
-    upgrade(url, "0014")
+    upgrade(url, "0016")  # the revision before 0018
     engine = create_engine(url, poolclass=NullPool)
     try:
         with engine.begin() as conn:
             conn.execute(
                 text("INSERT INTO merchants (id, name, webhook_secret_enc) VALUES ('m', 'm', 'x')")
             )
-            # As 0014's code made them: every scope then (the column default), or a few.
+            # As the code before 0018 made them: every scope then (the default), or a few.
             conn.execute(
                 text(
                     "INSERT INTO api_clients (client_id, merchant_id, secret_hash)"

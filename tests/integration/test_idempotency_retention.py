@@ -18,7 +18,7 @@ from shared.db.tables import idempotency_keys, payment_intents
 from shared.db.uow import UnitOfWork
 from shared.services import retention
 from shared.services.merchants import create_merchant
-from tests.support.apiclient import OwnAddressClient
+from tests.support.apiclient import OwnAddressClient, bearer
 from tests.support.units import bound
 
 pytestmark = pytest.mark.integration
@@ -58,7 +58,7 @@ def merchant(engine, vault) -> dict:
 
 @pytest.fixture
 def auth(client, merchant) -> dict:
-    return client.bearer(merchant)
+    return bearer(client, merchant)
 
 
 def _backdate_keys(engine, merchant_id: str, hours: int) -> None:

@@ -243,9 +243,7 @@ class LedgerMachine(RuleBasedStateMachine):
             ("limits", limits.run),
             (
                 "fraud",
-                lambda c, ids: fraud.run(
-                    c, ids, fraud_fingerprints=frozenset(), default_threshold=75
-                ),
+                lambda c, ids: fraud.run(c, ids, test_cards={}, default_threshold=75),
             ),
             ("fees", fees.run),
             ("hold", lambda c, ids: authorize.place_holds(c, ids, hold_ttl_s=HOLD_TTL_S)),

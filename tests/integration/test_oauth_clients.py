@@ -43,11 +43,18 @@ ROUTE_SCOPES = {
     ("GET", "/v1/webhook_deliveries"): "events:read",
     ("GET", "/v1/balance"): "balance:read",
     ("GET", "/v1/reports/daily"): "reports:read",
+    ("GET", "/v1/reports/weekly"): "reports:read",
+    ("GET", "/v1/reports/monthly"): "reports:read",
 }
 # Enough for each route to get past its parameters' parsing (or to a 404).
-QUERIES = {"/v1/reports/daily": {"date": "2030-01-01"}}
-# A listing answers 200; that day's report does not exist (404 resource_missing).
-LISTING_STATUS = {"/v1/reports/daily": 404}
+# (No test stores a report for 1100: test_period_reports.py keeps to later years.)
+QUERIES = {
+    "/v1/reports/daily": {"date": "2030-01-01"},
+    "/v1/reports/weekly": {"week": "1100-W01"},
+    "/v1/reports/monthly": {"month": "1100-01"},
+}
+# A listing answers 200; those periods have no report (404 resource_missing).
+LISTING_STATUS = dict.fromkeys(QUERIES, 404)
 
 
 @pytest.fixture(scope="module")

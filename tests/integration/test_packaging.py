@@ -14,20 +14,18 @@ run installs into a fresh venv, resolving against that cache alone.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 import tomllib
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import free_port
+from tests.support.wheels import pip_env, wheel_cache
 
 pytestmark = pytest.mark.integration
 
@@ -72,37 +70,11 @@ def _requirements() -> list[str]:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
 
 
-def _pip_env() -> dict:
-    # pip's own configuration (index, constraints) stays; nothing of the dev venv leaks in.
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    env.pop("VIRTUAL_ENV", None)
-    return env
-
-
 def _wheelhouse(context: Path) -> Path:
     """A folder with wheels of every dependency (not of clearhouse itself), built once."""
-    key = hashlib.sha256(
-        json.dumps([sys.version_info[:2], sorted(_requirements())]).encode()
-    ).hexdigest()[:16]
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "clearhouse"
-    house = base / f"wheels-{key}"
-    if (house / ".complete").exists():
-        return house
-    base.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix="wheels-", dir=base))
     # setuptools and wheel: the build requirements, for pip's isolated build of the checkout.
-    argv = [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(partial)]
-    argv += [str(context), "setuptools>=68", "wheel"]
-    out = subprocess.run(argv, env=_pip_env(), capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr[-3000:]
-    for own in partial.glob("clearhouse-*.whl"):
-        own.unlink()  # the checkout is installed from source every run
-    (partial / ".complete").touch()
-    try:
-        partial.rename(house)
-    except OSError:  # another session filled it meanwhile
-        shutil.rmtree(partial, ignore_errors=True)
-    return house
+    specs = [str(context), "setuptools>=68", "wheel"]
+    return wheel_cache("wheels", specs, sorted(_requirements()), drop="clearhouse-*.whl")
 
 
 def _image_context(dest: Path) -> Path:
@@ -146,11 +118,11 @@ def clean_venv(tmp_path_factory):
     # --no-compile: byte-compiling every dependency is most of an install's CPU.
     argv = [sys.executable, "-m", "pip", "--python", str(venv / "bin/python"), "install"]
     argv += ["-q", "--no-compile", "--no-index", "--find-links", str(house), str(context)]
-    out = subprocess.run(argv, env=_pip_env(), capture_output=True, text=True, timeout=600)
+    out = subprocess.run(argv, env=pip_env(), capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     # Every installed distribution's own requirements are met too.
     check = [sys.executable, "-m", "pip", "--python", str(venv / "bin/python"), "check"]
-    out = subprocess.run(check, env=_pip_env(), capture_output=True, text=True, timeout=120)
+    out = subprocess.run(check, env=pip_env(), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     return venv
 

@@ -21,7 +21,7 @@ from shared.db.uow import UnitOfWork
 from shared.services import reports
 from tests import factories as f
 from tests.support import books
-from tests.support.apiclient import OwnAddressClient
+from tests.support.apiclient import OwnAddressClient, bearer
 from tests.support.scratchdb import admin_url, scratch_database
 from tests.support.units import bound
 
@@ -155,7 +155,7 @@ def test_api_serves_own_rows_as_json_or_csv(client, make_merchant, engine):
         ],
     )
     url = f"/v1/reports/daily?date={day.isoformat()}"
-    resp = client.simulate_get(url, headers=client.bearer(a))
+    resp = client.simulate_get(url, headers=bearer(client, a))
     assert resp.status_code == 200 and resp.json["object"] == "list"
     assert [(r["currency"], r["gross"], r["net"]) for r in resp.json["data"]] == [
         ("EUR", 70, 69),
@@ -163,7 +163,7 @@ def test_api_serves_own_rows_as_json_or_csv(client, make_merchant, engine):
     ]
     assert resp.json["data"][1]["counts"] == dict.fromkeys(STATUSES, 0) | {"failed": 2}
 
-    resp = client.simulate_get(url, headers={**client.bearer(a), "Accept": "text/csv"})
+    resp = client.simulate_get(url, headers={**bearer(client, a), "Accept": "text/csv"})
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/csv")
     table = list(csv.reader(io.StringIO(resp.text)))
     assert table[0] == CSV_HEADER
@@ -171,9 +171,9 @@ def test_api_serves_own_rows_as_json_or_csv(client, make_merchant, engine):
         [day.isoformat(), "EUR", "0", "0", "0", "0", "0", "70", "1", "0", "69", "0"],
         [day.isoformat(), "USD", "0", "0", "0", "2", "0", "500", "1", "0", "499", "0"],
     ]
-    other = client.simulate_get(url, headers=client.bearer(b)).json["data"]
+    other = client.simulate_get(url, headers=bearer(client, b)).json["data"]
     assert [(r["currency"], r["gross"]) for r in other] == [("USD", 999)]
-    assert client.simulate_get(url, headers=client.bearer(c)).json["data"] == []
+    assert client.simulate_get(url, headers=bearer(client, c)).json["data"] == []
 
 
 @pytest.mark.parametrize(
@@ -188,7 +188,7 @@ def test_api_serves_own_rows_as_json_or_csv(client, make_merchant, engine):
 )
 def test_api_errors_are_problems(client, make_merchant, query, status, code):
     resp = client.simulate_get(
-        "/v1/reports/daily", query_string=query, headers=client.bearer(make_merchant())
+        "/v1/reports/daily", query_string=query, headers=bearer(client, make_merchant())
     )
     assert resp.status_code == status, resp.text
     assert resp.headers["content-type"].startswith("application/problem+json")

@@ -25,6 +25,7 @@ from types import SimpleNamespace
 import jwt
 import pytest
 import requests
+from clearhouse_client import APIConnectionError, AuthenticationError, Client
 
 from intake.app import create_app
 from shared.domain.cert_binding import confirmation, normalize_sha256
@@ -252,6 +253,30 @@ def test_a_bound_client_gets_no_token_over_another_certificate(api, certs, bound
     assert _claims(rotated.json()["access_token"])["cnf"]["x5t#S256"] == _thumbprint(
         certs.client[0]
     )
+
+
+def test_the_sdk_speaks_https_with_the_dev_ca_and_a_bound_client_certificate(
+    api, certs, bound_merchant, tmp_path
+):
+    def sdk(**tls) -> Client:
+        creds = (bound_merchant["client_id"], bound_merchant["client_secret"])
+        return Client(*creds, api.url, max_retries=0, offline_path=tmp_path / "q", **tls)
+
+    own = {"client_cert": certs.client[0], "client_key": certs.client[1]}
+    # The certificate-bound client: its token and every call over its own certificate.
+    assert sdk(ca_file=certs.ca, **own).balance.retrieve().object == "balance"
+    assert sdk(verify=False, **own).balance.retrieve().object == "balance"
+    for refused in (
+        sdk(ca_file=certs.ca),  # no client certificate: the handshake fails
+        sdk(**own),  # the system's CAs do not know the dev CA
+        sdk(ca_file=certs.other_ca, **own),
+    ):
+        with pytest.raises(APIConnectionError):
+            refused.balance.retrieve()
+    second = {"client_cert": certs.second[0], "client_key": certs.second[1]}
+    with pytest.raises(AuthenticationError) as caught:  # same CA, not the bound certificate
+        sdk(ca_file=certs.ca, **second).balance.retrieve()
+    assert caught.value.code == "invalid_client"
 
 
 def test_without_tls_a_bound_client_and_a_bound_token_are_refused(

@@ -26,9 +26,9 @@ the amount now and then); refund some that succeeded, in part or in full.
 Every card is a fresh Luhn-valid Visa that the sandbox approves (``45...``:
 none of the sandbox's special numbers, which start 40, 41 or 42), so the fraud
 stage's card-velocity rules never see one twice. ``LOCUST_DECLINE_SHARE``
-(default 0) sends that share to the sandbox's decline cards on purpose; repeated,
-they trip the velocity rules and fail as ``fraud_suspected`` instead, which
-counts as the expected failure too.
+(default 0) sends that share to the sandbox's decline cards on purpose; each must
+fail with its own code, however often it is used (the fraud rules leave the
+sandbox's documented numbers alone).
 
 What fails the run (locust's summary, and its exit code with
 ``--exit-code-on-error``): an answer the flow did not expect (400, 401 twice,
@@ -69,8 +69,7 @@ PRIORITIES = (("instant", 0.2), ("standard", 0.6), ("economy", 0.2))
 # USD cents, $5..$50: far below the fraud rules' "first-time large amount" bar, and
 # within 20x of each other (the "unusual for this merchant" rule).
 AMOUNTS = (500, 5_000)
-# The sandbox's decline cards and the failure each may end with (repeated, a card
-# trips the velocity rules before it reaches the acquirer: fraud_suspected).
+# The sandbox's decline cards and the failure each ends with, every time.
 DECLINES = {
     "4000000000000002": "card_declined",
     "4000000000009995": "insufficient_funds",
@@ -299,10 +298,7 @@ class Merchant(FastHttpUser):
             return
         status = intent["status"]
         if expected_failure is not None:
-            if status != "failed" or intent.get("failure_code") not in (
-                expected_failure,
-                "fraud_suspected",
-            ):
+            if status != "failed" or intent.get("failure_code") != expected_failure:
                 self._flow("decline card fails", started, f"{intent['id']} ended {status}")
             return
         want = "requires_capture" if body["capture_method"] == "manual" else "succeeded"

@@ -7,9 +7,9 @@ it imports nothing from the project).
 transient ``processing_error`` card is kept rare: it is retried with back-off
 and would mostly measure the retry schedule.
 
-Note: the decline cards are fixed numbers, so under load the fraud stage's
-card-velocity and card-testing rules soon score them as ``fraud_suspected``
-rather than letting them reach the acquirer. They fail either way.
+The decline cards are fixed numbers, used over and over: the fraud rules leave
+the sandbox's documented numbers alone, so each reaches the acquirer and fails
+with its own code (4100000000000019 is blocked by the fraud stage, every time).
 """
 
 from __future__ import annotations

@@ -23,19 +23,9 @@ class OwnAddressClient(falcon.testing.TestClient):
         kwargs.setdefault("remote_addr", self.remote_addr)
         return super().simulate_request(*args, **kwargs)
 
-    def bearer(self, credentials: dict) -> dict:
-        """The Authorization header of a fresh access token for ``credentials``.
 
-        ``credentials``: what ``merchant create`` or ``client create`` answered
-        (its ``client_id`` and ``client_secret``).
-        """
-        resp = self.simulate_post(
-            "/v1/oauth/token",
-            json={
-                "grant_type": "client_credentials",
-                "client_id": credentials["client_id"],
-                "client_secret": credentials["client_secret"],
-            },
-        )
-        assert resp.status_code == 200, resp.text
-        return {"Authorization": f"Bearer {resp.json['access_token']}"}
+def bearer(client: falcon.testing.TestClient, merchant: dict) -> dict:
+    """Authorization headers with a fresh access token of ``merchant``'s client."""
+    resp = client.simulate_post("/v1/oauth/token", json=f.client_credentials(merchant))
+    assert resp.status_code == 200, resp.text
+    return {"Authorization": f"Bearer {resp.json['access_token']}"}

@@ -21,6 +21,7 @@ class Received:
     verified_with: list[int] = field(default_factory=list)
     path: str = "/"
     host: str = ""  # the Host header
+    body: bytes = b""  # the raw request body, as signed
 
 
 class _Server(ThreadingHTTPServer):
@@ -97,7 +98,8 @@ class Receiver:
             if not good:
                 self.rejected += 1
                 return 400
-            self.received.append(Received(json.loads(body), now, signature, good, path, host))
+            event = json.loads(body)
+            self.received.append(Received(event, now, signature, good, path, host, body))
             return 200
 
 

@@ -16,9 +16,7 @@ def drive_in_process(engine, vault, ids, hold_ttl_s: int = 3600):
 
     steps = [
         limits.run,
-        lambda c, i: fraud.run(
-            c, i, fraud_fingerprints=app.runtime.fraud_fingerprints, default_threshold=75
-        ),
+        lambda c, i: fraud.run(c, i, test_cards=app.runtime.test_cards, default_threshold=75),
         fees.run,
         lambda c, i: authorize.place_holds(c, i, hold_ttl_s=hold_ttl_s),
     ]

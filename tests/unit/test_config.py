@@ -266,3 +266,20 @@ def test_retention_settings_default_read_and_floor(monkeypatch):
     assert s.webhook_attempt_retention_days == s.event_retention_days == 1
     assert s.retention_batch == 1
     assert Settings(card_retention_days=0).card_retention_days == 1
+
+
+def test_the_review_band_is_read_and_kept_from_1_to_100(monkeypatch):
+    monkeypatch.delenv("FRAUD_REVIEW_BAND", raising=False)
+    assert Settings.from_env().fraud_review_band == 10
+    for raw, expected in (("1", 1), ("25", 25), ("100", 100)):
+        monkeypatch.setenv("FRAUD_REVIEW_BAND", raw)
+        assert Settings.from_env().fraud_review_band == expected
+    for bad in ("0", "-3", "101"):
+        monkeypatch.setenv("FRAUD_REVIEW_BAND", bad)
+        with pytest.raises(
+            ValueError, match=f"setting FRAUD_REVIEW_BAND must be from 1 to 100, got {bad}"
+        ):
+            Settings.from_env()
+    monkeypatch.setenv("FRAUD_REVIEW_BAND", "ten")
+    with pytest.raises(ValueError, match="setting FRAUD_REVIEW_BAND must be an integer"):
+        Settings.from_env()

@@ -255,7 +255,7 @@ def test_expiry_year_bounds():
 CLEAN = fraud.FraudSignals(
     amount=5_000,
     currency="USD",
-    is_fraud_test_card=False,
+    test_card=None,
     card_velocity=0,
     ip_velocity=0,
     payer_history_count=10,
@@ -269,12 +269,20 @@ CLEAN = fraud.FraudSignals(
 def details(**changes) -> dict[str, tuple[int, str]]:
     import dataclasses
 
-    a = fraud.assess(dataclasses.replace(CLEAN, **changes))
+    a = fraud.assess(dataclasses.replace(CLEAN, **changes), fraud.Thresholds.below(75))
     return {r.code: (r.points, r.detail) for r in a.reasons}
 
 
 def test_reason_details_are_exact():
-    assert details(is_fraud_test_card=True) == {"fraud_test_card": (100, "known fraud test card")}
+    card = fraud.SandboxCard
+    assert details(test_card=card.FRAUD) == {"fraud_test_card": (100, "known fraud test card")}
+    assert details(test_card=card.HIGHEST_RISK) == {
+        "highest_risk_test_card": (100, "test card: highest risk")
+    }
+    assert details(test_card=card.ELEVATED_RISK) == {
+        "elevated_risk_test_card": (65, "test card: elevated risk")
+    }
+    assert details(test_card=card.PLAIN, card_velocity=11) == {}
     assert details(blocklisted=("ip", "card_fingerprint", "ip")) == {
         "blocklisted": (100, "blocklist match: card_fingerprint, ip")
     }

@@ -1,5 +1,7 @@
 """The OpenAPI document: generated from the models the resources validate with."""
 
+import re
+
 import falcon.testing
 import pytest
 
@@ -147,6 +149,10 @@ def test_parameters_carry_their_constraints(spec):
     assert "refund.succeeded" in next(p for p in events if p["name"] == "type")["schema"]["enum"]
     date = spec["paths"]["/v1/reports/daily"]["get"]["parameters"][0]
     assert date["required"] and date["schema"]["format"] == "date"
+    for route, name, example in (("weekly", "week", "2026-W48"), ("monthly", "month", "2026-11")):
+        (period,) = spec["paths"][f"/v1/reports/{route}"]["get"]["parameters"]
+        assert (period["name"], period["required"]) == (name, True)
+        assert re.fullmatch(period["schema"]["pattern"].strip("^$"), example)
     create = spec["paths"]["/v1/payment_intents"]["post"]["parameters"]
     key = next(p for p in create if p["name"] == "Idempotency-Key")
     assert key["in"] == "header" and key["schema"]["pattern"]

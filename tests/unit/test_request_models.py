@@ -170,6 +170,29 @@ def test_list_queries(params, ok):
         assert exc.value.status_code == 400
 
 
+def test_report_weeks_and_months():
+    from intake.resources.reports import report_month, report_week
+
+    week = parse(rq.WeeklyReportQuery, {"week": "2026-W01"}, report_week)
+    assert (week.first_day, week.last_day) == (date(2025, 12, 29), date(2026, 1, 4))
+    month = parse(rq.MonthlyReportQuery, {"month": "2024-02"}, report_month)
+    assert (month.first_day, month.last_day) == (date(2024, 2, 1), date(2024, 2, 29))
+    for model, read, param, bad in (
+        (rq.WeeklyReportQuery, report_week, "week", ["2025-W53", "2026-W54", "2026-W1", ""]),
+        (rq.MonthlyReportQuery, report_month, "month", ["2026-13", "0000-01", "2026-1", ""]),
+    ):
+        for raw in bad:
+            with pytest.raises(ApiError) as exc:
+                parse(model, {param: raw}, read)
+            assert exc.value.param == param
+        with pytest.raises(ApiError) as exc:
+            parse(model, {}, read)
+        assert exc.value.api_code == "parameter_missing"
+        with pytest.raises(ApiError) as exc:
+            parse(model, {param: [raw, raw]}, read)
+        assert exc.value.param == param
+
+
 def test_report_dates():
     from intake.resources.reports import report_date
 

@@ -7,7 +7,8 @@ import pydantic
 import pytest
 
 from intake.schemas import responses as rs
-from shared.services import views
+from shared.domain import report_periods
+from shared.services import period_reports, views
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -37,6 +38,7 @@ def intent_row(**over):
         "fee_amount": 59,
         "risk_score": 10,
         "risk_reasons": [{"code": "card_velocity", "points": 20, "detail": "3 in 60 s"}],
+        "risk_level": "normal",
         "failure_code": None,
         "failure_message": None,
         "cancellation_reason": None,
@@ -71,10 +73,34 @@ def fits(model, data):
         intent_row(),
         intent_row(pm_type="wallet", wallet_id="wal_1", fee_amount=None, risk_score=None),
         intent_row(status="processing", stage="received", settlement_status=None),
+        intent_row(risk_level=None),  # scored before risk levels were recorded
+        intent_row(risk_score=65, risk_level="elevated"),
+        intent_row(status="failed", risk_score=100, risk_level="highest", amount_received=0),
     ],
 )
 def test_intents(row):
     fits(rs.PaymentIntent, views.intent_json(row))
+
+
+def test_an_elevated_intent_carries_its_review_and_no_other_does():
+    elevated = views.intent_json(intent_row(id="pi_abc", risk_score=65, risk_level="elevated"))
+    assert elevated["risk"]["level"] == "elevated"
+    assert (
+        elevated["review"]
+        == views.review_json("pi_abc", 65)
+        == {
+            "id": "prv_abc",
+            "object": "review",
+            "payment_intent": "pi_abc",
+            "opened_reason": "rule",
+            "reason": "rule",
+            "risk_level": "elevated",
+            "risk_score": 65,
+            "livemode": False,
+        }
+    )
+    for level in ("normal", "highest", None):
+        assert views.intent_json(intent_row(risk_level=level))["review"] is None
 
 
 def test_refunds_events_deliveries_balance_reports():
@@ -86,6 +112,7 @@ def test_refunds_events_deliveries_balance_reports():
         ("payment_intent.succeeded", views.intent_json(intent_row())),
         ("refund.succeeded", views.refund_json(refund_row())),
         ("settlement.paid", views.settlement_json(settlement)),
+        ("review.opened", views.review_json("pi_1", 65)),
     ):
         event = SimpleNamespace(id="evt_1", type=kind, created_at=NOW, data=obj)
         fits(rs.Event, views.event_json(event))
@@ -124,6 +151,32 @@ def test_refunds_events_deliveries_balance_reports():
         settled=0,
     )
     fits(rs.DailyReportRow, views.report_row_json(report))
+
+
+@pytest.mark.parametrize(
+    ("period", "model", "row_model"),
+    [
+        (report_periods.week("2026-W48"), rs.WeeklyReport, rs.WeeklyReportRow),
+        (report_periods.month("2026-11"), rs.MonthlyReport, rs.MonthlyReportRow),
+    ],
+)
+def test_period_reports(period, model, row_model):
+    runs = [
+        report_periods.DayRun(period.first_day, 2, NOW),
+        report_periods.DayRun(period.last_day, 0, datetime(2030, 1, 1, tzinfo=UTC)),
+    ]
+    totals = period_reports.Totals("ETH", {"succeeded": 3}, 10**37, 1, 0, 10**37 - 1, 0)
+    report = period_reports.PeriodReport(period, report_periods.coverage(period, runs), [totals])
+    body = views.period_report_json(report, "/v1/reports/x")
+    fits(model, body)
+    # Every member the view gives is one the document states, and no other.
+    assert set(body) == set(model.model_fields)
+    assert set(body["data"][0]) == set(row_model.model_fields)
+    assert body["reconciliation"] == {
+        "status": "discrepancies",
+        "days_with_discrepancies": [period.first_day.isoformat()],
+    }
+    assert body["data"][0]["gross"] == 10**37 and body["data"][0]["counts"]["failed"] == 0
 
 
 def test_the_models_are_closed_to_unknown_event_objects():

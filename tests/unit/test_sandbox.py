@@ -8,7 +8,8 @@ import pytest
 from shared.config import Settings
 from shared.connectors import sandbox
 from shared.connectors.base import AuthRequest, AuthResult
-from shared.connectors.sandbox import FRAUD_TEST_CARDS, TEST_CARDS, SandboxAcquirer
+from shared.connectors.sandbox import RISK_TEST_CARDS, TEST_CARDS, SandboxAcquirer, fraud_roles
+from shared.domain.fraud import SandboxCard
 
 
 def req(pan: str, intent_id: str = "pi_123") -> AuthRequest:
@@ -46,9 +47,24 @@ def test_processing_error_is_always_transient():
         assert a.authorize(req("4000000000000119")).outcome == "transient_error"
 
 
-def test_fraud_card_approves_at_acquirer():
-    assert set(FRAUD_TEST_CARDS) == {"4100000000000019"}
-    assert SandboxAcquirer().authorize(req("4100000000000019")).approved
+@pytest.mark.parametrize("pan", sorted(RISK_TEST_CARDS))
+def test_risk_cards_approve_at_the_acquirer(pan):
+    # The fraud stage decides them; one the acquirer sees is one the stage let through.
+    assert SandboxAcquirer().authorize(req(pan)).approved
+
+
+def test_every_documented_card_has_a_fraud_role():
+    """Stripe's Radar test numbers score by fiat; every other documented card is plain."""
+    assert fraud_roles() == {
+        "4242424242424242": SandboxCard.PLAIN,
+        "4000000000000002": SandboxCard.PLAIN,
+        "4000000000009995": SandboxCard.PLAIN,
+        "4000000000000069": SandboxCard.PLAIN,
+        "4000000000000119": SandboxCard.PLAIN,
+        "4100000000000019": SandboxCard.FRAUD,
+        "4000000000004954": SandboxCard.HIGHEST_RISK,
+        "4000000000009235": SandboxCard.ELEVATED_RISK,
+    }
 
 
 @pytest.mark.parametrize("pan", ["4111111111111111", "5555555555554444", "378282246310005"])

@@ -1,7 +1,13 @@
-"""Stage 2: score the risk of each intent; block at the merchant's threshold."""
+"""Stage 2: score the risk of each intent; block at the merchant's threshold.
+
+An intent in the review band goes on to its normal outcome with its review
+opened: ``risk_level`` elevated and a ``review.opened`` event, in the same
+transaction as the score.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 
 from sqlalchemy import text
@@ -11,12 +17,23 @@ from shared.db.uow import UnitOfWork
 from shared.domain import fraud
 from shared.domain.intent import FailureCode, Stage
 from shared.observability import metrics
-from shared.services import outcomes
+from shared.services import events, outcomes, views
 from shared.services.stages.common import StageResult, advance, claim, now
 
 
-def run(uow: UnitOfWork, ids, *, fraud_fingerprints: frozenset[str], default_threshold: int):
-    """Score each claimed intent; fail those at or over the merchant's threshold."""
+def run(
+    uow: UnitOfWork,
+    ids,
+    *,
+    test_cards: Mapping[str, fraud.SandboxCard],
+    default_threshold: int,
+    review_band: int = fraud.REVIEW_BAND,
+):
+    """Score each claimed intent; fail those at or over the merchant's threshold.
+
+    ``test_cards`` maps the fingerprint of each documented sandbox test card
+    to what it asks of the rules.
+    """
     rows = claim(uow, ids, Stage.LIMITS_CHECKED)
     result = StageResult()
     if not rows:
@@ -32,15 +49,18 @@ def run(uow: UnitOfWork, ids, *, fraud_fingerprints: frozenset[str], default_thr
     payer = _payer_history(uow, rows)
     merchant_avg = _merchant_history(uow, rows)
     blocked = _blocklisted(uow, rows)
-    thresholds = _thresholds(uow, rows, default_threshold)
-    scored, to_block = {}, []
+    thresholds = {
+        m: fraud.Thresholds.below(block, review_band)
+        for m, block in _thresholds(uow, rows, default_threshold).items()
+    }
+    scored, to_block, reviews = {}, [], []
     for r in rows:
         count, avg = payer.get((r.payer_key, r.currency), (0, None))
         assessment = fraud.assess(
             fraud.FraudSignals(
                 amount=r.amount,
                 currency=r.currency,
-                is_fraud_test_card=r.card_fingerprint in fraud_fingerprints,
+                test_card=test_cards.get(r.card_fingerprint),
                 # the window's count includes this intent itself
                 card_velocity=max(velocity.get(r.card_fingerprint, 0) - 1, 0),
                 ip_velocity=max(ip_velocity.get(r.client_ip, 0) - 1, 0),
@@ -49,22 +69,38 @@ def run(uow: UnitOfWork, ids, *, fraud_fingerprints: frozenset[str], default_thr
                 merchant_history_avg=merchant_avg.get((r.merchant_id, r.currency)),
                 blocklisted=tuple(blocked.get(r.id, ())),
                 recent_declines=declines.get(r.card_fingerprint, 0),
-            )
+            ),
+            thresholds[r.merchant_id],
         )
-        values = {"risk_score": assessment.score, "risk_reasons": assessment.to_json()}
-        block = fraud.decide(assessment, thresholds[r.merchant_id])
-        metrics.fraud_scored(uow, assessment.score, block)
-        if block:
+        values = {
+            "risk_score": assessment.score,
+            "risk_reasons": assessment.to_json(),
+            "risk_level": assessment.level.value,
+        }
+        metrics.fraud_scored(uow, assessment.score, assessment.level)
+        if assessment.blocked:
             to_block.append((r, values))
         else:
             scored[r.id] = values
+            if assessment.review:
+                reviews.append((r, values))
     advance(uow, list(scored), Stage.RISK_SCORED, per_row=scored)
     for r, values in to_block:
         uow.conn.execute(pi.update().where(pi.c.id == r.id).values(**values))
     outcomes.fail(uow, [r for r, _ in to_block], FailureCode.FRAUD_SUSPECTED)
+    _open_reviews(uow, reviews)
     result.advanced = list(scored)
     result.failed = [r.id for r, _ in to_block]
     return result
+
+
+def _open_reviews(uow: UnitOfWork, reviews) -> None:
+    """A ``review.opened`` event for each intent scored into the review band."""
+    items = []
+    for r, values in reviews:
+        review = views.review_json(r.id, values["risk_score"])
+        items.append((r.merchant_id, "review.opened", review["id"], review))
+    events.emit(uow, items)
 
 
 def _counts(uow: UnitOfWork, column: str, values: list[str], since, cap: int) -> dict[str, int]:

@@ -3,9 +3,10 @@
 positive_data_acceptance is told to accept a 400 for a schema-valid request
 (schemathesis.toml): the spec's 400 also stands for the rules a schema cannot
 state (a Luhn checksum, an expiry in the past, a currency's maximum, the
-object's state), answered 400 as Stripe answers invalid requests. This check
-keeps that honest: a 400 to a schema-valid request must name one of those
-rules, so a schema that forgets a constraint still fails here.
+object's state, a report period that has not begun), answered 400 as Stripe
+answers invalid requests. This check keeps that honest: a 400 to a
+schema-valid request must name one of those rules, so a schema that forgets
+a constraint still fails here.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ RULES = {
     ("charge_already_refunded", None),  # nothing left to refund
     # An operator's new password: the email, a common password (a list no schema holds).
     ("password_too_weak", "new_password"),
+    # A report period that has not begun, a week its year does not have (W53 of a
+    # 52-week year), or year 0000.
+    ("parameter_invalid", "week"),
+    ("parameter_invalid", "month"),
 }
 # RFC 6749's errors, on the OAuth endpoints only (whatever param they name): a grant
 # missing what its type needs, a token unknown, expired or revoked, a scope never granted.
