@@ -42,7 +42,7 @@ LOCUST_RUN_TIME ?= 60s
 LOCUST_ARGS ?=
 export LOCUST_USERS LOCUST_SPAWN_RATE LOCUST_RUN_TIME
 
-.PHONY: help venv services migrate run locust test test-rabbitmq alerts chromium chaos bench bench-report bench-reencrypt mutation lint fmt clean
+.PHONY: help venv services migrate run locust test test-rabbitmq alerts chromium chaos bench bench-report bench-reencrypt bench-purge mutation lint fmt clean
 
 help:
 	@echo "make venv      create .venv and install the package with dev extras, and the SDK"
@@ -65,6 +65,7 @@ help:
 	@echo "make bench     load benchmark (tests.load.bench)"
 	@echo "make bench-report  daily report time for 100,000 intents (tests.load.report_bench)"
 	@echo "make bench-reencrypt  card-key re-encryption rate over 100,000 intents (tests.load.reencrypt_bench)"
+	@echo "make bench-purge  card-data purge rate over 1,000,000 intents (tests.load.purge_bench)"
 	@echo "make mutation  mutation score of shared/domain (tests/unit) and shared/services/stages"
 	@echo "               (MUTATION_PASSES='domain' for one pass; CPU heavy, runs at nice 15)"
 	@echo "make lint      ruff check + ruff format --check + lint-imports (import contracts in"
@@ -156,6 +157,9 @@ bench-report: venv services
 
 bench-reencrypt: venv services
 	$(BIN)/python -m tests.load.reencrypt_bench
+
+bench-purge: venv services
+	$(BIN)/python -m tests.load.purge_bench
 
 # Not part of `make test`: mutmut, one pass per package, each from scratch
 # (deploy/dev/mutation.py says what each pass runs). The last line is JSON.

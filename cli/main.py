@@ -1,5 +1,5 @@
 """The ``clearhouse`` command: operator tasks (migrations, merchants, API clients, operator
-accounts, keys, wallets, dev certificates)."""
+accounts, keys, wallets, customer erasure, dev certificates)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import sys
 
 from cli import clients as clients_cli
+from cli import customers as customers_cli
 from cli import devcerts as devcerts_cli
 from cli import keys as keys_cli
 from cli import operators as operators_cli
@@ -110,6 +111,7 @@ def build_parser() -> Parser:
     br.add_argument("--value", required=True)
     br.add_argument("--json", action="store_true")
     reports_cli.add_parsers(sub)
+    customers_cli.add_parsers(sub)
     clients_cli.add_parsers(sub)
     operators_cli.add_parsers(sub)
     keys_cli.add_parsers(sub)
@@ -137,6 +139,8 @@ def _run(args, settings) -> int:
         return reports_cli.run(args, settings)
     if args.group in clients_cli.GROUPS:
         return clients_cli.run(args, settings)
+    if args.group in customers_cli.GROUPS:
+        return customers_cli.run(args, settings)
     if args.group in operators_cli.GROUPS:
         return operators_cli.run(args, settings)
     if args.group in keys_cli.GROUPS:

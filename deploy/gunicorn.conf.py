@@ -47,7 +47,11 @@ errorlog = "-"
 loglevel = (os.environ.get("LOG_LEVEL") or "info").lower()
 # JSON lines for gunicorn's own log, the app's and (ACCESS_LOG=1) the access log.
 logconfig_dict = gunicorn_logconfig(loglevel, access=accesslog is not None)
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s'
+# No client address and no query string: the address is personal data (an
+# intent's client_ip), and queries may carry filters naming a customer or an
+# IP; the request id leads to everything else. The logger redacts the one
+# path that names a customer (/v1/customers/{customer}/erase).
+access_log_format = '"%(m)s %(U)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s'
 proc_name = "clearhouse-api"
 # gunicorn >= 24 opens a control socket in ~/.gunicorn by default; several API
 # servers (tests, e2e) would fight over it. Older versions ignore this name.

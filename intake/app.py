@@ -13,7 +13,7 @@ from intake.idempotent import IdempotentRunner
 from intake.metrics import Metrics
 from intake.middleware import Auth, JSONBody, Parameters, RequestId
 from intake.ratelimit import RateLimit
-from intake.resources import balance, events, intents, oauth, ops, refunds, reports
+from intake.resources import balance, customers, events, intents, oauth, ops, refunds, reports
 from intake.resources import webhook_endpoints as endpoints
 from intake.resources.operator import accounts as operator_accounts
 from intake.resources.operator import audit as operator_audit
@@ -155,6 +155,7 @@ def create_app(
         ("/v1/webhook_endpoints", endpoints.Collection(*hooks)),
         ("/v1/webhook_endpoints/{endpoint_id}", endpoints.Item(*hooks)),
         ("/v1/webhook_endpoints/{endpoint_id}/rotate_secret", endpoints.RotateSecret(*hooks)),
+        ("/v1/customers/{customer}/erase", customers.Erase(vault, runner)),
         ("/v1/operator/me", operator_session.Me()),
         *operator_merchants.routes(engine, vault, settings),
         *operator_accounts.routes(engine, vault, settings),

@@ -50,16 +50,19 @@ class IdempotentRunner:
         effect: Effect,
         savepoint: bool = True,
         keep: Keep | None = None,
+        stored_path: str | None = None,
     ) -> None:
         """Run ``effect``; ``savepoint=False`` if it never refuses after its first write.
 
         ``keep``: what of a success's body is stored for replays (default: all of it).
+        ``stored_path``: what the key's row records as the path, for a route whose
+        path names personal data (its template); the keyed hash still covers the
+        real path, so the same key on another path is refused as before.
         """
         # Read and checked by the Parameters middleware, before the body.
         key = req.context.idempotency_key
-        status, body, replayed = transact(
-            self._new_uow, self._once, req, key, effect, savepoint, keep
-        )
+        args = (req, key, effect, savepoint, keep, stored_path or req.path)
+        status, body, replayed = transact(self._new_uow, self._once, *args)
         if replayed:
             resp.set_header("Idempotent-Replayed", "true")
         _respond(resp, status, body)
@@ -67,16 +70,18 @@ class IdempotentRunner:
     def _new_uow(self) -> UnitOfWork:
         return UnitOfWork(self._engine, self._dispatch)
 
-    def _once(self, unit: UnitOfWork, req, key: str | None, effect: Effect, savepoint, keep):
+    def _once(self, unit: UnitOfWork, req, key, effect: Effect, savepoint: bool, keep, path: str):
         if key is None:
             return (*effect(unit), False)
-        return self._keyed(req, unit, key, effect, savepoint, keep)
+        return self._keyed(req, unit, key, effect, savepoint, keep, path)
 
-    def _keyed(self, req, uow: UnitOfWork, key: str, effect: Effect, savepoint: bool, keep):
+    def _keyed(
+        self, req, uow: UnitOfWork, key: str, effect: Effect, savepoint: bool, keep, path: str
+    ):
         merchant_id = owner_of(req)
         request = (
             req.method,
-            req.path,
+            path,
             idempotency.request_hash(req.method, req.path, req.context.body, self._mac),
         )
         replay = idempotency.begin(

@@ -208,6 +208,10 @@ def _tls_files() -> tuple[str | None, str | None, str | None]:
 # Idempotency keys are promised for at least 24 h: a lower
 # setting would let an old key's retry create a second payment.
 MIN_IDEMPOTENCY_RETENTION_H = 24
+# Retention periods in days are at least one: 0 would purge card data the
+# moment a payment ends, a typo rather than a policy.
+MIN_RETENTION_DAYS = 1
+_RETENTION_DAYS = ("card_retention_days", "webhook_attempt_retention_days", "event_retention_days")
 
 
 @dataclass(frozen=True)
@@ -278,6 +282,16 @@ class Settings:
     redrive_interval_s: int = 30
     hold_expiry_interval_s: int = 30
     idempotency_retention_h: int = 24
+    # Retention (shared/services/retention.py): card tokens of intents final
+    # this long are purged; webhook attempts and events older than this are
+    # deleted. Beat starts each job this often; one transaction per batch. A
+    # batch holds its rows until it commits: 200 rows took at most 0.6 s on the
+    # loaded dev machine (1,000: 2.4 s, past the API's 2 s lock_timeout).
+    card_retention_days: int = 30
+    webhook_attempt_retention_days: int = 30
+    event_retention_days: int = 90
+    retention_interval_s: float = 3600.0
+    retention_batch: int = 200
     max_body_bytes: int = 64 * 1024
     # Postgres timeouts per kind of connection, in ms: statement, lock wait,
     # idle in transaction. The API answers fast or not at all; workers run
@@ -361,6 +375,9 @@ class Settings:
         # reader (the API's key lookup, the prune job) gets the floored value.
         if self.idempotency_retention_h < MIN_IDEMPOTENCY_RETENTION_H:
             object.__setattr__(self, "idempotency_retention_h", MIN_IDEMPOTENCY_RETENTION_H)
+        for name in _RETENTION_DAYS:
+            if getattr(self, name) < MIN_RETENTION_DAYS:
+                object.__setattr__(self, name, MIN_RETENTION_DAYS)
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -403,6 +420,13 @@ class Settings:
             redrive_interval_s=_int("REDRIVE_INTERVAL_S", d.redrive_interval_s),
             hold_expiry_interval_s=_int("HOLD_EXPIRY_INTERVAL_S", d.hold_expiry_interval_s),
             idempotency_retention_h=_int("IDEMPOTENCY_RETENTION_H", d.idempotency_retention_h),
+            card_retention_days=_int("CARD_RETENTION_DAYS", d.card_retention_days),
+            webhook_attempt_retention_days=_int(
+                "WEBHOOK_ATTEMPT_RETENTION_DAYS", d.webhook_attempt_retention_days
+            ),
+            event_retention_days=_int("EVENT_RETENTION_DAYS", d.event_retention_days),
+            retention_interval_s=_float("RETENTION_INTERVAL_S", d.retention_interval_s),
+            retention_batch=max(1, _int("RETENTION_BATCH", d.retention_batch)),
             max_body_bytes=_int("MAX_BODY_BYTES", d.max_body_bytes),
             db_timeouts_api=_timeouts("DB_TIMEOUTS_API", d.db_timeouts_api),
             db_timeouts_worker=_timeouts("DB_TIMEOUTS_WORKER", d.db_timeouts_worker),

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import redis
 
 from shared.observability import queues
-from shared.services import card_data, maintenance
+from shared.services import card_data, maintenance, retention
 from workers.base import task
 from workers.topology import STEPS
 
@@ -24,9 +24,40 @@ def expire_holds(self, uow):
     return len(maintenance.expire_holds(uow))
 
 
+# Retention: one batch per run; a full batch sends the next (``more``), so a
+# big backlog is many short transactions, never one long one.
+
+
 @task("clearhouse.scheduler.prune_idempotency_keys")
-def prune_idempotency_keys(self, uow):
-    return maintenance.prune_idempotency_keys(uow, self.settings.idempotency_retention_h)
+def prune_idempotency_keys(self, uow, more=None):
+    hours = self.settings.idempotency_retention_h
+    return _batch(self, uow, "prune_idempotency_keys", retention.prune_idempotency_keys, hours)
+
+
+@task("clearhouse.scheduler.purge_card_data")
+def purge_card_data(self, uow, more=None):
+    days = self.settings.card_retention_days
+    return _batch(self, uow, "purge_card_data", retention.purge_card_data, days)
+
+
+@task("clearhouse.scheduler.prune_webhook_attempts")
+def prune_webhook_attempts(self, uow, more=None):
+    days = self.settings.webhook_attempt_retention_days
+    return _batch(self, uow, "prune_webhook_attempts", retention.prune_webhook_attempts, days)
+
+
+@task("clearhouse.scheduler.prune_events")
+def prune_events(self, uow, more=None):
+    days = self.settings.event_retention_days
+    return _batch(self, uow, "prune_events", retention.prune_events, days)
+
+
+def _batch(task, uow, step: str, job, age: int) -> int:
+    limit = task.settings.retention_batch
+    done = job(uow, age, limit)
+    if done >= limit:
+        uow.enqueue(step, ["more"])
+    return done
 
 
 @task("clearhouse.scheduler.settle_standard")

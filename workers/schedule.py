@@ -10,6 +10,7 @@ from shared.config import Settings
 def beat_schedule(settings: Settings) -> dict[str, dict]:
     """Every periodic job, its task and how often it runs."""
     economy = settings.settlement_economy_interval_s
+    retention = settings.retention_interval_s
     return {
         "redrive-stuck-intents": {
             "task": "clearhouse.scheduler.redrive",
@@ -21,7 +22,19 @@ def beat_schedule(settings: Settings) -> dict[str, dict]:
         },
         "prune-idempotency-keys": {
             "task": "clearhouse.scheduler.prune_idempotency_keys",
-            "schedule": 3600.0,
+            "schedule": retention,
+        },
+        "purge-card-data": {
+            "task": "clearhouse.scheduler.purge_card_data",
+            "schedule": retention,
+        },
+        "prune-webhook-attempts": {
+            "task": "clearhouse.scheduler.prune_webhook_attempts",
+            "schedule": retention,
+        },
+        "prune-events": {
+            "task": "clearhouse.scheduler.prune_events",
+            "schedule": retention,
         },
         "dispatch-due-webhooks": {
             "task": "clearhouse.scheduler.dispatch_webhooks",

@@ -40,6 +40,11 @@ STEPS = {
     "scan_economy": Step("clearhouse.scheduler.settle_economy", MAINTENANCE),
     # A re-encrypt pass: one batch per run, each run sends the next.
     "reencrypt_card_data": Step("clearhouse.scheduler.reencrypt_card_data", MAINTENANCE),
+    # Retention jobs: a full batch sends the next one, each its own transaction.
+    "purge_card_data": Step("clearhouse.scheduler.purge_card_data", MAINTENANCE),
+    "prune_webhook_attempts": Step("clearhouse.scheduler.prune_webhook_attempts", MAINTENANCE),
+    "prune_events": Step("clearhouse.scheduler.prune_events", MAINTENANCE),
+    "prune_idempotency_keys": Step("clearhouse.scheduler.prune_idempotency_keys", MAINTENANCE),
 }
 
 # The step that takes an intent waiting at each stage (the re-drive uses it).

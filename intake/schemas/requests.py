@@ -187,6 +187,10 @@ class RotateWebhookEndpointSecret(Closed):
     )
 
 
+class EraseCustomer(Closed):
+    """No fields: the customer is named by the path."""
+
+
 class OperatorLogin(Closed):
     email: text(254, 1)
     password: text(1024, 1)

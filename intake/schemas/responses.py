@@ -117,8 +117,20 @@ class Settlement(BaseModel):
     created: Timestamp
 
 
+class CustomerErasure(BaseModel):
+    id: str
+    object: Literal["customer_erasure"]
+    intents_erased: int = Field(description="The customer's intents erased so far, in all.")
+    fields: list[str] = Field(description="What was erased on each of them.")
+    created: Timestamp
+    livemode: bool
+
+
 class EventData(BaseModel):
-    object: Annotated[PaymentIntent | Refund | Settlement | Review, Field(discriminator="object")]
+    object: Annotated[
+        PaymentIntent | Refund | Settlement | Review | CustomerErasure,
+        Field(discriminator="object"),
+    ]
 
 
 class Event(BaseModel):

@@ -66,6 +66,9 @@ def _create(url: str, timeouts: tuple[int, int, int]) -> Engine:
         # Batch executemany UPDATEs into pages (one round trip per page, not
         # per row): stages update whole batches of intents.
         executemany_mode="values_plus_batch",
+        # A statement's parameters hold card tokens and customers' data: never
+        # in an error's text, so never in a logged traceback either.
+        hide_parameters=True,
         connect_args={"connect_timeout": CONNECT_TIMEOUT_S, "options": options(timeouts)},
     )
 

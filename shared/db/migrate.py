@@ -17,6 +17,7 @@ grants, so what a migration adds is covered before anyone uses it.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from alembic import command
@@ -34,6 +35,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK_KEY = 0x636C_6561_7268_6F75  # "clearhou"
 # Serializes CREATE DATABASE between concurrent callers (taken in the maintenance db).
 CREATE_DB_LOCK_KEY = MIGRATION_LOCK_KEY + 1
+# How often a caller waiting for another's migration tries the lock again.
+LOCK_POLL_S = 0.2
 
 _DUPLICATE_DATABASE = "42P04"
 _UNIQUE_VIOLATION = "23505"
@@ -132,6 +135,24 @@ def drop_database(database_url: str) -> None:
         engine.dispose()
 
 
+def _take_lock(conn: Connection) -> None:
+    """Take the migration lock, polling: a caller waiting for it holds no snapshot.
+
+    A session-level lock: it outlives the commits alembic makes per migration.
+    Each try is a transaction of its own. Blocking in pg_advisory_lock would
+    keep the waiting caller's statement (and its snapshot) open, and a
+    migration building an index CONCURRENTLY waits for every older snapshot in
+    the database: the two would deadlock.
+    """
+    while True:
+        got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+        taken = got.scalar()
+        conn.commit()
+        if taken:
+            return
+        time.sleep(LOCK_POLL_S)
+
+
 def _run_locked(database_url: str, action, app_password: str | None = None) -> None:
     """Run an alembic command as the owner role, holding the migration advisory lock.
 
@@ -141,9 +162,7 @@ def _run_locked(database_url: str, action, app_password: str | None = None) -> N
     engine = create_engine(_render(make_url(database_url)), poolclass=pool.NullPool)
     try:
         with engine.connect() as conn:
-            # Session-level lock: it outlives the commits alembic makes per migration.
-            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
-            conn.commit()
+            _take_lock(conn)
             try:
                 roles.create_roles(conn, app_password)
                 conn.commit()

@@ -34,11 +34,16 @@ APPEND_ONLY = frozenset(
         "ledger_entry_hashes",
         "ledger_seals",
         "settlements",
-        "events",
-        "webhook_attempts",
         "audit_log",
     }
 )
+# Records the app appends and never rewrites, but which retention deletes once
+# their time is up and an erasure tombstones (the personal data in the one
+# column named): no other column may ever change.
+RETAINED = {
+    "events": ("data",),
+    "webhook_attempts": ("response_body",),
+}
 # Alembic's bookkeeping: the app may read which revision it runs against.
 READ_ONLY = frozenset({"alembic_version"})
 # Tables the app may only update some columns of, and never delete from. An
@@ -266,6 +271,8 @@ def privileges(table: str) -> str:
         return "SELECT"
     if table in APPEND_ONLY:
         return "SELECT, INSERT"
+    if table in RETAINED:
+        return f"SELECT, INSERT, DELETE, UPDATE ({', '.join(RETAINED[table])})"
     if table in COLUMN_UPDATES:
         return f"SELECT, INSERT, UPDATE ({', '.join(COLUMN_UPDATES[table])})"
     return "SELECT, INSERT, UPDATE, DELETE"

@@ -301,6 +301,22 @@ payment_intents = Table(
         "finalized_at",
         postgresql_where=text("status = 'succeeded' AND settlement_status = 'pending'"),
     ),
+    # Card-data retention: final intents still holding a card token, oldest
+    # first; a purged row leaves the index (0018).
+    Index(
+        "ix_intents_card_purge",
+        "finalized_at",
+        postgresql_where=text(
+            "card_token IS NOT NULL AND status IN ('succeeded', 'failed', 'canceled')"
+        ),
+    ),
+    # Erasure on request finds a customer's intents (0018).
+    Index(
+        "ix_intents_merchant_customer",
+        "merchant_id",
+        "customer",
+        postgresql_where=text("customer IS NOT NULL"),
+    ),
 )
 
 idempotency_keys = Table(
@@ -334,6 +350,8 @@ events = Table(
     _now(),
     Index("ix_events_merchant_created", "merchant_id", "created_at", "id"),
     Index("ix_events_object", "object_id"),
+    # Event retention walks the oldest first (0018).
+    Index("ix_events_created", "created_at"),
 )
 
 # Where a merchant's webhooks go: several per merchant, each with its URL, its
@@ -421,6 +439,8 @@ webhook_attempts = Table(
     Column("outcome", String(16), nullable=False),
     _now(),
     Index("ix_attempts_delivery", "delivery_id", "attempt"),
+    # Attempt retention walks the oldest first (0018).
+    Index("ix_attempts_created", "created_at"),
 )
 
 refunds = Table(
@@ -512,6 +532,21 @@ beat_job_runs = Table(
     metadata,
     Column("job", String(64), primary_key=True),
     Column("last_success_at", DateTime(timezone=True), nullable=False),
+)
+
+# One row per erased customer of a merchant: a repeat erasure answers the same
+# one. The customer is named by a keyed hash (shared/domain/erasure.py), never
+# by its value, which is what was erased (0018).
+customer_erasures = Table(
+    "customer_erasures",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("merchant_id", String(40), nullable=False),
+    Column("customer_hash", String(64), nullable=False),
+    Column("intents_erased", Integer, nullable=False, server_default=text("0")),
+    _now(),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("uq_customer_erasures", "merchant_id", "customer_hash", unique=True),
 )
 
 # Operator accounts (the console's and the CLI's people). The TOTP secret is
@@ -607,6 +642,7 @@ __all__ = [
     "webhook_attempts",
     "refunds",
     "settlements",
+    "customer_erasures",
     "daily_reports",
     "report_runs",
     "ledger_entry_hashes",

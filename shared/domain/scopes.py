@@ -20,6 +20,7 @@ SCOPES = {
     "webhook_endpoints:write": "Create, update, delete webhook endpoints and rotate their secrets.",
     "balance:read": "Retrieve the balance.",
     "reports:read": "Retrieve daily reports.",
+    "customers:write": "Erase a customer's personal data.",
 }
 ALL_SCOPES: tuple[str, ...] = tuple(SCOPES)
 # The single scope of the first version: asked for at the token endpoint it still

@@ -28,14 +28,37 @@ def _luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
+REDACTED = "[REDACTED]"
+# Personal and card data that may reach a message through an error's text:
+# Postgres echoes a row or a key's values in its DETAIL line; a card-key
+# ciphertext (<version>:<base64>, shared/security/vault.py) is the card
+# number encrypted; the erasure route's path names the customer.
+_ECHOES = (
+    # The row may hold anything (newlines too): all of it, up to what SQLAlchemy appends.
+    (
+        re.compile(r"(Failing row contains ).*?(?=\n\[SQL|\n\(Background|\Z)", re.S),
+        rf"\1{REDACTED}",
+    ),
+    (
+        re.compile(r"(Key \([^)]*\)=).*?(?= already exists| is not present| is still ref|$)", re.M),
+        rf"\1{REDACTED}",
+    ),
+    (re.compile(r"(?<![\w/+=-])[A-Za-z0-9_-]{1,16}:[A-Za-z0-9+/]{48,}={0,2}(?![\w/+=])"), REDACTED),
+    (re.compile(r"(/v1/customers/)[^/\s?\"']+"), rf"\1{REDACTED}"),
+)
+
+
 def redact(text: str) -> str:
-    """Replace anything that looks like a card number."""
+    """Replace anything that looks like a card number, a card token or echoed personal data."""
 
     def sub(m: re.Match) -> str:
         digits = re.sub(r"[ -]", "", m.group())
-        return "[REDACTED]" if _luhn(digits) else m.group()
+        return REDACTED if _luhn(digits) else m.group()
 
-    return _PAN.sub(sub, text)
+    text = _PAN.sub(sub, text)
+    for pattern, replacement in _ECHOES:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 class JsonFormatter(logging.Formatter):

@@ -64,10 +64,12 @@ def redeliver(uow: UnitOfWork, merchant_id: str, event_id: str, endpoint_id: str
     ``endpoint_id`` names it; without one, the only enabled endpoint that
     receives the event's type (several: name one, as Stripe's resend asks).
     """
+    # KEY SHARE: event retention skips an event being redelivered (SKIP LOCKED),
+    # or this waits for its deletion and finds nothing, never a dangling delivery.
     event = uow.conn.execute(
-        select(events.c.id, events.c.type).where(
-            events.c.id == event_id, events.c.merchant_id == merchant_id
-        )
+        select(events.c.id, events.c.type)
+        .where(events.c.id == event_id, events.c.merchant_id == merchant_id)
+        .with_for_update(key_share=True)
     ).first()
     if event is None:
         raise NotFound("event", event_id)

@@ -24,7 +24,15 @@ INTENT_EVENTS = {
     "failed": "payment_intent.payment_failed",
     "canceled": "payment_intent.canceled",
 }
-EVENT_TYPES = (*INTENT_EVENTS.values(), "refund.succeeded", "settlement.paid", "review.opened")
+# A customer's personal data was erased on request (shared/services/erasure.py).
+CUSTOMER_ERASED = "customer.erased"
+EVENT_TYPES = (
+    *INTENT_EVENTS.values(),
+    "refund.succeeded",
+    "settlement.paid",
+    "review.opened",
+    CUSTOMER_ERASED,
+)
 
 # The events, and one delivery per event and enabled endpoint of its merchant that
 # receives its type (``enabled_events`` holds it or "*"), in one statement: one

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Interval, bindparam, delete, func, select, text
+from sqlalchemy import Interval, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from shared.db.tables import idempotency_keys as ik
@@ -167,13 +167,6 @@ def complete(
             response_body=body,
         ),
     )
-
-
-def prune(uow: UnitOfWork, older_than_hours: int) -> int:
-    """Delete keys older than the retention period; return how many (scheduler job)."""
-    return uow.conn.execute(
-        delete(ik).where(ik.c.created_at < func.now() - _hours(older_than_hours))
-    ).rowcount
 
 
 def _hours(n: int) -> timedelta:

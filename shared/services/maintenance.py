@@ -1,4 +1,7 @@
-"""Periodic jobs: re-drive, expire holds, open settlement windows, send due webhooks, prune."""
+"""Periodic jobs: re-drive, expire holds, open settlement windows, send due webhooks, report.
+
+Retention (card data, events, attempts, idempotency keys): shared/services/retention.py.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from shared.db.uow import UnitOfWork
 from shared.domain import ledger as L
 from shared.domain.intent import Stage, Status
 from shared.observability import metrics
-from shared.services import idempotency, outcomes, reports, webhooks
+from shared.services import outcomes, reports, webhooks
 from shared.services.stages import settlement
 from shared.services.stages.common import now
 
@@ -136,11 +139,6 @@ def send_due_webhooks(uow: UnitOfWork) -> int:
     if ids:
         log.info("dispatched %d due webhook deliveries", len(ids))
     return len(ids)
-
-
-def prune_idempotency_keys(uow: UnitOfWork, retention_h: int) -> int:
-    """Delete idempotency keys past the retention (Settings keeps it >= 24 h)."""
-    return idempotency.prune(uow, retention_h)
 
 
 def daily_report(uow: UnitOfWork, day: date) -> dict:

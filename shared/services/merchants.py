@@ -78,7 +78,7 @@ def set_limits(
         raise ServiceError(f"scope must be one of {SCOPES}", "scope")
     if currency not in CURRENCIES:
         raise ServiceError(f"unknown currency {currency}", "currency")
-    _require_merchant(uow, merchant_id)
+    require_merchant(uow, merchant_id)
     values = {k: limits.get(k) for k in LIMIT_FIELDS}
     key = (
         (merchant_limits.c.merchant_id == merchant_id)
@@ -189,7 +189,8 @@ def wallet_balance(uow: UnitOfWork, wallet_id: str) -> int:
     return ledger.lock_balances(uow, [wallet.account_id])[wallet.account_id].spendable()
 
 
-def _require_merchant(uow: UnitOfWork, merchant_id: str) -> None:
+def require_merchant(uow: UnitOfWork, merchant_id: str) -> None:
+    """NotFound unless the merchant exists."""
     if (
         uow.conn.execute(select(merchants.c.id).where(merchants.c.id == merchant_id)).first()
         is None

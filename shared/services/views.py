@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from shared.domain.erasure import INTENT_FIELDS
 from shared.domain.fraud import RiskLevel
 from shared.domain.intent import Status
 
@@ -109,6 +110,18 @@ def settlement_json(row) -> dict:
         "priority": row.priority,
         "intent_count": row.intent_count,
         "created": unix_seconds(row.created_at),
+    }
+
+
+def customer_erasure_json(row) -> dict:
+    """A customer erasure, as the API answers it and its event carries it: never the customer."""
+    return {
+        "id": row.id,
+        "object": "customer_erasure",
+        "intents_erased": row.intents_erased,
+        "fields": list(INTENT_FIELDS),
+        "created": unix_seconds(row.created_at),
+        "livemode": False,
     }
 
 

@@ -1,4 +1,5 @@
-"""Logs over the whole flow: JSON lines, request ids from API to worker, no secrets."""
+"""Logs over the whole flow: JSON lines, request ids from API to worker, no secrets, no
+customer data."""
 
 from __future__ import annotations
 
@@ -57,9 +58,18 @@ def test_logs_are_json_carry_request_ids_and_no_secrets(observed, merchant_and_r
     merchant, receiver = merchant_and_receiver
     client = Client(observed["url"], merchant)
     request_id = f"e2e-{secrets.token_hex(8)}"
+    tag = secrets.token_hex(6)
+    personal = {"customer": f"cus_{tag}", "description": f"Ada {tag}", "note": f"ada.{tag}@x"}
     r = client.post(
         "/v1/payment_intents",
-        f.card_body(APPROVING, 1500, priority="instant"),
+        f.card_body(
+            APPROVING,
+            1500,
+            priority="instant",
+            customer=personal["customer"],
+            description=personal["description"],
+            metadata={"note": personal["note"]},
+        ),
         headers={"X-Request-Id": request_id},
     )
     assert r.status_code == 202 and r.headers["X-Request-Id"] == request_id
@@ -71,6 +81,9 @@ def test_logs_are_json_carry_request_ids_and_no_secrets(observed, merchant_and_r
     bad = {**f.card_body(APPROVING), "amount": "12.5"}
     assert client.post("/v1/payment_intents", bad).status_code == 400
     receiver.wait_for(lambda rcv: traced in {e.event["data"]["object"]["id"] for e in rcv.received})
+    # The erasure's path names the customer: the access line must not.
+    erased = client.post(f"/v1/customers/{personal['customer']}/erase")
+    assert erased.status_code == 200, erased.text
 
     logs = {name: lines_of(observed[name]) for name in ("api", "worker", "beat")}
     for name, lines in logs.items():
@@ -85,7 +98,9 @@ def test_logs_are_json_carry_request_ids_and_no_secrets(observed, merchant_and_r
     assert all(line["task_id"] for line in ours)
     assert any(line["intent_id"] == traced for line in ours)
 
+    # Nor the customer's data (the client's address neither: the access log has none).
     leaks = (*CARDS, merchant["client_secret"], merchant["webhook_secret"], client.token)
+    leaks += (*personal.values(), client.address)
     everyone = [observed["api"], observed["beat"], *observed["stack"]]
     for process in everyone:
         lines_of(process)

@@ -34,7 +34,7 @@ from shared.db.uow import UnitOfWork
 from shared.domain.scopes import ALL_SCOPES
 from shared.security.signing import SigningKeys
 from shared.security.vault import Vault
-from shared.services import idempotency
+from shared.services import retention
 from shared.services.merchants import create_merchant
 from shared.services.stages import authorize, fees, fraud, limits
 from tests import factories as f
@@ -710,5 +710,8 @@ def test_expired_keys_are_absent_and_pruned(client, auth, merchant, engine, sett
             .where(idempotency_keys.c.merchant_id == merchant["merchant_id"])
             .values(created_at=old)
         )
-        assert idempotency.prune(bound(conn), settings.idempotency_retention_h) >= 1
+        assert (
+            retention.prune_idempotency_keys(bound(conn), settings.idempotency_retention_h, 10**6)
+            >= 1
+        )
     assert _key_row(engine, merchant["merchant_id"], key) is None

@@ -108,7 +108,13 @@ REFUSED = {
     "rename an account": "UPDATE ledger_accounts SET code = 'x' WHERE id = :a",
     "delete an account": "DELETE FROM ledger_accounts WHERE id = :a",
     "update a settlement": "UPDATE settlements SET amount = 0",
-    "delete an event": "DELETE FROM events",
+    # Retention may delete events and attempts, erasure rewrite the one column
+    # holding personal data; nothing else of them ever changes.
+    "rewrite an event's type": "UPDATE events SET type = 'x'",
+    "move an event to another merchant": "UPDATE events SET merchant_id = 'x'",
+    "rewrite an attempt's outcome": "UPDATE webhook_attempts SET outcome = 'succeeded'",
+    "delete an audit row": "DELETE FROM audit_log",
+    "delete a settlement": "DELETE FROM settlements",
     "truncate the ledger": "TRUNCATE ledger_transfers CASCADE",
     "truncate the seals": "TRUNCATE ledger_seals",
     "truncate an ordinary table": "TRUNCATE idempotency_keys",
@@ -180,7 +186,7 @@ def test_a_pipeline_run_works_as_the_app_role(
 ):
     """create -> authorize -> capture -> settle -> report, and every beat job, as the app."""
     from shared.db.uow import UnitOfWork
-    from shared.services import intents, ledger_verify, maintenance
+    from shared.services import intents, ledger_verify, maintenance, retention
     from workers.celery_app import publish
 
     merchant = make_merchant()["merchant_id"]
@@ -205,7 +211,10 @@ def test_a_pipeline_run_works_as_the_app_role(
         maintenance.redrive(u, 3600)
         maintenance.expire_holds(u)
         maintenance.send_due_webhooks(u)
-        maintenance.prune_idempotency_keys(u, 24)
+        retention.prune_idempotency_keys(u, 24, 1000)
+        retention.purge_card_data(u, 30, 1000)
+        retention.prune_webhook_attempts(u, 30, 1000)
+        retention.prune_events(u, 90, 1000)
         report = maintenance.daily_report(u, today)
         u.commit()
     assert report["rows"] >= 1

@@ -16,9 +16,9 @@ from intake.app import create_app
 from shared.config import Settings
 from shared.db.tables import idempotency_keys, payment_intents
 from shared.db.uow import UnitOfWork
-from shared.services import maintenance as jobs
+from shared.services import retention
 from shared.services.merchants import create_merchant
-from tests.support.apiclient import OwnAddressClient
+from tests.support.apiclient import OwnAddressClient, bearer
 from tests.support.units import bound
 
 pytestmark = pytest.mark.integration
@@ -58,16 +58,7 @@ def merchant(engine, vault) -> dict:
 
 @pytest.fixture
 def auth(client, merchant) -> dict:
-    resp = client.simulate_post(
-        "/v1/oauth/token",
-        json={
-            "grant_type": "client_credentials",
-            "client_id": merchant["client_id"],
-            "client_secret": merchant["client_secret"],
-        },
-    )
-    assert resp.status_code == 200, resp.text
-    return {"Authorization": f"Bearer {resp.json['access_token']}"}
+    return bearer(client, merchant)
 
 
 def _backdate_keys(engine, merchant_id: str, hours: int) -> None:
@@ -117,7 +108,7 @@ def test_prune_keeps_a_two_hour_old_key_with_retention_set_to_one_hour(
     assert resp.status_code == 202, resp.text
     _backdate_keys(engine, merchant["merchant_id"], hours=2)
     with engine.begin() as conn:
-        jobs.prune_idempotency_keys(bound(conn), low_retention.idempotency_retention_h)
+        retention.prune_idempotency_keys(bound(conn), low_retention.idempotency_retention_h, 10**6)
         left = conn.execute(
             select(func.count()).where(
                 idempotency_keys.c.merchant_id == merchant["merchant_id"],
@@ -128,4 +119,9 @@ def test_prune_keeps_a_two_hour_old_key_with_retention_set_to_one_hour(
     # Past the 24 h floor it goes.
     _backdate_keys(engine, merchant["merchant_id"], hours=25)
     with engine.begin() as conn:
-        assert jobs.prune_idempotency_keys(bound(conn), low_retention.idempotency_retention_h) >= 1
+        assert (
+            retention.prune_idempotency_keys(
+                bound(conn), low_retention.idempotency_retention_h, 10**6
+            )
+            >= 1
+        )

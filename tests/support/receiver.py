@@ -31,7 +31,8 @@ class _Server(ThreadingHTTPServer):
 
 
 class Receiver:
-    """``mode``: "ok" (200), "fail" (500 with a long body), "redirect" (302 to /moved).
+    """``mode``: "ok" (200), "echo" (200 answering the body it got, as some receivers
+    do), "fail" (500 with a long body), "redirect" (302 to /moved).
 
     With ``tls`` (a server-side SSLContext) it speaks https and records in
     ``server_names`` the SNI name of every handshake (None: the client sent none).
@@ -109,6 +110,8 @@ def _handler(receiver: Receiver):
             signature = self.headers.get("Clearhouse-Signature", "")
             status = receiver._accept(self.path, body, signature, self.headers.get("Host", ""))
             answer = b"x" * 5000 if status == 500 else b'{"received":true}'
+            if status == 200 and receiver.mode == "echo":
+                answer = body
             self.send_response(status)
             if status == 302:
                 self.send_header("Location", f"http://127.0.0.1:{receiver.port}/moved")

@@ -252,6 +252,22 @@ def test_the_app_password_is_taken_only_from_the_app_roles_url():
     assert with_user("postgresql://a:b@[::1]:5/d", "x") == "postgresql://x@[::1]:5/d"
 
 
+def test_retention_settings_default_read_and_floor(monkeypatch):
+    d = Settings()
+    assert (d.card_retention_days, d.webhook_attempt_retention_days) == (30, 30)
+    assert (d.event_retention_days, d.retention_interval_s, d.retention_batch) == (90, 3600.0, 200)
+    monkeypatch.setenv("CARD_RETENTION_DAYS", "7")
+    monkeypatch.setenv("WEBHOOK_ATTEMPT_RETENTION_DAYS", "0")
+    monkeypatch.setenv("EVENT_RETENTION_DAYS", "-3")
+    monkeypatch.setenv("RETENTION_BATCH", "0")
+    s = Settings.from_env()
+    assert s.card_retention_days == 7
+    # Where the setting is read: no retention shorter than a day, no empty batch.
+    assert s.webhook_attempt_retention_days == s.event_retention_days == 1
+    assert s.retention_batch == 1
+    assert Settings(card_retention_days=0).card_retention_days == 1
+
+
 def test_the_review_band_is_read_and_kept_from_1_to_100(monkeypatch):
     monkeypatch.delenv("FRAUD_REVIEW_BAND", raising=False)
     assert Settings.from_env().fraud_review_band == 10

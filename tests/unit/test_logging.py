@@ -1,4 +1,4 @@
-"""JSON log lines: fields, context, exceptions, card numbers redacted."""
+"""JSON log lines: fields, context, exceptions, card numbers and personal data redacted."""
 
 from __future__ import annotations
 
@@ -108,3 +108,43 @@ def test_uuids_and_ids_are_not_mistaken_for_cards(capture):
     text = "Task x[bfaba36f-dd76-4a28-9150-3874001317cd] pi_4242424242424242abc"
     logger.info(text)
     assert lines()[0]["message"] == text
+
+
+def test_a_postgres_detail_never_echoes_the_row_or_the_key(capture):
+    logger, lines = capture
+    logger.error(
+        "(psycopg2.errors.CheckViolation) new row violates check constraint\n"
+        "DETAIL:  Failing row contains (pi_1, cus_ada (vip)\nsecond line, 10.0.0.7).\n"
+        "\n[SQL: INSERT INTO payment_intents ...]"
+    )
+    logger.error("DETAIL:  Key (merchant_id, customer)=(mch_1, cus_ada) already exists.")
+    first, second = (line["message"] for line in lines())
+    assert "cus_ada" not in first + second and "10.0.0.7" not in first
+    assert "second line" not in first and "[SQL: INSERT" in first
+    assert "Key (merchant_id, customer)=[REDACTED] already exists." in second
+
+
+def test_card_tokens_and_the_erasure_path_are_redacted(capture):
+    logger, lines = capture
+    token = "v1:" + "Qk9P" * 16
+    logger.error("could not decrypt %s", token)
+    logger.error("unhandled error on POST /v1/customers/cus_ada/erase (request_id=req_1)")
+    first, second = (line["message"] for line in lines())
+    assert token not in first and "[REDACTED]" in first
+    assert second == "unhandled error on POST /v1/customers/[REDACTED]/erase (request_id=req_1)"
+
+
+def test_urls_ids_and_short_pairs_are_not_mistaken_for_tokens(capture):
+    logger, lines = capture
+    text = "redis://127.0.0.1:6379/8 key v1:abc evt_0a1b2c3d4e5f6a7b8c9d0e1f /v1/customers"
+    logger.info(text)
+    assert lines()[0]["message"] == text
+
+
+def test_the_access_log_names_no_client_address_nor_query():
+    from pathlib import Path
+
+    conf = (Path(__file__).resolve().parents[2] / "deploy/gunicorn.conf.py").read_text()
+    (line,) = [x for x in conf.splitlines() if x.startswith("access_log_format")]
+    assert "%(h)s" not in line and "%(r)s" not in line and "%(q)s" not in line
+    assert "%(U)s" in line

@@ -8,7 +8,8 @@ from shared.domain.cert_binding import normalize_sha256
 READ = ("payment_intents:read", "refunds:read")
 
 
-def test_the_ten_scopes_in_their_order():
+def test_every_scope_in_its_order():
+    # customers:write is issue 15's; migration 0018 spells the list out in this order.
     assert S.ALL_SCOPES == (
         "payment_intents:read",
         "payment_intents:write",
@@ -20,6 +21,7 @@ def test_the_ten_scopes_in_their_order():
         "webhook_endpoints:write",
         "balance:read",
         "reports:read",
+        "customers:write",
     )
 
 
