@@ -122,8 +122,13 @@ def test_each_merchants_row_becomes_its_first_endpoint_which_receives_as_before(
         assert (first.secret_aad, first.created_at) == (mid, made.created_at)
         assert (empty.url, empty.secret_aad) == (None, bare)
         assert delivery.endpoint_id == first.id
-        assert scopes[rows["ci"]] == OLD_SCOPES.replace(
-            "events:write", "events:write webhook_endpoints:read webhook_endpoints:write"
+        # Upgraded to the head: 0015 adds the endpoint scopes, 0018 customers:write.
+        assert (
+            scopes[rows["ci"]]
+            == OLD_SCOPES.replace(
+                "events:write", "events:write webhook_endpoints:read webhook_endpoints:write"
+            )
+            + " customers:write"
         )
         assert scopes[rows["cib"]] == "balance:read"
 
