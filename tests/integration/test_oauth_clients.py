@@ -51,6 +51,7 @@ ROUTE_SCOPES = {
     ("GET", "/v1/reports/daily"): "reports:read",
     ("GET", "/v1/reports/weekly"): "reports:read",
     ("GET", "/v1/reports/monthly"): "reports:read",
+    ("POST", "/v1/customers/{customer}/erase"): "customers:write",
 }
 # Enough for each route to get past its parameters' parsing (or to a 404).
 # (No test stores a report for 1100: test_period_reports.py keeps to later years.)
@@ -333,7 +334,11 @@ def test_the_app_declares_each_routes_scope_as_the_contract_says(api):
 
 def _call(api, method: str, template: str, access_token: str):
     path = template.format(
-        intent_id="pi_none", refund_id="re_none", event_id="evt_none", endpoint_id="we_none"
+        intent_id="pi_none",
+        refund_id="re_none",
+        event_id="evt_none",
+        endpoint_id="we_none",
+        customer="cus_none",
     )
     return api.simulate_request(
         method,
