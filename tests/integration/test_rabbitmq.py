@@ -52,7 +52,9 @@ def test_queue_depth_reads_what_waits_on_rabbitmq(vhost, settings):
     read = queues.reader(settings.replace(broker_url=vhost))
     assert read(["fraud", "limits"]) == {"fraud": 0, "limits": 0}  # neither declared yet
     fraud = Queue("fraud", Exchange("fraud", "direct"), "fraud")
-    with Connection(vhost) as conn:
+    # Publisher confirms: without them publish returns before the broker has
+    # queued the message, and the count raced it in CI (1 of 3 seen).
+    with Connection(vhost, transport_options={"confirm_publish": True}) as conn:
         producer = conn.Producer()
         for n in range(3):
             producer.publish(
