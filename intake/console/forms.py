@@ -67,6 +67,13 @@ class Suspension(Form):
     reason: text(500) | None = None
 
 
+class Erasure(Form):
+    merchant: Id
+    # Any id the merchant may have sent (the API's erase route takes any, too).
+    customer: text(500)
+    confirm: Literal["yes"] | None = None
+
+
 class AuditQuery(Form):
     actor: text(300) | None = None
     action: text(100) | None = None

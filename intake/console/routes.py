@@ -24,5 +24,6 @@ def routes(engine, keys, vault, settings, dispatch) -> list[tuple[str, object]]:
         ("/console/merchants", admin.Merchants(engine)),
         ("/console/merchants/{merchant_id}/suspend", admin.Suspend(engine)),
         ("/console/merchants/{merchant_id}/resume", admin.Resume(engine)),
+        ("/console/customers/erase", admin.EraseCustomer(engine, vault)),
         ("/console/audit", admin.Audit(engine)),
     ]

@@ -303,3 +303,21 @@ def test_construct_event_verifies_real_deliveries_and_refuses_tampered_or_stale_
         what="both deliveries of the event recorded",
     )
     assert done[0].attempt_history[0].status_code == 200
+
+
+def test_the_sdk_erases_a_customer_and_its_webhook_carries_a_typed_erasure(hooked):
+    merchant, client, receiver = hooked
+    customer = f"cus_sdk_{f.new_card()[-6:]}"
+    created = client.payment_intents.create(
+        **f.card_body(amount=700), customer=customer, description="Grace", priority="instant"
+    )
+    erasure = client.customers.erase(customer)
+    assert isinstance(erasure, clearhouse_client.CustomerErasure)
+    assert erasure.intents_erased == 1 and "customer" in erasure.fields
+    assert client.payment_intents.retrieve(created.id).raw["customer"] == "[erased]"
+    assert client.customers.erase(customer).id == erasure.id  # idempotent: the same erasure
+    receiver.wait_for(lambda r: "customer.erased" in {x.event["type"] for x in r.received})
+    (hook,) = [x for x in receiver.received if x.event["type"] == "customer.erased"]
+    event = Webhook.construct_event(hook.body, hook.signature, merchant["webhook_secret"])
+    assert isinstance(event.data, clearhouse_client.CustomerErasure)
+    assert event.data.id == erasure.id and customer.encode() not in hook.body

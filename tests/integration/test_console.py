@@ -627,3 +627,49 @@ def test_a_temporary_password_is_changed_on_the_console_then_the_login_works(api
     got = browser.post("/console/login", {**login, "csrf": csrf_of(changed.text)})
     assert got.status_code == 303, got.text
     assert browser.get("/console").status_code == 200
+
+
+def test_erasing_a_customer_is_for_admins_and_asks_for_confirmation(
+    api, settings, engine, vault, make_merchant, submit
+):
+    from shared.db.tables import payment_intents
+
+    merchant = make_merchant()["merchant_id"]
+    customer = f"cus_{secrets.token_hex(6)}"
+    intent = submit(merchant, f.card_body(customer=customer, description="Ada"), enqueue=False)
+    form = {"merchant": merchant, "customer": customer}
+
+    def customer_of() -> str:
+        with engine.connect() as conn:
+            query = select(payment_intents.c.customer).where(payment_intents.c.id == intent)
+            return conn.execute(query).scalar_one()
+
+    support = signed_in(api, settings, make_operator(engine, vault, "support"))
+    page = support.get("/console/merchants")
+    assert 'id="erase"' not in page.text
+    token = csrf_of(page.text)
+    refused = support.post("/console/customers/erase", {**form, "confirm": "yes", "csrf": token})
+    assert refused.status_code == 403 and customer_of() == customer
+    admin_op = make_operator(engine, vault, "admin")
+    admin = signed_in(api, settings, admin_op)
+    page = admin.get("/console/merchants")
+    assert 'id="erase"' in page.text
+    token = csrf_of(page.text)
+    nobody = admin.post("/console/customers/erase", {**form, "merchant": "mch_none", "csrf": token})
+    assert nobody.status_code == 404
+    ask = admin.post("/console/customers/erase", {**form, "csrf": token})
+    assert ask.status_code == 200 and 'name="confirm"' in ask.text and customer in ask.text
+    assert customer_of() == customer  # asked, not done
+    done = admin.post("/console/customers/erase", {**form, "confirm": "yes", "csrf": token})
+    assert done.status_code == 303, done.text
+    assert done.headers["Location"].endswith("/console/merchants?done=erased")
+    assert "Customer erased." in admin.get("/console/merchants", done="erased").text
+    assert customer_of() == "[erased]"
+    with engine.connect() as conn:
+        (row,) = conn.execute(
+            select(audit_log).where(
+                audit_log.c.actor == f"operator:{admin_op.email}",
+                audit_log.c.action == "customer.erase",
+            )
+        ).all()
+    assert row.source_ip == api.remote_addr and customer not in str(row.after)

@@ -329,6 +329,45 @@ def test_the_cli_erases_and_audits_as_the_os_user(engine, make_merchant, submit)
     assert unknown.stderr == "clearhouse: error: No such merchant: 'mch_nope'\n"
 
 
+def test_an_admin_erases_a_merchants_customer_through_the_operator_api(
+    app, settings, engine, vault, make_merchant, submit
+):
+    from tests.support.operators import make_operator, operator_token
+
+    merchant = make_merchant()["merchant_id"]
+    customer = f"cus_{secrets.token_hex(6)}"
+    intent = submit(merchant, f.card_body(customer=customer, description="Ada"), enqueue=False)
+    client = OwnAddressClient(app)
+    path = f"/v1/operator/merchants/{merchant}/customers/{customer}/erase"
+
+    def as_role(role: str, url: str = path, body=None):
+        op = make_operator(engine, vault, role)
+        auth = {"Authorization": f"Bearer {operator_token(settings, op)}"}
+        return op, client.simulate_post(url, headers=auth, json=body)
+
+    _, support = as_role("support")  # irreversible: admins only
+    assert support.status_code == 403 and support.json["code"] == "insufficient_role"
+    _, nobody = as_role("admin", f"/v1/operator/merchants/mch_none/customers/{customer}/erase")
+    assert nobody.status_code == 404 and nobody.json["code"] == "resource_missing"
+    _, extra = as_role("admin", body={"reason": "asked"})
+    assert extra.status_code == 400 and extra.json["code"] == "parameter_unknown"
+    with engine.connect() as conn:
+        untouched = conn.execute(
+            select(payment_intents).where(payment_intents.c.id == intent)
+        ).one()
+    assert untouched.customer == customer  # the refusals changed nothing
+    admin, got = as_role("admin")
+    assert got.status_code == 200, got.text
+    assert got.json["object"] == "customer_erasure" and got.json["intents_erased"] == 1
+    with engine.connect() as conn:
+        row = conn.execute(select(payment_intents).where(payment_intents.c.id == intent)).one()
+        (audit,) = conn.execute(select(audit_log).where(audit_log.c.target == got.json["id"])).all()
+    assert (row.customer, row.description) == ("[erased]", "[erased]")
+    assert audit.actor == f"operator:{admin.email}" and audit.action == "customer.erase"
+    assert customer not in json.dumps(audit.after)
+    assert _erased_events(engine, merchant) == 1
+
+
 def test_a_database_error_logs_no_customer_data_nor_card_token(engine, vault, make_merchant):
     """SQL parameters are hidden and Postgres's row echo redacted, down to the traceback."""
     merchant = make_merchant()["merchant_id"]

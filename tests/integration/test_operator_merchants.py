@@ -38,6 +38,7 @@ ADMIN_POSTS = (
     "/fraud_threshold",
     "/webhook_url",
     "/rotate_webhook_secret",
+    "/customers/cus_any/erase",
 )
 
 

@@ -1,7 +1,8 @@
 """The blocklist, the merchants and the audit log.
 
 Each action is the operator API's use case, audited with the operator as the actor:
-support adds to and removes from the blocklist, admin suspends and resumes merchants.
+support adds to and removes from the blocklist, admin suspends and resumes merchants
+and erases a merchant's customer (after a confirmation: it cannot be undone).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from intake.console.session import redirect
 from intake.resources.operator.actor import actor_of
 from shared.db.uow import transact
 from shared.domain.fraud import BLOCKLIST_KINDS
-from shared.services import merchant_admin, operator_payments
+from shared.services import erasure, merchant_admin, merchants, operator_payments
 
 PAGE_SIZE = 50
 
@@ -71,7 +72,11 @@ class Merchants(Page):
             rows, has_more = merchant_admin.list_merchants(
                 uow, limit=PAGE_SIZE, starting_after=query.starting_after
             )
-        done = {"suspended": "Merchant suspended.", "resumed": "Merchant resumed."}
+        done = {
+            "suspended": "Merchant suspended.",
+            "resumed": "Merchant resumed.",
+            "erased": "Customer erased.",
+        }
         page(
             req,
             resp,
@@ -100,6 +105,32 @@ class Resume(Page):
         forms.read(forms.Form, req.context.body)
         transact(self._uow, merchant_admin.resume, actor_of(req), merchant_id)
         raise redirect("/console/merchants?done=resumed")
+
+
+class EraseCustomer(Page):
+    console_roles = {"POST": "admin"}
+    accepts_form = True
+
+    def __init__(self, engine, vault):
+        super().__init__(engine)
+        self._vault = vault
+
+    def on_post(self, req, resp) -> None:
+        form = forms.read(forms.Erasure, req.context.body)
+        if form.confirm != "yes":
+            with self._uow() as uow:
+                merchants.require_merchant(uow, form.merchant)  # a 404 page before asking
+            page(req, resp, "confirm_erase.html", merchant=form.merchant, customer=form.customer)
+            return
+
+        def erase(uow):
+            merchants.require_merchant(uow, form.merchant)
+            return erasure.erase_customer(
+                uow, self._vault, form.merchant, form.customer, actor_of(req)
+            )
+
+        transact(self._uow, erase)
+        raise redirect("/console/merchants?done=erased")
 
 
 class Audit(Page):

@@ -24,7 +24,7 @@ from shared.domain import merchant_admin as rules
 from shared.domain.limits import SCOPES as LIMIT_SCOPES
 from shared.domain.validation import ValidationError
 from shared.money import CURRENCIES
-from shared.services import merchant_admin, merchants
+from shared.services import erasure, merchant_admin, merchants
 from shared.services import webhook_endpoints as endpoints
 
 
@@ -234,6 +234,36 @@ RotateWebhookSecret = _merchant_action(
 )
 
 
+class EraseCustomer(AdminResource):
+    """An admin erases one of a merchant's customers, as the merchant's own API call does.
+
+    Admin only: an erasure cannot be undone. The merchant must exist (404
+    otherwise); the customer may be any id, one never seen is erased with
+    nothing to erase, as on the merchant's route.
+    """
+
+    operations = {
+        "POST": Operation(
+            "eraseOperatorMerchantCustomer",
+            TAG,
+            "Erase a merchant's customer's personal data (ids, amounts and the ledger stay)",
+            200,
+            rs.CustomerErasure,
+            body=rq.EraseCustomer,
+            role="admin",
+        )
+    }
+
+    def on_post(self, req, resp, merchant_id: str, customer: str) -> None:
+        parse(rq.EraseCustomer, req.context.body, closed(set()))
+
+        def erase(uow):
+            merchants.require_merchant(uow, merchant_id)
+            return erasure.erase_customer(uow, self._vault, merchant_id, customer, actor_of(req))
+
+        resp.media = self._run(erase)
+
+
 def routes(engine: Engine, vault, settings: Settings) -> list[tuple[str, object]]:
     """The routes of this module, for intake/app.py."""
     deps = (engine, vault, settings)
@@ -247,4 +277,5 @@ def routes(engine: Engine, vault, settings: Settings) -> list[tuple[str, object]
         (f"{base}/fraud_threshold", FraudThreshold(*deps)),
         (f"{base}/webhook_url", WebhookUrl(*deps)),
         (f"{base}/rotate_webhook_secret", RotateWebhookSecret(*deps)),
+        (f"{base}/customers/{{customer}}/erase", EraseCustomer(*deps)),
     ]

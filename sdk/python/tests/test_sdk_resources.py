@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from clearhouse_client import PaymentIntent, Refund, WebhookDelivery, WebhookEndpoint
+from clearhouse_client import (
+    CustomerErasure,
+    PaymentIntent,
+    Refund,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from conftest import Answer, intent
 
 
@@ -107,3 +113,24 @@ def test_webhook_endpoints_create_update_rotate_delete_and_list(api, make_client
     page = {"object": "list", "data": [_endpoint("we_2"), _endpoint()], "has_more": False}
     api.then("/v1/webhook_endpoints", Answer(200, {**page, "url": "/v1/webhook_endpoints"}))
     assert [e.id for e in client.webhook_endpoints.list().auto_paging_iter()] == ["we_2", "we_1"]
+
+
+def test_customers_erase_posts_to_the_quoted_path_and_types_the_erasure(api, make_client):
+    erasure = {
+        "id": "cer_1",
+        "object": "customer_erasure",
+        "intents_erased": 2,
+        "fields": ["customer", "description", "metadata", "client_ip"],
+        "created": 1764700000,
+        "livemode": False,
+    }
+    api.then("/v1/customers/cus%2F1/erase", Answer(200, erasure))
+    client = make_client()
+
+    got = client.customers.erase("cus/1", idempotency_key="e1")
+
+    assert isinstance(got, CustomerErasure) and got.intents_erased == 2
+    assert got.fields == erasure["fields"] and got.raw == erasure
+    (sent,) = api.requests("/v1/customers/cus%2F1/erase")  # a slash can never add a path
+    assert sent.method == "POST" and sent.body == {}
+    assert sent.headers["idempotency-key"] == "e1"

@@ -23,6 +23,7 @@ from clearhouse_client.errors import (
 )
 from clearhouse_client.objects import (
     Balance,
+    CustomerErasure,
     DailyReport,
     DailyReportRow,
     Event,
@@ -30,6 +31,7 @@ from clearhouse_client.objects import (
     PeriodReport,
     PeriodReportRow,
     Refund,
+    Review,
     Settlement,
     WebhookDelivery,
     WebhookEndpoint,
@@ -45,6 +47,7 @@ __all__ = [
     "Balance",
     "ClearhouseError",
     "Client",
+    "CustomerErasure",
     "DailyReport",
     "DailyReportRow",
     "PeriodReport",
@@ -60,6 +63,7 @@ __all__ = [
     "RateLimitError",
     "Refund",
     "RetryPolicy",
+    "Review",
     "Settlement",
     "SignatureVerificationError",
     "Webhook",

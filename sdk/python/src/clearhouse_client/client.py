@@ -12,6 +12,7 @@ from clearhouse_client._retry import NO_RETRIES, RetryPolicy
 from clearhouse_client.offline import OfflineQueue, default_path
 from clearhouse_client.resources import (
     BalanceResource,
+    Customers,
     Events,
     PaymentIntents,
     Refunds,
@@ -67,6 +68,7 @@ class Client:
         self.webhook_deliveries = WebhookDeliveries(self._requestor)
         self.webhook_endpoints = WebhookEndpoints(self._requestor)
         self.balance = BalanceResource(self._requestor)
+        self.customers = Customers(self._requestor)
         self.reports = Reports(self._requestor)
         self._offline_path = offline_path or default_path()
         self._offline_retry = offline_retry

@@ -129,11 +129,36 @@ class Settlement(ApiObject):
     created: int = 0
 
 
+@dataclass
+class Review(ApiObject):
+    """A review opened on an intent scored into the review band (``review.opened``)."""
+
+    id: str = ""
+    object: str = "review"
+    payment_intent: str = ""
+    reason: str = ""
+    risk_level: str = ""
+    risk_score: int = 0
+
+
+@dataclass
+class CustomerErasure(ApiObject):
+    """A customer's personal data erased from its payments (``customer.erased``)."""
+
+    id: str = ""
+    object: str = "customer_erasure"
+    intents_erased: int = 0
+    fields: list[str] = field(default_factory=list)
+    created: int = 0
+
+
 # The object an event carries, by its "object" field.
 EVENT_OBJECTS: dict[str, type[ApiObject]] = {
     "payment_intent": PaymentIntent,
     "refund": Refund,
     "settlement": Settlement,
+    "review": Review,
+    "customer_erasure": CustomerErasure,
 }
 
 

@@ -9,6 +9,7 @@ from clearhouse_client._requestor import Requestor, path_for
 from clearhouse_client.objects import (
     ApiObject,
     Balance,
+    CustomerErasure,
     DailyReport,
     Event,
     PaymentIntent,
@@ -251,6 +252,19 @@ class BalanceResource(_Resource):
 
     def retrieve(self) -> Balance:
         return self._one("GET", "/v1/balance")
+
+
+class Customers(_Resource):
+    kind = CustomerErasure
+
+    def erase(self, customer: str, *, idempotency_key: str | None = None) -> CustomerErasure:
+        """Erase a customer's personal data from its payments (scope ``customers:write``).
+
+        Ids, amounts, statuses and the ledger stay. Idempotent: a repeat answers the
+        same erasure and erases what has appeared since.
+        """
+        path = path_for("/v1/customers/{}/erase", customer)
+        return self._one("POST", path, body={}, idempotency_key=idempotency_key)
 
 
 class Reports(_Resource):
