@@ -146,6 +146,24 @@ def _code(body: bytes) -> str | None:
         return None
 
 
+def shed_answer_checks(status: int, resp, body: bytes) -> Counter:
+    """Counts of what a shed answer carried: Retry-After, problem+json (issue 12, item 5)."""
+    kind = f"shed_{status}"
+    problem = resp.getheader("Content-Type", "").startswith("application/problem+json")
+    try:
+        doc = json.loads(body)
+        problem = problem and all(k in doc for k in ("type", "title", "status", "detail"))
+    except ValueError:
+        problem = False
+    return Counter(
+        {
+            kind: 1,
+            f"{kind}_retry_after": int(bool(resp.getheader("Retry-After"))),
+            f"{kind}_problem_json": int(problem),
+        }
+    )
+
+
 def generate(cfg: dict) -> dict:
     """Drive the load described by ``cfg``; return raw per-request figures."""
     from tests.load.mix import idempotency_key, intent_body
@@ -200,8 +218,13 @@ def generate(cfg: dict) -> dict:
                         break
                 if resp.status != 202:
                     kind = f"http_{resp.status}"
-                    # Admission control's refusal (MAX_BACKLOG), told from an outage's 503.
-                    shed = resp.status == 503 and _code(answer) == "overloaded"
+                    # Admission control's refusal (MAX_BACKLOG), told from an outage's 503,
+                    # or a rate limit's 429: load the API turned away, on purpose.
+                    shed = resp.status == 429 or (
+                        resp.status == 503 and _code(answer) == "overloaded"
+                    )
+                    if shed:
+                        my_counts.update(shed_answer_checks(resp.status, resp, answer))
             except Exception as exc:  # noqa: BLE001 - every failure is counted by kind
                 kind = type(exc).__name__
                 conn.close()
@@ -561,26 +584,30 @@ class Run:
 
     # -- load ----------------------------------------------------------------
 
-    def drive(self) -> dict:
+    def drive(self, rate: float | None = None, label: str = "loadgen") -> dict:
+        """Offer ``rate`` intents/s (BENCH_RATE) for the warm-up and the window; the result."""
         o = self.opts
+        rate = rate or o["rate"]
+        connections = o["connections"] if rate == o["rate"] else _connections_for(rate)
+        self.offered_rate = rate
         t0 = time.time() + 1.5  # time for the generator to import and fetch a token
         cfg = {
             "host": "127.0.0.1",
             "port": self.port,
             "client_id": self.merchant["client_id"],
             "client_secret": self.merchant["client_secret"],
-            "rate": o["rate"],
-            "threads": o["connections"],
+            "rate": rate,
+            "threads": connections,
             "t0": t0,
             "warmup_s": o["warmup_s"],
             "duration_s": o["duration_s"],
         }
-        gen, work = self._spawn_generator(cfg)
+        gen, work = self._spawn_generator(cfg, label)
         groups = {name: p.proc.pid for name, p in self.procs.items()}
         sampler = CpuSampler(groups)
         self.window = (t0 + o["warmup_s"], t0 + o["warmup_s"] + o["duration_s"])
         log(
-            f"load: {o['rate']}/s offered, {o['connections']} connections, "
+            f"load ({label}): {rate}/s offered, {connections} connections, "
             f"warm-up {o['warmup_s']} s, measured {o['duration_s']} s"
         )
         self._sleep_until(self.window[0], gen)
@@ -862,12 +889,13 @@ class Run:
         except redis.RedisError:
             return None
 
-    def drain(self) -> float:
-        """Wait (at most BENCH_DRAIN_S in all) for intents to leave processing and,
-        with BENCH_WEBHOOKS=1, for the deliveries of in-window events to finish."""
+    def drain(self, limit_s: float | None = None) -> float:
+        """Wait (at most BENCH_DRAIN_S, or ``limit_s``, in all) for intents to leave processing
+        and, with BENCH_WEBHOOKS=1, for the deliveries of in-window events to finish."""
         from sqlalchemy import text
 
-        deadline = time.monotonic() + self.opts["drain_s"]
+        limit_s = limit_s or self.opts["drain_s"]
+        deadline = time.monotonic() + limit_s
         started = time.monotonic()
         intents_done = False
         ws, we = self.window
@@ -896,7 +924,7 @@ class Run:
                 return round(waited, 1)
             if time.monotonic() > deadline:
                 log(
-                    f"after {self.opts['drain_s']} s: {left} intents still processing, "
+                    f"after {limit_s} s: {left} intents still processing, "
                     f"{hooks} in-window webhook deliveries pending"
                 )
                 return round(time.monotonic() - started, 1)
@@ -955,7 +983,8 @@ class Run:
             },
         }
 
-    def figures(self, gen: dict, drain_s: float) -> dict:
+    def figures(self, gen: dict, drain_s: float, last: bool = True) -> dict:
+        """The window's figures; ``last``: the run's last window (the sink is read then)."""
         from sqlalchemy import text
 
         o = self.opts
@@ -1050,17 +1079,20 @@ class Run:
         warmup_errors = {k[7:]: v for k, v in gen["errors"].items() if k.startswith("warmup:")}
         total_gen_time = o["warmup_s"] + dur
         logs = {name: _log_problems(proc.output()) for name, proc in self.procs.items()}
-        hooks = self.webhook_figures(self._collect_sink()) if self.opts["webhooks"] else {}
+        hooks = self.webhook_figures(self._collect_sink()) if o["webhooks"] and last else {}
         return {
             "accepted_per_s": round(counts.get("accepted_in_window", 0) / dur, 2),
             "completed_per_s": round(completed / dur, 2),
             "shed_per_s": round(counts.get("shed", 0) / dur, 2),
+            # Every shed answer of the phase (warm-up too): how many carried Retry-After
+            # and a problem+json body.
+            "shed_answers": {k: v for k, v in sorted(counts.items()) if k.startswith("shed_")},
             "accept_latency_ms": percentiles(lat),
             "e2e_latency_ms": e2e,
             "instant_settle_latency_ms": trio(settle),
             **hooks,
             "errors": {"count": sum(errors.values()), "by_kind": errors},
-            "offered_rate": o["rate"],
+            "offered_rate": self.offered_rate,
             "sent_per_s": round(counts.get("sent", 0) / dur, 2),
             "unsent": counts.get("unsent", 0),
             "duration_s": dur,
