@@ -415,9 +415,12 @@ def _stop(proc, timeout: float = 20) -> None:
 
 
 class Run:
-    def __init__(self, index: int, opts: dict):
+    def __init__(self, index: int, opts: dict, template: str | None = None, report: bool = False):
         self.index = index
         self.opts = opts
+        # BENCH_PRELOAD: the database is a copy of this template; ``report`` times the
+        # daily report on it first (tests/load/preload.py).
+        self.template, self.report = template, report
         self.procs: dict = {}
         from shared.config import with_user
 
@@ -446,6 +449,11 @@ class Run:
             from tests.support import rabbitmq
 
             self.env["BROKER_URL"] = rabbitmq.vhost_url(os.environ["BROKER_URL"], self.db_name)
+        if opts["backlog_economy"]:
+            # Admission control counts every processing intent: with the economy backlog
+            # past MAX_BACKLOG it would refuse every create of the measured phase, which
+            # would measure admission control (BENCH_OVERLOAD does), not priority isolation.
+            self.env["MAX_BACKLOG"] = "0"
         if opts["webhooks"]:
             # The sink listens on 127.0.0.1, which the SSRF policy refuses by default.
             self.env["WEBHOOK_ALLOW_PRIVATE"] = "true"
@@ -468,6 +476,16 @@ class Run:
 
         log(f"run {self.index + 1}: database {self.db_name}, redis db {self.opts['redis_db']}")
         self.db_created = True  # from here on, drop it at the end even if upgrade fails
+        if self.template:
+            from tests.load import preload
+
+            preload.copy_database(self.env["MIGRATION_DATABASE_URL"], self.template, self.db_name)
+            log(f"run {self.index + 1}: a copy of {self.template}")
+            if self.report:
+                self.daily_report = preload.daily_report(
+                    self.env["DATABASE_URL"], self.opts["preload"], self.opts["preload_day_intents"]
+                )
+                log(f"preload: daily report {self.daily_report}")
         upgrade(self.env["MIGRATION_DATABASE_URL"])
         r = redis.Redis.from_url(self.env["REDIS_URL"])
         r.flushdb()
@@ -1169,9 +1187,20 @@ class Run:
             self.setup()
             self.start_stack()
             self.smoke()
-            gen = self.drive()
-            drain_s = self.drain()
-            fig = self.figures(gen, drain_s)
+            from tests.load import modes
+
+            if self.opts["backlog_economy"]:
+                fig = modes.backlog(self)
+            elif self.opts["overload"]:
+                fig = modes.overload(self)
+            else:
+                gen = self.drive()
+                drain_s = self.drain()
+                fig = self.figures(gen, drain_s)
+            if self.template:
+                fig["preloaded"] = self.opts["preload"]
+            if getattr(self, "daily_report", None):
+                fig["preload_daily_report"] = self.daily_report
             if self.opts["reference"]:
                 fig["reference"] = self.reference()
             failed = False
@@ -1212,6 +1241,9 @@ MEDIAN_KEYS = (
     "webhook_first_attempt_latency_ms",
     "webhooks",
     "reference",
+    "backlog",
+    "half_load",
+    "overload",
 )
 
 
@@ -1260,7 +1292,8 @@ def summarize(runs: list[dict], opts: dict) -> dict:
                 "loadgen": f"threads+http.client, {opts['connections']} connections, open loop",
                 "batch_max": d.batch_max,
                 "batch_interval_ms": d.batch_interval_ms,
-                "max_backlog": d.max_backlog,
+                "max_backlog": 0 if opts["backlog_economy"] else d.max_backlog,
+                "mode": mode_name(opts),
                 "auth_max_attempts": d.auth_max_attempts,
                 "auth_retry_base_s": d.auth_retry_base_s,
                 "workers (from deploy/Procfile)": {
@@ -1272,6 +1305,18 @@ def summarize(runs: list[dict], opts: dict) -> dict:
         }
     )
     return top
+
+
+def mode_name(opts: dict) -> str:
+    """What the run measured, for the JSON's settings."""
+    parts = []
+    if opts["backlog_economy"]:
+        parts.append(f"backlog_economy={opts['backlog_economy']}")
+    elif opts["overload"]:
+        parts.append("overload")
+    if opts["preload"]:
+        parts.append(f"preload={opts['preload']}")
+    return ", ".join(parts) or "steady"
 
 
 def _amqp(url: str) -> bool:
@@ -1305,6 +1350,13 @@ def options() -> dict:
         "webhooks": os.environ.get("BENCH_WEBHOOKS", "0").strip() == "1",
         "redis_db": _env_int("BENCH_REDIS_DB", REDIS_DB),
         "broker": "rabbitmq" if _amqp(os.environ.get("BROKER_URL", "")) else "redis",
+        # Issue 12's long modes (tests/load/modes.py, tests/load/preload.py).
+        "backlog_economy": max(0, _env_int("BENCH_BACKLOG_ECONOMY", 0)),
+        "overload": os.environ.get("BENCH_OVERLOAD", "0").strip() == "1",
+        "overload_probe_rate": _env_float("BENCH_OVERLOAD_PROBE_RATE", 400),
+        "rate_given": bool(os.environ.get("BENCH_RATE", "").strip()),
+        "preload": max(0, _env_int("BENCH_PRELOAD", 0)),
+        "preload_day_intents": max(1, _env_int("BENCH_PRELOAD_DAY_INTENTS", 1_000_000)),
         "keep_db": os.environ.get("BENCH_KEEP_DB", "") == "1",
         "keep_logs": os.environ.get("BENCH_KEEP_LOGS", "") == "1",
         "wait_for_api": os.environ.get("BENCH_WAIT_FOR_API", "1") == "1",
@@ -1314,6 +1366,20 @@ def options() -> dict:
 def _connections_for(rate: float) -> int:
     # Enough threads that a few slow requests do not stall the schedule.
     return min(128, max(8, math.ceil(rate / 5)))
+
+
+def _preload_template(opts: dict) -> dict:
+    """The template database of BENCH_PRELOAD intents (built the first time)."""
+    from shared.config import with_user
+    from tests.load import preload
+
+    base_db = os.environ.get(
+        "DATABASE_URL", "postgresql+psycopg2://clearhouse_app@127.0.0.1:5432/clearhouse"
+    )
+    admin = os.environ.get("MIGRATION_DATABASE_URL") or with_user(base_db)
+    return preload.ensure_template(
+        admin, base_db, opts["preload"], opts["preload_day_intents"], log
+    )
 
 
 def _on_sigterm(signum, frame):
@@ -1332,10 +1398,16 @@ def main() -> int:
         f"{opts['runs']} run(s) at {opts['rate']}/s for {opts['duration_s']} s "
         f"(+{opts['warmup_s']} s warm-up), {os.cpu_count()} CPUs"
     )
-    runs = []
+    runs, empty, preload = [], [], None
     try:
+        if opts["preload"]:
+            preload = _preload_template(opts)
         for i in range(opts["runs"]):
-            fig = Run(i, opts).execute()
+            if preload:
+                # The same load on an empty database first: the flat-cost ratio's base.
+                empty.append(Run(i, opts).execute())
+            template = preload["template"] if preload else None
+            fig = Run(i, opts, template, report=bool(preload) and i == 0).execute()
             runs.append(fig)
             log(
                 f"run {i + 1}: accepted {fig['accepted_per_s']}/s, completed "
@@ -1356,6 +1428,16 @@ def main() -> int:
         log("interrupted; children stopped")
         return 130
     summary = summarize(runs, opts)
+    if preload:
+        from tests.load.preload import flat_cost
+
+        summary["preload"] = {
+            "intents": opts["preload"],
+            **preload,
+            **flat_cost(empty, runs),
+            "daily_report": runs[0].get("preload_daily_report"),
+        }
+        summary["empty_database_runs"] = empty
     RESULTS_FILE.write_text(json.dumps(summary, indent=2) + "\n")
     log(f"wrote {RESULTS_FILE.name}")
     print(json.dumps(summary), flush=True)
