@@ -69,19 +69,19 @@ def migration_head(url: str) -> str:
     return ScriptDirectory.from_config(make_config(url)).get_current_head()
 
 
-def _admin(url: str):
-    """An AUTOCOMMIT connection to the server's maintenance database (as the superuser)."""
+def _on_server(admin_url: str, sql: str, **params):
+    """Run ``sql`` on the server's maintenance database (AUTOCOMMIT, the superuser); its rows."""
     from sqlalchemy.engine import make_url
 
     from shared.db.migrate import _maintenance_connect
 
-    return _maintenance_connect(make_url(url))
-
-
-def _exists(conn, name: str) -> bool:
-    return bool(
-        conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
-    )
+    engine, conn = _maintenance_connect(make_url(admin_url))
+    try:
+        result = conn.execute(text(sql), params)
+        return result.all() if result.returns_rows else None
+    finally:
+        conn.close()
+        engine.dispose()
 
 
 def ensure_template(admin_url: str, app_url: str, n: int, per_day: int, log) -> dict:
@@ -90,14 +90,9 @@ def ensure_template(admin_url: str, app_url: str, n: int, per_day: int, log) -> 
     from shared.db.migrate import drop_database, upgrade
 
     name = template_name(n, migration_head(admin_url))
-    engine, conn = _admin(admin_url)
-    try:
-        if _exists(conn, name):
-            log(f"preload: reusing template {name}")
-            return {"template": name, "built_s": None}
-    finally:
-        conn.close()
-        engine.dispose()
+    if _on_server(admin_url, "SELECT 1 FROM pg_database WHERE datname = :n", n=name):
+        log(f"preload: reusing template {name}")
+        return {"template": name, "built_s": None}
     building = f"{name}_building"
     log(f"preload: building template {name} ({n} intents, {per_day} a day); once")
     began = time.monotonic()
@@ -114,12 +109,7 @@ def ensure_template(admin_url: str, app_url: str, n: int, per_day: int, log) -> 
     finally:
         owner.dispose()
     dispose_engines()
-    engine, conn = _admin(admin_url)
-    try:
-        conn.execute(text(f'ALTER DATABASE "{building}" RENAME TO "{name}"'))
-    finally:
-        conn.close()
-        engine.dispose()
+    _on_server(admin_url, f'ALTER DATABASE "{building}" RENAME TO "{name}"')
     built = round(time.monotonic() - began, 1)
     log(f"preload: template {name} built in {built} s")
     return {"template": name, "built_s": built}
@@ -157,12 +147,7 @@ def generate(app_url: str, n: int, per_day: int, day, log) -> None:
 
 def copy_database(admin_url: str, template: str, name: str) -> None:
     """CREATE DATABASE ``name`` TEMPLATE ``template`` (nobody may be connected to it)."""
-    engine, conn = _admin(admin_url)
-    try:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-    finally:
-        conn.close()
-        engine.dispose()
+    _on_server(admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
 
 
 def daily_report(app_url: str, n: int, per_day: int) -> dict:
