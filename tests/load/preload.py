@@ -123,6 +123,7 @@ def generate(app_url: str, n: int, per_day: int, day, log) -> None:
     """N intents from ``day`` on, per_day a day, with transfers, events, deliveries, attempts."""
     start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
     spacing = timedelta(seconds=86400 / per_day)
+    origin = start - spacing
     engine = create_engine(app_url)
     try:
         with engine.begin() as conn:
@@ -130,9 +131,10 @@ def generate(app_url: str, n: int, per_day: int, day, log) -> None:
                 conn.execute(text(sql), {"merchants": rb.MERCHANTS})
         for lo in range(1, n + 1, PRELOAD_BATCH):
             hi = min(n, lo + PRELOAD_BATCH - 1)
-            # Intent g is created at start + g * spacing: this batch's window.
-            window = {"since": start + lo * spacing, "until": start + (hi + 1) * spacing}
-            params = {"merchants": rb.MERCHANTS, "lo": lo, "hi": hi, "day": start}
+            # Intent g is created at origin + g * spacing (the first at midnight): this
+            # batch's window.
+            window = {"since": origin + lo * spacing, "until": origin + (hi + 1) * spacing}
+            params = {"merchants": rb.MERCHANTS, "lo": lo, "hi": hi, "day": origin}
             with engine.begin() as conn:
                 conn.execute(text(rb.INTENTS), {**params, "spacing": spacing})
                 for sql in rb.TRANSFERS:
