@@ -58,6 +58,9 @@ def test_the_preload_template_is_built_once_reused_and_copied_whole():
                     text("SELECT max(created_at) < date_trunc('day', now()) FROM payment_intents")
                 ).scalar_one()
                 assert newest
+                # None is left in the outbox: a relay would send them all.
+                unsent = select(func.count()).where(payment_intents.c.enqueued_at.is_(None))
+                assert conn.execute(unsent).scalar_one() == 0
         finally:
             engine.dispose()
         # The ledger it holds balances: the first day reconciles and seals.

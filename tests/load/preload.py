@@ -28,6 +28,9 @@ from tests.load import report_bench as rb
 
 PRELOAD_BATCH = 200_000
 TEMPLATE_PREFIX = "clearhouse_bench_tpl_"
+# Part of the template's name: a change to what is generated must build a new one too.
+# 2: every intent enqueued long ago (the relay took a template of 1 for its outbox).
+GENERATION = 2
 
 # One event per intent (its final status), one succeeded delivery, one attempt.
 EVENTS = """
@@ -52,8 +55,8 @@ SELECT id, 1, 200, 12, 'succeeded', created_at FROM d
 
 
 def template_name(n: int, head: str) -> str:
-    """The template's name: a new N or a new migration head is a new template."""
-    return f"{TEMPLATE_PREFIX}{n}_{head}"
+    """The template's name: a new N, migration head or generation is a new template."""
+    return f"{TEMPLATE_PREFIX}{n}_{head}_g{GENERATION}"
 
 
 def first_day(n: int, per_day: int, today):

@@ -42,17 +42,18 @@ ACCOUNTS = [
     " FROM generate_series(0, :merchants - 1) m, unnest(ARRAY['USD', 'EUR']) c,"
     " unnest(ARRAY['pending', 'available']) k",
 ]
-# Intents :lo to :hi, one every :spacing from :day (a batch of a bigger load, or all of it).
+# Intents :lo to :hi, one every :spacing from :day (a batch of a bigger load, or all of it);
+# long since sent on by the relay (enqueued_at), or a relay started on them would send them all.
 INTENTS = f"""INSERT INTO payment_intents (id, merchant_id, amount, currency, status, stage,
         capture_method, priority, pm_type, payer_key, amount_received, fee_amount,
-        settlement_status, created_at, updated_at, stage_changed_at, finalized_at)
+        settlement_status, created_at, updated_at, stage_changed_at, finalized_at, enqueued_at)
     SELECT 'pi_' || g, 'mch_' || (g % :merchants), 1000 + (g * 7919) % 100000,
         CASE WHEN g % 3 = 0 THEN 'EUR' ELSE 'USD' END, s, 'authorized', 'automatic',
         'standard', 'card', 'payer_' || (g % 5000),
         CASE WHEN s = 'succeeded' THEN 1000 + (g * 7919) % 100000 ELSE 0 END,
         CASE WHEN s = 'succeeded' THEN (1000 + (g * 7919) % 100000) * 29 / 1000 + 30 END,
         CASE WHEN s <> 'succeeded' THEN NULL WHEN g % 20 < 10 THEN 'settled' ELSE 'pending' END,
-        t, t, t, t
+        t, t, t, t, t
     FROM (SELECT g, {_STATUS} AS s, :day + g * :spacing AS t
           FROM generate_series(:lo, :hi) g) x"""
 # The transfers of the intents created in [:since, :until), as the ledger service makes them.
