@@ -115,7 +115,7 @@ refresh_tokens = Table(
     Column("family_expires_at", DateTime(timezone=True)),
     # Revoking a client revokes every refresh token it holds (0009).
     Index("ix_refresh_tokens_client", "client_id"),
-    # Retention takes the tokens dead longest first: expired or revoked (0019).
+    # Retention takes the tokens dead longest first: expired or revoked (0021).
     Index("ix_refresh_tokens_dead", text(REFRESH_DEAD_SINCE)),
 )
 
@@ -150,7 +150,7 @@ limit_counters = Table(
     Column("key", Text, primary_key=True),
     Column("used", Money, nullable=False, server_default=text("0")),
     CheckConstraint("used >= 0", name="limit_counters_used_nonnegative"),
-    # Retention takes the counters of windows that ended longest ago (0019).
+    # Retention takes the counters of windows that ended longest ago (0021).
     Index("ix_limit_counters_window", text(COUNTER_WINDOW_END)),
 )
 

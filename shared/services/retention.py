@@ -76,7 +76,7 @@ _PRUNE_KEYS = text(
     " ORDER BY created_at LIMIT :n FOR UPDATE SKIP LOCKED)"
 )
 
-# Windows that ended longest ago first, through ix_limit_counters_window (0019).
+# Windows that ended longest ago first, through ix_limit_counters_window (0021).
 _PRUNE_COUNTERS = text(
     "DELETE FROM limit_counters WHERE key IN ("
     f" SELECT key FROM limit_counters WHERE {COUNTER_WINDOW_END}"
@@ -84,7 +84,7 @@ _PRUNE_COUNTERS = text(
     f" ORDER BY {COUNTER_WINDOW_END} LIMIT :n FOR UPDATE SKIP LOCKED)"
 )
 
-# Dead longest first, through ix_refresh_tokens_dead (0019).
+# Dead longest first, through ix_refresh_tokens_dead (0021).
 _PRUNE_TOKENS = text(
     "DELETE FROM refresh_tokens WHERE token_hash IN ("
     f" SELECT token_hash FROM refresh_tokens WHERE {REFRESH_DEAD_SINCE} < {_AGE}"

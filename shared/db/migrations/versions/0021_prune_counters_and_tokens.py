@@ -10,7 +10,7 @@ Built ``CONCURRENTLY``, as 0018's: both tables are written on the hot path
 (every limits batch, every token refresh). Each index is dropped before it is
 built, so a build that failed half-way (an invalid index) is redone.
 
-Revision ID: 0019
+Revision ID: 0021
 Revises: 0018
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0019"
+revision: str = "0021"
 down_revision: str | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
