@@ -211,7 +211,13 @@ MIN_IDEMPOTENCY_RETENTION_H = 24
 # Retention periods in days are at least one: 0 would purge card data the
 # moment a payment ends, a typo rather than a policy.
 MIN_RETENTION_DAYS = 1
-_RETENTION_DAYS = ("card_retention_days", "webhook_attempt_retention_days", "event_retention_days")
+_RETENTION_DAYS = (
+    "card_retention_days",
+    "webhook_attempt_retention_days",
+    "event_retention_days",
+    "limit_counter_retention_days",
+    "refresh_token_retention_days",
+)
 
 
 @dataclass(frozen=True)
@@ -290,6 +296,11 @@ class Settings:
     card_retention_days: int = 30
     webhook_attempt_retention_days: int = 30
     event_retention_days: int = 90
+    # Limit counters are pruned this many days after their window (day or
+    # month) ended; refresh tokens this many days after they expired or were
+    # revoked (kept a while so an operator can still see a revoked family).
+    limit_counter_retention_days: int = 2
+    refresh_token_retention_days: int = 7
     retention_interval_s: float = 3600.0
     retention_batch: int = 200
     max_body_bytes: int = 64 * 1024
@@ -425,6 +436,12 @@ class Settings:
                 "WEBHOOK_ATTEMPT_RETENTION_DAYS", d.webhook_attempt_retention_days
             ),
             event_retention_days=_int("EVENT_RETENTION_DAYS", d.event_retention_days),
+            limit_counter_retention_days=_int(
+                "LIMIT_COUNTER_RETENTION_DAYS", d.limit_counter_retention_days
+            ),
+            refresh_token_retention_days=_int(
+                "REFRESH_TOKEN_RETENTION_DAYS", d.refresh_token_retention_days
+            ),
             retention_interval_s=_float("RETENTION_INTERVAL_S", d.retention_interval_s),
             retention_batch=max(1, _int("RETENTION_BATCH", d.retention_batch)),
             max_body_bytes=_int("MAX_BODY_BYTES", d.max_body_bytes),

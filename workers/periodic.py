@@ -52,6 +52,18 @@ def prune_events(self, uow, more=None):
     return _batch(self, uow, "prune_events", retention.prune_events, days)
 
 
+@task("clearhouse.scheduler.prune_limit_counters")
+def prune_limit_counters(self, uow, more=None):
+    days = self.settings.limit_counter_retention_days
+    return _batch(self, uow, "prune_limit_counters", retention.prune_limit_counters, days)
+
+
+@task("clearhouse.scheduler.prune_refresh_tokens")
+def prune_refresh_tokens(self, uow, more=None):
+    days = self.settings.refresh_token_retention_days
+    return _batch(self, uow, "prune_refresh_tokens", retention.prune_refresh_tokens, days)
+
+
 def _batch(task, uow, step: str, job, age: int) -> int:
     limit = task.settings.retention_batch
     done = job(uow, age, limit)

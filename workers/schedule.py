@@ -36,6 +36,14 @@ def beat_schedule(settings: Settings) -> dict[str, dict]:
             "task": "clearhouse.scheduler.prune_events",
             "schedule": retention,
         },
+        "prune-limit-counters": {
+            "task": "clearhouse.scheduler.prune_limit_counters",
+            "schedule": retention,
+        },
+        "prune-refresh-tokens": {
+            "task": "clearhouse.scheduler.prune_refresh_tokens",
+            "schedule": retention,
+        },
         "dispatch-due-webhooks": {
             "task": "clearhouse.scheduler.dispatch_webhooks",
             "schedule": settings.webhook_dispatch_interval_s,

@@ -45,6 +45,8 @@ STEPS = {
     "prune_webhook_attempts": Step("clearhouse.scheduler.prune_webhook_attempts", MAINTENANCE),
     "prune_events": Step("clearhouse.scheduler.prune_events", MAINTENANCE),
     "prune_idempotency_keys": Step("clearhouse.scheduler.prune_idempotency_keys", MAINTENANCE),
+    "prune_limit_counters": Step("clearhouse.scheduler.prune_limit_counters", MAINTENANCE),
+    "prune_refresh_tokens": Step("clearhouse.scheduler.prune_refresh_tokens", MAINTENANCE),
 }
 
 # The step that takes an intent waiting at each stage (the re-drive uses it).

@@ -93,6 +93,11 @@ api_clients = Table(
     Index("ix_api_clients_revoked", "revoked_at", postgresql_where=text("revoked_at IS NOT NULL")),
 )
 
+# When a refresh token stopped being usable: LEAST ignores NULL, so a token
+# never revoked ends at its expiry. Retention filters and sorts on exactly this
+# expression, so that ix_refresh_tokens_dead serves it.
+REFRESH_DEAD_SINCE = "LEAST(expires_at, revoked_at)"
+
 refresh_tokens = Table(
     "refresh_tokens",
     metadata,
@@ -110,6 +115,8 @@ refresh_tokens = Table(
     Column("family_expires_at", DateTime(timezone=True)),
     # Revoking a client revokes every refresh token it holds (0009).
     Index("ix_refresh_tokens_client", "client_id"),
+    # Retention takes the tokens dead longest first: expired or revoked (0021).
+    Index("ix_refresh_tokens_dead", text(REFRESH_DEAD_SINCE)),
 )
 
 merchant_limits = Table(
@@ -125,6 +132,17 @@ merchant_limits = Table(
     PrimaryKeyConstraint("merchant_id", "currency", "scope"),
 )
 
+# The last day of a limit counter's window, read from its key
+# (shared/domain/limits.py counter_keys: "...:d:YYYY-MM-DD" or "...:m:YYYY-MM";
+# a month's "-31" sorts after its last day; NULL for any other key). Text
+# compared byte-wise (COLLATE "C"): ISO dates sort as text. Retention filters
+# and sorts on exactly this expression, so that ix_limit_counters_window serves it.
+COUNTER_WINDOW_END = (
+    "(CASE WHEN substr(key, length(key) - 12, 3) = ':d:' THEN right(key, 10)"
+    " WHEN substr(key, length(key) - 9, 3) = ':m:' THEN right(key, 7) || '-31'"
+    ' END COLLATE "C")'
+)
+
 # Running totals reserved against limits, one row per (subject, period).
 limit_counters = Table(
     "limit_counters",
@@ -132,6 +150,8 @@ limit_counters = Table(
     Column("key", Text, primary_key=True),
     Column("used", Money, nullable=False, server_default=text("0")),
     CheckConstraint("used >= 0", name="limit_counters_used_nonnegative"),
+    # Retention takes the counters of windows that ended longest ago (0021).
+    Index("ix_limit_counters_window", text(COUNTER_WINDOW_END)),
 )
 
 blocklist = Table(

@@ -15,7 +15,16 @@ later batch), and finds its candidates through an index of its own (migration
 - webhook attempts (and the receivers' answers they store) older than ``days``;
 - events older than ``days``, with their deliveries and those deliveries'
   attempts, unless a delivery of theirs is still pending (due or retrying);
-- idempotency keys past their retention (never less than 24 h).
+- idempotency keys past their retention (never less than 24 h);
+- limit counters of windows (a day, a month) that ended ``days`` ago: a
+  reservation only ever counts against the window it was made in, and a late
+  release (a hold expiring days later) of a pruned counter updates no row,
+  which is right, as no new reservation can reach that window;
+- refresh tokens that expired or were revoked ``days`` ago: such a token is
+  refused whether its row is there or not (reuse detection only acts on a
+  live token), so removing it changes no answer.
+
+``audit_log`` is append-only (a trigger refuses DELETE) and is not pruned.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from shared.config import MIN_IDEMPOTENCY_RETENTION_H
+from shared.db.tables import COUNTER_WINDOW_END, REFRESH_DEAD_SINCE
 from shared.db.uow import UnitOfWork
 from shared.domain.intent import FINAL_STATUSES
 
@@ -66,6 +76,21 @@ _PRUNE_KEYS = text(
     " ORDER BY created_at LIMIT :n FOR UPDATE SKIP LOCKED)"
 )
 
+# Windows that ended longest ago first, through ix_limit_counters_window (0021).
+_PRUNE_COUNTERS = text(
+    "DELETE FROM limit_counters WHERE key IN ("
+    f" SELECT key FROM limit_counters WHERE {COUNTER_WINDOW_END}"
+    "  < to_char((now() AT TIME ZONE 'UTC')::date - :days, 'YYYY-MM-DD')"
+    f" ORDER BY {COUNTER_WINDOW_END} LIMIT :n FOR UPDATE SKIP LOCKED)"
+)
+
+# Dead longest first, through ix_refresh_tokens_dead (0021).
+_PRUNE_TOKENS = text(
+    "DELETE FROM refresh_tokens WHERE token_hash IN ("
+    f" SELECT token_hash FROM refresh_tokens WHERE {REFRESH_DEAD_SINCE} < {_AGE}"
+    f" ORDER BY {REFRESH_DEAD_SINCE} LIMIT :n FOR UPDATE SKIP LOCKED)"
+)
+
 
 def purge_card_data(uow: UnitOfWork, days: int, limit: int) -> int:
     """Drop the card token of up to ``limit`` intents final for ``days`` days; how many."""
@@ -86,3 +111,13 @@ def prune_idempotency_keys(uow: UnitOfWork, hours: int, limit: int) -> int:
     """Delete up to ``limit`` keys older than ``hours`` (floored at 24 h here too)."""
     hours = max(hours, MIN_IDEMPOTENCY_RETENTION_H)
     return uow.conn.execute(_PRUNE_KEYS, {"hours": hours, "n": limit}).rowcount
+
+
+def prune_limit_counters(uow: UnitOfWork, days: int, limit: int) -> int:
+    """Delete up to ``limit`` limit counters whose window ended ``days`` ago; how many."""
+    return uow.conn.execute(_PRUNE_COUNTERS, {"days": days, "n": limit}).rowcount
+
+
+def prune_refresh_tokens(uow: UnitOfWork, days: int, limit: int) -> int:
+    """Delete up to ``limit`` refresh tokens expired or revoked ``days`` ago; how many."""
+    return uow.conn.execute(_PRUNE_TOKENS, {"days": days, "n": limit}).rowcount

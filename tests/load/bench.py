@@ -146,6 +146,24 @@ def _code(body: bytes) -> str | None:
         return None
 
 
+def shed_answer_checks(status: int, resp, body: bytes) -> Counter:
+    """Counts of what a shed answer carried: Retry-After, problem+json (issue 12, item 5)."""
+    kind = f"shed_{status}"
+    problem = resp.getheader("Content-Type", "").startswith("application/problem+json")
+    try:
+        doc = json.loads(body)
+        problem = problem and all(k in doc for k in ("type", "title", "status", "detail"))
+    except ValueError:
+        problem = False
+    return Counter(
+        {
+            kind: 1,
+            f"{kind}_retry_after": int(bool(resp.getheader("Retry-After"))),
+            f"{kind}_problem_json": int(problem),
+        }
+    )
+
+
 def generate(cfg: dict) -> dict:
     """Drive the load described by ``cfg``; return raw per-request figures."""
     from tests.load.mix import idempotency_key, intent_body
@@ -200,8 +218,13 @@ def generate(cfg: dict) -> dict:
                         break
                 if resp.status != 202:
                     kind = f"http_{resp.status}"
-                    # Admission control's refusal (MAX_BACKLOG), told from an outage's 503.
-                    shed = resp.status == 503 and _code(answer) == "overloaded"
+                    # Admission control's refusal (MAX_BACKLOG), told from an outage's 503,
+                    # or a rate limit's 429: load the API turned away, on purpose.
+                    shed = resp.status == 429 or (
+                        resp.status == 503 and _code(answer) == "overloaded"
+                    )
+                    if shed:
+                        my_counts.update(shed_answer_checks(resp.status, resp, answer))
             except Exception as exc:  # noqa: BLE001 - every failure is counted by kind
                 kind = type(exc).__name__
                 conn.close()
@@ -392,9 +415,12 @@ def _stop(proc, timeout: float = 20) -> None:
 
 
 class Run:
-    def __init__(self, index: int, opts: dict):
+    def __init__(self, index: int, opts: dict, template: str | None = None, report: bool = False):
         self.index = index
         self.opts = opts
+        # BENCH_PRELOAD: the database is a copy of this template; ``report`` times the
+        # daily report on it first (tests/load/preload.py).
+        self.template, self.report = template, report
         self.procs: dict = {}
         from shared.config import with_user
 
@@ -423,6 +449,11 @@ class Run:
             from tests.support import rabbitmq
 
             self.env["BROKER_URL"] = rabbitmq.vhost_url(os.environ["BROKER_URL"], self.db_name)
+        if opts["backlog_economy"]:
+            # Admission control counts every processing intent: with the economy backlog
+            # past MAX_BACKLOG it would refuse every create of the measured phase, which
+            # would measure admission control (BENCH_OVERLOAD does), not priority isolation.
+            self.env["MAX_BACKLOG"] = "0"
         if opts["webhooks"]:
             # The sink listens on 127.0.0.1, which the SSRF policy refuses by default.
             self.env["WEBHOOK_ALLOW_PRIVATE"] = "true"
@@ -445,6 +476,16 @@ class Run:
 
         log(f"run {self.index + 1}: database {self.db_name}, redis db {self.opts['redis_db']}")
         self.db_created = True  # from here on, drop it at the end even if upgrade fails
+        if self.template:
+            from tests.load import preload
+
+            preload.copy_database(self.env["MIGRATION_DATABASE_URL"], self.template, self.db_name)
+            log(f"run {self.index + 1}: a copy of {self.template}")
+            if self.report:
+                self.daily_report = preload.daily_report(
+                    self.env["DATABASE_URL"], self.opts["preload"], self.opts["preload_day_intents"]
+                )
+                log(f"preload: daily report {self.daily_report}")
         upgrade(self.env["MIGRATION_DATABASE_URL"])
         r = redis.Redis.from_url(self.env["REDIS_URL"])
         r.flushdb()
@@ -561,26 +602,30 @@ class Run:
 
     # -- load ----------------------------------------------------------------
 
-    def drive(self) -> dict:
+    def drive(self, rate: float | None = None, label: str = "loadgen") -> dict:
+        """Offer ``rate`` intents/s (BENCH_RATE) for the warm-up and the window; the result."""
         o = self.opts
+        rate = rate or o["rate"]
+        connections = o["connections"] if rate == o["rate"] else _connections_for(rate)
+        self.offered_rate = rate
         t0 = time.time() + 1.5  # time for the generator to import and fetch a token
         cfg = {
             "host": "127.0.0.1",
             "port": self.port,
             "client_id": self.merchant["client_id"],
             "client_secret": self.merchant["client_secret"],
-            "rate": o["rate"],
-            "threads": o["connections"],
+            "rate": rate,
+            "threads": connections,
             "t0": t0,
             "warmup_s": o["warmup_s"],
             "duration_s": o["duration_s"],
         }
-        gen, work = self._spawn_generator(cfg)
+        gen, work = self._spawn_generator(cfg, label)
         groups = {name: p.proc.pid for name, p in self.procs.items()}
         sampler = CpuSampler(groups)
         self.window = (t0 + o["warmup_s"], t0 + o["warmup_s"] + o["duration_s"])
         log(
-            f"load: {o['rate']}/s offered, {o['connections']} connections, "
+            f"load ({label}): {rate}/s offered, {connections} connections, "
             f"warm-up {o['warmup_s']} s, measured {o['duration_s']} s"
         )
         self._sleep_until(self.window[0], gen)
@@ -862,12 +907,13 @@ class Run:
         except redis.RedisError:
             return None
 
-    def drain(self) -> float:
-        """Wait (at most BENCH_DRAIN_S in all) for intents to leave processing and,
-        with BENCH_WEBHOOKS=1, for the deliveries of in-window events to finish."""
+    def drain(self, limit_s: float | None = None) -> float:
+        """Wait (at most BENCH_DRAIN_S, or ``limit_s``, in all) for intents to leave processing
+        and, with BENCH_WEBHOOKS=1, for the deliveries of in-window events to finish."""
         from sqlalchemy import text
 
-        deadline = time.monotonic() + self.opts["drain_s"]
+        limit_s = limit_s or self.opts["drain_s"]
+        deadline = time.monotonic() + limit_s
         started = time.monotonic()
         intents_done = False
         ws, we = self.window
@@ -896,7 +942,7 @@ class Run:
                 return round(waited, 1)
             if time.monotonic() > deadline:
                 log(
-                    f"after {self.opts['drain_s']} s: {left} intents still processing, "
+                    f"after {limit_s} s: {left} intents still processing, "
                     f"{hooks} in-window webhook deliveries pending"
                 )
                 return round(time.monotonic() - started, 1)
@@ -955,7 +1001,8 @@ class Run:
             },
         }
 
-    def figures(self, gen: dict, drain_s: float) -> dict:
+    def figures(self, gen: dict, drain_s: float, last: bool = True) -> dict:
+        """The window's figures; ``last``: the run's last window (the sink is read then)."""
         from sqlalchemy import text
 
         o = self.opts
@@ -1050,17 +1097,20 @@ class Run:
         warmup_errors = {k[7:]: v for k, v in gen["errors"].items() if k.startswith("warmup:")}
         total_gen_time = o["warmup_s"] + dur
         logs = {name: _log_problems(proc.output()) for name, proc in self.procs.items()}
-        hooks = self.webhook_figures(self._collect_sink()) if self.opts["webhooks"] else {}
+        hooks = self.webhook_figures(self._collect_sink()) if o["webhooks"] and last else {}
         return {
             "accepted_per_s": round(counts.get("accepted_in_window", 0) / dur, 2),
             "completed_per_s": round(completed / dur, 2),
             "shed_per_s": round(counts.get("shed", 0) / dur, 2),
+            # Every shed answer of the phase (warm-up too): how many carried Retry-After
+            # and a problem+json body.
+            "shed_answers": {k: v for k, v in sorted(counts.items()) if k.startswith("shed_")},
             "accept_latency_ms": percentiles(lat),
             "e2e_latency_ms": e2e,
             "instant_settle_latency_ms": trio(settle),
             **hooks,
             "errors": {"count": sum(errors.values()), "by_kind": errors},
-            "offered_rate": o["rate"],
+            "offered_rate": self.offered_rate,
             "sent_per_s": round(counts.get("sent", 0) / dur, 2),
             "unsent": counts.get("unsent", 0),
             "duration_s": dur,
@@ -1137,9 +1187,20 @@ class Run:
             self.setup()
             self.start_stack()
             self.smoke()
-            gen = self.drive()
-            drain_s = self.drain()
-            fig = self.figures(gen, drain_s)
+            from tests.load import modes
+
+            if self.opts["backlog_economy"]:
+                fig = modes.backlog(self)
+            elif self.opts["overload"]:
+                fig = modes.overload(self)
+            else:
+                gen = self.drive()
+                drain_s = self.drain()
+                fig = self.figures(gen, drain_s)
+            if self.template:
+                fig["preloaded"] = self.opts["preload"]
+            if getattr(self, "daily_report", None):
+                fig["preload_daily_report"] = self.daily_report
             if self.opts["reference"]:
                 fig["reference"] = self.reference()
             failed = False
@@ -1180,6 +1241,9 @@ MEDIAN_KEYS = (
     "webhook_first_attempt_latency_ms",
     "webhooks",
     "reference",
+    "backlog",
+    "half_load",
+    "overload",
 )
 
 
@@ -1228,7 +1292,8 @@ def summarize(runs: list[dict], opts: dict) -> dict:
                 "loadgen": f"threads+http.client, {opts['connections']} connections, open loop",
                 "batch_max": d.batch_max,
                 "batch_interval_ms": d.batch_interval_ms,
-                "max_backlog": d.max_backlog,
+                "max_backlog": 0 if opts["backlog_economy"] else d.max_backlog,
+                "mode": mode_name(opts),
                 "auth_max_attempts": d.auth_max_attempts,
                 "auth_retry_base_s": d.auth_retry_base_s,
                 "workers (from deploy/Procfile)": {
@@ -1240,6 +1305,18 @@ def summarize(runs: list[dict], opts: dict) -> dict:
         }
     )
     return top
+
+
+def mode_name(opts: dict) -> str:
+    """What the run measured, for the JSON's settings."""
+    parts = []
+    if opts["backlog_economy"]:
+        parts.append(f"backlog_economy={opts['backlog_economy']}")
+    elif opts["overload"]:
+        parts.append("overload")
+    if opts["preload"]:
+        parts.append(f"preload={opts['preload']}")
+    return ", ".join(parts) or "steady"
 
 
 def _amqp(url: str) -> bool:
@@ -1273,6 +1350,13 @@ def options() -> dict:
         "webhooks": os.environ.get("BENCH_WEBHOOKS", "0").strip() == "1",
         "redis_db": _env_int("BENCH_REDIS_DB", REDIS_DB),
         "broker": "rabbitmq" if _amqp(os.environ.get("BROKER_URL", "")) else "redis",
+        # Issue 12's long modes (tests/load/modes.py, tests/load/preload.py).
+        "backlog_economy": max(0, _env_int("BENCH_BACKLOG_ECONOMY", 0)),
+        "overload": os.environ.get("BENCH_OVERLOAD", "0").strip() == "1",
+        "overload_probe_rate": _env_float("BENCH_OVERLOAD_PROBE_RATE", 400),
+        "rate_given": bool(os.environ.get("BENCH_RATE", "").strip()),
+        "preload": max(0, _env_int("BENCH_PRELOAD", 0)),
+        "preload_day_intents": max(1, _env_int("BENCH_PRELOAD_DAY_INTENTS", 1_000_000)),
         "keep_db": os.environ.get("BENCH_KEEP_DB", "") == "1",
         "keep_logs": os.environ.get("BENCH_KEEP_LOGS", "") == "1",
         "wait_for_api": os.environ.get("BENCH_WAIT_FOR_API", "1") == "1",
@@ -1282,6 +1366,20 @@ def options() -> dict:
 def _connections_for(rate: float) -> int:
     # Enough threads that a few slow requests do not stall the schedule.
     return min(128, max(8, math.ceil(rate / 5)))
+
+
+def _preload_template(opts: dict) -> dict:
+    """The template database of BENCH_PRELOAD intents (built the first time)."""
+    from shared.config import with_user
+    from tests.load import preload
+
+    base_db = os.environ.get(
+        "DATABASE_URL", "postgresql+psycopg2://clearhouse_app@127.0.0.1:5432/clearhouse"
+    )
+    admin = os.environ.get("MIGRATION_DATABASE_URL") or with_user(base_db)
+    return preload.ensure_template(
+        admin, base_db, opts["preload"], opts["preload_day_intents"], log
+    )
 
 
 def _on_sigterm(signum, frame):
@@ -1300,10 +1398,16 @@ def main() -> int:
         f"{opts['runs']} run(s) at {opts['rate']}/s for {opts['duration_s']} s "
         f"(+{opts['warmup_s']} s warm-up), {os.cpu_count()} CPUs"
     )
-    runs = []
+    runs, empty, preload = [], [], None
     try:
+        if opts["preload"]:
+            preload = _preload_template(opts)
         for i in range(opts["runs"]):
-            fig = Run(i, opts).execute()
+            if preload:
+                # The same load on an empty database first: the flat-cost ratio's base.
+                empty.append(Run(i, opts).execute())
+            template = preload["template"] if preload else None
+            fig = Run(i, opts, template, report=bool(preload) and i == 0).execute()
             runs.append(fig)
             log(
                 f"run {i + 1}: accepted {fig['accepted_per_s']}/s, completed "
@@ -1324,6 +1428,16 @@ def main() -> int:
         log("interrupted; children stopped")
         return 130
     summary = summarize(runs, opts)
+    if preload:
+        from tests.load.preload import flat_cost
+
+        summary["preload"] = {
+            "intents": opts["preload"],
+            **preload,
+            **flat_cost(empty, runs),
+            "daily_report": runs[0].get("preload_daily_report"),
+        }
+        summary["empty_database_runs"] = empty
     RESULTS_FILE.write_text(json.dumps(summary, indent=2) + "\n")
     log(f"wrote {RESULTS_FILE.name}")
     print(json.dumps(summary), flush=True)

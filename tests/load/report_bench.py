@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, text
 
 from shared.config import with_user
 from shared.db.migrate import drop_database, upgrade
+from shared.db.uow import UnitOfWork
 from shared.services import ledger_verify, reconcile, reports, seals
 
 MERCHANTS = 50
@@ -30,7 +31,7 @@ _STATUS = (
     " WHEN g % 20 = 18 THEN 'requires_capture' ELSE 'canceled' END"
 )
 
-SETUP = [
+ACCOUNTS = [
     "INSERT INTO merchants (id, name, webhook_secret_enc)"
     " SELECT 'mch_' || m, 'bench ' || m, 'x' FROM generate_series(0, :merchants - 1) m",
     "INSERT INTO ledger_accounts (code, currency)"
@@ -40,29 +41,36 @@ SETUP = [
     " SELECT 'merchant:mch_' || m || ':' || k || ':' || c, c"
     " FROM generate_series(0, :merchants - 1) m, unnest(ARRAY['USD', 'EUR']) c,"
     " unnest(ARRAY['pending', 'available']) k",
-    f"""INSERT INTO payment_intents (id, merchant_id, amount, currency, status, stage,
+]
+# Intents :lo to :hi, one every :spacing from :day (a batch of a bigger load, or all of it);
+# long since sent on by the relay (enqueued_at), or a relay started on them would send them all.
+INTENTS = f"""INSERT INTO payment_intents (id, merchant_id, amount, currency, status, stage,
         capture_method, priority, pm_type, payer_key, amount_received, fee_amount,
-        settlement_status, created_at, updated_at, stage_changed_at, finalized_at)
+        settlement_status, created_at, updated_at, stage_changed_at, finalized_at, enqueued_at)
     SELECT 'pi_' || g, 'mch_' || (g % :merchants), 1000 + (g * 7919) % 100000,
         CASE WHEN g % 3 = 0 THEN 'EUR' ELSE 'USD' END, s, 'authorized', 'automatic',
         'standard', 'card', 'payer_' || (g % 5000),
         CASE WHEN s = 'succeeded' THEN 1000 + (g * 7919) % 100000 ELSE 0 END,
         CASE WHEN s = 'succeeded' THEN (1000 + (g * 7919) % 100000) * 29 / 1000 + 30 END,
         CASE WHEN s <> 'succeeded' THEN NULL WHEN g % 20 < 10 THEN 'settled' ELSE 'pending' END,
-        t, t, t, t
-    FROM (SELECT g, {_STATUS} AS s, :day + g * interval '860 milliseconds' AS t
-          FROM generate_series(1, :n) g) x""",
+        t, t, t, t, t
+    FROM (SELECT g, {_STATUS} AS s, :day + g * :spacing AS t
+          FROM generate_series(:lo, :hi) g) x"""
+# The transfers of the intents created in [:since, :until), as the ledger service makes them.
+_BATCH = "(SELECT * FROM payment_intents WHERE created_at >= :since AND created_at < :until)"
+TRANSFERS = [
     # Holds first (their ids are referenced), then everything else in time order.
-    """INSERT INTO ledger_transfers (kind, debit_account_id, credit_account_id, amount,
+    f"""INSERT INTO ledger_transfers (kind, debit_account_id, credit_account_id, amount,
         currency, intent_id, reason, created_at)
     SELECT 'pending', cc.id, mp.id, i.amount, i.currency, i.id, 'authorization', i.created_at
-    FROM payment_intents i
+    FROM {_BATCH} i
     JOIN ledger_accounts cc ON cc.code = 'external:card_clearing:' || i.currency
     JOIN ledger_accounts mp ON mp.code = 'merchant:' || i.merchant_id || ':pending:' || i.currency
     ORDER BY i.created_at""",
     "UPDATE payment_intents i SET hold_transfer_id = t.id FROM ledger_transfers t"
-    " WHERE t.intent_id = i.id AND t.kind = 'pending'",
-    """INSERT INTO ledger_transfers (kind, debit_account_id, credit_account_id, amount,
+    " WHERE t.intent_id = i.id AND t.kind = 'pending'"
+    " AND i.created_at >= :since AND i.created_at < :until",
+    f"""INSERT INTO ledger_transfers (kind, debit_account_id, credit_account_id, amount,
         currency, pending_id, intent_id, reason, created_at)
     SELECT kind, debit, credit, amount, currency, pending_id, intent_id, reason, at FROM (
         SELECT CASE WHEN i.status = 'succeeded' THEN 'post_pending' ELSE 'void_pending' END
@@ -70,37 +78,44 @@ SETUP = [
             h.amount, i.currency, h.id AS pending_id, i.id AS intent_id,
             CASE WHEN i.status = 'succeeded' THEN 'capture' ELSE 'authorization' END AS reason,
             i.created_at + interval '1 second' AS at
-        FROM payment_intents i JOIN ledger_transfers h ON h.id = i.hold_transfer_id
+        FROM {_BATCH} i JOIN ledger_transfers h ON h.id = i.hold_transfer_id
         WHERE i.status <> 'requires_capture'
         UNION ALL
         SELECT 'posted', h.credit_account_id, f.id, i.fee_amount, i.currency, NULL, i.id,
             'fee', i.created_at + interval '1 second'
-        FROM payment_intents i JOIN ledger_transfers h ON h.id = i.hold_transfer_id
+        FROM {_BATCH} i JOIN ledger_transfers h ON h.id = i.hold_transfer_id
         JOIN ledger_accounts f ON f.code = 'platform:fees:' || i.currency
         WHERE i.status = 'succeeded'
         UNION ALL
         SELECT 'posted', h.credit_account_id, a.id, i.amount_received - i.fee_amount,
             i.currency, NULL, i.id, 'settlement', i.created_at + interval '2 seconds'
-        FROM payment_intents i JOIN ledger_transfers h ON h.id = i.hold_transfer_id
+        FROM {_BATCH} i JOIN ledger_transfers h ON h.id = i.hold_transfer_id
         JOIN ledger_accounts a
             ON a.code = 'merchant:' || i.merchant_id || ':available:' || i.currency
         WHERE i.settlement_status = 'settled'
     ) x ORDER BY at""",
-    # Balances exactly as the ledger service would have left them.
+]
+# Balances exactly as the ledger service would have left them (once, after every batch).
+BALANCES = (
     """UPDATE ledger_accounts a SET debits_pending = s.dp, debits_posted = s.dpo,
         credits_pending = s.cp, credits_posted = s.cpo
     FROM (SELECT id, dp, dpo, cp, cpo FROM ("""
     + reconcile._ACCOUNT_SUMS
     + """) q) s
-    WHERE s.id = a.id""",
-]
+    WHERE s.id = a.id"""
+)
+SETUP = [*ACCOUNTS, INTENTS, *TRANSFERS, BALANCES]
+# 100,000 intents in one day.
+SPACING = timedelta(milliseconds=860)
 
 
 def _generate(engine, day, n: int) -> int:
     start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+    params = {"merchants": MERCHANTS, "lo": 1, "hi": n, "day": start, "spacing": SPACING}
+    params.update(since=start, until=start + timedelta(days=2))
     with engine.begin() as conn:
         for sql in SETUP:
-            conn.execute(text(sql), {"merchants": MERCHANTS, "n": n, "day": start})
+            conn.execute(text(sql), params)
         count = conn.execute(text("SELECT count(*) FROM ledger_transfers")).scalar()
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE"))
@@ -108,11 +123,12 @@ def _generate(engine, day, n: int) -> int:
 
 
 def _timed(engine, fn) -> tuple[float, object]:
-    with engine.connect() as conn, conn.begin() as tx:
+    # The services take a unit of work; left without commit() it rolls back, so every
+    # run seals and writes from the same starting point.
+    with UnitOfWork(engine) as u:
         began = time.perf_counter()
-        out = fn(conn)
+        out = fn(u)
         elapsed = time.perf_counter() - began
-        tx.rollback()  # every run seals and writes from the same starting point
     return elapsed, out
 
 

@@ -266,6 +266,9 @@ def test_retention_settings_default_read_and_floor(monkeypatch):
     assert s.webhook_attempt_retention_days == s.event_retention_days == 1
     assert s.retention_batch == 1
     assert Settings(card_retention_days=0).card_retention_days == 1
+    assert (d.limit_counter_retention_days, d.refresh_token_retention_days) == (2, 7)
+    assert Settings(limit_counter_retention_days=0).limit_counter_retention_days == 1
+    assert Settings(refresh_token_retention_days=-1).refresh_token_retention_days == 1
 
 
 def test_the_review_band_is_read_and_kept_from_1_to_100(monkeypatch):

@@ -1,0 +1,92 @@
+"""The data the bench's long modes load, on real Postgres and the real pipeline.
+
+The figures themselves are measured by ``make bench``, never asserted here; these
+tests prove that what BENCH_PRELOAD and BENCH_BACKLOG_ECONOMY put in the database
+is what the system would have written: a balanced ledger that the daily report
+reconciles and seals, and economy intents that the real relay and workers take
+through like the API's.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+from types import SimpleNamespace
+
+import pytest
+from sqlalchemy import create_engine, func, select, text
+
+from shared.db.migrate import drop_database
+from shared.db.tables import events, payment_intents, webhook_attempts, webhook_deliveries
+from tests import factories as f
+from tests.load import modes, preload
+from tests.support.scratchdb import admin_url
+
+pytestmark = pytest.mark.integration
+
+
+def _count(conn, table) -> int:
+    return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def test_the_preload_template_is_built_once_reused_and_copied_whole():
+    app_base = os.environ["DATABASE_URL"]
+    admin_base = admin_url(app_base)
+    # A size no bench uses, so the template is this test's own.
+    n = 1000 + random.randrange(1000)
+    name = preload.template_name(n, preload.migration_head(admin_base))
+    copy = f"clearhouse_bench_copy_{secrets.token_hex(4)}"
+    try:
+        built = preload.ensure_template(admin_base, app_base, n, 500, lambda msg: None)
+        assert built["template"] == name and built["built_s"] is not None
+        # The second time it is only found.
+        assert preload.ensure_template(admin_base, app_base, n, 500, lambda msg: None) == {
+            "template": name,
+            "built_s": None,
+        }
+        preload.copy_database(admin_base, name, copy)
+        copy_url = preload.rb_url(app_base, copy)
+        engine = create_engine(copy_url)
+        try:
+            with engine.connect() as conn:
+                assert _count(conn, payment_intents) == n
+                assert _count(conn, events) == _count(conn, webhook_deliveries) == n
+                assert _count(conn, webhook_attempts) == n
+                # Every intent is before today, within every retention.
+                newest = conn.execute(
+                    text("SELECT max(created_at) < date_trunc('day', now()) FROM payment_intents")
+                ).scalar_one()
+                assert newest
+                # None is left in the outbox: a relay would send them all.
+                unsent = select(func.count()).where(payment_intents.c.enqueued_at.is_(None))
+                assert conn.execute(unsent).scalar_one() == 0
+        finally:
+            engine.dispose()
+        # The ledger it holds balances: the first day reconciles and seals.
+        report = preload.daily_report(copy_url, n, 500)
+        assert report["intents_that_day"] == 500
+        assert (report["discrepancies"], report["sealed"]) == (0, True)
+    finally:
+        drop_database(preload.rb_url(admin_base, copy))
+        drop_database(preload.rb_url(admin_base, name))
+        drop_database(preload.rb_url(admin_base, f"{name}_building"))
+
+
+def test_the_economy_backlog_goes_through_the_real_relay_and_pipeline(
+    worker, engine, settings, make_merchant
+):
+    merchant = make_merchant()
+    run = SimpleNamespace(settings=settings, engine=engine, merchant=merchant)
+    ids = modes.insert_economy_backlog(run, 30)
+    assert len(set(ids)) == 30
+    rows = f.wait_until_final(engine, ids, timeout=60)
+    assert {r.priority for r in rows.values()} == {"economy"}
+    assert {r.status for r in rows.values()} == {"succeeded"}
+    with engine.connect() as conn:
+        tokens = conn.execute(
+            select(func.count(func.distinct(payment_intents.c.card_fingerprint))).where(
+                payment_intents.c.id.in_(ids)
+            )
+        ).scalar_one()
+    assert tokens == 30  # a card of its own each: no velocity rule ties them together
