@@ -25,6 +25,7 @@ import celery
 
 from shared.db.faults import is_transient
 from shared.db.uow import transact
+from shared.domain.lanes import SUFFIX
 from shared.services import operations
 from shared.services.batches import run_isolated
 from workers.batches import ReconnectSafeBatches
@@ -154,3 +155,17 @@ def stage(step: str, then: str | None = None, *, isolate=True, flow=False):
     """
     options = dict(step=step, then=then, isolate=isolate, flow=flow)
     return app.task(name=STEPS[step].task, base=BatchTask, bind=True, **options)
+
+
+def laned_stage(step: str, then: str | None = None, **options):
+    """``stage`` twice: for ``step`` and for its instant lane (shared/domain/lanes.py).
+
+    The lane's task hands its survivors to the lane's ``then``; the body is the
+    same function, and ``self.step`` tells it which lane it runs in.
+    """
+
+    def register(body):
+        stage(step + SUFFIX, then and then + SUFFIX, **options)(body)
+        return stage(step, then, **options)(body)
+
+    return register

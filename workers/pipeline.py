@@ -1,19 +1,24 @@
-"""Pipeline stages: each runs one use case on a batch and hands on the survivors."""
+"""Pipeline stages: each runs one use case on a batch and hands on the survivors.
+
+Each pipeline stage is registered twice (``laned_stage``): once for the shared
+queues and once for the instant lane, so instant intents never queue behind
+the others (shared/domain/lanes.py).
+"""
 
 from __future__ import annotations
 
 from shared.services import authorization
 from shared.services.stages import fees, fraud, limits, settlement
 from shared.services.stages.common import StageResult
-from workers.base import stage, task
+from workers.base import laned_stage, stage, task
 
 
-@stage("limits", then="fraud")
+@laned_stage("limits", then="fraud")
 def check_limits(self, uow, ids):
     return limits.run(uow, ids)
 
 
-@stage("fraud", then="fees")
+@laned_stage("fraud", then="fees")
 def score_risk(self, uow, ids):
     cards, s = self.runtime.test_cards, self.settings
     return fraud.run(
@@ -25,15 +30,17 @@ def score_risk(self, uow, ids):
     )
 
 
-@stage("fees", then="authorize")
+@laned_stage("fees", then="authorize")
 def compute_fees(self, uow, ids):
     return fees.run(uow, ids)
 
 
-@stage("authorize", flow=True)
+@laned_stage("authorize", flow=True)
 def authorize_payments(self, ids):
     rt, policy = self.runtime, authorization.Policy.from_settings(self.settings)
-    return authorization.authorize_batch(rt.uow, ids, rt.acquirer, rt.vault, policy)
+    return authorization.authorize_batch(
+        rt.uow, ids, rt.acquirer, rt.vault, policy, retry_step=self.step
+    )
 
 
 @stage("settle_instant")

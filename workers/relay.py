@@ -26,6 +26,7 @@ import psycopg2
 from shared.config import Settings, get_settings
 from shared.db.engine import get_engine
 from shared.db.uow import UnitOfWork, transact
+from shared.domain.lanes import by_lane
 from shared.observability import context, metrics
 from shared.observability import heartbeat as hb
 from shared.observability import logging as jsonlog
@@ -110,7 +111,10 @@ def _relay_batch(unit: UnitOfWork, batch_max: int) -> int:
         context.clear()
         if len(claimed) == 1:
             context.bind(request_id=claimed[0][1])
-        unit.publish_now("limits", [intent_id for intent_id, _ in claimed])
+        # Each intent to its lane's first stage (shared/domain/lanes.py).
+        lanes = by_lane("limits", [(intent_id, prio) for intent_id, _, prio in claimed])
+        for step, ids in lanes.items():
+            unit.publish_now(step, ids)
     return len(claimed)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.domain.intent import Stage
+from shared.domain.lanes import LANED_STEPS, SUFFIX
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,14 @@ STEPS = {
     "prune_limit_counters": Step("clearhouse.scheduler.prune_limit_counters", MAINTENANCE),
     "prune_refresh_tokens": Step("clearhouse.scheduler.prune_refresh_tokens", MAINTENANCE),
 }
+
+# The instant lane (shared/domain/lanes.py): each pipeline step again, on
+# queues "limits.instant", ... that the instant worker serves.
+for _name in LANED_STEPS:
+    _base = STEPS[_name]
+    STEPS[_name + SUFFIX] = Step(_base.task + SUFFIX, f"{_base.queue}.instant")
+# What the instant worker serves: its lane's stages, then instant settlement.
+INSTANT_QUEUES = (*(STEPS[n + SUFFIX].queue for n in LANED_STEPS), "settlement.instant")
 
 # The step that takes an intent waiting at each stage (the re-drive uses it).
 STAGE_STEP = {

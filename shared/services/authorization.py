@@ -30,8 +30,13 @@ class Policy:
         return cls(settings.hold_ttl_s, settings.auth_max_attempts, settings.auth_retry_base_s)
 
 
-def authorize_batch(new_uow: NewUnit, ids, acquirer, vault, policy: Policy) -> StageResult:
-    """Authorize ``ids`` (intents at ``fee_computed``); return what became of them."""
+def authorize_batch(
+    new_uow: NewUnit, ids, acquirer, vault, policy: Policy, retry_step: str = "authorize"
+) -> StageResult:
+    """Authorize ``ids`` (intents at ``fee_computed``); return what became of them.
+
+    ``retry_step``: where transient failures are tried again (the lane the batch runs in).
+    """
 
     def place_holds(uow: UnitOfWork, batch):
         return authorize.place_holds(uow, batch, hold_ttl_s=policy.hold_ttl_s)
@@ -52,7 +57,7 @@ def authorize_batch(new_uow: NewUnit, ids, acquirer, vault, policy: Policy) -> S
         )
         uow.enqueue("settle_instant", result.settle_now)
         countdown = policy.retry_base_s * (1 + random.random())  # jitter
-        uow.enqueue("authorize", result.retry, countdown=countdown)
+        uow.enqueue(retry_step, result.retry, countdown=countdown)
         return result
 
     return run_isolated(new_uow, record, list(answers))

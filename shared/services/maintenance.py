@@ -14,6 +14,7 @@ from shared.db.tables import payment_intents as pi
 from shared.db.uow import UnitOfWork
 from shared.domain import ledger as L
 from shared.domain.intent import Stage, Status
+from shared.domain.lanes import by_lane
 from shared.observability import metrics
 from shared.services import outcomes, reports, webhooks
 from shared.services.stages import settlement
@@ -36,13 +37,18 @@ STAGE_STEP = {
 
 def redrive(uow: UnitOfWork, older_than_s: int) -> dict[str, int]:
     """Send intents that stopped advancing (and lost instant settlements) on again."""
-    stuck = stuck_intents(uow, older_than_s)
-    for stage, ids in stuck.items():
-        log.info("re-driving %d intents stuck at %s", len(ids), stage)
-        uow.enqueue(STAGE_STEP[stage], ids)
+    stuck = _stuck(uow, older_than_s)
+    by_stage: dict[str, list] = {}
+    for stage, intent_id, priority in stuck:
+        by_stage.setdefault(stage, []).append((intent_id, priority))
+    for stage, rows in by_stage.items():
+        log.info("re-driving %d intents stuck at %s", len(rows), stage)
+        # Each to its lane's step: an instant intent stays in the instant lane.
+        for step, ids in by_lane(STAGE_STEP[stage], rows).items():
+            uow.enqueue(step, ids)
     unsettled = unsettled_instant(uow, older_than_s)
     uow.enqueue("settle_instant", unsettled)
-    return {"stuck": sum(map(len, stuck.values())), "unsettled": len(unsettled)}
+    return {"stuck": len(stuck), "unsettled": len(unsettled)}
 
 
 # Re-drives back off: an intent re-driven once is sent again only after it has
@@ -62,14 +68,14 @@ _DUE = (
 
 
 def _due_for_redrive(uow: UnitOfWork, where: str, since: str, older_than_s: int) -> list:
-    """Mark and return (stage, id) of the intents due for a re-drive, oldest first."""
+    """Mark and return (stage, id, priority) of the intents due for a re-drive, oldest first."""
     due = _DUE.format(since=since)
     return uow.conn.execute(
         text(
             "UPDATE payment_intents SET redriven_at = now() WHERE id IN ("
             f" SELECT id FROM payment_intents WHERE {where} AND {due}"
             f" ORDER BY {since} LIMIT :n FOR UPDATE SKIP LOCKED)"
-            " RETURNING stage, id"
+            " RETURNING stage, id, priority"
         ),
         {"s": older_than_s, "cap": REDRIVE_BACKOFF_CAP, "n": BATCH * 10},
     ).all()
@@ -83,11 +89,13 @@ def stuck_intents(uow: UnitOfWork, older_than_s: int) -> dict[str, list[str]]:
     stage holds locked is advancing: it is left for the next pass.
     """
     out: dict[str, list[str]] = {}
-    for stage, intent_id in _due_for_redrive(
-        uow, "status = 'processing'", "stage_changed_at", older_than_s
-    ):
+    for stage, intent_id, _ in _stuck(uow, older_than_s):
         out.setdefault(stage, []).append(intent_id)
     return out
+
+
+def _stuck(uow: UnitOfWork, older_than_s: int) -> list:
+    return _due_for_redrive(uow, "status = 'processing'", "stage_changed_at", older_than_s)
 
 
 def unsettled_instant(uow: UnitOfWork, older_than_s: int) -> list[str]:
@@ -96,7 +104,7 @@ def unsettled_instant(uow: UnitOfWork, older_than_s: int) -> list[str]:
         "status = 'succeeded' AND priority = 'instant' AND settlement_status = 'pending'"
         " AND finalized_at IS NOT NULL"
     )
-    return [i for _, i in _due_for_redrive(uow, where, "finalized_at", older_than_s)]
+    return [i for _, i, _ in _due_for_redrive(uow, where, "finalized_at", older_than_s)]
 
 
 def expire_holds(uow: UnitOfWork) -> list[str]:

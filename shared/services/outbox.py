@@ -15,16 +15,23 @@ from shared.db.uow import UnitOfWork
 CHANNEL = "clearhouse_outbox"
 
 
-def claim(uow: UnitOfWork, limit: int) -> list[tuple[str, str | None]]:
-    """Mark up to ``limit`` unsent intents as enqueued; return (id, request_id) pairs."""
+def claim(uow: UnitOfWork, limit: int) -> list[tuple[str, str | None, str]]:
+    """Mark up to ``limit`` unsent intents as enqueued; return (id, request_id, priority).
+
+    Instant intents first, then the oldest: an instant payment that arrives
+    behind a backlog of unsent ones goes out with the next batch. (Few rows
+    are unsent in normal running, so the sort is small; during a backlog it
+    is a top-N sort over the outbox's partial index.)
+    """
     return [
-        (r.id, r.request_id)
+        (r.id, r.request_id, r.priority)
         for r in uow.conn.execute(
             text(
                 "UPDATE payment_intents SET enqueued_at = now() WHERE id IN ("
                 " SELECT id FROM payment_intents WHERE enqueued_at IS NULL"
-                " ORDER BY created_at LIMIT :n FOR UPDATE SKIP LOCKED)"
-                " RETURNING id, request_id"
+                " ORDER BY priority = 'instant' DESC, created_at LIMIT :n"
+                " FOR UPDATE SKIP LOCKED)"
+                " RETURNING id, request_id, priority"
             ),
             {"n": limit},
         )

@@ -42,7 +42,7 @@ def private_stack(settings, vault):
     env = {"DATABASE_URL": url, "REDIS_URL": f"redis://127.0.0.1:{port}/0", "BATCH_MAX": "100"}
     worker = processes.celery_worker(
         "broker-restart",
-        queues="limits,fraud,fees,authorize,settlement.instant",
+        queues=processes.PAYMENT_QUEUES,
         pool="solo",
         concurrency=1,
         env=env,
@@ -133,7 +133,7 @@ def amqp_stack(settings, vault):
     env = {"DATABASE_URL": url, "BROKER_URL": broker, "BATCH_MAX": "100"}
     worker = processes.celery_worker(
         "broker-restart",
-        queues="limits,fraud,fees,authorize,settlement.instant",
+        queues=processes.PAYMENT_QUEUES,
         pool="solo",
         concurrency=1,
         env=env,

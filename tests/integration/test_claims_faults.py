@@ -37,7 +37,7 @@ from tests.support.units import bound
 
 pytestmark = pytest.mark.integration
 
-QUEUES = "limits,fraud,fees,authorize,settlement.instant,maintenance"
+QUEUES = f"{processes.PAYMENT_QUEUES},maintenance"
 FAST_BEAT = {
     "BEAT_LOCK_TIMEOUT_S": "3",
     "REDRIVE_INTERVAL_S": "1",

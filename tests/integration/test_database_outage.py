@@ -35,7 +35,7 @@ from tests.support.services import PrivatePostgres
 pytestmark = pytest.mark.integration
 
 RECOVERY_S = 2.0
-QUEUES = "limits,fraud,fees,authorize,settlement.instant"
+QUEUES = processes.PAYMENT_QUEUES
 API_WORKERS = 2
 TCP_ESTABLISHED = "01"
 

@@ -16,6 +16,7 @@ from tests.conftest import BROKER_IS_AMQP, TEST_ENV, free_port, queue_key
 from tests.support import processes
 from tests.support.waiting import drain
 from workers.topology import QUEUES
+from workers.topology import STEPS as TOPOLOGY
 
 N = 12
 PRIORITY_9 = "\x06\x169"  # kombu's list for priority-9 messages of a queue
@@ -64,7 +65,8 @@ def api(database, redis_client, worker):
 
 FINAL = "clearhouse_intent_accept_to_final_seconds_count"
 RUNTIME = "clearhouse_task_runtime_seconds_count"
-STEPS = ("limits", "fraud", "fees", "authorize", "settle_instant")
+# The intents below are instant: they run in the instant lane's stage tasks.
+STEPS = ("limits_instant", "fraud_instant", "fees_instant", "authorize_instant", "settle_instant")
 
 
 def _worker_counts() -> dict:
@@ -76,7 +78,7 @@ def _worker_counts() -> dict:
         "succeeded": workers_total("clearhouse_intent_transitions_total", status="succeeded"),
     }
     for step in STEPS:
-        task = f"clearhouse.{step}"
+        task = TOPOLOGY[step].task
         counts[f"runs {step}"] = workers_total(RUNTIME, task=task)
         counts[f"waits {step}"] = workers_total(
             "clearhouse_task_queue_wait_seconds_count", task=task

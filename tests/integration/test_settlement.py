@@ -216,7 +216,10 @@ def test_windows_run_on_maintenance_and_settle_off_the_instant_queue(engine, mak
             uow.commit()
     assert [STEPS[step].queue for step in sent] == ["settlement.economy", "settlement.standard"]
     assert {STEPS[step].task for step in sent} == {"clearhouse.settle_window"}
-    # The production topology: the instant worker consumes nothing else.
+    # The production topology: the instant worker consumes the instant lane and
+    # instant settlement, nothing else (no shared stage queue, no window).
+    from workers.topology import INSTANT_QUEUES
+
     procfile = (Path(__file__).resolve().parents[2] / "deploy/Procfile").read_text()
     instant = next(line for line in procfile.splitlines() if line.startswith("worker_instant:"))
-    assert " -Q settlement.instant " in instant
+    assert f" -Q {','.join(INSTANT_QUEUES)} " in instant

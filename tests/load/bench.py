@@ -43,6 +43,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from workers.topology import INSTANT_QUEUES
+
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS_FILE = ROOT / "bench-results.json"
 # The bench's Redis db (flushed): BENCH_REDIS_DB lets two benches share a Redis server.
@@ -360,7 +362,7 @@ def _log_problems(text: str) -> dict:
 # Used only if deploy/Procfile cannot be read.
 DEFAULT_WORKERS = {
     "worker_pipeline": dict(queues="limits,fraud,fees,authorize", pool="prefork", concurrency=2),
-    "worker_instant": dict(queues="settlement.instant", pool="solo", concurrency=1),
+    "worker_instant": dict(queues=",".join(INSTANT_QUEUES), pool="solo", concurrency=1),
     "worker_background": dict(
         queues="settlement.standard,settlement.economy,notifications", pool="solo", concurrency=1
     ),

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import requests
 
-from workers.topology import QUEUES
+from workers.topology import INSTANT_QUEUES, QUEUES
 
 ROOT = Path(__file__).resolve().parents[2]
 ALL_QUEUES = ",".join(QUEUES)
+# Every queue a payment passes through up to instant settlement, both lanes.
+PAYMENT_QUEUES = ",".join(("limits", "fraud", "fees", "authorize", *INSTANT_QUEUES))
 
 
 def _bin(name: str) -> str:
