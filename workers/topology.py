@@ -45,6 +45,8 @@ STEPS = {
     "prune_webhook_attempts": Step("clearhouse.scheduler.prune_webhook_attempts", MAINTENANCE),
     "prune_events": Step("clearhouse.scheduler.prune_events", MAINTENANCE),
     "prune_idempotency_keys": Step("clearhouse.scheduler.prune_idempotency_keys", MAINTENANCE),
+    # Anchoring right after a daily report sealed a day (beat runs it too).
+    "anchor_seals": Step("clearhouse.scheduler.anchor_seals", MAINTENANCE),
 }
 
 # The step that takes an intent waiting at each stage (the re-drive uses it).
