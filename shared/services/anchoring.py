@@ -33,6 +33,8 @@ class Step:
     resent: list[date] = field(default_factory=list)
     mined: list[date] = field(default_factory=list)
     busy: bool = False
+    # (nonce, signed transaction) to send once the run commits.
+    outbox: list[tuple[int, bytes]] = field(default_factory=list, repr=False)
 
 
 def anchor_step(uow: UnitOfWork, chain: AnchorChain) -> Step:
@@ -45,6 +47,7 @@ def anchor_step(uow: UnitOfWork, chain: AnchorChain) -> Step:
     pending = uow.conn.execute(
         select(ledger_anchors).where(ledger_anchors.c.block_number.is_(None)).order_by("day")
     ).all()
+    uow.on_commit(lambda: _send(chain, step.outbox))
     for row in pending:
         _follow(uow, chain, row, step)
     unanchored = uow.conn.execute(
@@ -67,7 +70,7 @@ def anchor_step(uow: UnitOfWork, chain: AnchorChain) -> Step:
                 raw_tx=raw,
             )
         )
-        _send_after_commit(uow, chain, raw)
+        step.outbox.append((nonce, raw))
         step.sent.append(day)
         nonce += 1
     return step
@@ -88,8 +91,8 @@ def _follow(uow: UnitOfWork, chain: AnchorChain, row, step: Step) -> None:
         tx_hash, raw = chain.sign(anchors.payload(row.seal_hash), nonce)
         _update(uow, row.day, nonce=nonce, tx_hash=tx_hash, raw_tx=raw, sent_at=func.now())
     else:
-        raw = row.raw_tx
-    _send_after_commit(uow, chain, bytes(raw))
+        nonce, raw = row.nonce, bytes(row.raw_tx)
+    step.outbox.append((nonce, raw))
     step.resent.append(row.day)
 
 
@@ -109,14 +112,13 @@ def _update(uow: UnitOfWork, day: date, **values) -> None:
     uow.conn.execute(ledger_anchors.update().where(ledger_anchors.c.day == day).values(**values))
 
 
-def _send_after_commit(uow: UnitOfWork, chain: AnchorChain, raw: bytes) -> None:
-    def send() -> None:
-        # Recorded already: a failed send is the next run's to repeat.
-        # (NonceTaken included: the next run signs it again with a free nonce.)
+def _send(chain: AnchorChain, outbox: list[tuple[int, bytes]]) -> None:
+    # In nonce order: a node may refuse (or hold back) a nonce after a gap.
+    for _, raw in sorted(outbox):
+        # Recorded already: a failed send is the next run's to repeat (NonceTaken
+        # too: the next run signs that seal again with a free nonce).
         with contextlib.suppress(ChainError):
             chain.broadcast(raw)
-
-    uow.on_commit(send)
 
 
 @dataclass(frozen=True)
