@@ -57,7 +57,7 @@ def cli(url, *args, env=None):
     """Run ``clearhouse *args`` on the database at ``url`` (and ``env``), as an operator would."""
     from tests.conftest import python_bin
 
-    env = dict(os.environ, DATABASE_URL=url, **(env or {}))
+    env = {**os.environ, **(env or {}), "DATABASE_URL": url}
     return subprocess.run(
         [python_bin("clearhouse"), *args], env=env, capture_output=True, text=True, timeout=60
     )

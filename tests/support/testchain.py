@@ -31,18 +31,25 @@ def node_of(chain: AnchorChain):
     return chain.w3.provider.ethereum_tester
 
 
-def devchain() -> tuple[Process, dict]:
-    """``clearhouse-devchain`` on a free port, funding a fresh key; (process, its ANCHOR_* env)."""
-    key = "0x" + secrets.token_hex(32)
-    port = free_port()
-    # `python -m`: the same main as the console script, which only an install of
-    # this checkout's pyproject.toml puts in the venv's bin/.
-    argv = [python_bin("python"), "-m", "cli.devchain", "--port", str(port), "--fund-key", key]
-    p = Process("devchain", argv)
-    p.wait_for("devchain: chain", timeout=60)
-    env = {
-        "ANCHOR_RPC_URL": f"http://127.0.0.1:{port}",
-        "ANCHOR_PRIVATE_KEY": key,
+def devchain_env(port: int | None = None) -> dict:
+    """ANCHOR_* for a devchain on ``port`` (a free one if None), with a fresh key of its own."""
+    return {
+        "ANCHOR_RPC_URL": f"http://127.0.0.1:{port or free_port()}",
+        "ANCHOR_PRIVATE_KEY": "0x" + secrets.token_hex(32),
         "ANCHOR_CHAIN_ID": str(DEV_CHAIN_ID),
     }
-    return p, env
+
+
+def devchain(env: dict) -> Process:
+    """``clearhouse-devchain`` where ``env`` (devchain_env) says, funding its key."""
+    port, key = env["ANCHOR_RPC_URL"].rsplit(":", 1)[1], env["ANCHOR_PRIVATE_KEY"]
+    # `python -m`: the same main as the console script, which only an install of
+    # this checkout's pyproject.toml puts in the venv's bin/.
+    argv = [python_bin("python"), "-m", "cli.devchain", "--port", port, "--fund-key", key]
+    p = Process("devchain", argv)
+    try:
+        p.wait_for("devchain: chain", timeout=60)
+    except RuntimeError:
+        p.stop()
+        raise
+    return p
