@@ -3,9 +3,9 @@
 For ``make run`` and tests that run real processes: the workers, beat and the
 CLI are separate processes and cannot share an in-process test chain, so this
 serves one over HTTP. Every transaction is mined at once, into its own block;
-the chain lives in memory and is gone when the process stops. It funds
-``--fund`` addresses (and prints eth-tester's own accounts, whose keys are
-public: development only). It needs the dev extra (eth-tester[py-evm]).
+the chain lives in memory and is gone when the process stops. It funds the
+account of ANCHOR_PRIVATE_KEY when that is set (as ``make run`` sets it) and
+every ``--fund`` address. It needs the dev extra (eth-tester[py-evm]).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -101,13 +102,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8545)
     p.add_argument("--fund", action="append", default=[], metavar="ADDRESS")
-    p.add_argument(
-        "--fund-key",
-        action="append",
-        default=[],
-        metavar="HEX_PRIVATE_KEY",
-        help="fund the address of this key (e.g. ANCHOR_PRIVATE_KEY)",
-    )
     args = p.parse_args(argv)
     try:
         node = Node()
@@ -118,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from eth_account import Account
 
-    for address in [*args.fund, *(Account.from_key(k).address for k in args.fund_key)]:
+    # From the environment, not the command line, where `ps` would show the key.
+    key = os.environ.get("ANCHOR_PRIVATE_KEY")
+    for address in [*args.fund, *([Account.from_key(key).address] if key else [])]:
         node.fund(address)
         print(f"funded {address}", flush=True)
     server = HTTPServer((args.host, args.port), _handler(node))

@@ -6,9 +6,11 @@ import json
 import secrets
 
 import pytest
+from eth_account import Account
 from sqlalchemy import text
 
 from shared.services import seals
+from tests.conftest import free_port, python_bin
 from tests.support import processes
 from tests.support.sealed import DAY1, DAY2, DAY3, cli, populate, rewrite_history
 from tests.support.testchain import DEV_CHAIN_ID, devchain, devchain_env
@@ -104,3 +106,35 @@ def test_beat_anchors_every_seal_once_the_node_answers(ledger_db):
             until(lambda: _mined(engine) == 3, timeout=60, what="three anchors mined")
             ok = cli(url, "ledger", "verify", "--anchors", env=env)
     assert ok.returncode == 0 and "3 anchors match the chain" in ok.stdout, ok
+
+
+def test_make_runs_processes_anchor_on_the_devchain_it_starts(ledger_db, tmp_path):
+    # deploy/dev/run.sh as `make run` calls it, honcho starting three of its processes:
+    # with no ANCHOR_RPC_URL it adds the devchain, makes a key and points ANCHOR_* there.
+    url, engine, _ = ledger_db
+    _sealed(engine)
+    port = free_port()
+    env = {
+        "DATABASE_URL": url,
+        "BROKER_URL": "",
+        "REDIS_KEY_PREFIX": f"anchor-run-{secrets.token_hex(4)}:",
+        "CLEARHOUSE_KEY_DIR": str(tmp_path / "keys"),
+        "METRICS_DIR": str(tmp_path / "metrics"),
+        "WORKER_METRICS_PORT": str(free_port()),
+        "DEVCHAIN_PORT": str(port),
+        "ANCHOR_INTERVAL_S": "0.5",
+        "BEAT_LOCK_TIMEOUT_S": "3",
+        "BIN": python_bin(""),
+        # Set: run.sh makes no development certificates (the API is not started).
+        "TLS_CERT_FILE": str(tmp_path / "unused.pem"),
+        "TLS_KEY_FILE": str(tmp_path / "unused-key.pem"),
+    }
+    run = ["bash", "deploy/dev/run.sh", "devchain", "worker_background", "beat"]
+    with processes.Process("make-run", run, env) as stack:
+        until(lambda: _mined(engine) == 3, timeout=90, what=lambda: stack.output()[-3000:])
+    key = (tmp_path / "keys/anchor-dev.key").read_text().strip()
+    assert (tmp_path / "keys/anchor-dev.key").stat().st_mode & 0o077 == 0
+    with engine.connect() as conn:
+        senders = conn.execute(text("SELECT DISTINCT sender, chain_id FROM ledger_anchors")).all()
+    assert senders == [(Account.from_key(key).address, DEV_CHAIN_ID)]
+    assert f"devchain: chain {DEV_CHAIN_ID} on http://127.0.0.1:{port}" in stack.output()

@@ -42,11 +42,11 @@ def devchain_env(port: int | None = None) -> dict:
 
 def devchain(env: dict) -> Process:
     """``clearhouse-devchain`` where ``env`` (devchain_env) says, funding its key."""
-    port, key = env["ANCHOR_RPC_URL"].rsplit(":", 1)[1], env["ANCHOR_PRIVATE_KEY"]
+    port = env["ANCHOR_RPC_URL"].rsplit(":", 1)[1]
     # `python -m`: the same main as the console script, which only an install of
     # this checkout's pyproject.toml puts in the venv's bin/.
-    argv = [python_bin("python"), "-m", "cli.devchain", "--port", port, "--fund-key", key]
-    p = Process("devchain", argv)
+    argv = [python_bin("python"), "-m", "cli.devchain", "--port", port]
+    p = Process("devchain", argv, {"ANCHOR_PRIVATE_KEY": env["ANCHOR_PRIVATE_KEY"]})
     try:
         p.wait_for("devchain: chain", timeout=60)
     except RuntimeError:
