@@ -52,9 +52,9 @@ def judge(
         return f"seal {day}: {where} is in block {chain.block_number}, not {anchor_block}"
     if (chain.sender or "").lower() != sender.lower():
         return f"seal {day}: {where} was sent by {chain.sender}, not by {sender}"
-    held = chain.data.hex()
+    held, found = chain.data.hex(), f" ({where} in block {anchor_block})"
     if held != stored:
-        return f"seal {day}: the chain holds {held}, the stored seal is {stored}"
+        return f"seal {day}: the chain holds {held}, the stored seal is {stored}{found}"
     if held != recomputed:
-        return f"seal {day}: the chain holds {held}, the ledger recomputes {recomputed}"
+        return f"seal {day}: the chain holds {held}, the ledger recomputes {recomputed}{found}"
     return None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import subprocess
 
 import pytest
 from eth_account import Account
@@ -28,10 +30,12 @@ def _sealed(engine) -> dict:
 
 
 def _mined(engine) -> int:
+    return _anchored(engine, "block_number IS NOT NULL")
+
+
+def _anchored(engine, where: str = "true") -> int:
     with engine.connect() as conn:
-        return conn.execute(
-            text("SELECT count(*) FROM ledger_anchors WHERE block_number IS NOT NULL")
-        ).scalar()
+        return conn.execute(text(f"SELECT count(*) FROM ledger_anchors WHERE {where}")).scalar()
 
 
 def test_the_cli_anchors_verifies_and_names_the_first_rewritten_seal(ledger_db):
@@ -138,3 +142,22 @@ def test_make_runs_processes_anchor_on_the_devchain_it_starts(ledger_db, tmp_pat
         senders = conn.execute(text("SELECT DISTINCT sender, chain_id FROM ledger_anchors")).all()
     assert senders == [(Account.from_key(key).address, DEV_CHAIN_ID)]
     assert f"devchain: chain {DEV_CHAIN_ID} on http://127.0.0.1:{port}" in stack.output()
+
+
+def test_the_daily_report_that_seals_sends_the_anchors_at_once(ledger_db):
+    # No beat here: the report job itself, once its seal committed, enqueues the
+    # anchoring job, so a day's anchor leaves minutes after its seal, not a beat later.
+    url, engine, _ = ledger_db
+    populate(engine)
+    env = devchain_env() | {
+        "DATABASE_URL": url,
+        "BROKER_URL": "",
+        "REDIS_KEY_PREFIX": f"anchor-report-{secrets.token_hex(4)}:",
+    }
+    call = [python_bin("celery"), "-A", "workers.celery_app", "call"]
+    call += ["clearhouse.scheduler.daily_report", "--args", json.dumps([str(DAY3)])]
+    with devchain(env), processes.celery_worker("anchor", "maintenance", "solo", env=env):
+        sent = subprocess.run(call, env={**os.environ, **env}, capture_output=True, timeout=60)
+        assert sent.returncode == 0, sent
+        until(lambda: _anchored(engine) == 3, timeout=60, what="three anchors sent")
+        assert _mined(engine) == 0  # recorded as mined by the next run (beat's)

@@ -104,8 +104,10 @@ def test_a_rewrite_that_recomputes_every_seal_is_caught_by_the_anchors(ledger_db
         assert ledger_verify.verify(bound(conn)).problems == []  # the database alone: unnoticed
     report = _verify(engine, chain)
     assert report.first_difference == DAY1
+    anchors = _anchors(engine)
     assert report.problems == [
         f"seal {d}: the chain holds {before[d]}, the stored seal is {after[d]}"
+        f" (anchor {anchors[d].tx_hash} in block {anchors[d].block_number})"
         for d in (DAY1, DAY2, DAY3)
     ]
 
