@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
+
+from shared.config import Settings
 
 # 1,000 ether in wei for each --fund address: thousands of years of daily anchors.
 FUND_WEI = 1000 * 10**18
@@ -112,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from eth_account import Account
 
-    # From the environment, not the command line, where `ps` would show the key.
-    key = os.environ.get("ANCHOR_PRIVATE_KEY")
+    # From the settings (the environment), not the command line, where `ps` would show it.
+    key = Settings.from_env().anchor_private_key
     for address in [*args.fund, *([Account.from_key(key).address] if key else [])]:
         node.fund(address)
         print(f"funded {address}", flush=True)
