@@ -259,3 +259,23 @@ def test_verify_recomputes_from_the_ledger_not_the_recorded_entry_hashes(ledger_
         for day in (DAY1, DAY2, DAY3):
             prev = seals.recompute_seal(bound(conn), day, prev)
             assert prev == hashes[day]
+
+
+def test_migration_0020_adds_the_anchor_table_after_0018_and_goes_back(ledger_db):
+    # A filled ledger at the head (0020), taken back to 0018 and up again: seals and
+    # transfers stay as they were, the anchors table and its trigger come and go.
+    from shared.db.migrate import current_revision, downgrade, upgrade
+    from tests.support.scratchdb import admin_url
+
+    url, engine, _ = ledger_db
+    _, chain = _anchored(engine)
+    seals_before = _seal_hashes(engine)
+    engine.dispose()
+    downgrade(admin_url(url), "0018")
+    assert current_revision(admin_url(url)) == "0018"
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT to_regclass('ledger_anchors')")).scalar() is None
+    upgrade(admin_url(url))
+    assert current_revision(admin_url(url)) == "0020"
+    assert _seal_hashes(engine) == seals_before and _anchors(engine) == {}
+    assert _step(engine, chain).sent == [DAY1, DAY2, DAY3]  # anchored again, as new
