@@ -58,3 +58,20 @@ def judge(
     if held != recomputed:
         return f"seal {day}: the chain holds {held}, the ledger recomputes {recomputed}{found}"
     return None
+
+
+def missing_anchors(unanchored: list[date], sent_on_chain: int, on_record: int, sender: str):
+    """A problem when seals look unanchored while the account sent more than is on record.
+
+    Deleting anchor rows would make a rewritten seal look merely "not anchored
+    yet"; but the chain counts every transaction the account sent (its nonce),
+    and each was an anchor we recorded. More on the chain than on record,
+    with seals unanchored, means rows were removed (or the key is used elsewhere).
+    """
+    if not unanchored or sent_on_chain <= on_record:
+        return None
+    return (
+        f"seal {unanchored[0]}: not anchored, but {sender} has sent {sent_on_chain}"
+        f" transactions and {on_record} anchors are on record: anchors were removed"
+        " (or the key is used elsewhere)"
+    )

@@ -135,7 +135,8 @@ def verify_anchors(uow: UnitOfWork, chain: AnchorChain) -> AnchorReport:
 
     The recomputation chains each day from the previous recomputed seal, so
     it is what an honest sealer would write over the ledger as it is now. A
-    seal not yet mined is listed as unanchored, which is not a difference.
+    seal not yet mined is listed as unanchored, which is not a difference,
+    unless the account has sent more transactions than anchors are on record.
     """
     rows = uow.conn.execute(
         select(
@@ -163,5 +164,14 @@ def verify_anchors(uow: UnitOfWork, chain: AnchorChain) -> AnchorReport:
         if problem:
             problems.append(problem)
             first = first or day
+    on_record = uow.conn.execute(
+        select(func.count()).where(
+            ledger_anchors.c.sender == chain.address, ledger_anchors.c.chain_id == chain.chain_id
+        )
+    ).scalar()
+    removed = anchors.missing_anchors(unanchored, chain.mined_nonce(), on_record, chain.address)
+    if removed:
+        problems.append(removed)
+        first = min(first or unanchored[0], unanchored[0])
     anchored = len(rows) - len(unanchored)
     return AnchorReport(problems, len(rows), anchored, unanchored, first)

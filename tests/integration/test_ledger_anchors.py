@@ -146,6 +146,21 @@ def test_an_anchor_pointed_at_a_transaction_of_another_account_is_named(ledger_d
     ]
 
 
+def test_a_rewrite_that_also_deletes_the_anchors_is_caught_by_the_accounts_nonce(ledger_db):
+    # Without its rows every seal would look merely "not anchored yet"; the chain
+    # still counts what the account sent.
+    _, engine, admin = ledger_db
+    ids, chain = _anchored(engine)
+    superuser_sql(admin, "DELETE FROM ledger_anchors")
+    rewrite_history(admin, "DELETE FROM ledger_transfers WHERE id = :i", DAY3, i=ids["d1_a"])
+    report = _verify(engine, chain)
+    assert (report.unanchored, report.first_difference) == ([DAY1, DAY2, DAY3], DAY1)
+    assert report.problems == [
+        f"seal {DAY1}: not anchored, but {chain.address} has sent 3 transactions and 0"
+        " anchors are on record: anchors were removed (or the key is used elsewhere)"
+    ]
+
+
 def test_seals_not_yet_anchored_or_mined_are_reported_as_such_not_as_tampering(ledger_db):
     _, engine, _ = ledger_db
     _sealed(engine)

@@ -14,7 +14,7 @@ from web3.datastructures import AttributeDict
 from cli.devchain import to_rpc
 from shared.config import Settings
 from shared.connectors.chain import ChainError, load_account
-from shared.domain.anchors import OnChain, judge, payload
+from shared.domain.anchors import OnChain, judge, missing_anchors, payload
 
 DAY = date(2026, 11, 30)
 SEAL, OTHER = "ab" * 32, "cd" * 32
@@ -83,6 +83,15 @@ def test_the_devchain_answers_in_json_rpcs_encoding():
         "ok": True,
     }
     assert (to_rpc(None), to_rpc("0xabc"), to_rpc([0, b""])) == (None, "0xabc", ["0x0", "0x"])
+
+
+def test_unanchored_seals_are_a_problem_only_if_the_account_sent_more_than_is_on_record():
+    assert missing_anchors([DAY], 3, 3, US) is None  # sent, not mined yet
+    assert missing_anchors([], 5, 3, US) is None  # every seal anchored: a stray send is not
+    assert missing_anchors([DAY], 3, 2, US) == (
+        f"seal {DAY}: not anchored, but {US} has sent 3 transactions and 2 anchors are on"
+        " record: anchors were removed (or the key is used elsewhere)"
+    )
 
 
 @pytest.fixture
