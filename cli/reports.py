@@ -109,7 +109,7 @@ def _verify(uow, settings, with_anchors: bool, as_json: bool) -> int:
         return 1
     line = f"OK: {v.seals} seals, {v.entries} entries verified, {v.unsealed} not sealed yet"
     if chain is not None:
-        line += f"; {out['anchored']} anchors match the chain (chain {chain.chain_id})"
+        line += f"; {out['anchored']} of {v.seals} anchored, each matching chain {chain.chain_id}"
     print(line)
     return 0
 
