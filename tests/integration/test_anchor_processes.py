@@ -41,6 +41,9 @@ def _anchored(engine, where: str = "true") -> int:
 def test_the_cli_anchors_verifies_and_names_the_first_rewritten_seal(ledger_db):
     url, engine, admin = ledger_db
     ids = _sealed(engine)
+    off = cli(url, "ledger", "verify", "--anchors", env={"ANCHOR_RPC_URL": ""})
+    assert off.returncode == 2 and off.stdout == "", off
+    assert off.stderr == "clearhouse: error: ledger anchoring is off: ANCHOR_RPC_URL is not set\n"
     env = devchain_env()
     with devchain(env):
         waiting = cli(url, "ledger", "verify", "--anchors", env=env)
