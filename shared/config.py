@@ -232,6 +232,7 @@ def _anchor(d: Settings) -> dict:
         anchor_chain_id=chain_id,
         anchor_interval_s=_float("ANCHOR_INTERVAL_S", d.anchor_interval_s),
         anchor_timeout_s=_float("ANCHOR_TIMEOUT_S", d.anchor_timeout_s),
+        anchor_confirmations=_int_in("ANCHOR_CONFIRMATIONS", d.anchor_confirmations, 1, 1000),
     )
 
 
@@ -412,6 +413,10 @@ class Settings:
     anchor_interval_s: float = 60.0
     # Seconds one JSON-RPC call may take.
     anchor_timeout_s: float = 10.0
+    # Blocks (its own included) that must hold an anchor before it is recorded
+    # as mined, and so final: 1 trusts the first block (a dev chain); a public
+    # chain can drop a recent block in a reorganisation.
+    anchor_confirmations: int = 1
 
     def __post_init__(self) -> None:
         # The retention floor is enforced here, so from_env (which builds through

@@ -47,8 +47,11 @@ def load_account(settings):
 class AnchorChain:
     """One chain, one signing account; every call may raise ChainError."""
 
-    def __init__(self, w3: Web3, account, chain_id: int, url: str = "the node"):
+    def __init__(
+        self, w3: Web3, account, chain_id: int, url: str = "the node", confirmations: int = 1
+    ):
         self.w3, self.account, self.chain_id, self.url = w3, account, chain_id, url
+        self.confirmations = confirmations
 
     @classmethod
     def from_settings(cls, settings) -> AnchorChain:
@@ -59,7 +62,11 @@ class AnchorChain:
             settings.anchor_rpc_url, request_kwargs={"timeout": settings.anchor_timeout_s}
         )
         chain = cls(
-            Web3(provider), load_account(settings), settings.anchor_chain_id, "ANCHOR_RPC_URL"
+            Web3(provider),
+            load_account(settings),
+            settings.anchor_chain_id,
+            "ANCHOR_RPC_URL",
+            settings.anchor_confirmations,
         )
         chain.check()
         return chain
@@ -125,6 +132,12 @@ class AnchorChain:
         except TransactionNotFound:
             return None
         return receipt["blockNumber"]
+
+    def final(self, block: int) -> bool:
+        """Whether ``confirmations`` blocks (``block`` included) are on the chain from ``block``."""
+        if self.confirmations <= 1:
+            return True
+        return self._call(lambda: self.w3.eth.block_number) - block + 1 >= self.confirmations
 
     def lookup(self, tx_hash: str) -> OnChain:
         """What the chain holds under ``tx_hash``."""

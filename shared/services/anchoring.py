@@ -81,8 +81,10 @@ def _follow(uow: UnitOfWork, chain: AnchorChain, row, step: Step) -> None:
     taken = chain.mined_nonce() > row.nonce
     block = chain.block_of(row.tx_hash)
     if block is not None:
-        _update(uow, row.day, block_number=block, mined_at=func.now())
-        step.mined.append(row.day)
+        # Mined; recorded (and so final) once deep enough, else left for a later run.
+        if chain.final(block):
+            _update(uow, row.day, block_number=block, mined_at=func.now())
+            step.mined.append(row.day)
         return
     if taken:
         # Its nonce went to another transaction (the key is used elsewhere, or a

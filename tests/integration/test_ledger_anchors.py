@@ -204,6 +204,23 @@ def test_an_anchor_is_sent_again_until_a_block_holds_it(ledger_db):
     assert chain.mined_nonce() == 3 and _verify(engine, chain).problems == []
 
 
+def test_an_anchor_is_recorded_as_mined_only_under_enough_confirmations(ledger_db):
+    # A public chain may drop its newest blocks (a reorganisation): a mined anchor
+    # is final in our table, so it waits until ANCHOR_CONFIRMATIONS blocks hold it.
+    _, engine, _ = ledger_db
+    _sealed(engine)
+    base = in_process_chain()
+    chain = AnchorChain(base.w3, base.account, base.chain_id, confirmations=4)
+    _step(engine, chain)  # three blocks, one per anchor: DAY1's is 3 deep, DAY3's 1
+    step = _step(engine, chain)
+    assert (step.mined, step.resent) == ([], [])  # in blocks, so neither sent nor signed again
+    node_of(chain).mine_blocks(1)
+    assert _step(engine, chain).mined == [DAY1]
+    node_of(chain).mine_blocks(2)
+    assert _step(engine, chain).mined == [DAY2, DAY3]
+    assert len({r.tx_hash for r in _anchors(engine).values()}) == 3 and chain.mined_nonce() == 3
+
+
 def test_an_anchor_whose_nonce_another_transaction_took_is_signed_again(ledger_db):
     _, engine, _ = ledger_db
     _sealed(engine)

@@ -26,6 +26,7 @@ ANCHOR_VARS = (
     "ANCHOR_KEYSTORE_FILE",
     "ANCHOR_KEYSTORE_PASSWORD_FILE",
     "ANCHOR_CHAIN_ID",
+    "ANCHOR_CONFIRMATIONS",
 )
 
 
@@ -131,6 +132,7 @@ def test_anchoring_settings_are_read_and_the_key_stays_out_of_the_repr(anchor_en
             "not both",
         ),
         ({"ANCHOR_KEYSTORE_FILE": "k.json"}, "needs ANCHOR_KEYSTORE_PASSWORD_FILE"),
+        ({"ANCHOR_CONFIRMATIONS": "0"}, "ANCHOR_CONFIRMATIONS must be from 1 to 1000"),
     ],
 )
 def test_an_incomplete_or_bad_anchoring_setting_is_refused_by_name(anchor_env, env, message):
