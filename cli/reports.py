@@ -115,11 +115,14 @@ def _verify(uow, settings, with_anchors: bool, as_json: bool) -> int:
 
 
 def _anchor(engine, settings, as_json: bool) -> int:
+    from cli.operators import actor
     from shared.db.uow import UnitOfWork, transact
-    from shared.services.anchoring import anchor_step
+    from shared.services.anchoring import anchor_as
+    from shared.services.audit import Actor
 
     chain = _chain(settings)
-    step = transact(lambda: UnitOfWork(engine), anchor_step, chain)
+    # Audited as the OS user, in the run's own transaction (when it did anything).
+    step = transact(lambda: UnitOfWork(engine), anchor_as, chain, Actor(actor()))
     out = {k: [d.isoformat() for d in getattr(step, k)] for k in ("sent", "resent", "mined")}
     if as_json:
         print(json.dumps(out | {"busy": step.busy}, separators=(",", ":")))

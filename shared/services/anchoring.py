@@ -21,6 +21,7 @@ from shared.db.tables import ledger_anchors, ledger_seals
 from shared.db.uow import UnitOfWork
 from shared.domain import anchors
 from shared.domain import hashchain as hc
+from shared.services import audit
 from shared.services.seals import recompute_seal
 
 # pg_try_advisory_xact_lock key: one anchoring run at a time ("clhanch").
@@ -44,8 +45,16 @@ def anchor_step(uow: UnitOfWork, chain: AnchorChain) -> Step:
     if not uow.conn.execute(locked, {"k": ANCHOR_LOCK_KEY}).scalar():
         step.busy = True  # another run is at it
         return step
+    # Only this account's on this chain: another key's (or chain's) anchor cannot be
+    # followed nor signed again from here, and its row may never change sender or chain.
     pending = uow.conn.execute(
-        select(ledger_anchors).where(ledger_anchors.c.block_number.is_(None)).order_by("day")
+        select(ledger_anchors)
+        .where(
+            ledger_anchors.c.block_number.is_(None),
+            ledger_anchors.c.sender == chain.address,
+            ledger_anchors.c.chain_id == chain.chain_id,
+        )
+        .order_by("day")
     ).all()
     uow.on_commit(lambda: _send(chain, step.outbox))
     for row in pending:
@@ -73,6 +82,15 @@ def anchor_step(uow: UnitOfWork, chain: AnchorChain) -> Step:
         step.outbox.append((nonce, raw))
         step.sent.append(day)
         nonce += 1
+    return step
+
+
+def anchor_as(uow: UnitOfWork, chain: AnchorChain, actor: audit.Actor) -> Step:
+    """``anchor_step`` run by hand (``clearhouse ledger anchor``): audited when it did anything."""
+    step = anchor_step(uow, chain)
+    done = {k: [d.isoformat() for d in getattr(step, k)] for k in ("sent", "resent", "mined")}
+    if any(done.values()):
+        audit.record_as(uow, actor, "ledger.anchor", "ledger", after=done)
     return step
 
 

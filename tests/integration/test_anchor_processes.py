@@ -54,6 +54,18 @@ def test_the_cli_anchors_verifies_and_names_the_first_rewritten_seal(ledger_db):
         assert json.loads(sent.stdout)["sent"] == [str(d) for d in (DAY1, DAY2, DAY3)], sent
         mined = cli(url, "ledger", "anchor", env=env)
         assert f"mined: {DAY1}, {DAY2}, {DAY3}" in mined.stdout, mined
+        idle = cli(url, "ledger", "anchor", "--json", env=env)
+        assert json.loads(idle.stdout) == {"sent": [], "resent": [], "mined": [], "busy": False}
+        with engine.connect() as conn:
+            audited = conn.execute(
+                text("SELECT actor, target, after FROM audit_log WHERE action = 'ledger.anchor'")
+            ).all()
+        days = [str(d) for d in (DAY1, DAY2, DAY3)]
+        assert [(a.target, a.after["sent"], a.after["mined"]) for a in audited] == [
+            ("ledger", days, []),
+            ("ledger", [], days),
+        ]  # a run that did nothing writes no row
+        assert all(a.actor.startswith("cli:") for a in audited)
 
         ok = cli(url, "ledger", "verify", "--anchors", env=env)
         assert ok.returncode == 0, ok
