@@ -205,6 +205,37 @@ def _tls_files() -> tuple[str | None, str | None, str | None]:
     return cert, key, client_ca
 
 
+_HEX_KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
+
+
+def _anchor(d: Settings) -> dict:
+    """The ANCHOR_* settings, checked as a set: a URL needs a chain id and one key."""
+    url, key = _str("ANCHOR_RPC_URL", ""), _str("ANCHOR_PRIVATE_KEY", "").strip()
+    keystore = _optional_str("ANCHOR_KEYSTORE_FILE")
+    password = _optional_str("ANCHOR_KEYSTORE_PASSWORD_FILE")
+    chain_id = _int("ANCHOR_CHAIN_ID", d.anchor_chain_id)
+    if key and not _HEX_KEY.match(key):
+        raise ValueError("setting ANCHOR_PRIVATE_KEY must be 32 bytes of hex")
+    if key and keystore:
+        raise ValueError("set ANCHOR_PRIVATE_KEY or ANCHOR_KEYSTORE_FILE, not both")
+    if keystore and not password:
+        raise ValueError("ANCHOR_KEYSTORE_FILE needs ANCHOR_KEYSTORE_PASSWORD_FILE")
+    if url and chain_id <= 0:
+        raise ValueError("ANCHOR_RPC_URL needs ANCHOR_CHAIN_ID (the node's chain id)")
+    if url and not (key or keystore):
+        raise ValueError("ANCHOR_RPC_URL needs ANCHOR_PRIVATE_KEY or ANCHOR_KEYSTORE_FILE")
+    return dict(
+        anchor_rpc_url=url,
+        anchor_private_key=key,
+        anchor_keystore_file=keystore,
+        anchor_keystore_password_file=password,
+        anchor_chain_id=chain_id,
+        anchor_interval_s=_float("ANCHOR_INTERVAL_S", d.anchor_interval_s),
+        anchor_timeout_s=_float("ANCHOR_TIMEOUT_S", d.anchor_timeout_s),
+        anchor_confirmations=_int_in("ANCHOR_CONFIRMATIONS", d.anchor_confirmations, 1, 1000),
+    )
+
+
 # Idempotency keys are promised for at least 24 h: a lower
 # setting would let an old key's retry create a second payment.
 MIN_IDEMPOTENCY_RETENTION_H = 24
@@ -379,6 +410,24 @@ class Settings:
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
     tls_client_ca_file: str | None = None
+    # Ledger anchoring (shared/services/anchoring.py): each daily seal's hash is
+    # sent in a transaction to an Ethereum-compatible node. Empty URL: off.
+    # The signing key is a hex private key, or a keystore file (V3 JSON) and the
+    # file holding its password; the chain id must be the node's, so a key is
+    # never used on a chain it was not meant for.
+    anchor_rpc_url: str = ""
+    anchor_private_key: str = field(default="", repr=False)
+    anchor_keystore_file: str | None = None
+    anchor_keystore_password_file: str | None = None
+    anchor_chain_id: int = 0
+    # Beat sends unanchored seals and checks sent ones this often, until mined.
+    anchor_interval_s: float = 60.0
+    # Seconds one JSON-RPC call may take.
+    anchor_timeout_s: float = 10.0
+    # Blocks (its own included) that must hold an anchor before it is recorded
+    # as mined, and so final: 1 trusts the first block (a dev chain); a public
+    # chain can drop a recent block in a reorganisation.
+    anchor_confirmations: int = 1
 
     def __post_init__(self) -> None:
         # The retention floor is enforced here, so from_env (which builds through
@@ -498,6 +547,7 @@ class Settings:
             tls_cert_file=tls_cert_file,
             tls_key_file=tls_key_file,
             tls_client_ca_file=tls_client_ca_file,
+            **_anchor(d),
         )
         values.update(overrides)
         return cls(**values)

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import redis
 
 from shared.observability import queues
-from shared.services import card_data, maintenance, retention
+from shared.services import anchoring, card_data, maintenance, retention
 from workers.base import task
 from workers.topology import STEPS
 
@@ -132,7 +132,21 @@ class _PassLease:
 @task("clearhouse.scheduler.daily_report", uow_kind="report", soft_time_limit=1800, time_limit=1900)
 def daily_report(self, uow, day: str | None = None):
     report_day = date.fromisoformat(day) if day else datetime.now(UTC).date() - timedelta(days=1)
-    return maintenance.daily_report(uow, report_day)
+    summary = maintenance.daily_report(uow, report_day)
+    if self.settings.anchor_rpc_url and summary["sealed"]:
+        uow.enqueue("anchor_seals", ["sealed"])  # at once, not at the next beat
+    return summary
+
+
+# Its own job, after the seal's commit: a node that is away delays the anchor,
+# never the seal. A ChainError fails the run (not recorded as a success, so the
+# beat-job alert sees a node away for long) and the next run tries again.
+@task("clearhouse.scheduler.anchor_seals")
+def anchor_seals(self, uow, why=None):
+    chain = self.runtime.anchor_chain
+    chain.check()  # every run: the node behind the URL may have changed
+    step = anchoring.anchor_step(uow, chain)
+    return {"sent": len(step.sent), "resent": len(step.resent), "mined": len(step.mined)}
 
 
 def backlog_max(settings) -> int:

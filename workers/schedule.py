@@ -11,7 +11,18 @@ def beat_schedule(settings: Settings) -> dict[str, dict]:
     """Every periodic job, its task and how often it runs."""
     economy = settings.settlement_economy_interval_s
     retention = settings.retention_interval_s
-    return {
+    anchoring = (
+        {
+            # Until every seal's anchor is mined (off without ANCHOR_RPC_URL).
+            "anchor-seals": {
+                "task": "clearhouse.scheduler.anchor_seals",
+                "schedule": settings.anchor_interval_s,
+            }
+        }
+        if settings.anchor_rpc_url
+        else {}
+    )
+    return anchoring | {
         "redrive-stuck-intents": {
             "task": "clearhouse.scheduler.redrive",
             "schedule": float(settings.redrive_interval_s),

@@ -48,6 +48,8 @@ STEPS = {
     "prune_idempotency_keys": Step("clearhouse.scheduler.prune_idempotency_keys", MAINTENANCE),
     "prune_limit_counters": Step("clearhouse.scheduler.prune_limit_counters", MAINTENANCE),
     "prune_refresh_tokens": Step("clearhouse.scheduler.prune_refresh_tokens", MAINTENANCE),
+    # Anchoring right after a daily report sealed a day (beat runs it too).
+    "anchor_seals": Step("clearhouse.scheduler.anchor_seals", MAINTENANCE),
 }
 
 # The instant lane (shared/domain/lanes.py): each pipeline step again, on

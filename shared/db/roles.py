@@ -51,6 +51,9 @@ READ_ONLY = frozenset({"alembic_version"})
 # an UPDATE grant); its code, currency and no-overdraft rule never change.
 COLUMN_UPDATES = {
     "ledger_accounts": ("debits_pending", "debits_posted", "credits_pending", "credits_posted"),
+    # A seal's anchor until it is mined (resent, re-signed, then its block); its
+    # day, hash, chain and sender never change, and its trigger stops the rest.
+    "ledger_anchors": ("nonce", "tx_hash", "raw_tx", "sent_at", "block_number", "mined_at"),
 }
 
 _DUPLICATE_OBJECT = "42710"

@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     PrimaryKeyConstraint,
@@ -544,6 +545,24 @@ ledger_seals = Table(
     _now(),
 )
 
+# A seal's hash sent to a public chain (migration 0020): the signed transaction
+# is kept and resent as is until mined, then the row is final.
+ledger_anchors = Table(
+    "ledger_anchors",
+    metadata,
+    Column("day", Date, primary_key=True),  # its seal's (no foreign key: see 0020)
+    Column("seal_hash", String(64), nullable=False),
+    Column("chain_id", BigInteger, nullable=False),
+    Column("sender", String(42), nullable=False),
+    Column("nonce", BigInteger, nullable=False),
+    Column("tx_hash", String(66), nullable=False, unique=True),
+    Column("raw_tx", LargeBinary, nullable=False),
+    Column("sent_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("block_number", BigInteger),
+    Column("mined_at", DateTime(timezone=True)),
+    _now(),
+)
+
 # The last successful run of each periodic job (its beat entry name), written
 # in the job's own transaction: it survives restarts of every process and
 # reads the same from anywhere (the beat-job metric).
@@ -667,6 +686,7 @@ __all__ = [
     "report_runs",
     "ledger_entry_hashes",
     "ledger_seals",
+    "ledger_anchors",
     "beat_job_runs",
     "operators",
     "audit_log",

@@ -94,17 +94,35 @@ def seal_day(uow: UnitOfWork, day: date) -> list[date]:
     return sealed
 
 
-def _seal_one(uow: UnitOfWork, day: date, prev_hash: str) -> str:
+def day_chain(uow: UnitOfWork, day: date, prev_hash: str, on_entry=None):
+    """Chain ``day``'s transfers from ``prev_hash``: (first id, last id, count, last hash).
+
+    ``on_entry(transfer_id, hash)`` sees each link as it is made.
+    """
     start, end = day_bounds(day)
     query = text(f"SELECT {COLUMNS} FROM ledger_transfers t WHERE {DAY_FILTER} ORDER BY t.id")
     rows = uow.conn.execute(query.execution_options(yield_per=20_000), {"start": start, "end": end})
-    buf, h, first, last, count = io.StringIO(), prev_hash, None, None, 0
+    h, first, last, count = prev_hash, None, None, 0
     for row in rows:
         h = hc.link(h, hc.text_bytes(row))
         tid = int(row[0])
-        buf.write(f"{tid}\t{h}\n")
+        if on_entry is not None:
+            on_entry(tid, h)
         first = tid if first is None else first
         last, count = tid, count + 1
+    return first, last, count, h
+
+
+def recompute_seal(uow: UnitOfWork, day: date, prev_hash: str) -> str:
+    """The seal ``day`` would get now, from the ledger as it is, chained from ``prev_hash``."""
+    return hc.seal_hash(prev_hash, day, *day_chain(uow, day, prev_hash))
+
+
+def _seal_one(uow: UnitOfWork, day: date, prev_hash: str) -> str:
+    buf = io.StringIO()
+    first, last, count, h = day_chain(
+        uow, day, prev_hash, lambda tid, link: buf.write(f"{tid}\t{link}\n")
+    )
     if count:
         buf.seek(0)
         # COPY, not INSERTs: a busy day has hundreds of thousands of entries.

@@ -124,3 +124,19 @@ def books_balance(engine, make_merchant, funded_wallet):
         assert problems == []
 
     return check
+
+
+@pytest.fixture
+def ledger_db(database):
+    """A ledger of the test's own (tests/support/sealed.py), a throwaway database:
+    (url, engine as the services connect, the app role) and a superuser's engine."""
+    from sqlalchemy import create_engine
+
+    from tests.support.scratchdb import admin_url, scratch_database
+
+    with scratch_database("clearhouse_seals") as (url, engine):
+        admin = create_engine(admin_url(url))
+        try:
+            yield url, engine, admin
+        finally:
+            admin.dispose()

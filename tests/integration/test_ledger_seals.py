@@ -2,98 +2,22 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-from datetime import UTC, datetime, timedelta
-
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from shared.domain import hashchain as hc
 from shared.services import ledger_verify, seals
-from tests.conftest import python_bin
-from tests.support.scratchdb import admin_url, scratch_database
+from tests.support.sealed import DAY1, DAY2, DAY3, TODAY, at, cli, populate, superuser_sql
+from tests.support.sealed import transfer as _transfer
 from tests.support.units import bound
 
 pytestmark = pytest.mark.integration
 
-TODAY = datetime.now(UTC).date()
-DAY1, DAY2, DAY3 = (TODAY - timedelta(days=n) for n in (5, 4, 3))
-
-
-@pytest.fixture
-def ledger_db(database):
-    """(url, engine) as the services connect (the app role), and a superuser's engine."""
-    from sqlalchemy import create_engine
-
-    with scratch_database("clearhouse_seals") as (url, engine):
-        admin = create_engine(admin_url(url))
-        try:
-            yield url, engine, admin
-        finally:
-            admin.dispose()
-
-
-def _at(day, hour, minute=0):
-    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC)
-
-
-def _accounts(conn) -> tuple[int, int]:
-    ids = conn.execute(
-        text(
-            "INSERT INTO ledger_accounts (code, currency) VALUES"
-            " ('external:card_clearing:USD', 'USD'), ('merchant:m1:pending:USD', 'USD')"
-            " RETURNING id"
-        )
-    ).scalars()
-    return tuple(ids)
-
-
-def _transfer(conn, debit, credit, amount, created_at, kind="posted", pending_id=None) -> int:
-    return conn.execute(
-        text(
-            "INSERT INTO ledger_transfers (kind, debit_account_id, credit_account_id, amount,"
-            " currency, pending_id, intent_id, reason, created_at)"
-            " VALUES (:k, :d, :c, :a, 'USD', :p, 'pi_x', 'capture', :t) RETURNING id"
-        ),
-        {"k": kind, "d": debit, "c": credit, "a": amount, "p": pending_id, "t": created_at},
-    ).scalar_one()
-
-
-def _populate(engine) -> dict:
-    """Transfers on DAY1 and DAY3 (none on DAY2), one crossing midnight out of id order."""
-    with engine.begin() as conn:
-        a, b = _accounts(conn)
-        ids = {
-            "d3_late": _transfer(conn, a, b, 50, _at(DAY3, 23, 59)),
-            "d1_a": _transfer(conn, a, b, 100, _at(DAY1, 0, 0)),
-            "d1_b": _transfer(conn, a, b, 200, _at(DAY1, 12)),
-            "d3_hold": _transfer(conn, a, b, 300, _at(DAY3, 1), kind="pending"),
-        }
-        ids["d3_post"] = _transfer(conn, a, b, 250, _at(DAY3, 2), "post_pending", ids["d3_hold"])
-        ids["today"] = _transfer(conn, a, b, 1, datetime.now(UTC))
-    return ids
-
-
-def _cli(url, *args):
-    env = dict(os.environ, DATABASE_URL=url)
-    return subprocess.run(
-        [python_bin("clearhouse"), *args], env=env, capture_output=True, text=True, timeout=60
-    )
-
-
-def _superuser_sql(admin, sql, **params):
-    # A superuser may skip triggers (and FK checks) for its session: the attack modeled
-    # (the app role may do neither: tests/integration/test_db_roles.py).
-    with admin.begin() as conn:
-        conn.execute(text("SET LOCAL session_replication_role = replica"))
-        conn.execute(text(sql), params)
-
 
 def test_days_are_sealed_in_order_once_and_chain_independently(ledger_db):
     _, engine, _ = ledger_db
-    ids = _populate(engine)
+    ids = populate(engine)
     with engine.begin() as conn:
         assert seals.seal_day(bound(conn), DAY3) == [DAY1, DAY2, DAY3]
     with engine.begin() as conn:
@@ -130,35 +54,35 @@ def test_days_are_sealed_in_order_once_and_chain_independently(ledger_db):
 
 def test_verify_names_an_altered_missing_or_extra_transfer_and_cli_exits_1(ledger_db):
     url, engine, admin = ledger_db
-    ids = _populate(engine)
+    ids = populate(engine)
     with engine.begin() as conn:
         seals.seal_day(bound(conn), DAY3)
-    ok = _cli(url, "ledger", "verify")
+    ok = cli(url, "ledger", "verify")
     assert ok.returncode == 0 and ok.stdout.startswith("OK: 3 seals, 5 entries"), ok
 
-    _superuser_sql(admin, "UPDATE ledger_transfers SET amount = 201 WHERE id = :i", i=ids["d1_b"])
-    bad = _cli(url, "ledger", "verify")
+    superuser_sql(admin, "UPDATE ledger_transfers SET amount = 201 WHERE id = :i", i=ids["d1_b"])
+    bad = cli(url, "ledger", "verify")
     assert bad.returncode == 1, bad
     assert bad.stdout.splitlines() == [f"transfer {ids['d1_b']} altered: hash mismatch"]
 
-    _superuser_sql(admin, "UPDATE ledger_transfers SET amount = 200 WHERE id = :i", i=ids["d1_b"])
-    assert _cli(url, "ledger", "verify").returncode == 0
+    superuser_sql(admin, "UPDATE ledger_transfers SET amount = 200 WHERE id = :i", i=ids["d1_b"])
+    assert cli(url, "ledger", "verify").returncode == 0
 
-    _superuser_sql(admin, "DELETE FROM ledger_transfers WHERE id = :i", i=ids["d3_late"])
+    superuser_sql(admin, "DELETE FROM ledger_transfers WHERE id = :i", i=ids["d3_late"])
     with engine.begin() as conn:
-        late = _transfer(conn, 1, 2, 7, _at(DAY1, 18))  # backdated into a sealed day
+        late = _transfer(conn, 1, 2, 7, at(DAY1, 18))  # backdated into a sealed day
         problems = ledger_verify.verify(bound(conn)).problems
     assert problems == [
         f"transfer {late} extra: dated {DAY1} but not in its seal",
         f"transfer {ids['d3_late']} missing: sealed on {DAY3}, gone from the ledger",
     ]
-    out = _cli(url, "ledger", "verify")
+    out = cli(url, "ledger", "verify")
     assert out.returncode == 1 and f"transfer {late} extra" in out.stdout
 
 
 def test_seal_rows_themselves_are_checked(ledger_db):
     _, engine, admin = ledger_db
-    _populate(engine)
+    populate(engine)
     with engine.begin() as conn:
         seals.seal_day(bound(conn), DAY3)
     with admin.begin() as conn:
@@ -183,7 +107,7 @@ def test_trigger_refuses_update_delete_truncate(ledger_db):
     # As a superuser, whom no grant stops: the triggers alone refuse (the app
     # role's grants refuse first, tests/integration/test_db_roles.py).
     _, engine, admin = ledger_db
-    ids = _populate(engine)
+    ids = populate(engine)
     with engine.begin() as conn:
         seals.seal_day(bound(conn), DAY3)
     for sql in (

@@ -175,6 +175,9 @@ def test_every_program_the_procfile_runs_is_installed_and_starts(clean_venv, tmp
     commands += [
         ["celery", "-A", "workers.celery_app", "report"],  # finds the app in the package
         ["clearhouse", "--help"],  # the console script
+        # make run's dev chain: installed with the package, its eth-tester only with the
+        # dev extra, so its help must need neither.
+        ["clearhouse-devchain", "--help"],
     ]
     for argv in commands:
         argv[0] = str(clean_venv / "bin" / argv[0])
