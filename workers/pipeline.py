@@ -33,7 +33,7 @@ def compute_fees(self, uow, ids):
 @stage("authorize", flow=True)
 def authorize_payments(self, ids):
     rt, policy = self.runtime, authorization.Policy.from_settings(self.settings)
-    return authorization.authorize_batch(rt.uow, ids, rt.acquirer, rt.vault, policy)
+    return authorization.authorize_batch(rt.uow, ids, rt.acquirer, rt.vault, policy, rt.banks)
 
 
 @stage("settle_instant")

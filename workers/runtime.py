@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 
 from shared.config import Settings
+from shared.connectors.bank import Banks
 from shared.connectors.sandbox import SandboxAcquirer, fraud_roles
 from shared.db.engine import get_engine
 from shared.db.uow import Publish, UnitOfWork
@@ -29,6 +30,10 @@ class Runtime:
     @cached_property
     def acquirer(self) -> SandboxAcquirer:
         return SandboxAcquirer.from_settings(self.settings)
+
+    @cached_property
+    def banks(self) -> Banks:
+        return Banks.from_settings(self.settings)
 
     @cached_property
     def test_cards(self) -> dict[str, SandboxCard]:

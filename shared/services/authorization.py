@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from shared.config import Settings
 from shared.db.uow import UnitOfWork
+from shared.services import bank_payments
 from shared.services.batches import NewUnit, run_isolated
 from shared.services.stages import authorize
 from shared.services.stages.common import StageResult
@@ -30,7 +31,9 @@ class Policy:
         return cls(settings.hold_ttl_s, settings.auth_max_attempts, settings.auth_retry_base_s)
 
 
-def authorize_batch(new_uow: NewUnit, ids, acquirer, vault, policy: Policy) -> StageResult:
+def authorize_batch(
+    new_uow: NewUnit, ids, acquirer, vault, policy: Policy, banks=None
+) -> StageResult:
     """Authorize ``ids`` (intents at ``fee_computed``); return what became of them."""
 
     def place_holds(uow: UnitOfWork, batch):
@@ -41,7 +44,12 @@ def authorize_batch(new_uow: NewUnit, ids, acquirer, vault, policy: Policy) -> S
         return StageResult()
     with new_uow() as uow:
         rows = authorize.held(uow, ready)
-    answers = authorize.ask_acquirer(rows, acquirer, vault)
+    # Bank payments are a two-phase commit with two banks, not one acquirer call.
+    by_bank = [r for r in rows if r.pm_type == "bank_account"]
+    others = [r for r in rows if r.pm_type != "bank_account"]
+    answers = authorize.ask_acquirer(others, acquirer, vault)
+    if by_bank:
+        answers |= bank_payments.ask_banks(new_uow, banks, by_bank)
 
     def record(uow: UnitOfWork, batch):
         result = authorize.apply(

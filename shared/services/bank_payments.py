@@ -1,0 +1,265 @@
+"""The two-phase-commit coordinator of bank payments, and its resolver.
+
+One transaction per payment (or refund), in ``bank_transactions``:
+
+1. ``begin``: the row and its participants, committed before any bank is asked,
+   so that a coordinator dying from here on leaves something the resolver finds;
+2. prepare at every participant, outside any database transaction, concurrently;
+3. the decision (commit only if every bank voted ready), written by compare-and-set
+   in its own committed transaction: the commit point. If the resolver presumed an
+   abort first, its decision stands and the coordinator follows it;
+4. the decision sent to every bank; each acknowledgement recorded.
+
+The resolver (beat, every ``BANK_RESOLVE_INTERVAL_S``) presumes an abort for rows
+without a decision past ``BANK_DECISION_TIMEOUT_S`` and re-sends the decision of
+every row some bank has not acknowledged. The pure rules are shared.domain.twophase.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
+
+from shared.connectors.bank import BankUnavailable
+from shared.connectors.base import APPROVED, DECLINED, AuthResult
+from shared.db.tables import bank_transactions as btx
+from shared.db.tables import merchants
+from shared.db.uow import UnitOfWork
+from shared.domain import twophase as tp
+from shared.services.batches import NewUnit
+
+log = logging.getLogger(__name__)
+NO_SETTLEMENT_ACCOUNT = "The merchant has no settlement bank account."
+# Calls to banks; transactions run on their own pool, as each waits on the first.
+_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="bank")
+_txs = ThreadPoolExecutor(max_workers=8, thread_name_prefix="bank-tx")
+
+
+def participants_json(legs) -> list[dict]:
+    return [
+        {
+            "role": p.role,
+            "bank": p.bank,
+            "account": p.account,
+            "amount": str(p.amount),
+            "is_credit": p.is_credit,
+        }
+        for p in legs
+    ]
+
+
+def legs_of(row) -> list[tp.Participant]:
+    return [
+        tp.Participant(p["role"], p["bank"], p["account"], int(p["amount"]), p["is_credit"])
+        for p in row.participants
+    ]
+
+
+def begin(
+    uow: UnitOfWork, tx_id: str, intent_id: str, kind: str, currency: str, legs, refund_id=None
+):
+    """The transaction's row (the one already there on a redelivery)."""
+    uow.conn.execute(
+        insert(btx)
+        .values(
+            id=tx_id,
+            intent_id=intent_id,
+            kind=kind,
+            refund_id=refund_id,
+            currency=currency,
+            participants=participants_json(legs),
+        )
+        .on_conflict_do_nothing(index_elements=["id"])
+    )
+    return uow.conn.execute(select(btx).where(btx.c.id == tx_id)).one()
+
+
+def run(new_uow: NewUnit, banks, row) -> tuple[str, str | None]:
+    """Drive ``row`` (begun and committed) to a decision and send it; (decision, reason)."""
+    if row.decision is None:
+        votes = _prepare_all(banks, row)
+        row = _decide(new_uow, row.id, votes)
+    _send(new_uow, banks, row)
+    return row.decision, row.reason
+
+
+def _prepare_all(banks, row) -> dict[str, tuple[tp.Vote, str]]:
+    """Each role's vote and when it came (this host's UTC clock)."""
+
+    def one(p: tp.Participant) -> tuple[tp.Vote, str]:
+        vote = _vote(banks, row, p)
+        return vote, datetime.now(UTC).isoformat()
+
+    legs = legs_of(row)
+    return {p.role: v for p, v in zip(legs, _pool.map(one, legs), strict=True)}
+
+
+def _vote(banks, row, p: tp.Participant) -> tp.Vote:
+    try:
+        r = banks.prepare(p.bank, row.id, p.account, p.amount, row.currency, p.is_credit)
+    except (BankUnavailable, LookupError) as exc:
+        log.warning("2pc %s: %s unavailable at prepare: %s", row.id, p.bank, exc)
+        return tp.Vote(tp.UNAVAILABLE, str(exc)[:200])
+    log.info("2pc %s: %s %s prepare: %s %s", row.id, p.role, p.bank, r.ok, r.reason)
+    return tp.Vote(tp.READY, "") if r.ok else tp.Vote(tp.REFUSED, r.reason)
+
+
+def _decide(new_uow: NewUnit, tx_id: str, votes: dict[str, tp.Vote]):
+    with new_uow() as uow:
+        row = uow.conn.execute(select(btx).where(btx.c.id == tx_id).with_for_update()).one()
+        if row.decision is None:
+            decision, reason = tp.decide([p.role for p in legs_of(row)], votes)
+            recorded = {
+                r: {"vote": v.vote, "reason": v.reason, "at": at} for r, (v, at) in votes.items()
+            }
+            uow.conn.execute(
+                btx.update()
+                .where(btx.c.id == tx_id, btx.c.decision.is_(None))
+                .values(
+                    votes=recorded,
+                    decision=decision,
+                    reason=reason,
+                    decided_at=func.clock_timestamp(),
+                )
+            )
+            log.info("2pc %s: decision %s (%s)", tx_id, decision, reason or "all ready")
+        row = uow.conn.execute(select(btx).where(btx.c.id == tx_id)).one()
+        uow.commit()
+    return row
+
+
+def _send(new_uow: NewUnit, banks, row) -> None:
+    """Tell every bank that has not acknowledged the decision; record who did."""
+    legs = {p.role: p for p in legs_of(row)}
+    acks = {role: a["state"] for role, a in row.acks.items()}
+    step = tp.next_step(list(legs), row.decision, acks, 0, float("inf"))
+    if step.step != tp.Step.SEND:
+        return
+
+    def one(role: str) -> str | None:
+        bank = legs[role].bank
+        try:
+            call = banks.commit if row.decision == tp.COMMIT else banks.abort
+            r = call(bank, row.id)
+        except BankUnavailable as exc:
+            log.warning("2pc %s: %s unavailable at %s: %s", row.id, bank, row.decision, exc)
+            return None
+        got = tp.ack(row.decision, r.ok, r.state)
+        log.info("2pc %s: %s %s %s: %s %s", row.id, role, bank, row.decision, got, r.reason)
+        return got
+
+    answers = dict(zip(step.to, _pool.map(one, step.to), strict=True))
+    _record_acks(new_uow, row.id, {r: s for r, s in answers.items() if s is not None})
+
+
+def _record_acks(new_uow: NewUnit, tx_id: str, acks: dict[str, str]) -> None:
+    with new_uow() as uow:
+        row = uow.conn.execute(select(btx).where(btx.c.id == tx_id).with_for_update()).one()
+        at = datetime.now(UTC).isoformat()
+        merged = {**row.acks, **{r: {"state": s, "at": at} for r, s in acks.items()}}
+        roles = [p.role for p in legs_of(row)]
+        step = tp.next_step(roles, row.decision, {r: a["state"] for r, a in merged.items()}, 0, 1)
+        done = step.step in (tp.Step.DONE, tp.Step.HEURISTIC)
+        if step.step == tp.Step.HEURISTIC:
+            log.error(
+                "2pc %s: a bank did the opposite of the decision %s: %s (an operator's case)",
+                tx_id,
+                row.decision,
+                merged,
+            )
+        uow.conn.execute(
+            btx.update()
+            .where(btx.c.id == tx_id)
+            .values(
+                acks=merged,
+                attempts=btx.c.attempts + 1,
+                completed_at=func.now() if done else None,
+            )
+        )
+        uow.commit()
+
+
+def ask_banks(new_uow: NewUnit, banks, rows) -> dict[str, AuthResult]:
+    """Run each bank_account intent's payment transaction; the acquirer's kind of answer."""
+    out: dict[str, AuthResult] = {}
+    begun = []
+    with new_uow() as uow:
+        ids = sorted({r.merchant_id for r in rows})
+        found = uow.conn.execute(select(merchants).where(merchants.c.id.in_(ids)))
+        settle_to = {m.id: (m.settlement_bank, m.settlement_bank_account) for m in found}
+        for r in rows:
+            to = settle_to.get(r.merchant_id, (None, None))
+            if None in to:
+                out[r.id] = AuthResult(DECLINED, tp.BANK_UNAVAILABLE, NO_SETTLEMENT_ACCOUNT)
+                continue
+            net = r.amount - (r.fee_amount or 0)
+            legs = tp.legs((r.bank, r.bank_account), to, r.amount, net)
+            begun.append(begin(uow, f"btx_{r.id}", r.id, "payment", r.currency, legs))
+        uow.commit()
+
+    def one(row) -> AuthResult:
+        decision, reason = run(new_uow, banks, row)
+        if decision == tp.COMMIT:
+            return AuthResult(APPROVED, reference=row.id)
+        return AuthResult(
+            DECLINED,
+            tp.INSUFFICIENT_FUNDS if reason == tp.INSUFFICIENT_FUNDS else tp.BANK_UNAVAILABLE,
+            None,
+        )
+
+    for row, result in zip(begun, _txs.map(one, begun), strict=True):
+        out[row.intent_id] = result
+    return out
+
+
+def resolve(new_uow: NewUnit, banks, decision_timeout_s: float, limit: int = 100) -> dict:
+    """The beat job: presume aborts, re-send decisions; counts of what it did."""
+    with new_uow() as uow:
+        now = uow.conn.execute(text("SELECT now()")).scalar_one()
+        rows = uow.conn.execute(
+            select(btx).where(btx.c.completed_at.is_(None)).order_by(btx.c.created_at).limit(limit)
+        ).all()
+    done = {"presumed_abort": 0, "sent": 0}
+    for row in rows:
+        age = (now - row.created_at).total_seconds()
+        roles = [p.role for p in legs_of(row)]
+        acks = {r: a["state"] for r, a in row.acks.items()}
+        step = tp.next_step(roles, row.decision, acks, age, decision_timeout_s)
+        if step.step == tp.Step.DECIDE_ABORT:
+            row = _presume_abort(new_uow, row.id)
+            done["presumed_abort"] += 1
+        if row.decision is not None:
+            _send(new_uow, banks, row)
+            done["sent"] += 1
+    return done
+
+
+def _presume_abort(new_uow: NewUnit, tx_id: str):
+    with new_uow() as uow:
+        uow.conn.execute(
+            btx.update()
+            .where(btx.c.id == tx_id, btx.c.decision.is_(None))
+            .values(decision=tp.ABORT, reason=tp.PRESUMED_ABORT, decided_at=func.now())
+        )
+        row = uow.conn.execute(select(btx).where(btx.c.id == tx_id)).one()
+        uow.commit()
+    log.info("2pc %s: no decision in time: presumed abort (%s)", tx_id, row.decision)
+    return row
+
+
+def timeline(row) -> list[tuple[datetime | str, str]]:
+    """The transaction's events in time order: begun, votes, decision, acknowledgements."""
+    events = [(row.created_at.isoformat(), "begun")]
+    events += [
+        (v["at"], f"{r} voted {v['vote']} {v['reason']}".strip()) for r, v in row.votes.items()
+    ]
+    if row.decided_at is not None:
+        events.append(
+            (row.decided_at.isoformat(), f"decision {row.decision} ({row.reason or 'all ready'})")
+        )
+    events += [(a["at"], f"{r} acknowledged {a['state']}") for r, a in row.acks.items()]
+    return sorted(events)
