@@ -54,7 +54,8 @@ class Faults:
         self.methods = named or PROTOCOL_METHODS
         self._rng, self._lock = random.Random(), threading.Lock()
 
-    def apply(self, method: str, context) -> None:
+    def apply(self, method: str, context, what: str) -> None:
+        """Before ``method`` acts: the latency, then maybe a failure. ``what`` names the call."""
         if method not in self.methods:
             return
         if self.latency_ms:
@@ -62,6 +63,7 @@ class Faults:
         if not context.is_active():
             # The caller gave up (deadline, or it died) while we slept: acting now would
             # change the books behind the back of someone who never hears of it.
+            log.info("%s: cancelled (the caller went away)", what)
             context.abort(grpc.StatusCode.CANCELLED, "caller went away")
         with self._lock:
             fail = self.failure_rate > 0 and self._rng.random() < self.failure_rate
@@ -94,7 +96,7 @@ class BankService(rpc.BankServicer):
         self.name, self.store, self.faults = name, store, faults
 
     def Prepare(self, request, context):  # noqa: N802 (gRPC's method names)
-        self.faults.apply("Prepare", context)
+        self.faults.apply("Prepare", context, f"bank {self.name}: prepare {request.tx_id}")
         if not request.tx_id or not request.account:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "tx_id and account are required")
         answer = self.store.prepare(
@@ -116,19 +118,19 @@ class BankService(rpc.BankServicer):
         return pb.PrepareReply(ready=answer.ok, reason=answer.reason, state=_STATES[answer.state])
 
     def Commit(self, request, context):  # noqa: N802
-        self.faults.apply("Commit", context)
+        self.faults.apply("Commit", context, f"bank {self.name}: commit {request.tx_id}")
         return self._logged("commit", self.store.commit(request.tx_id), request.tx_id)
 
     def Abort(self, request, context):  # noqa: N802
-        self.faults.apply("Abort", context)
+        self.faults.apply("Abort", context, f"bank {self.name}: abort {request.tx_id}")
         return self._logged("abort", self.store.abort(request.tx_id), request.tx_id)
 
     def Status(self, request, context):  # noqa: N802
-        self.faults.apply("Status", context)
+        self.faults.apply("Status", context, f"bank {self.name}: status {request.tx_id}")
         return _tx_reply(self.store.status(request.tx_id))
 
     def Ping(self, request, context):  # noqa: N802
-        self.faults.apply("Ping", context)
+        self.faults.apply("Ping", context, f"bank {self.name}: ping")
         return pb.PingReply(name=self.name)
 
     def _logged(self, what: str, answer: Answer, tx_id: str) -> pb.TxReply:

@@ -62,8 +62,8 @@ def legs_of(row) -> list[tp.Participant]:
 def begin(
     uow: UnitOfWork, tx_id: str, intent_id: str, kind: str, currency: str, legs, refund_id=None
 ):
-    """The transaction's row (the one already there on a redelivery)."""
-    uow.conn.execute(
+    """(the transaction's row, True if this call made it; False: a redelivery's)."""
+    made = uow.conn.execute(
         insert(btx)
         .values(
             id=tx_id,
@@ -74,8 +74,9 @@ def begin(
             participants=participants_json(legs),
         )
         .on_conflict_do_nothing(index_elements=["id"])
-    )
-    return uow.conn.execute(select(btx).where(btx.c.id == tx_id)).one()
+        .returning(btx.c.id)
+    ).first()
+    return uow.conn.execute(select(btx).where(btx.c.id == tx_id)).one(), made is not None
 
 
 def run(new_uow: NewUnit, banks, row) -> tuple[str, str | None]:
@@ -112,7 +113,8 @@ def _decide(new_uow: NewUnit, tx_id: str, votes: dict[str, tp.Vote]):
     with new_uow() as uow:
         row = uow.conn.execute(select(btx).where(btx.c.id == tx_id).with_for_update()).one()
         if row.decision is None:
-            decision, reason = tp.decide([p.role for p in legs_of(row)], votes)
+            roles = [p.role for p in legs_of(row)]
+            decision, reason = tp.decide(roles, {r: v for r, (v, _) in votes.items()})
             recorded = {
                 r: {"vote": v.vote, "reason": v.reason, "at": at} for r, (v, at) in votes.items()
             }
@@ -200,6 +202,11 @@ def ask_banks(new_uow: NewUnit, banks, rows) -> dict[str, AuthResult]:
             legs = tp.legs((r.bank, r.bank_account), to, r.amount, net)
             begun.append(begin(uow, f"btx_{r.id}", r.id, "payment", r.currency, legs))
         uow.commit()
+    # Found begun and undecided: its coordinator died (or is a duplicate still voting).
+    # Presumed abort, whoever comes next: never a second round of votes.
+    begun = [
+        row if made or row.decision else _presume_abort(new_uow, row.id) for row, made in begun
+    ]
 
     def one(row) -> AuthResult:
         decision, reason = run(new_uow, banks, row)
