@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="clearhouse-bank", description=__doc__)
     p.add_argument("--name", required=True, help="the bank's name in BANKS, e.g. bank_a")
     p.add_argument("--port", required=True, type=int)
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", help="the address to listen on (default BANK_LISTEN_ADDR)")
     p.add_argument("--db", help="its SQLite file (default BANK_DATA_DIR/NAME.sqlite3)")
     args = p.parse_args(argv)
     if not re.match(r"^[a-z][a-z0-9_]{0,31}$", args.name):
@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     faults = Faults(
         settings.bank_latency_ms, settings.bank_failure_rate, settings.bank_fail_methods
     )
-    server = serve(args.name, args.port, store, faults, settings.bank_token, args.host)
+    host = args.host or settings.bank_listen_addr
+    server = serve(args.name, args.port, store, faults, settings.bank_token, host)
     stop = threading.Event()
     cleaner = threading.Thread(
         target=cleanup_loop,
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     cleaner.start()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    log.info("bank %s: listening on %s:%d (%s)", args.name, args.host, args.port, store.path)
+    log.info("bank %s: listening on %s:%d (%s)", args.name, host, args.port, store.path)
     stop.wait()
     server.stop(grace=2).wait()
     log.info("bank %s: stopped", args.name)

@@ -417,6 +417,8 @@ class Settings:
     # timeout many times over: a bank that aborted a transaction the gateway decided
     # to commit would break atomicity (a heuristic abort, logged by the resolver).
     bank_data_dir: str = "var/banks"
+    # Where a bank listens: loopback unless told (containers: 0.0.0.0).
+    bank_listen_addr: str = "127.0.0.1"
     bank_prepare_ttl_s: float = 600.0
     bank_cleanup_interval_s: float = 1.0
     # Latency and failure injection of the bank process (like the card sandbox's):
@@ -544,6 +546,7 @@ class Settings:
             bank_decision_timeout_s=_float("BANK_DECISION_TIMEOUT_S", d.bank_decision_timeout_s),
             bank_resolve_interval_s=_float("BANK_RESOLVE_INTERVAL_S", d.bank_resolve_interval_s),
             bank_data_dir=_str("BANK_DATA_DIR", d.bank_data_dir),
+            bank_listen_addr=_host("BANK_LISTEN_ADDR", d.bank_listen_addr),
             bank_prepare_ttl_s=_float("BANK_PREPARE_TTL_S", d.bank_prepare_ttl_s),
             bank_cleanup_interval_s=_float("BANK_CLEANUP_INTERVAL_S", d.bank_cleanup_interval_s),
             bank_latency_ms=_int("BANK_LATENCY_MS", d.bank_latency_ms),

@@ -28,7 +28,7 @@ from shared.connectors.bank import BankUnavailable
 from shared.connectors.base import APPROVED, DECLINED, AuthResult
 from shared.db.tables import bank_transactions as btx
 from shared.db.tables import merchants
-from shared.db.uow import UnitOfWork
+from shared.db.uow import UnitOfWork, transact
 from shared.domain import twophase as tp
 from shared.services.batches import NewUnit
 
@@ -83,7 +83,7 @@ def run(new_uow: NewUnit, banks, row) -> tuple[str, str | None]:
     """Drive ``row`` (begun and committed) to a decision and send it; (decision, reason)."""
     if row.decision is None:
         votes = _prepare_all(banks, row)
-        row = _decide(new_uow, row.id, votes)
+        row = transact(new_uow, _decide, row.id, votes)
     _send(new_uow, banks, row)
     return row.decision, row.reason
 
@@ -109,29 +109,21 @@ def _vote(banks, row, p: tp.Participant) -> tp.Vote:
     return tp.Vote(tp.READY, "") if r.ok else tp.Vote(tp.REFUSED, r.reason)
 
 
-def _decide(new_uow: NewUnit, tx_id: str, votes: dict[str, tp.Vote]):
-    with new_uow() as uow:
-        row = uow.conn.execute(select(btx).where(btx.c.id == tx_id).with_for_update()).one()
-        if row.decision is None:
-            roles = [p.role for p in legs_of(row)]
-            decision, reason = tp.decide(roles, {r: v for r, (v, _) in votes.items()})
-            recorded = {
-                r: {"vote": v.vote, "reason": v.reason, "at": at} for r, (v, at) in votes.items()
-            }
-            uow.conn.execute(
-                btx.update()
-                .where(btx.c.id == tx_id, btx.c.decision.is_(None))
-                .values(
-                    votes=recorded,
-                    decision=decision,
-                    reason=reason,
-                    decided_at=func.clock_timestamp(),
-                )
-            )
-            log.info("2pc %s: decision %s (%s)", tx_id, decision, reason or "all ready")
-        row = uow.conn.execute(select(btx).where(btx.c.id == tx_id)).one()
-        uow.commit()
-    return row
+def _decide(uow: UnitOfWork, tx_id: str, votes: dict[str, tuple[tp.Vote, str]]):
+    """The commit point: the decision, unless one is there already (then that one)."""
+    row = uow.conn.execute(select(btx).where(btx.c.id == tx_id).with_for_update()).one()
+    if row.decision is not None:
+        return row
+    roles = [p.role for p in legs_of(row)]
+    decision, reason = tp.decide(roles, {r: v for r, (v, _) in votes.items()})
+    recorded = {r: {"vote": v.vote, "reason": v.reason, "at": at} for r, (v, at) in votes.items()}
+    log.info("2pc %s: decision %s (%s)", tx_id, decision, reason or "all ready")
+    return uow.conn.execute(
+        btx.update()
+        .where(btx.c.id == tx_id)
+        .values(votes=recorded, decision=decision, reason=reason, decided_at=func.clock_timestamp())
+        .returning(btx)
+    ).one()
 
 
 def _send(new_uow: NewUnit, banks, row) -> None:
@@ -155,44 +147,43 @@ def _send(new_uow: NewUnit, banks, row) -> None:
         return got
 
     answers = dict(zip(step.to, _pool.map(one, step.to), strict=True))
-    _record_acks(new_uow, row.id, {r: s for r, s in answers.items() if s is not None})
+    acks = {r: s for r, s in answers.items() if s is not None}
+    transact(new_uow, _record_acks, row.id, acks, datetime.now(UTC).isoformat())
 
 
-def _record_acks(new_uow: NewUnit, tx_id: str, acks: dict[str, str]) -> None:
-    with new_uow() as uow:
-        row = uow.conn.execute(select(btx).where(btx.c.id == tx_id).with_for_update()).one()
-        at = datetime.now(UTC).isoformat()
-        merged = {**row.acks, **{r: {"state": s, "at": at} for r, s in acks.items()}}
-        roles = [p.role for p in legs_of(row)]
-        step = tp.next_step(roles, row.decision, {r: a["state"] for r, a in merged.items()}, 0, 1)
-        done = step.step in (tp.Step.DONE, tp.Step.HEURISTIC)
-        if step.step == tp.Step.HEURISTIC:
-            log.error(
-                "2pc %s: a bank did the opposite of the decision %s: %s (an operator's case)",
-                tx_id,
-                row.decision,
-                merged,
-            )
-        uow.conn.execute(
-            btx.update()
-            .where(btx.c.id == tx_id)
-            .values(
-                acks=merged,
-                attempts=btx.c.attempts + 1,
-                completed_at=func.now() if done else None,
-            )
+def _record_acks(uow: UnitOfWork, tx_id: str, acks: dict[str, str], at: str) -> None:
+    row = uow.conn.execute(select(btx).where(btx.c.id == tx_id).with_for_update()).one()
+    merged = {**row.acks, **{r: {"state": s, "at": at} for r, s in acks.items()}}
+    roles = [p.role for p in legs_of(row)]
+    step = tp.next_step(roles, row.decision, {r: a["state"] for r, a in merged.items()}, 0, 1)
+    if step.step == tp.Step.HEURISTIC:
+        log.error(
+            "2pc %s: a bank did the opposite of the decision %s: %s (an operator's case)",
+            tx_id,
+            row.decision,
+            merged,
         )
-        uow.commit()
+    done = step.step in (tp.Step.DONE, tp.Step.HEURISTIC)
+    uow.conn.execute(
+        btx.update()
+        .where(btx.c.id == tx_id)
+        .values(
+            acks=merged,
+            attempts=btx.c.attempts + 1,
+            completed_at=func.now() if done else None,
+        )
+    )
 
 
 def ask_banks(new_uow: NewUnit, banks, rows) -> dict[str, AuthResult]:
     """Run each bank_account intent's payment transaction; the acquirer's kind of answer."""
     out: dict[str, AuthResult] = {}
-    begun = []
-    with new_uow() as uow:
+
+    def begin_all(uow: UnitOfWork) -> list:
         ids = sorted({r.merchant_id for r in rows})
         found = uow.conn.execute(select(merchants).where(merchants.c.id.in_(ids)))
         settle_to = {m.id: (m.settlement_bank, m.settlement_bank_account) for m in found}
+        begun = []
         for r in rows:
             to = settle_to.get(r.merchant_id, (None, None))
             if None in to:
@@ -201,11 +192,14 @@ def ask_banks(new_uow: NewUnit, banks, rows) -> dict[str, AuthResult]:
             net = r.amount - (r.fee_amount or 0)
             legs = tp.legs((r.bank, r.bank_account), to, r.amount, net)
             begun.append(begin(uow, f"btx_{r.id}", r.id, "payment", r.currency, legs))
-        uow.commit()
+        return begun
+
+    begun = transact(new_uow, begin_all)
     # Found begun and undecided: its coordinator died (or is a duplicate still voting).
     # Presumed abort, whoever comes next: never a second round of votes.
     begun = [
-        row if made or row.decision else _presume_abort(new_uow, row.id) for row, made in begun
+        row if made or row.decision else transact(new_uow, _presume_abort, row.id)
+        for row, made in begun
     ]
 
     def one(row) -> AuthResult:
@@ -225,11 +219,13 @@ def ask_banks(new_uow: NewUnit, banks, rows) -> dict[str, AuthResult]:
 
 def resolve(new_uow: NewUnit, banks, decision_timeout_s: float, limit: int = 100) -> dict:
     """The beat job: presume aborts, re-send decisions; counts of what it did."""
-    with new_uow() as uow:
+
+    def open_rows(uow: UnitOfWork):
         now = uow.conn.execute(text("SELECT now()")).scalar_one()
-        rows = uow.conn.execute(
-            select(btx).where(btx.c.completed_at.is_(None)).order_by(btx.c.created_at).limit(limit)
-        ).all()
+        query = select(btx).where(btx.c.completed_at.is_(None)).order_by(btx.c.created_at)
+        return now, uow.conn.execute(query.limit(limit)).all()
+
+    now, rows = transact(new_uow, open_rows)
     done = {"presumed_abort": 0, "sent": 0}
     for row in rows:
         age = (now - row.created_at).total_seconds()
@@ -237,7 +233,7 @@ def resolve(new_uow: NewUnit, banks, decision_timeout_s: float, limit: int = 100
         acks = {r: a["state"] for r, a in row.acks.items()}
         step = tp.next_step(roles, row.decision, acks, age, decision_timeout_s)
         if step.step == tp.Step.DECIDE_ABORT:
-            row = _presume_abort(new_uow, row.id)
+            row = transact(new_uow, _presume_abort, row.id)
             done["presumed_abort"] += 1
         if row.decision is not None:
             _send(new_uow, banks, row)
@@ -245,16 +241,15 @@ def resolve(new_uow: NewUnit, banks, decision_timeout_s: float, limit: int = 100
     return done
 
 
-def _presume_abort(new_uow: NewUnit, tx_id: str):
-    with new_uow() as uow:
-        uow.conn.execute(
-            btx.update()
-            .where(btx.c.id == tx_id, btx.c.decision.is_(None))
-            .values(decision=tp.ABORT, reason=tp.PRESUMED_ABORT, decided_at=func.now())
-        )
-        row = uow.conn.execute(select(btx).where(btx.c.id == tx_id)).one()
-        uow.commit()
-    log.info("2pc %s: no decision in time: presumed abort (%s)", tx_id, row.decision)
+def _presume_abort(uow: UnitOfWork, tx_id: str):
+    """Abort an undecided transaction (compare-and-set: a decision already there stands)."""
+    uow.conn.execute(
+        btx.update()
+        .where(btx.c.id == tx_id, btx.c.decision.is_(None))
+        .values(decision=tp.ABORT, reason=tp.PRESUMED_ABORT, decided_at=func.clock_timestamp())
+    )
+    row = uow.conn.execute(select(btx).where(btx.c.id == tx_id)).one()
+    log.info("2pc %s: no decision in time: presumed abort (now %s)", tx_id, row.decision)
     return row
 
 

@@ -42,6 +42,12 @@ def create(uow: UnitOfWork, merchant_id: str, req: CreateRefund, request_id=None
             f"This PaymentIntent cannot be refunded because it has a status of {intent.status}.",
             "payment_intent",
         )
+    if intent.pm_type == "bank_account":
+        # A bank refund is a two-phase commit of its own (merchant's bank debited,
+        # payer's credited), not a ledger entry alone: not built yet.
+        raise InvalidState(
+            "Refunds of bank_account payments are not supported yet.", "payment_intent"
+        )
     remaining = intent.amount_received - intent.amount_refunded
     if remaining <= 0:
         raise AlreadyRefunded(f"PaymentIntent {intent.id} has already been refunded.")
