@@ -222,14 +222,13 @@ def parse_banks(spec: str) -> tuple[tuple[str, str], ...]:
     return tuple(found.items())
 
 
-def _banks(name: str, default: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
+def _banks(name: str, default: str) -> str:
+    raw = _str(name, default)
     try:
-        return parse_banks(raw)
+        parse_banks(raw)
     except ValueError as exc:
         raise ValueError(f"setting {name} is invalid: {exc}") from None
+    return raw
 
 
 # Idempotency keys are promised for at least 24 h: a lower
@@ -398,10 +397,7 @@ class Settings:
     # Banks (bank payments by two-phase commit): name -> host:port of each sandbox
     # bank's gRPC service (BANKS=bank_a=127.0.0.1:50061,bank_b=127.0.0.1:50062), and
     # the token the gateway presents (authorization: Bearer ...) and banks require.
-    banks: tuple[tuple[str, str], ...] = (
-        ("bank_a", "127.0.0.1:50061"),
-        ("bank_b", "127.0.0.1:50062"),
-    )
+    banks: str = "bank_a=127.0.0.1:50061,bank_b=127.0.0.1:50062"
     bank_token: str = field(default="dev-bank-token", repr=False)
     # The gateway's deadline per bank call: past it the bank counts as unavailable.
     bank_rpc_timeout_s: float = 2.0
@@ -574,6 +570,11 @@ class Settings:
     def db_timeouts(self, kind: str) -> tuple[int, int, int]:
         """The Postgres timeouts of one kind of connection: api, worker or report."""
         return getattr(self, f"db_timeouts_{kind}")
+
+    @property
+    def bank_addresses(self) -> dict[str, str]:
+        """BANKS as {name: host:port}."""
+        return dict(parse_banks(self.banks))
 
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)

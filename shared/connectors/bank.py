@@ -50,7 +50,7 @@ class Banks:
 
     @classmethod
     def from_settings(cls, settings) -> Banks:
-        return cls(settings.banks, settings.bank_token, settings.bank_rpc_timeout_s)
+        return cls(settings.bank_addresses, settings.bank_token, settings.bank_rpc_timeout_s)
 
     def _stub(self, bank: str) -> rpc.BankStub:
         with self._lock:

@@ -217,15 +217,8 @@ def bank_account_param(pm: dict) -> BankAccountInput:
     return BankAccountInput(bank, account)
 
 
-def payment_method(value: object, today: date):
-    """(card, wallet_id, bank account): the one ``payment_method`` names, the others None."""
-    if isinstance(value, dict) and value.get("type") == "bank_account":
-        return None, None, bank_account_param(value)
-    return (*payment_method_param(value, today), None)
-
-
-def payment_method_param(value: object, today: date) -> tuple[CardInput | None, str | None]:
-    """(card, None) or (None, wallet_id) from ``payment_method``."""
+def payment_method_param(value: object, today: date):
+    """(card, wallet_id, bank account) from ``payment_method``: one given, the others None."""
     p = "payment_method"
     if value is None:
         raise ValidationError(p, "Missing required param: payment_method.", "parameter_missing")
@@ -233,13 +226,15 @@ def payment_method_param(value: object, today: date) -> tuple[CardInput | None, 
     kind = pm.get("type")
     if kind == "card":
         reject_unknown(pm, {"type", "card"}, p)
-        return card_param(pm.get("card"), today), None
+        return card_param(pm.get("card"), today), None, None
     if kind == "wallet":
         reject_unknown(pm, {"type", "wallet_id"}, p)
         wallet_id = pm.get("wallet_id")
         if not isinstance(wallet_id, str) or not wallet_id or len(wallet_id) > 40:
             raise ValidationError(f"{p}[wallet_id]", "`wallet_id` must be a wallet id string.")
-        return None, wallet_id
+        return None, wallet_id, None
+    if kind == "bank_account":
+        return None, None, bank_account_param(pm)
     raise ValidationError(
         f"{p}[type]", "`payment_method[type]` must be `card`, `wallet` or `bank_account`."
     )
@@ -251,7 +246,7 @@ def validate_create(body: object, today: date) -> CreateIntent:
     reject_unknown(body, CREATE_FIELDS)
     currency = currency_param(body.get("currency"))
     amount = amount_param(body.get("amount"), currency)
-    card, wallet_id, bank_account = payment_method(body.get("payment_method"), today)
+    card, wallet_id, bank_account = payment_method_param(body.get("payment_method"), today)
     capture_method = choice(body, "capture_method", CAPTURE_METHODS, "automatic")
     if bank_account is not None and capture_method != "automatic":
         # A bank transfer moves the money when it commits: there is no hold to capture.
