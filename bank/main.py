@@ -17,12 +17,22 @@ from shared.observability import logging as logs
 log = logging.getLogger("clearhouse.bank")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("clearhouse")
+    except PackageNotFoundError:  # run from a checkout, not installed
+        return "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="clearhouse-bank", description=__doc__)
     p.add_argument("--name", required=True, help="the bank's name in BANKS, e.g. bank_a")
     p.add_argument("--port", required=True, type=int)
     p.add_argument("--host", help="the address to listen on (default BANK_LISTEN_ADDR)")
     p.add_argument("--db", help="its SQLite file (default BANK_DATA_DIR/NAME.sqlite3)")
+    p.add_argument("--version", action="version", version="%(prog)s " + _version())
     args = p.parse_args(argv)
     if not re.match(r"^[a-z][a-z0-9_]{0,31}$", args.name):
         p.error("--name must be lower-case letters, digits and _")
