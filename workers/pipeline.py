@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.services import authorization
+from shared.services import authorization, bank_refunds
 from shared.services.stages import fees, fraud, limits, settlement
 from shared.services.stages.common import StageResult
 from workers.base import stage, task
@@ -34,6 +34,11 @@ def compute_fees(self, uow, ids):
 def authorize_payments(self, ids):
     rt, policy = self.runtime, authorization.Policy.from_settings(self.settings)
     return authorization.authorize_batch(rt.uow, ids, rt.acquirer, rt.vault, policy, rt.banks)
+
+
+@stage("refund_bank", flow=True)
+def refund_bank_payments(self, ids):
+    return bank_refunds.run(self.runtime.uow, self.runtime.banks, ids)
 
 
 @stage("settle_instant")

@@ -23,6 +23,17 @@ STATES = {
 }
 
 
+# A channel that failed to connect backs off before trying again, and a call made
+# meanwhile fails at once: a bank back from a restart would look down for up to
+# gRPC's default 120 s. So calls wait for the channel (wait_for_ready) within their
+# deadline, and reconnects are tried at most a second apart.
+_CHANNEL = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
+
+
 class BankUnavailable(Exception):
     """The bank did not answer (down, too slow, or refused the connection)."""
 
@@ -58,14 +69,15 @@ class Banks:
             if stub is None:
                 if bank not in self.addresses:
                     raise UnknownBank(bank)
-                stub = rpc.BankStub(grpc.insecure_channel(self.addresses[bank]))
+                channel = grpc.insecure_channel(self.addresses[bank], options=_CHANNEL)
+                stub = rpc.BankStub(channel)
                 self._stubs[bank] = stub
             return stub
 
     def _call(self, bank: str, method: str, request):
         try:
             return getattr(self._stub(bank), method)(
-                request, timeout=self._timeout, metadata=self._metadata
+                request, timeout=self._timeout, metadata=self._metadata, wait_for_ready=True
             )
         except grpc.RpcError as exc:
             raise BankUnavailable(f"{bank}: {exc.code().name}: {exc.details()}") from None
@@ -124,6 +136,7 @@ class Banks:
                 pb.GetAccountRequest(account=account),
                 timeout=self._timeout,
                 metadata=self._metadata,
+                wait_for_ready=True,
             )
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:

@@ -21,7 +21,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from shared.connectors.bank import BankUnavailable
@@ -84,7 +84,7 @@ def run(new_uow: NewUnit, banks, row) -> tuple[str, str | None]:
     if row.decision is None:
         votes = _prepare_all(banks, row)
         row = transact(new_uow, _decide, row.id, votes)
-    _send(new_uow, banks, row)
+    send(new_uow, banks, row)
     return row.decision, row.reason
 
 
@@ -126,7 +126,7 @@ def _decide(uow: UnitOfWork, tx_id: str, votes: dict[str, tuple[tp.Vote, str]]):
     ).one()
 
 
-def _send(new_uow: NewUnit, banks, row) -> None:
+def send(new_uow: NewUnit, banks, row) -> None:
     """Tell every bank that has not acknowledged the decision; record who did."""
     legs = {p.role: p for p in legs_of(row)}
     acks = {role: a["state"] for role, a in row.acks.items()}
@@ -198,7 +198,7 @@ def ask_banks(new_uow: NewUnit, banks, rows) -> dict[str, AuthResult]:
     # Found begun and undecided: its coordinator died (or is a duplicate still voting).
     # Presumed abort, whoever comes next: never a second round of votes.
     begun = [
-        row if made or row.decision else transact(new_uow, _presume_abort, row.id)
+        row if made or row.decision else transact(new_uow, presume_abort, row.id)
         for row, made in begun
     ]
 
@@ -217,31 +217,7 @@ def ask_banks(new_uow: NewUnit, banks, rows) -> dict[str, AuthResult]:
     return out
 
 
-def resolve(new_uow: NewUnit, banks, decision_timeout_s: float, limit: int = 100) -> dict:
-    """The beat job: presume aborts, re-send decisions; counts of what it did."""
-
-    def open_rows(uow: UnitOfWork):
-        now = uow.conn.execute(text("SELECT now()")).scalar_one()
-        query = select(btx).where(btx.c.completed_at.is_(None)).order_by(btx.c.created_at)
-        return now, uow.conn.execute(query.limit(limit)).all()
-
-    now, rows = transact(new_uow, open_rows)
-    done = {"presumed_abort": 0, "sent": 0}
-    for row in rows:
-        age = (now - row.created_at).total_seconds()
-        roles = [p.role for p in legs_of(row)]
-        acks = {r: a["state"] for r, a in row.acks.items()}
-        step = tp.next_step(roles, row.decision, acks, age, decision_timeout_s)
-        if step.step == tp.Step.DECIDE_ABORT:
-            row = transact(new_uow, _presume_abort, row.id)
-            done["presumed_abort"] += 1
-        if row.decision is not None:
-            _send(new_uow, banks, row)
-            done["sent"] += 1
-    return done
-
-
-def _presume_abort(uow: UnitOfWork, tx_id: str):
+def presume_abort(uow: UnitOfWork, tx_id: str):
     """Abort an undecided transaction (compare-and-set: a decision already there stands)."""
     uow.conn.execute(
         btx.update()

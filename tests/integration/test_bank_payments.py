@@ -310,3 +310,103 @@ def test_a_worker_killed_after_the_decision_has_it_committed_by_the_scheduler(
     assert banks.state("bank_a", tx_id) == banks.state("bank_b", tx_id) == "committed"
     assert pay.moved() == (9_000, 1_000 - row.fee_amount)
     pay.assert_conserved()
+
+
+def _refund(pay: Payment, intent_id: str, amount: int):
+    from shared.domain.refunds import CreateRefund
+    from shared.services import refunds
+
+    req = CreateRefund(payment_intent=intent_id, amount=amount, reason=None, metadata={})
+    with UnitOfWork(pay.stack.engine) as u:
+        row = refunds.create(u, pay.merchant, req)
+        u.commit()
+    return row
+
+
+def _refund_row(pay: Payment, refund_id: str):
+    from shared.db.tables import refunds
+
+    with pay.stack.engine.connect() as conn:
+        return conn.execute(select(refunds).where(refunds.c.id == refund_id)).one()
+
+
+def _run_refund(pay: Payment, refund_id: str) -> None:
+    """What the refund_bank task runs, in-process (this stack's broker is not the test's)."""
+    from shared.services import bank_refunds
+
+    bank_refunds.run(lambda: UnitOfWork(pay.stack.engine), pay.banks.client, [refund_id])
+
+
+def test_a_bank_refund_runs_the_protocol_in_reverse(stack, banks, procs, vault):
+    banks.start("bank_a")
+    banks.start("bank_b")
+    pay = Payment(stack, banks, vault)
+    procs.enter_context(_worker(stack, banks, "bank-refund"))
+    intent_id = pay.create(1_000)
+    fee = pay.final(intent_id).fee_amount
+    refund = _refund(pay, intent_id, 400)
+    assert (refund.status, refund.fee_refunded) == ("pending", fee * 400 // 1_000)
+    # While it is pending, what it returns is not refundable again.
+    with pytest.raises(Exception, match="greater than the unrefunded amount"):
+        _refund(pay, intent_id, 601)
+    _run_refund(pay, refund.id)
+    done = _refund_row(pay, refund.id)
+    assert done.status == "succeeded"
+    with stack.engine.connect() as conn:
+        tx = conn.execute(select(btx).where(btx.c.id == f"btx_{refund.id}")).one()
+    assert (tx.kind, tx.decision, tx.completed_at is not None) == ("refund", "commit", True)
+    # The payer got the amount back; the merchant's bank gave it less the returned fee.
+    assert pay.moved() == (9_000 + 400, 1_000 - fee - (400 - done.fee_refunded))
+    assert pay.intent(intent_id).amount_refunded == 400
+    pay.assert_conserved()
+
+
+def test_a_bank_refund_with_a_bank_down_fails_and_moves_nothing(stack, banks, procs, vault):
+    banks.start("bank_a")
+    banks.start("bank_b")
+    pay = Payment(stack, banks, vault)
+    procs.enter_context(_worker(stack, banks, "bank-refund-down"))
+    intent_id = pay.create(1_000)
+    pay.final(intent_id)
+    paid = pay.moved()
+    banks.stop("bank_a")  # the payer's bank: the credit cannot be prepared
+    refund = _refund(pay, intent_id, 1_000)
+    _run_refund(pay, refund.id)
+    assert _refund_row(pay, refund.id).status == "failed"
+    assert banks.state("bank_b", f"btx_{refund.id}") == "aborted"  # its reservation released
+    assert banks.account("bank_b", pay.merchant_account)["reserved"] == 0
+    assert pay.intent(intent_id).amount_refunded == 0
+    banks.start("bank_a")
+    assert pay.moved() == paid
+    # The whole amount is refundable again, and this time it goes through.
+    again = _refund(pay, intent_id, 1_000)
+    _run_refund(pay, again.id)
+    assert _refund_row(pay, again.id).status == "succeeded"
+    assert pay.moved()[0] == 10_000
+    pay.assert_conserved()
+
+
+def test_a_refund_whose_coordinator_never_ran_is_presumed_aborted_by_the_resolver(
+    stack, banks, procs, vault
+):
+    from shared.services import bank_resolver
+
+    banks.start("bank_a")
+    banks.start("bank_b")
+    pay = Payment(stack, banks, vault)
+    procs.enter_context(_worker(stack, banks, "bank-refund-lost"))
+    intent_id = pay.create(1_000)
+    pay.final(intent_id)
+    refund = _refund(pay, intent_id, 300)  # its refund_bank message lost: nobody votes
+
+    def resolve():
+        new_uow = lambda: UnitOfWork(stack.engine)  # noqa: E731
+        bank_resolver.resolve(new_uow, banks.client, decision_timeout_s=1)
+        return _refund_row(pay, refund.id).status != "pending"
+
+    until(resolve, timeout=15, what="the resolver's presumed abort")
+    assert _refund_row(pay, refund.id).status == "failed"
+    tx_id = f"btx_{refund.id}"
+    assert banks.state("bank_a", tx_id) == banks.state("bank_b", tx_id) == "aborted"
+    assert pay.intent(intent_id).amount_refunded == 0
+    pay.assert_conserved()
