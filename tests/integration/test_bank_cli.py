@@ -283,3 +283,9 @@ def test_a_bank_account_payment_is_accepted_and_shown_without_manual_capture(
         headers=auth,
     )
     assert (manual.status_code, manual.json["param"]) == (400, "capture_method")
+    # The OpenAPI document describes the method, its shape checked as the API checks it.
+    schemas = client.simulate_get("/openapi.json").json["components"]["schemas"]
+    described = schemas["BankAccountMethod"]
+    assert described["required"] == ["type", "bank", "account"]
+    assert described["properties"]["account"]["pattern"] == "^acc_[0-9a-f]{1,60}$"
+    assert "BankAccountOut" in schemas
