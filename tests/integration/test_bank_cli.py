@@ -8,9 +8,7 @@ that stores nothing.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
+import shlex
 
 import pytest
 from sqlalchemy import func, select
@@ -19,11 +17,18 @@ from intake.app import create_app
 from shared.db.tables import audit_log, merchants
 from shared.db.tables import payment_intents as pi
 from shared.security.signing import SigningKeys
-from tests.conftest import ROOT, python_bin
 from tests.support.apiclient import OwnAddressClient, bearer
 from tests.support.banks import BankPair
+from tests.support.clirun import cli, ok_json, refused
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def client(settings, engine, vault):
+    keys = SigningKeys.from_settings(settings)
+    app = create_app(settings, engine=engine, dispatch=lambda *a, **k: None, keys=keys, vault=vault)
+    return OwnAddressClient(app)
 
 
 @pytest.fixture
@@ -35,46 +40,18 @@ def banks(tmp_path):
     pair.stop_all()
 
 
-def _cli(banks, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [python_bin("clearhouse"), *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        env={**os.environ, **banks.env},
-    )
+def _json(banks, command: str) -> dict:
+    return ok_json(*shlex.split(command), env=banks.env)
 
 
-def _json(banks, *args: str) -> dict:
-    out = _cli(banks, *args, "--json")
-    assert out.returncode == 0 and out.stderr == "", (args, out)
-    assert out.stdout.count("\n") == 1, out.stdout
-    return json.loads(out.stdout)
-
-
-def _refused(banks, status: int, *args: str, says: str) -> None:
-    out = _cli(banks, *args)
-    lines = out.stderr.splitlines()
-    assert (out.returncode, out.stdout, len(lines)) == (status, "", 1), (args, out)
-    assert lines[0].startswith("clearhouse: error: ") and says in lines[0], lines
+def _refused(banks, status: int, command: str, says: str) -> None:
+    refused(status, *shlex.split(command), says=says, env=banks.env)
 
 
 def test_bank_accounts_are_created_funded_shown_and_named_by_merchants(
     banks, make_merchant, engine
 ):
-    made = _json(
-        banks,
-        "bank",
-        "account",
-        "create",
-        "--bank",
-        "bank_a",
-        "--owner",
-        "ada",
-        "--currency",
-        "usd",
-    )
+    made = _json(banks, "bank account create --bank bank_a --owner ada --currency usd")
     account = made["account"]
     assert made == {
         "bank": "bank_a",
@@ -84,87 +61,34 @@ def test_bank_accounts_are_created_funded_shown_and_named_by_merchants(
         "balance": 0,
         "reserved": 0,
     }
-    funded = _json(
-        banks,
-        "bank",
-        "account",
-        "fund",
-        "--bank",
-        "bank_a",
-        "--account",
-        account,
-        "--amount",
-        "2500",
-    )
+    funded = _json(banks, f"bank account fund --bank bank_a --account {account} --amount 2500")
     assert funded["balance"] == 2500
-    shown = _json(banks, "bank", "account", "show", "--bank", "bank_a", "--account", account)
+    shown = _json(banks, f"bank account show --bank bank_a --account {account}")
     assert (shown["balance"], shown["reserved"]) == (2500, 0)
-    plain = _cli(banks, "bank", "account", "show", "--bank", "bank_a", "--account", account)
+    plain = cli("bank", "account", "show", "--bank", "bank_a", "--account", account, env=banks.env)
     assert "balance: 2500" in plain.stdout.splitlines()
     # Each bank keeps its own books: bank_b has no such account.
     _refused(
-        banks,
-        1,
-        "bank",
-        "account",
-        "show",
-        "--bank",
-        "bank_b",
-        "--account",
-        account,
-        says="has no account",
+        banks, 1, f"bank account show --bank bank_b --account {account}", says="has no account"
     )
     _refused(
         banks,
         1,
-        "bank",
-        "account",
-        "show",
-        "--bank",
-        "bank_z",
-        "--account",
-        account,
+        f"bank account show --bank bank_z --account {account}",
         says="unknown bank 'bank_z'",
     )
     _refused(
         banks,
         2,
-        "bank",
-        "account",
-        "fund",
-        "--bank",
-        "bank_a",
-        "--account",
-        account,
-        "--amount",
-        "-5",
+        f"bank account fund --bank bank_a --account {account} --amount -5",
         says="must be positive",
     )
     assert banks.account("bank_a", account)["balance"] == 2500
 
     merchant = make_merchant()["merchant_id"]
-    shop = _json(
-        banks,
-        "bank",
-        "account",
-        "create",
-        "--bank",
-        "bank_b",
-        "--owner",
-        "shop",
-        "--currency",
-        "USD",
-    )["account"]
+    shop = _json(banks, "bank account create --bank bank_b --owner shop --currency USD")["account"]
     named = _json(
-        banks,
-        "merchant",
-        "set-bank-account",
-        "--merchant",
-        merchant,
-        "--bank",
-        "bank_b",
-        "--account",
-        shop,
+        banks, f"merchant set-bank-account --merchant {merchant} --bank bank_b --account {shop}"
     )
     assert named == {"merchant_id": merchant, "bank": "bank_b", "account": shop}
     with engine.connect() as conn:
@@ -179,27 +103,13 @@ def test_bank_accounts_are_created_funded_shown_and_named_by_merchants(
     _refused(
         banks,
         1,
-        "merchant",
-        "set-bank-account",
-        "--merchant",
-        merchant,
-        "--bank",
-        "bank_a",
-        "--account",
-        shop,
+        f"merchant set-bank-account --merchant {merchant} --bank bank_a --account {shop}",
         says="has no account",
     )
     _refused(
         banks,
         1,
-        "merchant",
-        "set-bank-account",
-        "--merchant",
-        "mch_nobody",
-        "--bank",
-        "bank_b",
-        "--account",
-        shop,
+        f"merchant set-bank-account --merchant mch_nobody --bank bank_b --account {shop}",
         says="mch_nobody",
     )
     with engine.connect() as conn:
@@ -220,16 +130,8 @@ def test_bank_accounts_are_created_funded_shown_and_named_by_merchants(
     ],
 )
 def test_a_bad_bank_account_is_a_problem_and_stores_nothing(
-    settings, engine, vault, make_merchant, method, param
+    client, engine, make_merchant, method, param
 ):
-    app = create_app(
-        settings,
-        engine=engine,
-        dispatch=lambda *a, **k: None,
-        keys=SigningKeys.from_settings(settings),
-        vault=vault,
-    )
-    client = OwnAddressClient(app)
     merchant = make_merchant()
     resp = client.simulate_post(
         "/v1/payment_intents",
@@ -246,17 +148,7 @@ def test_a_bad_bank_account_is_a_problem_and_stores_nothing(
     assert stored == 0
 
 
-def test_a_bank_account_payment_is_accepted_and_shown_without_manual_capture(
-    settings, engine, vault, make_merchant
-):
-    app = create_app(
-        settings,
-        engine=engine,
-        dispatch=lambda *a, **k: None,
-        keys=SigningKeys.from_settings(settings),
-        vault=vault,
-    )
-    client = OwnAddressClient(app)
+def test_a_bank_account_payment_is_accepted_and_shown_without_manual_capture(client, make_merchant):
     auth = bearer(client, make_merchant())
     method = {"type": "bank_account", "bank": "bank_a", "account": "acc_0a1b"}
     made = client.simulate_post(

@@ -157,6 +157,15 @@ def _worker(stack, banks, name: str, **env):
     return w
 
 
+def _paying(stack, banks, procs, vault, name: str) -> tuple[Payment, str]:
+    """Both banks up, a worker, and one payment of 1,000 sent through the pipeline."""
+    banks.start("bank_a")
+    banks.start("bank_b")
+    pay = Payment(stack, banks, vault)
+    procs.enter_context(_worker(stack, banks, name))
+    return pay, pay.create(1_000)
+
+
 def _timeline(row) -> str:
     from shared.services.bank_payments import timeline
 
@@ -164,11 +173,7 @@ def _timeline(row) -> str:
 
 
 def test_a_bank_payment_commits_at_both_banks_and_is_settled(stack, banks, procs, vault):
-    banks.start("bank_a")
-    banks.start("bank_b")
-    pay = Payment(stack, banks, vault)
-    procs.enter_context(_worker(stack, banks, "bank-ok"))
-    intent_id = pay.create(1_000)
+    pay, intent_id = _paying(stack, banks, procs, vault, "bank-ok")
     row = pay.final(intent_id)
     assert (row.status, row.amount_received, row.settlement_status) == (
         "succeeded",
@@ -338,11 +343,7 @@ def _run_refund(pay: Payment, refund_id: str) -> None:
 
 
 def test_a_bank_refund_runs_the_protocol_in_reverse(stack, banks, procs, vault):
-    banks.start("bank_a")
-    banks.start("bank_b")
-    pay = Payment(stack, banks, vault)
-    procs.enter_context(_worker(stack, banks, "bank-refund"))
-    intent_id = pay.create(1_000)
+    pay, intent_id = _paying(stack, banks, procs, vault, "bank-refund")
     fee = pay.final(intent_id).fee_amount
     refund = _refund(pay, intent_id, 400)
     assert (refund.status, refund.fee_refunded) == ("pending", fee * 400 // 1_000)
@@ -362,11 +363,7 @@ def test_a_bank_refund_runs_the_protocol_in_reverse(stack, banks, procs, vault):
 
 
 def test_a_bank_refund_with_a_bank_down_fails_and_moves_nothing(stack, banks, procs, vault):
-    banks.start("bank_a")
-    banks.start("bank_b")
-    pay = Payment(stack, banks, vault)
-    procs.enter_context(_worker(stack, banks, "bank-refund-down"))
-    intent_id = pay.create(1_000)
+    pay, intent_id = _paying(stack, banks, procs, vault, "bank-refund-down")
     pay.final(intent_id)
     paid = pay.moved()
     banks.stop("bank_a")  # the payer's bank: the credit cannot be prepared
@@ -391,11 +388,7 @@ def test_a_refund_whose_coordinator_never_ran_is_presumed_aborted_by_the_resolve
 ):
     from shared.services import bank_resolver
 
-    banks.start("bank_a")
-    banks.start("bank_b")
-    pay = Payment(stack, banks, vault)
-    procs.enter_context(_worker(stack, banks, "bank-refund-lost"))
-    intent_id = pay.create(1_000)
+    pay, intent_id = _paying(stack, banks, procs, vault, "bank-refund-lost")
     pay.final(intent_id)
     refund = _refund(pay, intent_id, 300)  # its refund_bank message lost: nobody votes
 
