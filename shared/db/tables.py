@@ -183,7 +183,8 @@ ledger_transfers = Table(
     Column("pending_id", BigInteger, ForeignKey("ledger_transfers.id"), unique=True),
     Column("timeout_at", DateTime(timezone=True)),
     Column("intent_id", String(40), index=True),
-    # authorization | capture | fee | settlement | wallet_funding | refund
+    # authorization | capture | fee | settlement | wallet_funding | refund | fee_refund |
+    # bank_payout | bank_collection (bank payments, shared/services/bank_*.py)
     Column("reason", String(32), nullable=False),
     _now(),
     CheckConstraint("amount > 0", name="ledger_transfers_amount_positive"),
