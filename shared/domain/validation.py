@@ -240,14 +240,23 @@ def payment_method_param(value: object, today: date):
     )
 
 
-def validate_create(body: object, today: date) -> CreateIntent:
-    """Validate a create-intent body; raise ValidationError on the first problem."""
+def validate_create(body: object, today: date, banks=None) -> CreateIntent:
+    """Validate a create-intent body; raise ValidationError on the first problem.
+
+    ``banks``: the bank names a bank_account payment may use (None: any well-formed name).
+    """
     body = require_object(body)
     reject_unknown(body, CREATE_FIELDS)
     currency = currency_param(body.get("currency"))
     amount = amount_param(body.get("amount"), currency)
     card, wallet_id, bank_account = payment_method_param(body.get("payment_method"), today)
     capture_method = choice(body, "capture_method", CAPTURE_METHODS, "automatic")
+    if bank_account is not None and banks is not None and bank_account.bank not in banks:
+        raise ValidationError(
+            "payment_method[bank]",
+            f"No such bank: {bank_account.bank}. Known: {', '.join(sorted(banks))}.",
+            "resource_missing",
+        )
     if bank_account is not None and capture_method != "automatic":
         # A bank transfer moves the money when it commits: there is no hold to capture.
         raise ValidationError("capture_method", "Bank account payments are captured automatically.")

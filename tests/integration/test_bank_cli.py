@@ -122,6 +122,7 @@ def test_bank_accounts_are_created_funded_shown_and_named_by_merchants(
     [
         ({"type": "bank_account", "bank": "Bank A", "account": "acc_01"}, "payment_method[bank]"),
         ({"type": "bank_account", "bank": "bank_a"}, "payment_method[account]"),
+        ({"type": "bank_account", "bank": "bank_q", "account": "acc_01"}, "payment_method[bank]"),
         ({"type": "bank_account", "bank": "bank_a", "account": "nope"}, "payment_method[account]"),
         (
             {"type": "bank_account", "bank": "bank_a", "account": "acc_01", "iban": "x"},

@@ -418,3 +418,14 @@ def test_bank_account_payment_methods():
         "parameter_invalid",
         "Bank account payments are captured automatically.",
     )
+
+
+def test_a_bank_account_must_name_a_known_bank_when_they_are_given():
+    pm = {"type": "bank_account", "bank": "bank_c", "account": "acc_01"}
+    assert refusal(validate_create, body(**{PM: pm}), TODAY, frozenset({"bank_a", "bank_b"})) == (
+        f"{PM}[bank]",
+        "resource_missing",
+        "No such bank: bank_c. Known: bank_a, bank_b.",
+    )
+    known = validate_create(body(**{PM: {**pm, "bank": "bank_b"}}), TODAY, {"bank_a", "bank_b"})
+    assert known.bank_account.bank == "bank_b"
