@@ -1,4 +1,4 @@
-"""The two-phase-commit coordinator of bank payments, and its resolver.
+"""The two-phase-commit coordinator of bank payments (refunds reuse it: bank_refunds.py).
 
 One transaction per payment (or refund), in ``bank_transactions``:
 
@@ -10,9 +10,9 @@ One transaction per payment (or refund), in ``bank_transactions``:
    abort first, its decision stands and the coordinator follows it;
 4. the decision sent to every bank; each acknowledgement recorded.
 
-The resolver (beat, every ``BANK_RESOLVE_INTERVAL_S``) presumes an abort for rows
-without a decision past ``BANK_DECISION_TIMEOUT_S`` and re-sends the decision of
-every row some bank has not acknowledged. The pure rules are shared.domain.twophase.
+The resolver (bank_resolver.py, beat every ``BANK_RESOLVE_INTERVAL_S``) presumes an
+abort for rows without a decision past ``BANK_DECISION_TIMEOUT_S`` and re-sends the
+decision of every row some bank has not acknowledged. The pure rules are shared.domain.twophase.
 """
 
 from __future__ import annotations
