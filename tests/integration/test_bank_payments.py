@@ -311,8 +311,9 @@ def test_a_worker_killed_after_the_decision_has_it_committed_by_the_scheduler(
     procs.enter_context(processes.celery_beat({**stack.env, **banks.env, **FAST_RESOLVER}))
     row = pay.final(intent_id)
     assert (row.status, row.settlement_status) == ("succeeded", "settled")
-    until(lambda: pay.tx(intent_id).completed_at, what="both commits")
+    tx = until(lambda: (t := pay.tx(intent_id)).completed_at and t, what="both commits")
     assert banks.state("bank_a", tx_id) == banks.state("bank_b", tx_id) == "committed"
+    print(f"2PC timeline of {intent_id}, its coordinator killed after deciding:\n{_timeline(tx)}")
     assert pay.moved() == (9_000, 1_000 - row.fee_amount)
     pay.assert_conserved()
 
