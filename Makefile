@@ -46,7 +46,7 @@ LOCUST_RUN_TIME ?= 60s
 LOCUST_ARGS ?=
 export LOCUST_USERS LOCUST_SPAWN_RATE LOCUST_RUN_TIME
 
-.PHONY: help venv services migrate run locust test test-rabbitmq alerts chromium chaos bench bench-report bench-reencrypt bench-purge mutation lint fmt clean
+.PHONY: help venv services migrate run locust test test-rabbitmq alerts chromium chaos bench bench-report bench-reencrypt bench-purge mutation lint fmt proto clean
 
 help:
 	@echo "make venv      create .venv and install the package with dev extras, and the SDK"
@@ -75,6 +75,7 @@ help:
 	@echo "               (MUTATION_PASSES='domain' for one pass; CPU heavy, runs at nice 15)"
 	@echo "make lint      ruff check + ruff format --check + lint-imports (import contracts in"
 	@echo "               pyproject.toml);  make fmt  to reformat"
+	@echo "make proto     regenerate the committed gRPC stubs of shared/connectors/bankproto/bank.proto"
 	@echo "make clean     remove runtime files in var/ (keeps .venv)"
 
 venv: $(STAMP)
@@ -181,6 +182,13 @@ lint: venv
 fmt: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# The bank protocol's stubs are generated once and committed: the running services need
+# only grpcio and protobuf, not the compiler (grpcio-tools, a dev extra), and a review sees
+# what changed. Run from the root, so the stubs import each other as a package.
+proto: venv
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. \
+		shared/connectors/bankproto/bank.proto
 
 # Runtime files only. Local Postgres/Redis data (var/postgres, var/redis) stays:
 # they may still be running. Stop them first, then `rm -rf var` to reset fully.

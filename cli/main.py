@@ -1,5 +1,5 @@
 """The ``clearhouse`` command: operator tasks (migrations, merchants, API clients, operator
-accounts, keys, wallets, customer erasure, dev certificates)."""
+accounts, keys, wallets, bank accounts, customer erasure, dev certificates)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 
+from cli import banks as banks_cli
 from cli import clients as clients_cli
 from cli import customers as customers_cli
 from cli import devcerts as devcerts_cli
@@ -14,22 +15,13 @@ from cli import keys as keys_cli
 from cli import operators as operators_cli
 from cli import reports as reports_cli
 from cli.args import non_negative_float
+from cli.args import positive_int as _positive_int
 from shared.config import Settings
 
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, not the usage block: scripts read stderr
         self.exit(2, f"clearhouse: error: {message}\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
 
 
 def _score(text: str) -> int:
@@ -110,6 +102,7 @@ def build_parser() -> Parser:
     )
     br.add_argument("--value", required=True)
     br.add_argument("--json", action="store_true")
+    banks_cli.add_parsers(sub, m)
     reports_cli.add_parsers(sub)
     customers_cli.add_parsers(sub)
     clients_cli.add_parsers(sub)
@@ -135,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args, settings) -> int:
+    if args.group in banks_cli.GROUPS:
+        return banks_cli.run(args, settings)
+    if (args.group, getattr(args, "cmd", None)) == ("merchant", "set-bank-account"):
+        return banks_cli.set_bank_account(args, settings)
     if args.group in reports_cli.GROUPS:
         return reports_cli.run(args, settings)
     if args.group in clients_cli.GROUPS:

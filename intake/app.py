@@ -137,7 +137,11 @@ def create_app(
         ("/.well-known/jwks.json", oauth.JWKS(keys)),
         (
             "/v1/payment_intents",
-            intents.Collection(*deps, admission=Admission.from_settings(engine, settings)),
+            intents.Collection(
+                *deps,
+                admission=Admission.from_settings(engine, settings),
+                banks=frozenset(settings.bank_addresses),
+            ),
         ),
         ("/v1/payment_intents/{intent_id}", intents.Item(*deps)),
         ("/v1/payment_intents/{intent_id}/capture", intents.Capture(*deps)),

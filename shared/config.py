@@ -236,6 +236,32 @@ def _anchor(d: Settings) -> dict:
     )
 
 
+_BANK_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+def parse_banks(spec: str) -> tuple[tuple[str, str], ...]:
+    """``bank_a=127.0.0.1:50061,bank_b=...`` as ((name, address), ...); ValueError if malformed."""
+    found: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, sep, address = item.partition("=")
+        host, colon, port = address.rpartition(":")
+        if not (sep and _BANK_NAME.match(name) and colon and host and port.isdigit()):
+            raise ValueError(f"banks must look like bank_a=127.0.0.1:50061,..., got {item!r}")
+        if name in found:
+            raise ValueError(f"bank {name} appears twice")
+        found[name] = address
+    return tuple(found.items())
+
+
+def _banks(name: str, default: str) -> str:
+    raw = _str(name, default)
+    try:
+        parse_banks(raw)
+    except ValueError as exc:
+        raise ValueError(f"setting {name} is invalid: {exc}") from None
+    return raw
+
+
 # Idempotency keys are promised for at least 24 h: a lower
 # setting would let an old key's retry create a second payment.
 MIN_IDEMPOTENCY_RETENTION_H = 24
@@ -428,6 +454,35 @@ class Settings:
     # as mined, and so final: 1 trusts the first block (a dev chain); a public
     # chain can drop a recent block in a reorganisation.
     anchor_confirmations: int = 1
+    # Banks (bank payments by two-phase commit): name -> host:port of each sandbox
+    # bank's gRPC service (BANKS=bank_a=127.0.0.1:50061,bank_b=127.0.0.1:50062), and
+    # the token the gateway presents (authorization: Bearer ...) and banks require.
+    banks: str = "bank_a=127.0.0.1:50061,bank_b=127.0.0.1:50062"
+    bank_token: str = field(default="dev-bank-token", repr=False)
+    # The gateway's deadline per bank call: past it the bank counts as unavailable.
+    bank_rpc_timeout_s: float = 2.0
+    # A bank transaction with no decision this long after it began is presumed
+    # aborted by the resolver (its coordinator died); longer than a prepare round
+    # (two calls of bank_rpc_timeout_s), so a live coordinator always decides first.
+    bank_decision_timeout_s: float = 10.0
+    # How often beat runs the resolver (re-sends decisions until every bank acknowledged).
+    bank_resolve_interval_s: float = 5.0
+    # The bank process (clearhouse-bank): where its SQLite files live, how long a
+    # prepared transaction may wait for its decision before the bank aborts it, and
+    # how often its cleanup loop looks. The TTL outlives the gateway's decision
+    # timeout many times over: a bank that aborted a transaction the gateway decided
+    # to commit would break atomicity (a heuristic abort, logged by the resolver).
+    bank_data_dir: str = "var/banks"
+    # Where a bank listens: loopback unless told (containers: 0.0.0.0).
+    bank_listen_addr: str = "127.0.0.1"
+    bank_prepare_ttl_s: float = 600.0
+    bank_cleanup_interval_s: float = 1.0
+    # Latency and failure injection of the bank process (like the card sandbox's):
+    # every call of bank_fail_methods (comma list, empty: every protocol call)
+    # sleeps bank_latency_ms, then fails UNAVAILABLE with bank_failure_rate.
+    bank_latency_ms: int = 0
+    bank_failure_rate: float = 0.0
+    bank_fail_methods: str = ""
 
     def __post_init__(self) -> None:
         # The retention floor is enforced here, so from_env (which builds through
@@ -548,6 +603,18 @@ class Settings:
             tls_key_file=tls_key_file,
             tls_client_ca_file=tls_client_ca_file,
             **_anchor(d),
+            banks=_banks("BANKS", d.banks),
+            bank_token=_str("BANK_TOKEN", d.bank_token),
+            bank_rpc_timeout_s=_float("BANK_RPC_TIMEOUT_S", d.bank_rpc_timeout_s),
+            bank_decision_timeout_s=_float("BANK_DECISION_TIMEOUT_S", d.bank_decision_timeout_s),
+            bank_resolve_interval_s=_float("BANK_RESOLVE_INTERVAL_S", d.bank_resolve_interval_s),
+            bank_data_dir=_str("BANK_DATA_DIR", d.bank_data_dir),
+            bank_listen_addr=_host("BANK_LISTEN_ADDR", d.bank_listen_addr),
+            bank_prepare_ttl_s=_float("BANK_PREPARE_TTL_S", d.bank_prepare_ttl_s),
+            bank_cleanup_interval_s=_float("BANK_CLEANUP_INTERVAL_S", d.bank_cleanup_interval_s),
+            bank_latency_ms=_int("BANK_LATENCY_MS", d.bank_latency_ms),
+            bank_failure_rate=_float("BANK_FAILURE_RATE", d.bank_failure_rate),
+            bank_fail_methods=_str("BANK_FAIL_METHODS", d.bank_fail_methods),
         )
         values.update(overrides)
         return cls(**values)
@@ -570,6 +637,11 @@ class Settings:
     def db_timeouts(self, kind: str) -> tuple[int, int, int]:
         """The Postgres timeouts of one kind of connection: api, worker or report."""
         return getattr(self, f"db_timeouts_{kind}")
+
+    @property
+    def bank_addresses(self) -> dict[str, str]:
+        """BANKS as {name: host:port}."""
+        return dict(parse_banks(self.banks))
 
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import redis
 
 from shared.observability import queues
-from shared.services import anchoring, card_data, maintenance, retention
+from shared.services import anchoring, bank_resolver, card_data, maintenance, retention
 from workers.base import task
 from workers.topology import STEPS
 
@@ -17,6 +17,14 @@ from workers.topology import STEPS
 @task("clearhouse.scheduler.redrive")
 def redrive(self, uow):
     return maintenance.redrive(uow, self.settings.redrive_after_s)
+
+
+@task("clearhouse.scheduler.resolve_bank_transactions")
+def resolve_bank_transactions(self, uow):
+    # The resolver opens a unit of work per step (no transaction waits on a bank);
+    # ``uow`` only records the job's success.
+    rt = self.runtime
+    return bank_resolver.resolve(rt.uow, rt.banks, self.settings.bank_decision_timeout_s)
 
 
 @task("clearhouse.scheduler.expire_holds")

@@ -7,7 +7,7 @@ the others (shared/domain/lanes.py).
 
 from __future__ import annotations
 
-from shared.services import authorization
+from shared.services import authorization, bank_refunds
 from shared.services.stages import fees, fraud, limits, settlement
 from shared.services.stages.common import StageResult
 from workers.base import laned_stage, stage, task
@@ -39,8 +39,13 @@ def compute_fees(self, uow, ids):
 def authorize_payments(self, ids):
     rt, policy = self.runtime, authorization.Policy.from_settings(self.settings)
     return authorization.authorize_batch(
-        rt.uow, ids, rt.acquirer, rt.vault, policy, retry_step=self.step
+        rt.uow, ids, rt.acquirer, rt.vault, policy, rt.banks, retry_step=self.step
     )
+
+
+@stage("refund_bank", flow=True)
+def refund_bank_payments(self, ids):
+    return bank_refunds.run(self.runtime.uow, self.runtime.banks, ids)
 
 
 @stage("settle_instant")

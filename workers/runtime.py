@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 
 from shared.config import Settings
+from shared.connectors.bank import Banks
 from shared.connectors.chain import AnchorChain
 from shared.connectors.sandbox import SandboxAcquirer, fraud_roles
 from shared.db.engine import get_engine
@@ -35,6 +36,9 @@ class Runtime:
     def anchor_chain(self) -> AnchorChain:
         """The chain seals are anchored on (ChainError when unusable; built again next time)."""
         return AnchorChain.from_settings(self.settings)
+
+    def banks(self) -> Banks:
+        return Banks.from_settings(self.settings)
 
     @cached_property
     def test_cards(self) -> dict[str, SandboxCard]:

@@ -27,6 +27,10 @@ def beat_schedule(settings: Settings) -> dict[str, dict]:
             "task": "clearhouse.scheduler.redrive",
             "schedule": float(settings.redrive_interval_s),
         },
+        "resolve-bank-transactions": {
+            "task": "clearhouse.scheduler.resolve_bank_transactions",
+            "schedule": settings.bank_resolve_interval_s,
+        },
         "expire-holds": {
             "task": "clearhouse.scheduler.expire_holds",
             "schedule": float(settings.hold_expiry_interval_s),

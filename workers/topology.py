@@ -30,6 +30,8 @@ STEPS = {
     "fraud": Step("clearhouse.fraud", "fraud"),
     "fees": Step("clearhouse.fees", "fees"),
     "authorize": Step("clearhouse.authorize", "authorize"),
+    # Refunds of bank payments: a two-phase commit with the banks, like authorize's.
+    "refund_bank": Step("clearhouse.refund_bank", "authorize"),
     "settle_instant": Step("clearhouse.settle_instant", "settlement.instant"),
     # One task settles both windows; each window has its own queue, so a big
     # economy window never waits in front of the standard one.

@@ -63,9 +63,11 @@ class Collection(_Base):
         ),
     }
 
-    def __init__(self, *deps, admission: Admission | None = None):
+    def __init__(self, *deps, admission: Admission | None = None, banks=None):
         super().__init__(*deps)
         self._admission = admission
+        # The banks a bank_account payment may name (BANKS).
+        self._banks = banks
 
     def on_post(self, req, resp) -> None:
         # Past MAX_BACKLOG: 503 before any work (a stored replay is still answered).
@@ -74,7 +76,9 @@ class Collection(_Base):
         # Validated before the idempotency key is claimed: a rejected body stores nothing.
         today = datetime.now(UTC).date()
         create = parse(
-            rq.CreatePaymentIntent, req.context.body, lambda body: validate_create(body, today)
+            rq.CreatePaymentIntent,
+            req.context.body,
+            lambda body: validate_create(body, today, banks=self._banks),
         )
         merchant_id = req.context.merchant_id
 

@@ -70,6 +70,21 @@ class WalletMethod(Closed):
     wallet_id: text(40, 1)
 
 
+class BankAccountMethod(Closed):
+    type: Literal["bank_account"]
+    bank: Annotated[
+        str,
+        Field(pattern=r"^[a-z][a-z0-9_]{0,31}$", description="A bank of the BANKS setting."),
+    ]
+    account: Annotated[
+        str,
+        Field(
+            pattern=r"^acc_[0-9a-f]{1,60}$",
+            description="The payer's account at that bank (debited by two-phase commit).",
+        ),
+    ]
+
+
 class CreatePaymentIntent(Closed):
     model_config = ConfigDict(
         json_schema_extra={
@@ -96,7 +111,9 @@ class CreatePaymentIntent(Closed):
 
     amount: Amount
     currency: Currency
-    payment_method: Annotated[CardMethod | WalletMethod, Field(discriminator="type")]
+    payment_method: Annotated[
+        CardMethod | WalletMethod | BankAccountMethod, Field(discriminator="type")
+    ]
     capture_method: CaptureMethod = "automatic"
     priority: Priority = "standard"
     description: text(validation.MAX_DESCRIPTION_LEN) | None = None

@@ -33,6 +33,12 @@ class WalletOut(BaseModel):
     wallet_id: str
 
 
+class BankAccountOut(BaseModel):
+    type: Literal["bank_account"]
+    bank: str
+    account: str
+
+
 class RiskReason(BaseModel):
     code: str
     points: int
@@ -77,7 +83,7 @@ class PaymentIntent(BaseModel):
     stage: Literal[tuple(s.value for s in Stage)]  # type: ignore[valid-type]
     capture_method: CaptureMethod
     priority: Priority
-    payment_method: Annotated[CardOut | WalletOut, Field(discriminator="type")]
+    payment_method: Annotated[CardOut | WalletOut | BankAccountOut, Field(discriminator="type")]
     description: str | None
     metadata: dict[str, str]
     customer: str | None

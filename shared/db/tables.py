@@ -72,6 +72,9 @@ merchants = Table(
     # Set while suspended: its clients are refused (shared/services/suspensions.py, 0013).
     Column("suspended_at", DateTime(timezone=True)),
     Column("suspended_reason", Text),
+    # Where its bank payments are credited (0019): a bank of BANKS and an account there.
+    Column("settlement_bank", String(32)),
+    Column("settlement_bank_account", String(64)),
     Index("ix_merchants_suspended", "id", postgresql_where=text("suspended_at IS NOT NULL")),
 )
 
@@ -201,7 +204,8 @@ ledger_transfers = Table(
     Column("pending_id", BigInteger, ForeignKey("ledger_transfers.id"), unique=True),
     Column("timeout_at", DateTime(timezone=True)),
     Column("intent_id", String(40), index=True),
-    # authorization | capture | fee | settlement | wallet_funding | refund
+    # authorization | capture | fee | settlement | wallet_funding | refund | fee_refund |
+    # bank_payout | bank_collection (bank payments, shared/services/bank_*.py)
     Column("reason", String(32), nullable=False),
     _now(),
     CheckConstraint("amount > 0", name="ledger_transfers_amount_positive"),
@@ -240,6 +244,9 @@ payment_intents = Table(
     Column("card_exp_month", Integer),
     Column("card_exp_year", Integer),
     Column("wallet_id", String(40)),
+    # A bank_account payment's payer: a bank of BANKS and its account there (0019).
+    Column("bank", String(32)),
+    Column("bank_account", String(64)),
     # The payer's identity for limits and fraud history: card fingerprint or wallet id.
     Column("payer_key", Text, nullable=False),
     Column("description", Text),
@@ -338,6 +345,30 @@ payment_intents = Table(
         "customer",
         postgresql_where=text("customer IS NOT NULL"),
     ),
+)
+
+# Two-phase transactions with the banks and their durable decisions (0019,
+# shared/services/bank_payments.py).
+bank_transactions = Table(
+    "bank_transactions",
+    metadata,
+    Column("id", String(48), primary_key=True),
+    Column("intent_id", String(40), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("refund_id", String(40)),
+    Column("currency", String(8), nullable=False),
+    Column("participants", JSONB, nullable=False),
+    Column("votes", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("decision", String(8)),
+    Column("reason", Text),
+    Column("decided_at", DateTime(timezone=True)),
+    Column("acks", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("completed_at", DateTime(timezone=True)),
+    _now(),
+    CheckConstraint("decision IN ('commit', 'abort')", name="bank_transactions_decision"),
+    CheckConstraint("kind IN ('payment', 'refund')", name="bank_transactions_kind"),
+    Index("ix_bank_transactions_open", "created_at", postgresql_where=text("completed_at IS NULL")),
 )
 
 idempotency_keys = Table(

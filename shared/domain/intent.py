@@ -28,6 +28,9 @@ class FailureCode(StrEnum):
     INSUFFICIENT_FUNDS = "insufficient_funds"
     EXPIRED_CARD = "expired_card"
     PROCESSING_ERROR = "processing_error"
+    # A bank of a bank_account payment did not answer, or refused for another reason
+    # than funds, before the decision: both banks were told to abort.
+    BANK_UNAVAILABLE = "bank_unavailable"
 
 
 CAPTURE_METHODS = ("automatic", "manual")
@@ -44,4 +47,5 @@ FAILURE_MESSAGES = {
     FailureCode.INSUFFICIENT_FUNDS: "The payer has insufficient funds.",
     FailureCode.EXPIRED_CARD: "Your card has expired.",
     FailureCode.PROCESSING_ERROR: "An error occurred while processing the payment.",
+    FailureCode.BANK_UNAVAILABLE: "A bank of the transfer was unavailable; nothing was moved.",
 }

@@ -91,6 +91,8 @@ def account_code(kind: str, currency: str, owner: str | None = None) -> str:
         "merchant_available": f"merchant:{owner}:available:{currency}",
         "fees": f"platform:fees:{currency}",
         "card_clearing": f"external:card_clearing:{currency}",
+        # Money moved through the sandbox banks: payers' debits in, merchants' credits out.
+        "bank_clearing": f"external:bank_clearing:{currency}",
         "wallet_funding": f"external:wallet_funding:{currency}",
         "wallet": f"wallet:{owner}",
     }

@@ -7,6 +7,7 @@ request has changed nothing by construction.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 
@@ -19,6 +20,8 @@ MAX_METADATA_KEY_LEN = 40
 MAX_METADATA_VALUE_LEN = 500
 MAX_DESCRIPTION_LEN = 1000
 MAX_ID_LEN = 255
+BANK_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+BANK_ACCOUNT = re.compile(r"^acc_[0-9a-f]{1,60}$")
 
 
 class ValidationError(ValueError):
@@ -39,6 +42,12 @@ class CardInput:
 
 
 @dataclass(frozen=True)
+class BankAccountInput:
+    bank: str
+    account: str
+
+
+@dataclass(frozen=True)
 class CreateIntent:
     amount: int
     currency: str
@@ -49,6 +58,7 @@ class CreateIntent:
     description: str | None
     metadata: dict
     customer: str | None
+    bank_account: BankAccountInput | None = None
 
 
 CREATE_FIELDS = {
@@ -191,8 +201,24 @@ def card_param(value: object, today: date) -> CardInput:
     return CardInput(pan=pan, exp_month=month, exp_year=year, brand=brand, last4=cards.last4(pan))
 
 
-def payment_method_param(value: object, today: date) -> tuple[CardInput | None, str | None]:
-    """(card, None) or (None, wallet_id) from ``payment_method``."""
+def bank_account_param(pm: dict) -> BankAccountInput:
+    """A bank's name (as BANKS spells them) and an account id there (``acc_`` and hex)."""
+    p = "payment_method"
+    reject_unknown(pm, {"type", "bank", "account"}, p)
+    bank, account = pm.get("bank"), pm.get("account")
+    if not isinstance(bank, str) or not BANK_NAME.match(bank):
+        raise ValidationError(
+            f"{p}[bank]", "`payment_method[bank]` must be a bank name such as bank_a."
+        )
+    if not isinstance(account, str) or not BANK_ACCOUNT.match(account):
+        raise ValidationError(
+            f"{p}[account]", "`payment_method[account]` must be a bank account id (acc_...)."
+        )
+    return BankAccountInput(bank, account)
+
+
+def payment_method_param(value: object, today: date):
+    """(card, wallet_id, bank account) from ``payment_method``: one given, the others None."""
     p = "payment_method"
     if value is None:
         raise ValidationError(p, "Missing required param: payment_method.", "parameter_missing")
@@ -200,27 +226,45 @@ def payment_method_param(value: object, today: date) -> tuple[CardInput | None, 
     kind = pm.get("type")
     if kind == "card":
         reject_unknown(pm, {"type", "card"}, p)
-        return card_param(pm.get("card"), today), None
+        return card_param(pm.get("card"), today), None, None
     if kind == "wallet":
         reject_unknown(pm, {"type", "wallet_id"}, p)
         wallet_id = pm.get("wallet_id")
         if not isinstance(wallet_id, str) or not wallet_id or len(wallet_id) > 40:
             raise ValidationError(f"{p}[wallet_id]", "`wallet_id` must be a wallet id string.")
-        return None, wallet_id
-    raise ValidationError(f"{p}[type]", "`payment_method[type]` must be `card` or `wallet`.")
+        return None, wallet_id, None
+    if kind == "bank_account":
+        return None, None, bank_account_param(pm)
+    raise ValidationError(
+        f"{p}[type]", "`payment_method[type]` must be `card`, `wallet` or `bank_account`."
+    )
 
 
-def validate_create(body: object, today: date) -> CreateIntent:
-    """Validate a create-intent body; raise ValidationError on the first problem."""
+def validate_create(body: object, today: date, banks=None) -> CreateIntent:
+    """Validate a create-intent body; raise ValidationError on the first problem.
+
+    ``banks``: the bank names a bank_account payment may use (None: any well-formed name).
+    """
     body = require_object(body)
     reject_unknown(body, CREATE_FIELDS)
     currency = currency_param(body.get("currency"))
     amount = amount_param(body.get("amount"), currency)
-    card, wallet_id = payment_method_param(body.get("payment_method"), today)
+    card, wallet_id, bank_account = payment_method_param(body.get("payment_method"), today)
+    capture_method = choice(body, "capture_method", CAPTURE_METHODS, "automatic")
+    if bank_account is not None and banks is not None and bank_account.bank not in banks:
+        raise ValidationError(
+            "payment_method[bank]",
+            f"No such bank: {bank_account.bank}. Known: {', '.join(sorted(banks))}.",
+            "resource_missing",
+        )
+    if bank_account is not None and capture_method != "automatic":
+        # A bank transfer moves the money when it commits: there is no hold to capture.
+        raise ValidationError("capture_method", "Bank account payments are captured automatically.")
     return CreateIntent(
         amount=amount,
         currency=currency,
-        capture_method=choice(body, "capture_method", CAPTURE_METHODS, "automatic"),
+        capture_method=capture_method,
+        bank_account=bank_account,
         priority=choice(body, "priority", PRIORITIES, "standard"),
         card=card,
         wallet_id=wallet_id,

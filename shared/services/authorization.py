@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from shared.config import Settings
 from shared.db.uow import UnitOfWork
+from shared.services import bank_payments
 from shared.services.batches import NewUnit, run_isolated
 from shared.services.stages import authorize
 from shared.services.stages.common import StageResult
@@ -31,7 +32,13 @@ class Policy:
 
 
 def authorize_batch(
-    new_uow: NewUnit, ids, acquirer, vault, policy: Policy, retry_step: str = "authorize"
+    new_uow: NewUnit,
+    ids,
+    acquirer,
+    vault,
+    policy: Policy,
+    banks=None,
+    retry_step: str = "authorize",
 ) -> StageResult:
     """Authorize ``ids`` (intents at ``fee_computed``); return what became of them.
 
@@ -46,7 +53,12 @@ def authorize_batch(
         return StageResult()
     with new_uow() as uow:
         rows = authorize.held(uow, ready)
-    answers = authorize.ask_acquirer(rows, acquirer, vault)
+    # Bank payments are a two-phase commit with two banks, not one acquirer call.
+    by_bank = [r for r in rows if r.pm_type == "bank_account"]
+    others = [r for r in rows if r.pm_type != "bank_account"]
+    answers = authorize.ask_acquirer(others, acquirer, vault)
+    if by_bank:
+        answers |= bank_payments.ask_banks(new_uow, banks, by_bank)
 
     def record(uow: UnitOfWork, batch):
         result = authorize.apply(

@@ -89,6 +89,14 @@ def new_intent_row(
             card_exp_year=req.card.exp_year,
             payer_key=f"card:{fingerprint}",
         )
+    elif req.bank_account is not None:
+        bank, account = req.bank_account.bank, req.bank_account.account
+        values.update(
+            pm_type="bank_account",
+            bank=bank,
+            bank_account=account,
+            payer_key=f"bank:{bank}:{account}",
+        )
     else:
         wallet = uow.conn.execute(_WALLET, {"id": req.wallet_id}).first()
         if wallet is None:

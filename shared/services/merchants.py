@@ -189,6 +189,34 @@ def wallet_balance(uow: UnitOfWork, wallet_id: str) -> int:
     return ledger.lock_balances(uow, [wallet.account_id])[wallet.account_id].spendable()
 
 
+def set_bank_account(
+    uow: UnitOfWork, merchant_id: str, bank: str, account: str, *, actor: str | None = None
+) -> dict:
+    """Name the bank account the merchant's bank payments are credited to (audited)."""
+    before = uow.conn.execute(
+        select(merchants.c.settlement_bank, merchants.c.settlement_bank_account)
+        .where(merchants.c.id == merchant_id)
+        .with_for_update()
+    ).first()
+    if before is None:
+        raise NotFound("merchant", merchant_id)
+    uow.conn.execute(
+        merchants.update()
+        .where(merchants.c.id == merchant_id)
+        .values(settlement_bank=bank, settlement_bank_account=account)
+    )
+    out = {"merchant_id": merchant_id, "bank": bank, "account": account}
+    audit.record_if(
+        uow,
+        actor,
+        "merchant.set_bank_account",
+        merchant_id,
+        before={"bank": before.settlement_bank, "account": before.settlement_bank_account},
+        after=out,
+    )
+    return out
+
+
 def require_merchant(uow: UnitOfWork, merchant_id: str) -> None:
     """NotFound unless the merchant exists."""
     if (

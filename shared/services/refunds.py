@@ -17,7 +17,7 @@ from shared.domain import ledger as L
 from shared.domain.intent import Status
 from shared.domain.refunds import CreateRefund, fee_refund
 from shared.domain.validation import ValidationError
-from shared.services import events, ledger, paging, views
+from shared.services import bank_refunds, events, ledger, paging, views
 from shared.services.errors import InvalidState, NotFound
 from shared.services.ids import new_id
 
@@ -42,7 +42,8 @@ def create(uow: UnitOfWork, merchant_id: str, req: CreateRefund, request_id=None
             f"This PaymentIntent cannot be refunded because it has a status of {intent.status}.",
             "payment_intent",
         )
-    remaining = intent.amount_received - intent.amount_refunded
+    # Bank refunds still in their two-phase commit count as refunded already.
+    remaining = intent.amount_received - intent.amount_refunded - bank_refunds.pending(uow, intent)
     if remaining <= 0:
         raise AlreadyRefunded(f"PaymentIntent {intent.id} has already been refunded.")
     amount = remaining if req.amount is None else req.amount
@@ -55,6 +56,8 @@ def create(uow: UnitOfWork, merchant_id: str, req: CreateRefund, request_id=None
     fee_back = fee_refund(
         intent.fee_amount or 0, intent.amount_received, intent.amount_refunded, amount
     )
+    if intent.pm_type == "bank_account":
+        return bank_refunds.begin(uow, intent, req, amount, fee_back)
     _reverse(uow, intent, amount, fee_back)
     row = uow.conn.execute(
         insert(refunds)

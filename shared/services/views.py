@@ -27,6 +27,8 @@ def intent_json(row) -> dict:
                 "fingerprint": row.card_fingerprint,
             },
         }
+    elif row.pm_type == "bank_account":
+        payment_method = {"type": "bank_account", "bank": row.bank, "account": row.bank_account}
     else:
         payment_method = {"type": "wallet", "wallet_id": row.wallet_id}
     return {

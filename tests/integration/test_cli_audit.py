@@ -11,35 +11,17 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import subprocess
 import tempfile
 
 import pytest
 from sqlalchemy import select
 
 from shared.db.tables import audit_log, merchants
-from tests.conftest import ROOT, python_bin
+from tests.support.clirun import cli, ok_json
 
 pytestmark = pytest.mark.integration
 
 WHO = f"cli:{getpass.getuser()}"
-
-
-def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [python_bin("clearhouse"), *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        env={**os.environ, **(env or {})},
-    )
-
-
-def ok_json(*args: str, env: dict | None = None) -> dict:
-    out = cli(*args, "--json", env=env)
-    assert out.returncode == 0 and out.stderr == "", (args, out)
-    return json.loads(out.stdout)
 
 
 def rows_for(engine, target: str) -> list:

@@ -8,7 +8,6 @@ errors of the command), and changes nothing.
 from __future__ import annotations
 
 import json
-import subprocess
 from datetime import UTC, datetime, timedelta
 
 import falcon.testing
@@ -19,32 +18,12 @@ from intake.app import create_app
 from shared.db.tables import api_clients
 from shared.domain.scopes import ALL_SCOPES
 from shared.security.signing import SigningKeys
-from tests.conftest import ROOT, python_bin
 from tests.support.apiclient import OwnAddressClient
+from tests.support.clirun import cli, ok_json, refused
 
 pytestmark = pytest.mark.integration
 
 FINGERPRINT = ":".join(["A1"] * 32)
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [python_bin("clearhouse"), *args], capture_output=True, text=True, cwd=ROOT, timeout=60
-    )
-
-
-def ok_json(*args: str) -> dict:
-    out = cli(*args, "--json")
-    assert out.returncode == 0 and out.stderr == "", (args, out)
-    assert out.stdout.count("\n") == 1, out.stdout  # one line of JSON
-    return json.loads(out.stdout)
-
-
-def refused(status: int, *args: str, says: str) -> None:
-    out = cli(*args)
-    lines = out.stderr.splitlines()
-    assert (out.returncode, out.stdout, len(lines)) == (status, "", 1), (args, out)
-    assert lines[0].startswith("clearhouse: error: ") and says in lines[0], lines
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import pytest
 from shared.domain.validation import (
     MAX_DESCRIPTION_LEN,
     MAX_ID_LEN,
+    BankAccountInput,
     ValidationError,
     amount_param,
     card_param,
@@ -320,7 +321,7 @@ def test_payment_method_refusals():
         "parameter_invalid",
         "`payment_method` must be a JSON object.",
     )
-    type_message = "`payment_method[type]` must be `card` or `wallet`."
+    type_message = "`payment_method[type]` must be `card`, `wallet` or `bank_account`."
     for pm in ({}, {"type": "bank"}, {"type": None}):
         assert refusal(payment_method_param, pm, TODAY) == (
             f"{PM}[type]",
@@ -348,9 +349,10 @@ def test_payment_method_results():
     assert payment_method_param({"type": "wallet", "wallet_id": "w" * 40}, TODAY) == (
         None,
         "w" * 40,
+        None,
     )
-    c, wallet = payment_method_param({"type": "card", "card": card()}, TODAY)
-    assert wallet is None and c.pan == VISA
+    c, wallet, bank = payment_method_param({"type": "card", "card": card()}, TODAY)
+    assert wallet is None and bank is None and c.pan == VISA
 
 
 def test_validate_create_checks_in_order_and_reads_every_field():
@@ -382,3 +384,48 @@ def test_validate_create_checks_in_order_and_reads_every_field():
         None,
     )
     assert req.card.exp_month == 12 and req.card.exp_year == 2030
+
+
+def test_bank_account_payment_methods():
+    pm = {"type": "bank_account", "bank": "bank_a", "account": "acc_0123abcd"}
+    req = validate_create(body(**{PM: pm}), TODAY)
+    assert (req.card, req.wallet_id, req.bank_account) == (
+        None,
+        None,
+        BankAccountInput("bank_a", "acc_0123abcd"),
+    )
+    bank_message = "`payment_method[bank]` must be a bank name such as bank_a."
+    for bank in (None, "", 5, "Bank_A", "bank-a", "b" * 33, "1bank"):
+        assert refusal(payment_method_param, {**pm, "bank": bank}, TODAY) == (
+            f"{PM}[bank]",
+            "parameter_invalid",
+            bank_message,
+        )
+    account_message = "`payment_method[account]` must be a bank account id (acc_...)."
+    for account in (None, "", 7, "acc_", "ACC_12", "acc_xyz", "acc_" + "a" * 61, "acc_1 "):
+        assert refusal(payment_method_param, {**pm, "account": account}, TODAY) == (
+            f"{PM}[account]",
+            "parameter_invalid",
+            account_message,
+        )
+    assert refusal(payment_method_param, {**pm, "card": card()}, TODAY)[:2] == (
+        f"{PM}[card]",
+        "parameter_unknown",
+    )
+    # A bank transfer moves the money when it commits: no hold, no manual capture.
+    assert refusal(validate_create, body(**{PM: pm, "capture_method": "manual"}), TODAY) == (
+        "capture_method",
+        "parameter_invalid",
+        "Bank account payments are captured automatically.",
+    )
+
+
+def test_a_bank_account_must_name_a_known_bank_when_they_are_given():
+    pm = {"type": "bank_account", "bank": "bank_c", "account": "acc_01"}
+    assert refusal(validate_create, body(**{PM: pm}), TODAY, frozenset({"bank_a", "bank_b"})) == (
+        f"{PM}[bank]",
+        "resource_missing",
+        "No such bank: bank_c. Known: bank_a, bank_b.",
+    )
+    known = validate_create(body(**{PM: {**pm, "bank": "bank_b"}}), TODAY, {"bank_a", "bank_b"})
+    assert known.bank_account.bank == "bank_b"

@@ -26,6 +26,8 @@ from shared.services import ledger, outcomes
 from shared.services.stages.common import StageResult, claim, now
 
 APPROVED_WALLET = AuthResult(outcome="approved", reference="wallet")
+# The outside account a payment method's money comes from (wallets pay from their own).
+CLEARING = {"card": "card_clearing", "bank_account": "bank_clearing"}
 _pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="acquirer")
 
 
@@ -144,6 +146,7 @@ def apply(
         {r.id: r.fee_amount for r in automatic},
     )
     outcomes.hold_for_capture(uow, manual, t + timedelta(seconds=hold_ttl_s))
+    _paid_out_at_bank(uow, [r for r in automatic if r.pm_type == "bank_account"])
     for r in rows:
         res = results[r.id]
         if res.outcome == "declined":
@@ -161,8 +164,48 @@ def apply(
                 )
                 result.retry.append(r.id)
     result.advanced = [r.id for r in approved]
-    result.settle_now = [r.id for r in automatic if r.priority == "instant"]
+    result.settle_now = [
+        r.id for r in automatic if r.priority == "instant" and r.pm_type != "bank_account"
+    ]
     return result
+
+
+def _paid_out_at_bank(uow: UnitOfWork, rows) -> None:
+    """Bank payments are settled by their own commit: the merchant's bank got the net.
+
+    So the ledger pays the net out of the merchant's pending balance back to bank
+    clearing at once (what stays in clearing is the platform's fee), and the intent
+    is settled: no settlement window moves it again.
+    """
+    if not rows:
+        return
+    codes = {L.account_code("bank_clearing", r.currency): (r.currency, False) for r in rows}
+    codes |= {
+        L.account_code("merchant_pending", r.currency, r.merchant_id): (r.currency, False)
+        for r in rows
+    }
+    accounts = ledger.account_ids(uow, codes)
+    ledger.record(
+        uow,
+        [
+            L.Transfer(
+                kind=L.POSTED,
+                debit=accounts[L.account_code("merchant_pending", r.currency, r.merchant_id)],
+                credit=accounts[L.account_code("bank_clearing", r.currency)],
+                amount=r.amount - (r.fee_amount or 0),
+                currency=r.currency,
+                reason="bank_payout",
+                intent_id=r.id,
+            )
+            for r in rows
+            if r.amount > (r.fee_amount or 0)
+        ],
+    )
+    uow.conn.execute(
+        pi.update()
+        .where(pi.c.id.in_([r.id for r in rows]))
+        .values(settlement_status="settled", settled_at=func.now())
+    )
 
 
 def _payer_accounts(uow: UnitOfWork, rows) -> dict[str, int | None]:
@@ -175,15 +218,15 @@ def _payer_accounts(uow: UnitOfWork, rows) -> dict[str, int | None]:
     clearing = ledger.account_ids(
         uow,
         {
-            L.account_code("card_clearing", r.currency): (r.currency, False)
+            L.account_code(CLEARING[r.pm_type], r.currency): (r.currency, False)
             for r in rows
-            if r.pm_type == "card"
+            if r.pm_type in CLEARING
         },
     )
     out: dict[str, int | None] = {}
     for r in rows:
-        if r.pm_type == "card":
-            out[r.id] = clearing[L.account_code("card_clearing", r.currency)]
+        if r.pm_type in CLEARING:
+            out[r.id] = clearing[L.account_code(CLEARING[r.pm_type], r.currency)]
         else:
             w = wallet_rows.get(r.wallet_id)
             out[r.id] = w.account_id if w is not None and w.currency == r.currency else None

@@ -28,6 +28,8 @@ RULES = {
     ("amount_too_large", "amount_to_capture"),  # the currency's maximum, or the capturable
     ("resource_missing", "payment_method[wallet_id]"),  # no such wallet
     ("parameter_invalid", "currency"),  # the wallet holds another currency
+    ("resource_missing", "payment_method[bank]"),  # a bank outside BANKS
+    ("parameter_invalid", "capture_method"),  # manual capture of a bank_account payment
     ("idempotency_key_reused", "Idempotency-Key"),  # the key was used with another request
     ("invalid_request", "endpoint"),  # redelivery: no (or several) enabled endpoints receive it
     ("invalid_request", "url"),  # a webhook endpoint's URL refused (scheme, host, SSRF policy)

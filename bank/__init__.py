@@ -1,0 +1,1 @@
+"""A sandbox bank: its own process (clearhouse-bank), gRPC, books in SQLite."""

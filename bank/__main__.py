@@ -1,0 +1,3 @@
+from bank.main import main
+
+raise SystemExit(main())
