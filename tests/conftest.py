@@ -21,6 +21,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
+# Before any test module imports eth-account or web3 itself: py_ecc raises the
+# recursion limit to 100,000 on its first import, and this import puts it back
+# (shared/connectors/chain.py), so a deep-JSON test cannot crash its process.
+import shared.connectors.chain  # noqa: F401
 from shared.config import with_user  # pure: reads no setting
 from tests.support import rabbitmq
 

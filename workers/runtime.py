@@ -37,6 +37,7 @@ class Runtime:
         """The chain seals are anchored on (ChainError when unusable; built again next time)."""
         return AnchorChain.from_settings(self.settings)
 
+    @cached_property
     def banks(self) -> Banks:
         return Banks.from_settings(self.settings)
 

@@ -7,13 +7,23 @@ a seal hash: no contract to deploy, and anyone can read it back by its hash.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
-from eth_account import Account
-from web3 import Web3
-from web3.exceptions import TransactionNotFound
-
 from shared.domain.anchors import OnChain
+
+# py_ecc, which eth-account imports, raises the interpreter's recursion limit to
+# 100,000 when it is imported (py_ecc/__init__.py; the crash it causes: upstream
+# ethereum/py_ecc#134). Past about 20,000 frames CPython overflows its C stack, so a
+# deeply nested JSON document then kills the process with SIGSEGV instead of
+# raising RecursionError (seen: a test worker crashed parsing 100,000 "[").
+# Anchoring never calls the pairing code the limit was raised for: put it back.
+_LIMIT = sys.getrecursionlimit()
+from eth_account import Account  # noqa: E402
+from web3 import Web3  # noqa: E402
+from web3.exceptions import TransactionNotFound  # noqa: E402
+
+sys.setrecursionlimit(_LIMIT)
 
 # Intrinsic gas of a plain transaction, and per byte of its data (EIP-2028).
 BASE_GAS, ZERO_BYTE_GAS, DATA_BYTE_GAS = 21_000, 4, 16

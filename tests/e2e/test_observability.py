@@ -28,8 +28,9 @@ def observed(stack):
         yield {
             "url": f"http://127.0.0.1:{port}",
             "api": api,
-            # The stage workers run here: the request id must reach its logs.
-            "worker": stack["workers"]["pipeline"],
+            # The stage workers: the shared lane's, and the instant lane's (the
+            # traced intent is instant); the request id must reach their logs.
+            "worker": (stack["workers"]["pipeline"], stack["workers"]["instant"]),
             "beat": stack["beat"],
             "stack": stack["logs"],
         }
@@ -45,6 +46,8 @@ def merchant_and_receiver(observed):
 
 
 def lines_of(process) -> list[dict]:
+    if isinstance(process, tuple):  # several processes' lines, one after the other
+        return [line for p in process for line in lines_of(p)]
     out = []
     for n, line in enumerate(process.output().splitlines(), 1):
         try:

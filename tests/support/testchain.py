@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import secrets
 
-from eth_account import Account
-from web3 import EthereumTesterProvider, Web3
+# First: it imports web3 with the interpreter's recursion limit kept (see its comment).
+from shared.connectors.chain import AnchorChain  # isort: skip
 
-from shared.connectors.chain import AnchorChain
+from eth_account import Account  # noqa: E402
+from web3 import EthereumTesterProvider, Web3  # noqa: E402
+
 from tests.conftest import free_port, python_bin
 from tests.support.processes import Process
 

@@ -154,3 +154,24 @@ def test_the_key_comes_from_a_keystore_file_and_its_password_file(tmp_path):
     with pytest.raises(ChainError, match="cannot open ANCHOR_KEYSTORE_FILE") as refused:
         load_account(s)
     assert "wrong" not in str(refused.value)
+
+
+def test_importing_the_chain_connector_keeps_the_recursion_limit_and_deep_json_is_refused():
+    """py_ecc raises the limit to 100,000 on import (ethereum/py_ecc#134): a worker that
+    imported web3 then died of SIGSEGV on a deeply nested JSON body instead of refusing it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; before = sys.getrecursionlimit()\n"
+        "import shared.connectors.chain, workers.pipeline\n"
+        "assert sys.getrecursionlimit() == before, sys.getrecursionlimit()\n"
+        "from intake.middleware import parse_json\n"
+        "from intake.errors import ApiError\n"
+        "try:\n"
+        "    parse_json(b'[' * 100_000)\n"
+        "except ApiError as exc:\n"
+        "    print(exc.api_code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (0, "invalid_json"), done.stderr[-2000:]
