@@ -21,11 +21,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-# Before any test module imports eth-account or web3 itself: py_ecc raises the
-# recursion limit to 100,000 on its first import, and this import puts it back
-# (shared/connectors/chain.py), so a deep-JSON test cannot crash its process.
-import shared.connectors.chain  # noqa: F401
 from shared.config import with_user  # pure: reads no setting
+from shared.connectors.chain import web3_modules
 from tests.support import rabbitmq
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +33,11 @@ _base_db = os.environ.get(
 )
 _base_admin = os.environ.get("MIGRATION_DATABASE_URL") or with_user(_base_db)
 _base_redis = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Before any test module imports eth-account or web3 itself: py_ecc raises the
+# recursion limit to 100,000 on its first import, and web3_modules() puts it back,
+# so a deep-JSON test cannot crash its process.
+web3_modules()
+
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
 _n = int(_worker[2:] or 0) if _worker.startswith("gw") else 0
 

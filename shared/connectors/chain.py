@@ -6,24 +6,39 @@ a seal hash: no contract to deploy, and anyone can read it back by its hash.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from shared.domain.anchors import OnChain
 
-# py_ecc, which eth-account imports, raises the interpreter's recursion limit to
-# 100,000 when it is imported (py_ecc/__init__.py; the crash it causes: upstream
-# ethereum/py_ecc#134). Past about 20,000 frames CPython overflows its C stack, so a
-# deeply nested JSON document then kills the process with SIGSEGV instead of
-# raising RecursionError (seen: a test worker crashed parsing 100,000 "[").
-# Anchoring never calls the pairing code the limit was raised for: put it back.
-_LIMIT = sys.getrecursionlimit()
-from eth_account import Account  # noqa: E402
-from web3 import Web3  # noqa: E402
-from web3.exceptions import TransactionNotFound  # noqa: E402
+if TYPE_CHECKING:
+    from web3 import Web3
 
-sys.setrecursionlimit(_LIMIT)
+
+@functools.cache
+def web3_modules() -> SimpleNamespace:
+    """eth-account and web3, imported on first use (about 1.3 s of a process's start-up,
+    which a worker with anchoring off never needs to pay).
+
+    py_ecc, which eth-account imports, raises the interpreter's recursion limit to
+    100,000 when it is imported (py_ecc/__init__.py; the crash it causes: upstream
+    ethereum/py_ecc#134). Past about 20,000 frames CPython overflows its C stack, so
+    a deeply nested JSON document then kills the process with SIGSEGV instead of
+    raising RecursionError (seen: a test worker crashed parsing 100,000 "[").
+    Anchoring never calls the pairing code the limit was raised for: put it back.
+    """
+    limit = sys.getrecursionlimit()
+    from eth_account import Account
+    from web3 import Web3
+    from web3.exceptions import TransactionNotFound
+
+    sys.setrecursionlimit(limit)
+    return SimpleNamespace(Account=Account, Web3=Web3, TransactionNotFound=TransactionNotFound)
+
 
 # Intrinsic gas of a plain transaction, and per byte of its data (EIP-2028).
 BASE_GAS, ZERO_BYTE_GAS, DATA_BYTE_GAS = 21_000, 4, 16
@@ -41,6 +56,7 @@ class NonceTaken(ChainError):
 
 def load_account(settings):
     """The anchoring account: ANCHOR_PRIVATE_KEY, or the keystore file and its password."""
+    Account = web3_modules().Account
     if settings.anchor_private_key:
         return Account.from_key(settings.anchor_private_key)
     if not settings.anchor_keystore_file:
@@ -68,6 +84,7 @@ class AnchorChain:
         """The chain of ANCHOR_RPC_URL, checked to be ANCHOR_CHAIN_ID's."""
         if not settings.anchor_rpc_url:
             raise ChainError("ledger anchoring is off: ANCHOR_RPC_URL is not set")
+        Web3 = web3_modules().Web3
         provider = Web3.HTTPProvider(
             settings.anchor_rpc_url, request_kwargs={"timeout": settings.anchor_timeout_s}
         )
@@ -139,7 +156,7 @@ class AnchorChain:
         """The block that mined ``tx_hash``, or None (pending or unknown)."""
         try:
             receipt = self._call(lambda: self.w3.eth.get_transaction_receipt(tx_hash))
-        except TransactionNotFound:
+        except web3_modules().TransactionNotFound:
             return None
         return receipt["blockNumber"]
 
@@ -153,14 +170,14 @@ class AnchorChain:
         """What the chain holds under ``tx_hash``."""
         try:
             tx = self._call(lambda: self.w3.eth.get_transaction(tx_hash))
-        except TransactionNotFound:
+        except web3_modules().TransactionNotFound:
             return OnChain(None, None, None)
         return OnChain(bytes(tx["input"]), tx["from"], tx["blockNumber"])
 
     def _call(self, fn):
         try:
             return fn()
-        except TransactionNotFound:
+        except web3_modules().TransactionNotFound:
             raise
         except OSError as exc:
             # requests' ConnectionError and Timeout are OSErrors.

@@ -22,11 +22,6 @@ def lane_step(step: str, priority: str) -> str:
     return step + SUFFIX if priority == INSTANT and step in LANED_STEPS else step
 
 
-def in_lane_of(step: str, current: str) -> str:
-    """``step`` in the lane of the step ``current`` runs in (a stage's next, its retries)."""
-    return step + SUFFIX if current.endswith(SUFFIX) and step in LANED_STEPS else step
-
-
 def by_lane(step: str, rows) -> dict[str, list[str]]:
     """(id, priority) rows grouped by the lane step each takes for ``step``, order kept."""
     out: dict[str, list[str]] = {}

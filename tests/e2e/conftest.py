@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
 import subprocess
 import tempfile
 import time
@@ -33,8 +32,8 @@ from requests.adapters import HTTPAdapter
 from shared.config import with_user
 from shared.db import roles
 from tests import factories as f
-from tests.conftest import TEST_DB, TEST_ENV, _ensure_services, free_port, python_bin
-from tests.support import brokers, processes
+from tests.conftest import TEST_DB, TEST_ENV, _ensure_services, free_port
+from tests.support import brokers, clirun, processes
 
 ROOT = Path(__file__).resolve().parents[2]
 E2E_DB = f"{TEST_DB}_e2e"
@@ -148,14 +147,7 @@ def _wipe(client, prefix: str) -> None:
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the real CLI against the e2e stack's database, as an operator would."""
-    return subprocess.run(
-        [python_bin("clearhouse"), *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, **E2E_ENV, **(env or {})},
-        timeout=60,
-    )
+    return clirun.cli(*args, env={**E2E_ENV, **(env or {})})
 
 
 def create_merchant(name: str = "e2e merchant", *extra: str) -> dict:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import secrets
 
-# First: it imports web3 with the interpreter's recursion limit kept (see its comment).
-from shared.connectors.chain import AnchorChain  # isort: skip
+# tests/conftest.py has imported these once already through web3_modules(), which
+# keeps the interpreter's recursion limit (py_ecc raises it on its first import).
+from eth_account import Account
+from web3 import EthereumTesterProvider, Web3
 
-from eth_account import Account  # noqa: E402
-from web3 import EthereumTesterProvider, Web3  # noqa: E402
-
+from shared.connectors.chain import AnchorChain
 from tests.conftest import free_port, python_bin
 from tests.support.processes import Process
 

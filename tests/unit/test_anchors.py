@@ -164,7 +164,9 @@ def test_importing_the_chain_connector_keeps_the_recursion_limit_and_deep_json_i
 
     code = (
         "import sys; before = sys.getrecursionlimit()\n"
-        "import shared.connectors.chain, workers.pipeline\n"
+        "import workers.pipeline\n"
+        "assert 'web3' not in sys.modules  # imported on first use only\n"
+        "from shared.connectors.chain import web3_modules; web3_modules()\n"
         "assert sys.getrecursionlimit() == before, sys.getrecursionlimit()\n"
         "from intake.middleware import parse_json\n"
         "from intake.errors import ApiError\n"
