@@ -164,7 +164,7 @@ def test_importing_the_chain_connector_keeps_the_recursion_limit_and_deep_json_i
 
     code = (
         "import sys; before = sys.getrecursionlimit()\n"
-        "import workers.pipeline\n"
+        "import intake.app, workers.pipeline, workers.periodic\n"
         "assert 'web3' not in sys.modules  # imported on first use only\n"
         "from shared.connectors.chain import web3_modules; web3_modules()\n"
         "assert sys.getrecursionlimit() == before, sys.getrecursionlimit()\n"
