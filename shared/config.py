@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from shared.domain import fusion
+
 
 def _int(name: str, default: int) -> int:
     raw = os.environ.get(name)
@@ -340,6 +342,8 @@ class Settings:
     # First-stage batching (celery-batches): flush at N messages or after T ms.
     batch_max: int = 100
     batch_interval_ms: int = 25
+    # Consecutive stages run in one transaction (shared/domain/fusion.py); () none.
+    fused_stages: tuple[str, ...] = ("limits", "fraud", "fees")
     # Intents not advanced for this long are re-enqueued by the scheduler.
     redrive_after_s: int = 60
     redrive_interval_s: int = 30
@@ -531,6 +535,7 @@ class Settings:
             fraud_review_band=_int_in("FRAUD_REVIEW_BAND", d.fraud_review_band, 1, 100),
             batch_max=_int("BATCH_MAX", d.batch_max),
             batch_interval_ms=_int("BATCH_INTERVAL_MS", d.batch_interval_ms),
+            fused_stages=fusion.parse(os.environ.get("FUSED_STAGES", fusion.DEFAULT)),
             redrive_after_s=_int("REDRIVE_AFTER_S", d.redrive_after_s),
             redrive_interval_s=_int("REDRIVE_INTERVAL_S", d.redrive_interval_s),
             hold_expiry_interval_s=_int("HOLD_EXPIRY_INTERVAL_S", d.hold_expiry_interval_s),

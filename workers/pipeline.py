@@ -2,24 +2,25 @@
 
 Each pipeline stage is registered twice (``laned_stage``): once for the shared
 queues and once for the instant lane, so instant intents never queue behind
-the others (shared/domain/lanes.py).
+the others (shared/domain/lanes.py). Limits, fraud and fees are fused by
+default (``FUSED_STAGES``, shared/domain/fusion.py): a task of one of them runs
+it and the fused stages after it in the same unit of work.
 """
 
 from __future__ import annotations
 
+from shared.domain import fusion
 from shared.services import authorization, bank_refunds
 from shared.services.stages import fees, fraud, limits, settlement
 from shared.services.stages.common import StageResult
 from workers.base import laned_stage, stage, task
 
 
-@laned_stage("limits", then="fraud")
-def check_limits(self, uow, ids):
+def _limits(self, uow, ids):
     return limits.run(uow, ids)
 
 
-@laned_stage("fraud", then="fees")
-def score_risk(self, uow, ids):
+def _fraud(self, uow, ids):
     cards, s = self.runtime.test_cards, self.settings
     return fraud.run(
         uow,
@@ -30,9 +31,40 @@ def score_risk(self, uow, ids):
     )
 
 
+def _fees(self, uow, ids):
+    return fees.run(uow, ids)
+
+
+BODIES = {"limits": _limits, "fraud": _fraud, "fees": _fees}
+
+
+def run_fused(self, uow, ids) -> StageResult:
+    """Run this task's stage, then each stage fused after it, on the survivors."""
+    result = StageResult()
+    for name in fusion.chain(self.step, self.settings.fused_stages):
+        one = BODIES[name](self, uow, ids)
+        for field in ("failed", "retry", "settle_now"):
+            getattr(result, field).extend(getattr(one, field))
+        ids = one.advanced
+        if not ids:
+            break
+    result.advanced = list(ids)
+    return result
+
+
+@laned_stage("limits", then="fraud")
+def check_limits(self, uow, ids):
+    return run_fused(self, uow, ids)
+
+
+@laned_stage("fraud", then="fees")
+def score_risk(self, uow, ids):
+    return run_fused(self, uow, ids)
+
+
 @laned_stage("fees", then="authorize")
 def compute_fees(self, uow, ids):
-    return fees.run(uow, ids)
+    return run_fused(self, uow, ids)
 
 
 @laned_stage("authorize", flow=True)

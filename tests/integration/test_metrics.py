@@ -66,7 +66,9 @@ def api(database, redis_client, worker):
 FINAL = "clearhouse_intent_accept_to_final_seconds_count"
 RUNTIME = "clearhouse_task_runtime_seconds_count"
 # The intents below are instant: they run in the instant lane's stage tasks.
-STEPS = ("limits_instant", "fraud_instant", "fees_instant", "authorize_instant", "settle_instant")
+STEPS = ("limits_instant", "authorize_instant", "settle_instant")
+# Fused into limits' task by default (FUSED_STAGES): their own tasks never run.
+FUSED = ("fraud_instant", "fees_instant")
 
 
 def _worker_counts() -> dict:
@@ -77,7 +79,7 @@ def _worker_counts() -> dict:
         "final": workers_total(FINAL, priority="instant", status="succeeded"),
         "succeeded": workers_total("clearhouse_intent_transitions_total", status="succeeded"),
     }
-    for step in STEPS:
+    for step in (*STEPS, *FUSED):
         task = TOPOLOGY[step].task
         counts[f"runs {step}"] = workers_total(RUNTIME, task=task)
         counts[f"waits {step}"] = workers_total(
@@ -136,6 +138,9 @@ def test_counters_add_up_across_processes(api, make_merchant, engine, redis_clie
             # A stage runs batches: at least one, one message (its wait) per
             # batch or more, and at most one message per intent.
             assert 1 <= moved[f"runs {step}"] <= moved[f"waits {step}"] <= N, (step, moved)
+        # Fraud scored every intent (above) inside limits' task, in its transaction.
+        for step in FUSED:
+            assert moved[f"runs {step}"] == moved[f"waits {step}"] == 0, (step, moved)
 
     eventually(worker_side_adds_up)
 
