@@ -18,9 +18,12 @@ process of its own, and webhook figures are added), BENCH_REFERENCE [0] (1: then
 a bare Falcon app, tests/load/bare_app.py, and the intake alone are driven closed
 loop and at half load, in BENCH_REFERENCE_ROUNDS [2] alternating slices of
 BENCH_REFERENCE_S [10]; BENCH_REFERENCE_RATE, BENCH_REFERENCE_CONNECTIONS),
-BENCH_REDIS_DB [7]; DATABASE_URL and REDIS_URL name the servers (their db name /
-number are replaced); BROKER_URL=amqp://... puts the Celery messages on RabbitMQ,
-each run in a vhost of its own (``settings.broker`` in the JSON says which).
+BENCH_REDIS_DB [7]; BENCH_PROFILE [0] (1: py-spy samples every process during the
+window, tests/load/profiling.py: the top functions per process go into the JSON's
+``cpu.profile``, the raw stacks into BENCH_PROFILE_DIR [bench-profiles/]);
+DATABASE_URL and REDIS_URL name the servers (their db name / number are replaced);
+BROKER_URL=amqp://... puts the Celery messages on RabbitMQ, each run in a vhost of
+its own (``settings.broker`` in the JSON says which).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from tests.load import profiling
 from workers.topology import INSTANT_QUEUES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -631,6 +635,7 @@ class Run:
             f"warm-up {o['warmup_s']} s, measured {o['duration_s']} s"
         )
         self._sleep_until(self.window[0], gen)
+        profilers = self._start_profilers(label) if o["profile"] else None
         cpu_a = sampler.snapshot()
         xact_a, redis_a = self._db_xacts(), self._redis_cmds()
         last = self.window[0]
@@ -644,6 +649,8 @@ class Run:
         self.stages_at_window_end = self._stages()
         self.hooks_pending_at_window_end = self._hooks_pending() if o["webhooks"] else None
         self.cpu = CpuSampler.diff(cpu_a, cpu_b, o["duration_s"])
+        if profilers is not None:
+            self.cpu["profile"] = profiling.finish(profilers)
         self.db_xacts_per_s = round((xact_b - xact_a) / o["duration_s"], 1)
         self.redis_cmds_per_s = (
             round((redis_b - redis_a) / o["duration_s"], 1)
@@ -651,6 +658,16 @@ class Run:
             else None
         )
         return self._collect_generator(gen, work)
+
+    def _start_profilers(self, label: str) -> list:
+        """py-spy on every process of every group of the stack, for the window."""
+        groups: dict[str, list[int]] = {}
+        table = _proc_table()
+        for name, p in self.procs.items():
+            groups[name] = sorted(pid for pid, (pgid, _, _) in table.items() if pgid == p.proc.pid)
+        out = self.opts["profile_dir"] / f"{self.db_name}-{label}"
+        log(f"profiling {sum(map(len, groups.values()))} processes into {out}")
+        return profiling.start(groups, self.opts["duration_s"], out)
 
     def _spawn_generator(self, cfg: dict, name: str = "loadgen"):
         from tests.support.processes import Process
@@ -1360,6 +1377,9 @@ def options() -> dict:
         "preload": max(0, _env_int("BENCH_PRELOAD", 0)),
         "preload_day_intents": max(1, _env_int("BENCH_PRELOAD_DAY_INTENTS", 1_000_000)),
         "keep_db": os.environ.get("BENCH_KEEP_DB", "") == "1",
+        # tests/load/profiling.py: py-spy on every process of the stack during the window.
+        "profile": os.environ.get("BENCH_PROFILE", "0").strip() == "1",
+        "profile_dir": Path(os.environ.get("BENCH_PROFILE_DIR", "") or ROOT / "bench-profiles"),
         "keep_logs": os.environ.get("BENCH_KEEP_LOGS", "") == "1",
         "wait_for_api": os.environ.get("BENCH_WAIT_FOR_API", "1") == "1",
     }
