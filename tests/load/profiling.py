@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -28,7 +29,9 @@ EVERYWHERE = 0.9
 
 
 def available() -> str | None:
-    return shutil.which("py-spy")
+    # The venv's own (make venv), whether or not the venv is on PATH.
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
 def start(groups: dict[str, list[int]], seconds: float, out_dir: Path) -> list:
