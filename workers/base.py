@@ -122,7 +122,7 @@ class BatchTask(ReconnectSafeBatches, Task):
         except Exception as exc:
             if not is_transient(exc):
                 raise
-            self._put_back(ids, exc)
+            self.put_back(ids, exc)
 
     def _new_uow(self):
         return self.runtime.uow(self.uow_kind)
@@ -130,13 +130,14 @@ class BatchTask(ReconnectSafeBatches, Task):
     def _body(self, uow, ids):
         return self.run(uow, ids)
 
-    def _put_back(self, ids: list[str], exc: Exception) -> None:
+    def put_back(self, ids: list[str], exc: Exception, step: str | None = None) -> None:
+        """After a transient error: ``ids`` back on ``step``'s queue (this task's by default)."""
         # Batches has no retry of its own: the ids go back on the queue.
         log.warning(
             "%s: transient error (%s); retrying %d ids", self.name, type(exc).__name__, len(ids)
         )
         try:
-            self.runtime.publish(self.step, ids, countdown=retry_delay(0))
+            self.runtime.publish(step or self.step, ids, countdown=retry_delay(0))
         except Exception as again:
             # The broker is away too: the intents are safe in Postgres and
             # the scheduler's re-drive sends them again.

@@ -2,15 +2,18 @@
 
 Each pipeline stage is registered twice (``laned_stage``): once for the shared
 queues and once for the instant lane, so instant intents never queue behind
-the others (shared/domain/lanes.py). Limits, fraud and fees are fused by
-default (``FUSED_STAGES``, shared/domain/fusion.py): a task of one of them runs
-it and the fused stages after it in the same unit of work.
+the others (shared/domain/lanes.py). The four are fused by default
+(``FUSED_STAGES``, shared/domain/fusion.py): a task of one of them runs it and
+the fused stages after it, limits, fraud and fees in one unit of work, then
+authorize's own three.
 """
 
 from __future__ import annotations
 
+from shared.db.faults import is_transient
 from shared.domain import fusion
 from shared.services import authorization, bank_refunds
+from shared.services.batches import run_isolated
 from shared.services.stages import fees, fraud, limits, settlement
 from shared.services.stages.common import StageResult
 from workers.base import laned_stage, stage, task
@@ -38,10 +41,10 @@ def _fees(self, uow, ids):
 BODIES = {"limits": _limits, "fraud": _fraud, "fees": _fees}
 
 
-def run_fused(self, uow, ids) -> StageResult:
-    """Run this task's stage, then each stage fused after it, on the survivors."""
+def run_stages(self, uow, ids, names) -> StageResult:
+    """Run ``names`` one after the other in ``uow``, each on the previous one's survivors."""
     result = StageResult()
-    for name in fusion.chain(self.step, self.settings.fused_stages):
+    for name in names:
         one = BODIES[name](self, uow, ids)
         for field in ("failed", "retry", "settle_now"):
             getattr(result, field).extend(getattr(one, field))
@@ -52,27 +55,60 @@ def run_fused(self, uow, ids) -> StageResult:
     return result
 
 
-@laned_stage("limits", then="fraud")
-def check_limits(self, uow, ids):
-    return run_fused(self, uow, ids)
+def run_fused(self, ids) -> StageResult:
+    """This task's stage and the stages fused after it (shared/domain/fusion.py)."""
+    run = fusion.chain(self.step, self.settings.fused_stages)
+    ahead = [name for name in run if name != fusion.AUTHORIZE]
+
+    def stages(uow, batch):
+        return run_stages(self, uow, batch, ahead)
+
+    result = StageResult(advanced=list(ids))
+    if ahead:
+        result = run_isolated(self._new_uow, stages, ids, self.then_step)
+    if run[-1] != fusion.AUTHORIZE or not result.advanced:
+        return result
+    authorize_step = fusion.in_lane(self.step, fusion.AUTHORIZE)
+    rt, policy = self.runtime, authorization.Policy.from_settings(self.settings)
+    try:
+        authorized = authorization.authorize_batch(
+            rt.uow,
+            result.advanced,
+            rt.acquirer,
+            rt.vault,
+            policy,
+            rt.banks,
+            retry_step=authorize_step,
+        )
+    except Exception as exc:
+        if not ahead or not is_transient(exc):
+            raise
+        # The stages ahead committed: only authorize's part is retried, from its queue.
+        self.put_back(result.advanced, exc, step=authorize_step)
+        return result
+    authorized.failed = result.failed + authorized.failed
+    return authorized
 
 
-@laned_stage("fraud", then="fees")
-def score_risk(self, uow, ids):
-    return run_fused(self, uow, ids)
+# Flow tasks (``body(self, ids)``): each opens its units of work through run_fused.
+@laned_stage("limits", then="fraud", flow=True)
+def check_limits(self, ids):
+    return run_fused(self, ids)
 
 
-@laned_stage("fees", then="authorize")
-def compute_fees(self, uow, ids):
-    return run_fused(self, uow, ids)
+@laned_stage("fraud", then="fees", flow=True)
+def score_risk(self, ids):
+    return run_fused(self, ids)
+
+
+@laned_stage("fees", then="authorize", flow=True)
+def compute_fees(self, ids):
+    return run_fused(self, ids)
 
 
 @laned_stage("authorize", flow=True)
 def authorize_payments(self, ids):
-    rt, policy = self.runtime, authorization.Policy.from_settings(self.settings)
-    return authorization.authorize_batch(
-        rt.uow, ids, rt.acquirer, rt.vault, policy, rt.banks, retry_step=self.step
-    )
+    return run_fused(self, ids)
 
 
 @stage("refund_bank", flow=True)

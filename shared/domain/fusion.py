@@ -1,28 +1,36 @@
-"""Fused stages: consecutive pipeline stages run in one transaction.
+"""Fused stages: consecutive pipeline stages run in one task, without messages between.
 
 A stage costs its own message, batch, claim (SELECT ... FOR UPDATE) and commit.
 When one worker pool consumes several consecutive stages anyway (deploy/Procfile's
 ``worker_pipeline`` takes limits, fraud, fees and authorize), running them one
-after the other in the same unit of work saves all of that but one set, and
-the intent never waits in the queues between them.
+after the other in one task saves the messages and batches between them, and
+limits, fraud and fees share one unit of work (one claim, one commit); the
+intent never waits in the queues between them.
 
-``FUSED_STAGES`` names the run of stages to fuse (default ``limits,fraud,fees``;
-``none`` gives each stage its own transaction and message again, so that each
-can have a pool of its own). Authorize is never fused: it opens its own units
-of work around the acquirer's call. A task of a fused stage runs the stages
-after it in the run too, so an intent the re-drive sends to ``fraud`` still
-goes through ``fees`` in the same transaction; the fused stages' own tasks stay
-registered for it.
+``FUSED_STAGES`` names the run of stages to fuse (default
+``limits,fraud,fees,authorize``; ``none`` gives each stage its own task,
+message and transaction again, so that each can have a pool of its own).
+Authorize is three units of work around the acquirer's call (holds, the call
+outside any transaction, the answers); fused, they run in the same task right
+after the run's transaction commits, without a message in between. The holds
+stay a transaction of their own: limits locks the limit counters, the holds
+lock ledger balances, and a failure elsewhere releases them in the opposite
+order (outcomes.fail voids the hold, then releases the limits), so one
+transaction taking both would deadlock with it. A task of a fused stage runs
+the stages after it in the run too, so an intent the re-drive sends to
+``fraud`` still goes through ``fees`` and authorize; the fused stages' own
+tasks stay registered for that, and authorize's for its retries.
 """
 
 from __future__ import annotations
 
 from shared.domain.lanes import SUFFIX
 
-# The pipeline's steps in order (authorize last: it cannot be fused).
+# The pipeline's steps in order; authorize is last and hands on by itself.
 PIPELINE = ("limits", "fraud", "fees", "authorize")
-FUSABLE = PIPELINE[:-1]
-DEFAULT = "limits,fraud,fees"
+AUTHORIZE = "authorize"
+FUSABLE = PIPELINE
+DEFAULT = ",".join(PIPELINE)
 
 
 def parse(spec: str) -> tuple[str, ...]:
@@ -58,5 +66,11 @@ def then(step: str, default: str | None, fused: tuple[str, ...]) -> str | None:
     run = chain(step, fused)
     if default is None or len(run) == 1:
         return default
-    after = PIPELINE[PIPELINE.index(run[-1]) + 1]
-    return after + SUFFIX if step.endswith(SUFFIX) else after
+    if run[-1] == AUTHORIZE:
+        return None  # authorize hands its intents on itself (settlement, retries)
+    return in_lane(step, PIPELINE[PIPELINE.index(run[-1]) + 1])
+
+
+def in_lane(step: str, name: str) -> str:
+    """Step ``name`` in the lane ``step`` runs in (shared/domain/lanes.py)."""
+    return name + SUFFIX if step.endswith(SUFFIX) else name

@@ -44,15 +44,18 @@ def authorize_batch(
 
     ``retry_step``: where transient failures are tried again (the lane the batch runs in).
     """
+    held: dict = {}
 
     def place_holds(uow: UnitOfWork, batch):
-        return authorize.place_holds(uow, batch, hold_ttl_s=policy.hold_ttl_s)
+        result = authorize.place_holds(uow, batch, hold_ttl_s=policy.hold_ttl_s)
+        # Read in this transaction: no unit of work of its own just to read them back.
+        held.update((r.id, r) for r in authorize.held(uow, result.advanced))
+        return result
 
-    ready = run_isolated(new_uow, place_holds, list(ids)).advanced
-    if not ready:
-        return StageResult()
-    with new_uow() as uow:
-        rows = authorize.held(uow, ready)
+    holding = run_isolated(new_uow, place_holds, list(ids))
+    rows = [held[i] for i in holding.advanced if i in held]
+    if not rows:
+        return StageResult(failed=holding.failed)
     # Bank payments are a two-phase commit with two banks, not one acquirer call.
     by_bank = [r for r in rows if r.pm_type == "bank_account"]
     others = [r for r in rows if r.pm_type != "bank_account"]
@@ -72,4 +75,6 @@ def authorize_batch(
         uow.enqueue(retry_step, result.retry, countdown=countdown)
         return result
 
-    return run_isolated(new_uow, record, list(answers))
+    result = run_isolated(new_uow, record, list(answers))
+    result.failed = holding.failed + result.failed
+    return result

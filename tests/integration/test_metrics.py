@@ -66,9 +66,9 @@ def api(database, redis_client, worker):
 FINAL = "clearhouse_intent_accept_to_final_seconds_count"
 RUNTIME = "clearhouse_task_runtime_seconds_count"
 # The intents below are instant: they run in the instant lane's stage tasks.
-STEPS = ("limits_instant", "authorize_instant", "settle_instant")
+STEPS = ("limits_instant", "settle_instant")
 # Fused into limits' task by default (FUSED_STAGES): their own tasks never run.
-FUSED = ("fraud_instant", "fees_instant")
+FUSED = ("fraud_instant", "fees_instant", "authorize_instant")
 
 
 def _worker_counts() -> dict:

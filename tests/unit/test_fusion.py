@@ -5,24 +5,34 @@ import pytest
 from shared.config import Settings
 from shared.domain import fusion
 
-DEFAULT = ("limits", "fraud", "fees")
+DEFAULT = ("limits", "fraud", "fees", "authorize")
+THREE = ("limits", "fraud", "fees")
 
 
-def test_by_default_limits_fraud_and_fees_run_in_one_task_that_hands_on_to_authorize():
+def test_by_default_the_whole_pipeline_runs_in_the_first_stages_task():
     assert Settings.from_env().fused_stages == DEFAULT
     assert fusion.chain("limits", DEFAULT) == DEFAULT
-    assert fusion.then("limits", "fraud", DEFAULT) == "authorize"
-    # The lane stays the lane.
     assert fusion.chain("limits_instant", DEFAULT) == DEFAULT
-    assert fusion.then("limits_instant", "fraud_instant", DEFAULT) == "authorize_instant"
+    # Authorize hands on by itself (settlement, its retries in its own lane).
+    assert fusion.then("limits", "fraud", DEFAULT) is None
+    assert fusion.in_lane("limits_instant", "authorize") == "authorize_instant"
+    assert fusion.in_lane("limits", "authorize") == "authorize"
+
+
+def test_without_authorize_the_run_hands_on_to_authorize_in_its_lane():
+    assert fusion.chain("limits", THREE) == THREE
+    assert fusion.then("limits", "fraud", THREE) == "authorize"
+    assert fusion.then("limits_instant", "fraud_instant", THREE) == "authorize_instant"
 
 
 def test_a_task_of_a_later_fused_stage_runs_the_rest_of_the_run():
     # What the re-drive sends to fraud still goes through fees in the same transaction.
-    assert fusion.chain("fraud", DEFAULT) == ("fraud", "fees")
-    assert fusion.then("fraud", "fees", DEFAULT) == "authorize"
-    assert fusion.chain("fees", DEFAULT) == ("fees",)
-    assert fusion.then("fees_instant", "authorize_instant", DEFAULT) == "authorize_instant"
+    assert fusion.chain("fraud", THREE) == ("fraud", "fees")
+    assert fusion.then("fraud", "fees", THREE) == "authorize"
+    assert fusion.chain("fees", THREE) == ("fees",)
+    assert fusion.then("fees_instant", "authorize_instant", THREE) == "authorize_instant"
+    assert fusion.chain("fees", DEFAULT) == ("fees", "authorize")
+    assert fusion.chain("authorize_instant", DEFAULT) == ("authorize",)
 
 
 def test_unfused_stages_keep_their_own_step():
@@ -40,7 +50,9 @@ def test_none_turns_fusion_off(monkeypatch, spec):
     assert Settings.from_env().fused_stages == ()
 
 
-@pytest.mark.parametrize("spec", ["limits, fraud", "fraud,fees", "limits,fraud,fees"])
+@pytest.mark.parametrize(
+    "spec", ["limits, fraud", "fraud,fees", "limits,fraud,fees", "fees,authorize"]
+)
 def test_any_consecutive_run_can_be_fused(monkeypatch, spec):
     monkeypatch.setenv("FUSED_STAGES", spec)
     assert Settings.from_env().fused_stages == tuple(s.strip() for s in spec.split(","))
@@ -52,7 +64,8 @@ def test_any_consecutive_run_can_be_fused(monkeypatch, spec):
         ("fees,fraud", "consecutive stages in pipeline order"),
         ("limits,fees", "consecutive stages in pipeline order"),
         ("limits", "two or more"),
-        ("fees,authorize", "names authorize"),
+        ("authorize,limits", "consecutive stages in pipeline order"),
+        ("settle,limits", "names settle"),
         ("limits,frod", "names frod"),
     ],
 )
@@ -61,3 +74,49 @@ def test_anything_else_is_refused_at_start_naming_the_setting(monkeypatch, spec,
     with pytest.raises(ValueError, match="FUSED_STAGES") as err:
         Settings.from_env()
     assert says in str(err.value)
+
+
+class _Task:
+    """What run_fused reads of its task: the step, the settings, the runtime, put_back."""
+
+    def __init__(self, step, fused):
+        from types import SimpleNamespace
+
+        self.step, self.put = step, []
+        self.settings = SimpleNamespace(
+            fused_stages=fused, hold_ttl_s=60, auth_max_attempts=3, auth_retry_base_s=0.5
+        )
+        self.runtime = SimpleNamespace(uow=None, acquirer=None, vault=None, banks=None)
+        self.then_step = fusion.then(step, "fraud", fused)
+
+    def _new_uow(self):
+        raise AssertionError("run_isolated is replaced in these tests")
+
+    def put_back(self, ids, exc, step=None):
+        self.put.append((ids, type(exc).__name__, step))
+
+
+@pytest.mark.parametrize(
+    "step, lane", [("limits", "authorize"), ("limits_instant", "authorize_instant")]
+)
+def test_a_transient_error_in_fused_authorize_retries_only_authorize_in_its_lane(
+    monkeypatch, step, lane
+):
+    """The stages ahead committed: putting the ids back on limits would strand them."""
+    import psycopg2
+
+    import workers.pipeline as pipeline
+    from shared.services.stages.common import StageResult
+
+    def committed(new_uow, body, ids, then):
+        return StageResult(advanced=["pi_2"], failed=["pi_1"])
+
+    def broken(*args, **kwargs):
+        raise psycopg2.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(pipeline, "run_isolated", committed)
+    monkeypatch.setattr(pipeline.authorization, "authorize_batch", broken)
+    task = _Task(step, DEFAULT)
+    result = pipeline.run_fused(task, ["pi_1", "pi_2"])
+    assert task.put == [(["pi_2"], "OperationalError", lane)]
+    assert result.failed == ["pi_1"]
