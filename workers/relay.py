@@ -6,6 +6,11 @@ milliseconds so that what arrived together travels together, then claims
 and publishes in batches of ``batch_max``. Several relays may run: SKIP
 LOCKED gives each intent to exactly one.
 
+With each batch it also sends the first webhook deliveries of those intents'
+``payment_intent.processing`` events to ``deliver_webhooks`` (one message per
+batch, same transaction): the API records them without enqueuing, so a
+create makes no broker round trip (shared/services/outbox.py).
+
 It serves its own metrics on ``RELAY_METRICS_PORT`` (default 9806, 0: none):
 the time of its last successful pass (a pass runs at least every second, so
 an old one means the relay is stuck or cannot reach Postgres or Redis), the
@@ -115,6 +120,12 @@ def _relay_batch(unit: UnitOfWork, batch_max: int) -> int:
         lanes = by_lane("limits", [(intent_id, prio) for intent_id, _, prio in claimed])
         for step, ids in lanes.items():
             unit.publish_now(step, ids)
+        # Their creation events' first webhook deliveries, which the API left
+        # to us. Inside the transaction too: if this publish fails, the
+        # intents are unmarked and the next pass sends both again.
+        deliveries = outbox.first_deliveries(unit, [intent_id for intent_id, _, _ in claimed])
+        if deliveries:
+            unit.publish_now("deliver_webhooks", deliveries)
     return len(claimed)
 
 

@@ -3,6 +3,12 @@
 Each event also gets a webhook delivery row per enabled endpoint of its
 merchant that receives its type; the first attempts are enqueued after commit,
 retries are scheduled in the delivery rows and dispatched by the scheduler.
+
+A new intent's ``payment_intent.processing`` event is the exception
+(``enqueue=False``): the outbox relay, which claims the intent, sends that
+event's first deliveries with it (shared/services/outbox.py), so creating an
+intent makes no broker round trip in the API. The scheduler's dispatcher
+still sends them if the relay is down.
 """
 
 from __future__ import annotations
@@ -58,8 +64,18 @@ _EMIT = text(
 )
 
 
-def emit(uow: UnitOfWork, items: list[tuple[str, str, str, dict]], request_id=None) -> list[str]:
-    """Record events [(merchant_id, type, object_id, data)] and their deliveries."""
+def emit(
+    uow: UnitOfWork,
+    items: list[tuple[str, str, str, dict]],
+    request_id=None,
+    *,
+    enqueue: bool = True,
+) -> list[str]:
+    """Record events [(merchant_id, type, object_id, data)] and their deliveries.
+
+    ``enqueue=False``: record the deliveries but send none; someone else does
+    (the outbox relay, for a new intent's event).
+    """
     if not items:
         return []
     event_ids = [new_id("evt") for _ in items]
@@ -76,7 +92,8 @@ def emit(uow: UnitOfWork, items: list[tuple[str, str, str, dict]], request_id=No
             "request_id": request_id,
         },
     ).scalars()
-    uow.enqueue("deliver_webhooks", list(delivered))
+    if enqueue:
+        uow.enqueue("deliver_webhooks", list(delivered))
     return event_ids
 
 

@@ -34,7 +34,11 @@ def create(
     client_ip: str | None,
     request_id: str | None,
 ):
-    """Insert a new intent at stage ``received``; the outbox relay enqueues it after commit."""
+    """Insert a new intent at stage ``received``; the outbox relay enqueues it after commit.
+
+    The relay also sends the first deliveries of its ``processing`` event
+    (shared/services/outbox.py): no broker round trip per create.
+    """
     values = new_intent_row(
         uow, vault, merchant_id, req, client_ip=client_ip, request_id=request_id
     )
@@ -43,6 +47,7 @@ def create(
         uow,
         [(merchant_id, events.INTENT_EVENTS[row.status], row.id, views.intent_json(row))],
         request_id,
+        enqueue=False,
     )
     return row
 

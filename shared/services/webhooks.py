@@ -57,8 +57,9 @@ def event_body(row) -> bytes:
 
 def due(uow: UnitOfWork, limit: int, first_attempt_grace_s: float = 5.0) -> list[str]:
     """Pending deliveries that are due: retries, and first attempts whose message was lost."""
-    # A first attempt is normally sent by the message enqueued after commit;
-    # only pick it up once that message has had a few seconds to arrive.
+    # A first attempt is normally sent by the message enqueued after commit
+    # (or, for a new intent's event, by the outbox relay's); only pick it up
+    # once that message has had a few seconds to arrive.
     grace = func.now() - timedelta(seconds=first_attempt_grace_s)
     query = (
         select(wd.c.id)

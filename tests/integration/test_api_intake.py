@@ -29,7 +29,7 @@ from sqlalchemy import select, update
 from intake.app import create_app
 from shared.config import Settings
 from shared.connectors.sandbox import SandboxAcquirer
-from shared.db.tables import idempotency_keys, payment_intents
+from shared.db.tables import events, idempotency_keys, payment_intents, webhook_deliveries
 from shared.db.uow import UnitOfWork
 from shared.domain.scopes import ALL_SCOPES
 from shared.security.signing import SigningKeys
@@ -381,6 +381,83 @@ def test_create_get_list(client, auth, dispatch, engine, vault):
         "resource_missing",
     )
     assert client.simulate_get("/v1/payment_intents", headers=other).json["data"] == []
+
+
+def _hooked_auth(client, engine, vault) -> dict:
+    """Bearer headers of a new merchant whose first endpoint has a (never reached) URL."""
+    with UnitOfWork(engine) as uow:
+        merchant = create_merchant(
+            uow, vault, f"shop-{uuid.uuid4().hex[:8]}", "http://127.0.0.1:9/hooks", True
+        )
+        uow.commit()
+    return {"Authorization": f"Bearer {get_tokens(client, merchant)['access_token']}"}
+
+
+def _first_delivery(engine, intent_id: str) -> str:
+    with engine.connect() as conn:
+        (delivery,) = conn.execute(
+            select(webhook_deliveries.c.id)
+            .join(events, events.c.id == webhook_deliveries.c.event_id)
+            .where(events.c.object_id == intent_id, events.c.type == "payment_intent.processing")
+        ).scalars()
+    return delivery
+
+
+def _mine(calls, ids) -> dict[str, list[str]]:
+    """The relay's messages cut down to these ids (it sends every unsent intent of the module)."""
+    sent: dict[str, list[str]] = {}
+    for step, batch in calls:
+        sent.setdefault(step, []).extend(i for i in batch if i in ids)
+    return {step: batch for step, batch in sent.items() if batch}
+
+
+def test_create_leaves_its_first_webhook_to_the_relay(client, engine, vault, dispatch):
+    """The API publishes nothing for a create; the relay sends the intent and its delivery."""
+    from workers.relay import relay_once
+
+    intent = create(client, _hooked_auth(client, engine, vault)).json
+    delivery = _first_delivery(engine, intent["id"])
+    assert dispatch.calls == []  # no broker round trip in the request
+
+    relayed = RecordingDispatch()
+    assert relay_once(engine, 1000, relayed) >= 1
+    assert _mine(relayed.calls, {intent["id"], delivery}) == {
+        "limits": [intent["id"]],
+        "deliver_webhooks": [delivery],
+    }
+    # Sent once: the next pass has nothing of it.
+    again = RecordingDispatch()
+    relay_once(engine, 1000, again)
+    assert _mine(again.calls, {intent["id"], delivery}) == {}
+
+
+def test_a_failed_relay_publish_sends_intent_and_webhook_on_the_next_pass(
+    client, engine, vault, dispatch
+):
+    from workers.relay import relay_once
+
+    intent = create(client, _hooked_auth(client, engine, vault)).json
+    delivery = _first_delivery(engine, intent["id"])
+
+    def broker_away_for_webhooks(step, ids, countdown=None):
+        if step == "deliver_webhooks":
+            raise ConnectionError("broker away")
+
+    with pytest.raises(ConnectionError):
+        relay_once(engine, 1000, broker_away_for_webhooks)
+    with engine.connect() as conn:
+        enqueued = conn.execute(
+            select(payment_intents.c.enqueued_at).where(payment_intents.c.id == intent["id"])
+        ).scalar_one()
+    assert enqueued is None  # the claim rolled back with the failed publish
+
+    relayed = RecordingDispatch()
+    relay_once(engine, 1000, relayed)
+    assert _mine(relayed.calls, {intent["id"], delivery}) == {
+        "limits": [intent["id"]],
+        "deliver_webhooks": [delivery],
+    }
+    assert dispatch.calls == []
 
 
 @pytest.mark.parametrize(

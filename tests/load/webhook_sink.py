@@ -10,6 +10,11 @@ On SIGTERM (or SIGINT) it writes the records to OUT_FILE as JSON and exits;
 
 It answers 200 even to a bad signature (a merchant would answer 400), so a
 signing bug shows up in the bench figures without retries changing the load.
+
+It speaks HTTP/1.1 and keeps connections alive, as real merchant receivers
+do: the senders' pooled connections (workers/webhook_http.py) are reused
+instead of a TCP handshake, and a thread here, per send. So every request's
+body is read to its end and every answer has a Content-Length.
 """
 
 from __future__ import annotations
@@ -30,17 +35,39 @@ ANSWER = b'{"received":true}'
 class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     daemon_threads = True
-    # A delivery task POSTs up to 16 events at once, each on a new connection:
-    # the default listen backlog (5) would drop SYNs and add 1 s retransmits.
+    # A delivery task POSTs up to 16 events at once, on new connections until
+    # its pool has them: the default listen backlog (5) would drop SYNs and
+    # add 1 s retransmits.
     request_queue_size = 256
+
+
+def _read_body(rfile, headers) -> bytes:
+    """The whole request body (Content-Length or chunked), so the connection stays usable."""
+    if "chunked" in headers.get("Transfer-Encoding", "").lower():
+        chunks = []
+        while True:
+            size = int(rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                # Trailers, if any, end with an empty line.
+                while rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(chunks)
+            chunks.append(rfile.read(size))
+            rfile.readline()  # the CRLF after each chunk
+    return rfile.read(int(headers.get("Content-Length") or 0))
 
 
 def serve(port: int, out: str, secret: str) -> None:
     records: list = []  # [event_id, received_at, ok]; list.append is atomic
 
     class Handler(BaseHTTPRequestHandler):
+        # Keep-alive (the default HTTP/1.0 closes after each answer); an idle
+        # connection is closed after a minute, as receivers' servers do.
+        protocol_version = "HTTP/1.1"
+        timeout = 60
+
         def do_POST(self):  # noqa: N802 - http.server's naming
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = _read_body(self.rfile, self.headers)
             now = time.time()
             ok = verify(self.headers.get("Clearhouse-Signature", ""), body, secret, now)
             try:
@@ -55,6 +82,7 @@ def serve(port: int, out: str, secret: str) -> None:
             self.wfile.write(ANSWER)
 
         def do_GET(self):  # noqa: N802
+            _read_body(self.rfile, self.headers)  # none expected; never left on the wire
             snap = list(records)
             doc = json.dumps(
                 {
