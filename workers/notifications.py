@@ -160,9 +160,14 @@ class _Recorder:
     def _loop(self) -> None:
         while True:
             items = [self._queue.get()]
+            # Linger like a stage does (BATCH_INTERVAL_MS): the sends of one batch
+            # finish within milliseconds of each other, and storing them together
+            # is one transaction instead of one each. Only the recording waits,
+            # never a send; the lease is far longer.
+            until = time.monotonic() + _settings().batch_interval_ms / 1000
             while len(items) < _settings().batch_max:
                 try:
-                    items.append(self._queue.get_nowait())
+                    items.append(self._queue.get(timeout=max(0.0, until - time.monotonic())))
                 except queue.Empty:
                     break
             try:
