@@ -343,7 +343,7 @@ class Settings:
     batch_max: int = 100
     batch_interval_ms: int = 25
     # Consecutive stages run in one transaction (shared/domain/fusion.py); () none.
-    fused_stages: tuple[str, ...] = ("limits", "fraud", "fees")
+    fused_stages: tuple[str, ...] = fusion.PIPELINE
     # Intents not advanced for this long are re-enqueued by the scheduler.
     redrive_after_s: int = 60
     redrive_interval_s: int = 30
