@@ -95,6 +95,23 @@ def settings():
     return get_settings()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _dev_keys():
+    """Every development key file exists before any test starts a process.
+
+    Otherwise the first process of the session to need one generates it and
+    says so on stderr, and a CLI test asserting an empty stderr fails when
+    the random order runs it first (CI: test_operators, seed 2446389939).
+    """
+    from datetime import UTC, datetime
+
+    from shared.config import get_settings
+    from shared.services import keys
+
+    # The session's settings, not the ``settings`` fixture: modules override that one.
+    keys.init(get_settings(), datetime.now(UTC))
+
+
 @pytest.fixture(scope="session")
 def database():
     # Not from the ``settings`` fixture: a module may override that one (and
