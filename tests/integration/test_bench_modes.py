@@ -90,3 +90,24 @@ def test_the_economy_backlog_goes_through_the_real_relay_and_pipeline(
             )
         ).scalar_one()
     assert tokens == 30  # a card of its own each: no velocity rule ties them together
+
+
+def test_the_preload_sql_generates_intent_ten_million_without_overflow(engine):
+    """The generator's arithmetic holds for 10,000,000 intents (int4 overflowed past 271,180)."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import text
+
+    from tests.load import report_bench as rb
+
+    with engine.connect() as conn, conn.begin() as tx:
+        for sql in rb.ACCOUNTS:
+            conn.execute(text(sql), {"merchants": rb.MERCHANTS})
+        params = {"merchants": rb.MERCHANTS, "lo": 9_999_999, "hi": 10_000_000}
+        at = {"day": datetime(2026, 1, 1, tzinfo=UTC), "spacing": timedelta(microseconds=8640)}
+        conn.execute(text(rb.INTENTS), {**params, **at})
+        amounts = conn.execute(
+            text("SELECT amount FROM payment_intents WHERE id IN ('pi_9999999', 'pi_10000000')")
+        ).scalars()
+        assert all(1000 <= a < 101_000 for a in amounts)
+        tx.rollback()

@@ -47,11 +47,11 @@ ACCOUNTS = [
 INTENTS = f"""INSERT INTO payment_intents (id, merchant_id, amount, currency, status, stage,
         capture_method, priority, pm_type, payer_key, amount_received, fee_amount,
         settlement_status, created_at, updated_at, stage_changed_at, finalized_at, enqueued_at)
-    SELECT 'pi_' || g, 'mch_' || (g % :merchants), 1000 + (g * 7919) % 100000,
+    SELECT 'pi_' || g, 'mch_' || (g % :merchants), 1000 + (g::bigint * 7919) % 100000,
         CASE WHEN g % 3 = 0 THEN 'EUR' ELSE 'USD' END, s, 'authorized', 'automatic',
         'standard', 'card', 'payer_' || (g % 5000),
-        CASE WHEN s = 'succeeded' THEN 1000 + (g * 7919) % 100000 ELSE 0 END,
-        CASE WHEN s = 'succeeded' THEN (1000 + (g * 7919) % 100000) * 29 / 1000 + 30 END,
+        CASE WHEN s = 'succeeded' THEN 1000 + (g::bigint * 7919) % 100000 ELSE 0 END,
+        CASE WHEN s = 'succeeded' THEN (1000 + (g::bigint * 7919) % 100000) * 29 / 1000 + 30 END,
         CASE WHEN s <> 'succeeded' THEN NULL WHEN g % 20 < 10 THEN 'settled' ELSE 'pending' END,
         t, t, t, t, t
     FROM (SELECT g, {_STATUS} AS s, :day + g * :spacing AS t
