@@ -7,29 +7,39 @@ from sqlalchemy import text
 from shared.db.uow import UnitOfWork
 
 # Each account's four balances recomputed from its transfers. A pending
-# transfer counts as pending until a post/void/expire names it.
+# transfer counts as pending until a post/void/expire names it. Set-based
+# throughout: "names it" is a hash join against the distinct pending_ids, and
+# the sums are grouped per account before the join to ledger_accounts. The
+# first version asked ``t.id IN (SELECT pending_id ...)``, a subplan Postgres
+# hashes only while the ids fit in work_mem: past about a million holds it
+# scanned them once per transfer (a planned cost of 2.3e10 for 1,000,000
+# intents, BENCH_PRELOAD), and the daily report's reconciliation never ended.
 _ACCOUNT_SUMS = """
-WITH resolved AS (SELECT pending_id FROM ledger_transfers WHERE pending_id IS NOT NULL),
+WITH resolved AS (
+    SELECT DISTINCT pending_id AS id FROM ledger_transfers WHERE pending_id IS NOT NULL
+),
+marked AS (
+    SELECT t.debit_account_id, t.credit_account_id, t.kind, t.amount,
+           r.id IS NOT NULL AS is_resolved
+    FROM ledger_transfers t LEFT JOIN resolved r ON r.id = t.id
+),
 sides AS (
-    SELECT t.debit_account_id AS account, t.kind, t.amount, 'd' AS side,
-           t.id IN (SELECT pending_id FROM resolved) AS is_resolved
-    FROM ledger_transfers t
+    SELECT debit_account_id AS account, kind, amount, 'd' AS side, is_resolved FROM marked
     UNION ALL
-    SELECT t.credit_account_id, t.kind, t.amount, 'c',
-           t.id IN (SELECT pending_id FROM resolved)
-    FROM ledger_transfers t
+    SELECT credit_account_id, kind, amount, 'c', is_resolved FROM marked
+),
+sums AS (
+    SELECT account,
+        sum(amount) FILTER (WHERE side = 'd' AND kind = 'pending' AND NOT is_resolved) AS dp,
+        sum(amount) FILTER (WHERE side = 'd' AND kind IN ('posted', 'post_pending')) AS dpo,
+        sum(amount) FILTER (WHERE side = 'c' AND kind = 'pending' AND NOT is_resolved) AS cp,
+        sum(amount) FILTER (WHERE side = 'c' AND kind IN ('posted', 'post_pending')) AS cpo
+    FROM sides GROUP BY account
 )
 SELECT a.id, a.code, a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted,
-    COALESCE(sum(s.amount) FILTER (WHERE s.side = 'd' AND s.kind = 'pending'
-                                   AND NOT s.is_resolved), 0) AS dp,
-    COALESCE(sum(s.amount) FILTER (WHERE s.side = 'd'
-                                   AND s.kind IN ('posted', 'post_pending')), 0) AS dpo,
-    COALESCE(sum(s.amount) FILTER (WHERE s.side = 'c' AND s.kind = 'pending'
-                                   AND NOT s.is_resolved), 0) AS cp,
-    COALESCE(sum(s.amount) FILTER (WHERE s.side = 'c'
-                                   AND s.kind IN ('posted', 'post_pending')), 0) AS cpo
-FROM ledger_accounts a LEFT JOIN sides s ON s.account = a.id
-GROUP BY a.id
+    COALESCE(s.dp, 0) AS dp, COALESCE(s.dpo, 0) AS dpo,
+    COALESCE(s.cp, 0) AS cp, COALESCE(s.cpo, 0) AS cpo
+FROM ledger_accounts a LEFT JOIN sums s ON s.account = a.id
 """
 
 _CURRENCY_TOTALS = """
