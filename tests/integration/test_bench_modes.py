@@ -111,3 +111,30 @@ def test_the_preload_sql_generates_intent_ten_million_without_overflow(engine):
         ).scalars()
         assert all(1000 <= a < 101_000 for a in amounts)
         tx.rollback()
+
+
+def test_reconciliation_sums_the_ledger_without_a_per_row_subplan(engine):
+    """The account sums stay set-based when the pending ids outgrow work_mem.
+
+    Its first version's ``IN (SELECT pending_id ...)`` became a plain subplan,
+    one scan of every hold per transfer, once they did not fit: a 1,000,000-intent
+    ledger's reconciliation never ended. 64 kB of work_mem and 3,000 intents
+    stand in for the million.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import text
+
+    from shared.services import reconcile
+    from tests.load import report_bench as rb
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    params = {"merchants": rb.MERCHANTS, "lo": 1, "hi": 3000, "day": start}
+    params |= {"spacing": timedelta(seconds=1), "since": start, "until": start + timedelta(days=1)}
+    with engine.connect() as conn, conn.begin() as tx:
+        conn.execute(text("SET LOCAL work_mem = '64kB'"))
+        for sql in rb.SETUP:
+            conn.execute(text(sql), params)
+        plan = "\n".join(conn.execute(text("EXPLAIN " + reconcile._ACCOUNT_SUMS)).scalars())
+        assert "SubPlan" not in plan, plan
+        tx.rollback()
