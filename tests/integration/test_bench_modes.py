@@ -21,7 +21,7 @@ from shared.db.migrate import drop_database
 from shared.db.tables import events, payment_intents, webhook_attempts, webhook_deliveries
 from tests import factories as f
 from tests.load import modes, preload
-from tests.support.scratchdb import admin_url
+from tests.support.scratchdb import admin_url, scratch_database
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +92,15 @@ def test_the_economy_backlog_goes_through_the_real_relay_and_pipeline(
     assert tokens == 30  # a card of its own each: no velocity rule ties them together
 
 
-def test_the_preload_sql_generates_intent_ten_million_without_overflow(engine):
+@pytest.fixture(scope="module")
+def scratch():
+    """A database of this module's own: the generator's SQL makes the platform's
+    accounts, which the layer's shared database already has."""
+    with scratch_database("clearhouse_preload_sql") as (_, engine):
+        yield engine
+
+
+def test_the_preload_sql_generates_intent_ten_million_without_overflow(scratch):
     """The generator's arithmetic holds for 10,000,000 intents (int4 overflowed past 271,180)."""
     from datetime import UTC, datetime, timedelta
 
@@ -100,7 +108,7 @@ def test_the_preload_sql_generates_intent_ten_million_without_overflow(engine):
 
     from tests.load import report_bench as rb
 
-    with engine.connect() as conn, conn.begin() as tx:
+    with scratch.connect() as conn, conn.begin() as tx:
         for sql in rb.ACCOUNTS:
             conn.execute(text(sql), {"merchants": rb.MERCHANTS})
         params = {"merchants": rb.MERCHANTS, "lo": 9_999_999, "hi": 10_000_000}
@@ -113,7 +121,7 @@ def test_the_preload_sql_generates_intent_ten_million_without_overflow(engine):
         tx.rollback()
 
 
-def test_reconciliation_sums_the_ledger_without_a_per_row_subplan(engine):
+def test_reconciliation_sums_the_ledger_without_a_per_row_subplan(scratch):
     """The account sums stay set-based when the pending ids outgrow work_mem.
 
     Its first version's ``IN (SELECT pending_id ...)`` became a plain subplan,
@@ -131,7 +139,7 @@ def test_reconciliation_sums_the_ledger_without_a_per_row_subplan(engine):
     start = datetime(2026, 1, 1, tzinfo=UTC)
     params = {"merchants": rb.MERCHANTS, "lo": 1, "hi": 3000, "day": start}
     params |= {"spacing": timedelta(seconds=1), "since": start, "until": start + timedelta(days=1)}
-    with engine.connect() as conn, conn.begin() as tx:
+    with scratch.connect() as conn, conn.begin() as tx:
         conn.execute(text("SET LOCAL work_mem = '64kB'"))
         for sql in rb.SETUP:
             conn.execute(text(sql), params)
