@@ -25,7 +25,6 @@ import celery
 
 from shared.db.faults import is_transient
 from shared.db.uow import transact
-from shared.domain import fusion
 from shared.domain.lanes import SUFFIX
 from shared.services import operations
 from shared.services.batches import run_isolated
@@ -106,18 +105,13 @@ class BatchTask(ReconnectSafeBatches, Task):
     def flush_interval(self) -> float:
         return self.settings.batch_interval_ms / 1000
 
-    @property
-    def then_step(self) -> str | None:
-        # Past the stages fused after this one, if any (shared/domain/fusion.py).
-        return fusion.then(self.step, self.then, self.settings.fused_stages)
-
     def __call__(self, requests):
         ids = list(dict.fromkeys(i for r in requests for i in r.args[0]))
         try:
             if self.flow:
                 return self.run(ids)
             if self.isolate:
-                return run_isolated(self._new_uow, self._body, ids, self.then_step)
+                return run_isolated(self._new_uow, self._body, ids, self.then)
             return transact(self._new_uow, self._body, ids)
         except Exception as exc:
             if not is_transient(exc):

@@ -46,8 +46,7 @@ def run_stages(self, uow, ids, names) -> StageResult:
     result = StageResult()
     for name in names:
         one = BODIES[name](self, uow, ids)
-        for field in ("failed", "retry", "settle_now"):
-            getattr(result, field).extend(getattr(one, field))
+        result.absorb(one, advanced=False)
         ids = one.advanced
         if not ids:
             break
@@ -65,7 +64,8 @@ def run_fused(self, ids) -> StageResult:
 
     result = StageResult(advanced=list(ids))
     if ahead:
-        result = run_isolated(self._new_uow, stages, ids, self.then_step)
+        then = fusion.then(self.step, self.then, self.settings.fused_stages)
+        result = run_isolated(self._new_uow, stages, ids, then)
     if run[-1] != fusion.AUTHORIZE or not result.advanced:
         return result
     authorize_step = fusion.in_lane(self.step, fusion.AUTHORIZE)

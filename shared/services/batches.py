@@ -39,9 +39,7 @@ def run_isolated(new_uow: NewUnit, step: Step, ids: list[str], then: str | None 
         log.warning("batch of %d failed in %s; isolating", len(ids), name, exc_info=True)
     merged = StageResult()
     for intent_id in ids:
-        one = run_isolated(new_uow, step, [intent_id], then)
-        for field in ("advanced", "failed", "retry", "settle_now"):
-            getattr(merged, field).extend(getattr(one, field))
+        merged.absorb(run_isolated(new_uow, step, [intent_id], then))
     return merged
 
 

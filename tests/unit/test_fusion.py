@@ -87,7 +87,7 @@ class _Task:
             fused_stages=fused, hold_ttl_s=60, auth_max_attempts=3, auth_retry_base_s=0.5
         )
         self.runtime = SimpleNamespace(uow=None, acquirer=None, vault=None, banks=None)
-        self.then_step = fusion.then(step, "fraud", fused)
+        self.then = "fraud"
 
     def _new_uow(self):
         raise AssertionError("run_isolated is replaced in these tests")

@@ -21,6 +21,11 @@ class StageResult:
     # Intents that reached a final status and settle at once (instant priority).
     settle_now: list[str] = field(default_factory=list)
 
+    def absorb(self, other: StageResult, *, advanced: bool = True) -> None:
+        """Add ``other``'s outcomes to these (``advanced=False``: all but who moved on)."""
+        for name in ("advanced", "failed", "retry", "settle_now")[0 if advanced else 1 :]:
+            getattr(self, name).extend(getattr(other, name))
+
 
 def claim(uow: UnitOfWork, ids, stage: Stage):
     """Lock the intents still at ``stage``; a duplicate delivery gets none.
