@@ -30,7 +30,8 @@ reuse_port = True
 # gthread ~3.7-4.2 ms); three processes rather than two of four threads halve
 # the GIL queueing: make bench p99 accept 40 ms against 50 ms, same CPU.
 workers = int(os.environ.get("WEB_CONCURRENCY") or 3)
-worker_class = os.environ.get("WORKER_CLASS") or "gthread"
+# gthread, stamping each request as it queues for a thread (MAX_QUEUE_WAIT_MS reads it).
+worker_class = os.environ.get("WORKER_CLASS") or "intake.gthread.QueueStampedWorker"
 threads = int(os.environ.get("THREADS") or 2)
 timeout = int(os.environ.get("GUNICORN_TIMEOUT") or 30)
 graceful_timeout = 10

@@ -1,4 +1,5 @@
-"""Admission control on ``POST /v1/payment_intents``: 503 ``overloaded`` past MAX_BACKLOG.
+"""Admission control on ``POST /v1/payment_intents``: 503 ``overloaded`` past MAX_BACKLOG,
+or past MAX_QUEUE_WAIT_MS in the API's own queue (``QueueWait``).
 
 Only creates are refused: they are what adds to the pipeline's backlog. Reads,
 captures, cancels and refunds go on. The check runs before the body is
@@ -14,16 +15,18 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from sqlalchemy import Engine
 
+from intake.gthread import QUEUED_AT
 from shared.config import Settings
 from shared.db.uow import UnitOfWork
 from shared.domain import admission
 from shared.observability import metrics
 from shared.services import idempotency
-from shared.services.admission import BacklogSample, Overloaded, from_database
+from shared.services.admission import BacklogSample, Overloaded, Saturated, from_database
 
 log = logging.getLogger(__name__)
 
@@ -88,3 +91,29 @@ class Admission:
                 backlog,
                 self._bound,
             )
+
+
+class QueueWait:
+    """Middleware: a create that waited past MAX_QUEUE_WAIT_MS for a thread gets 503.
+
+    Second in the chain (after the request id), so a refusal costs no token
+    check, body parse or database work; the stamp comes from
+    ``intake.gthread.QueueStampedWorker`` (a server that sets none is never
+    refused). Only creates, as above: they are the load that grows; a refused
+    one stores nothing.
+    """
+
+    def __init__(self, bound_ms: int, clock: Callable[[], float] = time.monotonic):
+        self._bound_ms = bound_ms
+        self._clock = clock
+
+    def process_request(self, req, resp) -> None:
+        if self._bound_ms <= 0 or req.method != "POST" or req.path != ROUTE:
+            return
+        queued_at = req.env.get(QUEUED_AT)
+        waited_ms = None if queued_at is None else (self._clock() - queued_at) * 1000
+        verdict = admission.decide_wait(waited_ms, self._bound_ms)
+        if verdict.admitted:
+            return
+        metrics.INTAKE_QUEUE_SHED.labels(ROUTE).inc()
+        raise Saturated(verdict.retry_after_s, waited_ms)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import falcon
 
 from intake import errors
-from intake.admission import Admission
+from intake.admission import Admission, QueueWait
 from intake.console import routes as console_routes
 from intake.console import session as console_session
 from intake.console.session import Console
@@ -97,6 +97,8 @@ def create_app(
     app = falcon.App(
         middleware=[
             RequestId(),
+            # A create that waited too long for a thread is refused before any work.
+            QueueWait(settings.max_queue_wait_ms),
             Metrics(),
             auth := Auth(
                 keys,

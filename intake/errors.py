@@ -15,7 +15,7 @@ import falcon
 from shared.db import faults
 from shared.db.engine import outage
 from shared.domain.validation import ValidationError
-from shared.services.admission import Overloaded
+from shared.services.admission import Overloaded, Saturated
 from shared.services.auth import InvalidClient, OAuthError
 from shared.services.errors import InvalidState, NotFound, ServiceError
 from shared.services.idempotency import KeyInUse, KeyReused
@@ -95,6 +95,8 @@ ANSWERS: dict[type[Exception], Answer] = {
     OperatorLocked: Answer(423, "Locked"),
     # Admission control (intake/admission.py): carries Retry-After and `retry_after_s`.
     Overloaded: Answer(503, "Payment pipeline behind"),
+    # The API's own queue (MAX_QUEUE_WAIT_MS): the same code, so clients retry alike.
+    Saturated: Answer(503, "API saturated"),
     ReauthenticationRequired: Answer(
         401,
         "Reauthentication required",

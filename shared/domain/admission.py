@@ -6,6 +6,12 @@ bound a create is refused, and the answer says when to come back: 1 s just at
 the bound, one second more per tenth of the bound beyond it, at most
 ``RETRY_AFTER_MAX_S`` (reached at 0.9 of the bound over it, so counting need
 never go past ``count_cap``).
+
+The API's own queue is bounded too (``MAX_QUEUE_WAIT_MS``): a create that
+waited longer than that for one of the API's threads is refused, 1 s to wait.
+Under overload that wait, not the pipeline, is most of the accept latency; a
+refusal costs the API a fraction of a create, so the creates it does accept
+are answered within about the bound plus their own time.
 """
 
 from __future__ import annotations
@@ -37,3 +43,13 @@ def decide(backlog: int, bound: int) -> Verdict:
 def count_cap(bound: int) -> int:
     """How far the backlog needs counting: past it, the verdict never changes."""
     return 2 * bound
+
+
+def decide_wait(waited_ms: float | None, bound_ms: int) -> Verdict:
+    """Admit a request that waited less than ``bound_ms`` for a thread (0 or less: always).
+
+    ``waited_ms`` None: the server does not say (another worker class), so admit.
+    """
+    if bound_ms <= 0 or waited_ms is None or waited_ms <= bound_ms:
+        return ADMIT
+    return Verdict(False, 1)

@@ -108,6 +108,12 @@ INTAKE_SHED = Counter(
     "Creates refused 503 overloaded: the pipeline's backlog was at MAX_BACKLOG",
     ["route"],
 )
+# ... and creates refused because they waited past MAX_QUEUE_WAIT_MS for an API thread.
+INTAKE_QUEUE_SHED = Counter(
+    "clearhouse_intake_queue_shed_total",
+    "Creates refused 503 overloaded: they waited past MAX_QUEUE_WAIT_MS for an API thread",
+    ["route"],
+)
 INTAKE_BACKLOG = Gauge(
     "clearhouse_intake_backlog",
     "Processing intents as an API process last sampled them (counted up to 2 x MAX_BACKLOG)",

@@ -47,6 +47,20 @@ class Overloaded(ServiceError):
         self.retry_after_s = retry_after_s
 
 
+class Saturated(Overloaded):
+    """The API itself is saturated: the create waited too long for a thread (503)."""
+
+    def __init__(self, retry_after_s: int, waited_ms: float):
+        ServiceError.__init__(
+            self,
+            f"The API is saturated (this request waited {waited_ms:.0f} ms for a thread),"
+            f" so no intent was created. Retry after {retry_after_s} s with the same"
+            " Idempotency-Key.",
+            None,
+        )
+        self.retry_after_s = retry_after_s
+
+
 def backlog(uow: UnitOfWork, cap: int) -> int:
     """Intents still ``processing``, counted up to ``cap`` (an index-only scan)."""
     return uow.conn.execute(

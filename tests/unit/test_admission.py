@@ -2,7 +2,7 @@
 
 import pytest
 
-from shared.domain.admission import RETRY_AFTER_MAX_S, count_cap, decide
+from shared.domain.admission import RETRY_AFTER_MAX_S, count_cap, decide, decide_wait
 
 
 @pytest.mark.parametrize("backlog", [0, 1, 4_999])
@@ -49,3 +49,18 @@ def test_counting_past_the_cap_never_changes_the_verdict(bound):
     cap = count_cap(bound)
     assert decide(cap, bound).retry_after_s == RETRY_AFTER_MAX_S
     assert decide(cap, bound) == decide(cap + 1, bound) == decide(cap * 10, bound)
+
+
+@pytest.mark.parametrize("waited_ms", [None, 0.0, 99.9, 100.0])
+def test_a_create_that_waited_up_to_the_queue_bound_is_admitted(waited_ms):
+    assert decide_wait(waited_ms, 100).admitted
+
+
+def test_a_create_that_waited_past_the_queue_bound_is_refused_with_one_second():
+    verdict = decide_wait(100.1, 100)
+    assert not verdict.admitted and verdict.retry_after_s == 1
+
+
+@pytest.mark.parametrize("bound", [0, -5])
+def test_a_queue_bound_of_zero_turns_it_off(bound):
+    assert decide_wait(10**9, bound).admitted
