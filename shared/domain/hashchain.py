@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import UTC, date
 from json.encoder import encode_basestring_ascii as _quote
 
@@ -61,6 +62,34 @@ def text_bytes(fields) -> bytes:
     text straight from SQL (``seals.CANONICAL_COLUMNS``), the cheapest path.
     """
     return ("[" + ",".join("null" if v is None else _quote(v) for v in fields) + "]").encode()
+
+
+# One row of ``COPY (SELECT <canonical text columns>) TO STDOUT`` (text format):
+# fields split by tabs, NULL as \N, and a backslash before a backslash or a
+# control character. Most rows are plain: every field is printable ASCII with
+# no quote and no backslash, or NULL. For those the canonical bytes are the row
+# itself with quotes around each field and tabs for commas, made by C-level
+# bytes methods, about a third of building them field by field (sealing a
+# 1,000,000-intent day chains 3.25 million rows). Any other row is decoded.
+_PLAIN_FIELD = rb"(?:[ !#-\[\]-~]*|\\N)"
+_PLAIN_ROW = re.compile(_PLAIN_FIELD + rb"(?:\t" + _PLAIN_FIELD + rb")*")
+_COPY_ESCAPE = re.compile(rb"\\(.)", re.DOTALL)
+_COPY_CHARS = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"v": b"\v"}
+
+
+def copy_fields(row: bytes) -> list[str | None]:
+    """The fields of one COPY text-format row (without its newline), NULLs as None."""
+    return [
+        None if f == b"\\N" else _COPY_ESCAPE.sub(lambda m: _COPY_CHARS.get(m[1], m[1]), f).decode()
+        for f in row.split(b"\t")
+    ]
+
+
+def copy_row_bytes(row: bytes) -> bytes:
+    """Canonical bytes from one COPY text-format row of the canonical text (in FIELDS order)."""
+    if _PLAIN_ROW.fullmatch(row):
+        return (b'["' + row.replace(b"\t", b'","') + b'"]').replace(b'"\\N"', b"null")
+    return text_bytes(copy_fields(row))
 
 
 def entry_bytes(transfer) -> bytes:

@@ -11,6 +11,7 @@ zeros), so a seal covers everything before it.
 
 from __future__ import annotations
 
+import hashlib
 import io
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -94,23 +95,50 @@ def seal_day(uow: UnitOfWork, day: date) -> list[date]:
     return sealed
 
 
-def day_chain(uow: UnitOfWork, day: date, prev_hash: str, on_entry=None):
+class _Chain:
+    """The file COPY ... TO STDOUT writes to: chains each row as it arrives.
+
+    Postgres formats the rows while this process hashes them (a cursor's
+    batches would take turns), and no row object is made. ``entries``, when
+    given, gets a ``transfer_id<TAB>hash`` line per row: COPY FROM's input.
+    """
+
+    def __init__(self, prev_hash: str, entries=None):
+        self.digest = bytes.fromhex(prev_hash)
+        self.first = self.last = None
+        self.count = 0
+        self._entries = entries
+
+    def write(self, row: bytes) -> None:
+        row = row[:-1]  # the newline
+        self.digest = hashlib.sha256(self.digest + hc.copy_row_bytes(row)).digest()
+        tid = row[: row.index(b"\t")]
+        if self.first is None:
+            self.first = int(tid)
+        self.last = tid
+        self.count += 1
+        if self._entries is not None:
+            self._entries.write(b"%s\t%s\n" % (tid, self.digest.hex().encode()))
+
+
+def day_chain(uow: UnitOfWork, day: date, prev_hash: str, entries=None):
     """Chain ``day``'s transfers from ``prev_hash``: (first id, last id, count, last hash).
 
-    ``on_entry(transfer_id, hash)`` sees each link as it is made.
+    The rows come by COPY, as canonical text (``COLUMNS``), in id order;
+    ``entries`` (a binary file) gets each link as a ``transfer_id<TAB>hash`` line.
     """
     start, end = day_bounds(day)
-    query = text(f"SELECT {COLUMNS} FROM ledger_transfers t WHERE {DAY_FILTER} ORDER BY t.id")
-    rows = uow.conn.execute(query.execution_options(yield_per=20_000), {"start": start, "end": end})
-    h, first, last, count = prev_hash, None, None, 0
-    for row in rows:
-        h = hc.link(h, hc.text_bytes(row))
-        tid = int(row[0])
-        if on_entry is not None:
-            on_entry(tid, h)
-        first = tid if first is None else first
-        last, count = tid, count + 1
-    return first, last, count, h
+    chain = _Chain(prev_hash, entries)
+    with uow.conn.connection.dbapi_connection.cursor() as cur:
+        query = cur.mogrify(
+            f"SELECT {COLUMNS} FROM ledger_transfers t"
+            " WHERE t.created_at >= %(start)s AND t.created_at < %(end)s ORDER BY t.id",
+            {"start": start, "end": end},
+        ).decode()
+        cur.copy_expert(f"COPY ({query}) TO STDOUT", chain)
+    last = None if chain.last is None else int(chain.last)
+    last_hash = chain.digest.hex() if chain.count else prev_hash
+    return chain.first, last, chain.count, last_hash
 
 
 def recompute_seal(uow: UnitOfWork, day: date, prev_hash: str) -> str:
@@ -119,13 +147,11 @@ def recompute_seal(uow: UnitOfWork, day: date, prev_hash: str) -> str:
 
 
 def _seal_one(uow: UnitOfWork, day: date, prev_hash: str) -> str:
-    buf = io.StringIO()
-    first, last, count, h = day_chain(
-        uow, day, prev_hash, lambda tid, link: buf.write(f"{tid}\t{link}\n")
-    )
+    buf = io.BytesIO()
+    first, last, count, h = day_chain(uow, day, prev_hash, buf)
     if count:
         buf.seek(0)
-        # COPY, not INSERTs: a busy day has hundreds of thousands of entries.
+        # COPY, not INSERTs: a busy day has millions of entries.
         with uow.conn.connection.dbapi_connection.cursor() as cur:
             cur.copy_expert("COPY ledger_entry_hashes (transfer_id, hash) FROM STDIN", buf)
     seal = hc.seal_hash(prev_hash, day, first, last, count, h)

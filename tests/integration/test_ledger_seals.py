@@ -129,3 +129,62 @@ def test_trigger_refuses_update_delete_truncate(ledger_db):
             for t in ("ledger_transfers", "ledger_seals", "ledger_entry_hashes")
         ]
     assert counts == [6, 3, 5]
+
+
+# Text the COPY that sealing reads escapes or that is not plain ASCII: each must hash
+# exactly as the transfer's fields do (hashchain.entry_bytes).
+AWKWARD_INTENT_IDS = [
+    'pi_"quoted"',
+    "pi_back\\slash",
+    "pi_tab\there",
+    "pi_new\nline",
+    "pi_café",
+    "\\N",
+]
+
+
+def test_sealing_hashes_awkward_text_as_the_fields_and_locks_no_transfer(ledger_db):
+    _, engine, _ = ledger_db
+    with engine.begin() as conn:
+        a, b = (
+            conn.execute(
+                text(
+                    "INSERT INTO ledger_accounts (code, currency) VALUES"
+                    " ('external:card_clearing:USD', 'USD'), ('merchant:m1:pending:USD', 'USD')"
+                    " RETURNING id"
+                )
+            )
+            .scalars()
+            .all()
+        )
+        ids = [
+            conn.execute(
+                text(
+                    "INSERT INTO ledger_transfers (kind, debit_account_id, credit_account_id,"
+                    " amount, currency, timeout_at, intent_id, reason, created_at)"
+                    " VALUES ('posted', :d, :c, :a, 'USD', :timeout, :i, 'capture', :t)"
+                    " RETURNING id"
+                ),
+                {"d": a, "c": b, "a": 10 + n, "i": i, "t": at(DAY1, 1, n), "timeout": at(DAY2, 3)},
+            ).scalar_one()
+            for n, i in enumerate(AWKWARD_INTENT_IDS)
+        ]
+    with engine.begin() as conn:
+        assert seals.seal_day(bound(conn), DAY1) == [DAY1]
+    with engine.connect() as conn:
+        stored = dict(conn.execute(text("SELECT transfer_id, hash FROM ledger_entry_hashes")).all())
+        rows = conn.execute(
+            text("SELECT * FROM ledger_transfers WHERE id = ANY(:ids) ORDER BY id"), {"ids": ids}
+        ).all()
+        # A foreign key's check from the hashes would have locked each transfer (xmax set).
+        locked = conn.execute(
+            text("SELECT count(*) FROM ledger_transfers WHERE xmax <> 0 AND id = ANY(:ids)"),
+            {"ids": ids},
+        ).scalar()
+    assert [r.intent_id for r in rows] == AWKWARD_INTENT_IDS
+    assert [stored[r.id] for r in rows] == hc.chain(
+        hc.GENESIS, [hc.entry_bytes(dict(r._mapping)) for r in rows]
+    )
+    assert locked == 0
+    with engine.connect() as conn:
+        assert ledger_verify.verify(bound(conn)).problems == []
