@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -10,7 +11,7 @@ from sqlalchemy import select, text
 from shared.db.tables import ledger_seals
 from shared.db.uow import UnitOfWork
 from shared.domain import hashchain as hc
-from shared.services.seals import COLUMNS, DAY_FILTER, day_bounds
+from shared.services.seals import COLUMNS, day_bounds
 
 
 @dataclass(frozen=True)
@@ -22,14 +23,18 @@ class Verification:
 
 
 # A day's transfers beside the hashes sealed for it; a hash whose transfer is
-# gone belongs to the seal whose id range holds it.
+# gone belongs to the seal whose id range holds it. Read by COPY, so its
+# parameters are psycopg2's (mogrify binds them).
 _VERIFY_DAY = f"""
-WITH t AS (SELECT t.id AS transfer_id, {COLUMNS} FROM ledger_transfers t WHERE {DAY_FILTER}),
+WITH t AS (
+    SELECT t.id AS transfer_id, {COLUMNS} FROM ledger_transfers t
+    WHERE t.created_at >= %(start)s AND t.created_at < %(end)s
+),
 h AS (
     SELECT h.transfer_id, h.hash FROM ledger_entry_hashes h
     LEFT JOIN ledger_transfers x ON x.id = h.transfer_id
-    WHERE h.transfer_id BETWEEN :first AND :last
-      AND (x.id IS NULL OR (x.created_at >= :start AND x.created_at < :end))
+    WHERE h.transfer_id BETWEEN %(first)s AND %(last)s
+      AND (x.id IS NULL OR (x.created_at >= %(start)s AND x.created_at < %(end)s))
 )
 SELECT t.*, coalesce(t.transfer_id, h.transfer_id) AS tid,
     t.transfer_id IS NOT NULL AS present, h.hash
@@ -91,6 +96,41 @@ def _recorded_hash(uow: UnitOfWork, seal) -> str:
     return found or ""
 
 
+class _DayCheck:
+    """The file COPY of ``_VERIFY_DAY`` writes to: checks each row as it arrives.
+
+    A row: the transfer's id, its canonical text (``COLUMNS``), then tid,
+    present and the recorded hash, tab-separated (COPY text format). The
+    canonical fields hold no raw tab (COPY escapes it), so they are the row's
+    second to twelfth fields.
+    """
+
+    def __init__(self, seal, problems: list[str]):
+        self.seal, self.problems = seal, problems
+        self.digest, self.count = bytes.fromhex(seal.prev_hash), 0
+        self.hash = seal.prev_hash
+
+    def write(self, row: bytes) -> None:
+        parts = row[:-1].split(b"\t")
+        n = len(hc.FIELDS)
+        tid, present, stored = parts[n + 1].decode(), parts[n + 2] == b"t", parts[n + 3]
+        if stored == b"\\N":
+            self.problems.append(f"transfer {tid} extra: dated {self.seal.day} but not in its seal")
+            return
+        self.count += 1
+        if not present:
+            self.problems.append(
+                f"transfer {tid} missing: sealed on {self.seal.day}, gone from the ledger"
+            )
+        else:
+            data = hc.copy_row_bytes(b"\t".join(parts[1 : n + 1]))
+            if hashlib.sha256(self.digest + data).digest().hex().encode() != stored:
+                self.problems.append(f"transfer {tid} altered: hash mismatch")
+        # Go on from the recorded hash, so one changed entry is named once.
+        self.hash = stored.decode()
+        self.digest = bytes.fromhex(self.hash)
+
+
 def _verify_day(uow: UnitOfWork, seal, problems: list[str]) -> tuple[int, str]:
     start, end = day_bounds(seal.day)
     params = {
@@ -99,18 +139,8 @@ def _verify_day(uow: UnitOfWork, seal, problems: list[str]) -> tuple[int, str]:
         "first": seal.first_transfer_id or 0,
         "last": seal.last_transfer_id or -1,
     }
-    h, count = seal.prev_hash, 0
-    rows = uow.conn.execute(text(_VERIFY_DAY).execution_options(yield_per=20_000), params)
-    for row in rows:
-        tid, present, stored = row.tid, row.present, row.hash
-        if stored is None:
-            problems.append(f"transfer {tid} extra: dated {seal.day} but not in its seal")
-            continue
-        count += 1
-        if not present:
-            problems.append(f"transfer {tid} missing: sealed on {seal.day}, gone from the ledger")
-        elif hc.link(h, hc.text_bytes(row[1 : 1 + len(hc.FIELDS)])) != stored:
-            problems.append(f"transfer {tid} altered: hash mismatch")
-        # Go on from the recorded hash, so one changed entry is named once.
-        h = stored
-    return count, h
+    check = _DayCheck(seal, problems)
+    with uow.conn.connection.dbapi_connection.cursor() as cur:
+        query = cur.mogrify(_VERIFY_DAY, params).decode()
+        cur.copy_expert(f"COPY ({query}) TO STDOUT", check)
+    return check.count, check.hash

@@ -29,7 +29,6 @@ _UTC = """to_char(t.{} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
 COLUMNS = ", ".join(
     f"{_UTC.format(c) if c.endswith('_at') else f't.{c}::text'} AS {c}" for c in hc.FIELDS
 )
-DAY_FILTER = "t.created_at >= :start AND t.created_at < :end"
 
 
 class NotSealable(Exception):
