@@ -59,7 +59,7 @@ def text_bytes(fields) -> bytes:
     """Canonical bytes from canonical text: a JSON array of strings and nulls.
 
     Unambiguous field boundaries whatever the text holds. Sealing reads the
-    text straight from SQL (``seals.CANONICAL_COLUMNS``), the cheapest path.
+    text straight from SQL (``seals.COLUMNS``, by COPY: ``copy_row_bytes``).
     """
     return ("[" + ",".join("null" if v is None else _quote(v) for v in fields) + "]").encode()
 

@@ -37,11 +37,12 @@ class Overloaded(ServiceError):
     """The pipeline is behind: no new intent until its backlog is under the bound (503)."""
 
     code = "overloaded"
+    why = "The payment pipeline is behind"
 
-    def __init__(self, retry_after_s: int):
+    def __init__(self, retry_after_s: int, why: str | None = None):
         super().__init__(
-            "The payment pipeline is behind, so no intent was created. Retry after"
-            f" {retry_after_s} s with the same Idempotency-Key.",
+            f"{why or self.why}, so no intent was created. Retry after {retry_after_s} s"
+            " with the same Idempotency-Key.",
             None,
         )
         self.retry_after_s = retry_after_s
@@ -51,14 +52,10 @@ class Saturated(Overloaded):
     """The API itself is saturated: the create waited too long for a thread (503)."""
 
     def __init__(self, retry_after_s: int, waited_ms: float):
-        ServiceError.__init__(
-            self,
-            f"The API is saturated (this request waited {waited_ms:.0f} ms for a thread),"
-            f" so no intent was created. Retry after {retry_after_s} s with the same"
-            " Idempotency-Key.",
-            None,
+        super().__init__(
+            retry_after_s,
+            f"The API is saturated (this request waited {waited_ms:.0f} ms for a thread)",
         )
-        self.retry_after_s = retry_after_s
 
 
 def backlog(uow: UnitOfWork, cap: int) -> int:
