@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import threading
+
+import psycopg2.errors
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from shared.domain import hashchain as hc
 from shared.services import ledger_verify, seals
-from tests.support.sealed import DAY1, DAY2, DAY3, TODAY, at, cli, populate, superuser_sql
+from tests.support.sealed import (
+    DAY1,
+    DAY2,
+    DAY3,
+    TODAY,
+    accounts,
+    at,
+    cli,
+    populate,
+    superuser_sql,
+)
 from tests.support.sealed import transfer as _transfer
 from tests.support.units import bound
 
@@ -146,17 +159,7 @@ AWKWARD_INTENT_IDS = [
 def test_sealing_hashes_awkward_text_as_the_fields_and_locks_no_transfer(ledger_db):
     _, engine, _ = ledger_db
     with engine.begin() as conn:
-        a, b = (
-            conn.execute(
-                text(
-                    "INSERT INTO ledger_accounts (code, currency) VALUES"
-                    " ('external:card_clearing:USD', 'USD'), ('merchant:m1:pending:USD', 'USD')"
-                    " RETURNING id"
-                )
-            )
-            .scalars()
-            .all()
-        )
+        a, b = accounts(conn)
         ids = [
             conn.execute(
                 text(
@@ -188,3 +191,122 @@ def test_sealing_hashes_awkward_text_as_the_fields_and_locks_no_transfer(ledger_
     assert locked == 0
     with engine.connect() as conn:
         assert ledger_verify.verify(bound(conn)).problems == []
+
+
+def _day_of_transfers(engine, n) -> list[int]:
+    with engine.begin() as conn:
+        a, b = accounts(conn)
+        return (
+            conn.execute(
+                text(
+                    "INSERT INTO ledger_transfers (kind, debit_account_id, credit_account_id,"
+                    " amount, currency, intent_id, reason, created_at)"
+                    " SELECT 'posted', :d, :c, g, 'USD', 'pi_' || g, 'capture',"
+                    " :t + g * interval '1 second' FROM generate_series(1, :n) g RETURNING id"
+                ),
+                {"d": a, "c": b, "n": n, "t": at(DAY1, 1)},
+            )
+            .scalars()
+            .all()
+        )
+
+
+def _no_reader_left():
+    return not [t for t in threading.enumerate() if t.name.startswith("seal-read-")]
+
+
+def test_links_stream_to_the_copy_in_small_chunks_with_the_same_hashes(ledger_db, monkeypatch):
+    """The day is read on a second connection while this one stores the links:
+    chunks of a few lines through a queue two deep must give the same chain."""
+    _, engine, _ = ledger_db
+    ids = _day_of_transfers(engine, 300)
+    monkeypatch.setattr(seals._Pipe, "CHUNK", 100)
+    monkeypatch.setattr(seals._Pipe, "DEPTH", 2)
+    with engine.begin() as conn:
+        assert seals.seal_day(bound(conn), DAY1) == [DAY1]
+    with engine.connect() as conn:
+        stored = dict(conn.execute(text("SELECT transfer_id, hash FROM ledger_entry_hashes")).all())
+        rows = conn.execute(text("SELECT * FROM ledger_transfers ORDER BY id")).all()
+        seal = conn.execute(text("SELECT * FROM ledger_seals")).one()
+        assert ledger_verify.verify(bound(conn)).problems == []
+    hashes = hc.chain(hc.GENESIS, [hc.entry_bytes(dict(r._mapping)) for r in rows])
+    assert [stored[i] for i in ids] == hashes
+    assert (seal.first_transfer_id, seal.last_transfer_id, seal.entry_count) == (
+        ids[0],
+        ids[-1],
+        300,
+    )
+    assert _no_reader_left() and engine.pool.checkedout() == 0
+
+
+class _WriterStops(Exception):
+    pass
+
+
+def _sealing_fails_and_leaves_nothing(engine, error):
+    raised = []
+
+    def seal():
+        try:
+            with engine.begin() as conn:
+                seals.seal_day(bound(conn), DAY1)
+        except Exception as exc:
+            raised.append(exc)
+
+    # A daemon thread: a side left waiting on the other fails the test, never hangs it.
+    sealer = threading.Thread(target=seal, daemon=True)
+    sealer.start()
+    sealer.join(timeout=30)
+    assert not sealer.is_alive(), "sealing hung"
+    assert len(raised) == 1 and isinstance(raised[0], error), raised
+    with engine.connect() as conn:
+        left = conn.execute(
+            text(
+                "SELECT (SELECT count(*) FROM ledger_seals),"
+                " (SELECT count(*) FROM ledger_entry_hashes)"
+            )
+        ).one()
+    assert tuple(left) == (0, 0)
+    assert _no_reader_left() and engine.pool.checkedout() == 0
+
+
+def test_a_copy_in_that_stops_midway_ends_the_reader_and_stores_nothing(ledger_db, monkeypatch):
+    _, engine, _ = ledger_db
+    _day_of_transfers(engine, 300)
+    read = seals._Pipe.read
+    calls = []
+
+    def read_then_stop(self, size=-1):
+        calls.append(1)
+        if len(calls) == 3:
+            raise _WriterStops()
+        return read(self, size)
+
+    monkeypatch.setattr(seals._Pipe, "CHUNK", 100)
+    monkeypatch.setattr(seals._Pipe, "DEPTH", 2)
+    monkeypatch.setattr(seals._Pipe, "read", read_then_stop)
+    # psycopg2 ends the COPY on a failed read() and raises its own error.
+    _sealing_fails_and_leaves_nothing(engine, psycopg2.errors.QueryCanceled)
+    assert len(calls) == 3
+    monkeypatch.undo()
+    with engine.begin() as conn:  # nothing half-done is in the way
+        assert seals.seal_day(bound(conn), DAY1) == [DAY1]
+
+
+class _ReaderFails(Exception):
+    pass
+
+
+def test_a_reader_that_fails_midway_fails_the_seal_with_its_error(ledger_db, monkeypatch):
+    _, engine, _ = ledger_db
+    _day_of_transfers(engine, 300)
+    write = seals._Chain.write
+
+    def write_then_fail(self, row):
+        if self.count == 150:
+            raise _ReaderFails()
+        write(self, row)
+
+    monkeypatch.setattr(seals._Pipe, "CHUNK", 100)
+    monkeypatch.setattr(seals._Chain, "write", write_then_fail)
+    _sealing_fails_and_leaves_nothing(engine, _ReaderFails)

@@ -16,7 +16,8 @@ def at(day, hour, minute=0):
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC)
 
 
-def _accounts(conn) -> tuple[int, int]:
+def accounts(conn) -> tuple[int, int]:
+    """The two accounts every transfer here moves money between: (debit, credit)."""
     ids = conn.execute(
         text(
             "INSERT INTO ledger_accounts (code, currency) VALUES"
@@ -41,7 +42,7 @@ def transfer(conn, debit, credit, amount, created_at, kind="posted", pending_id=
 def populate(engine) -> dict:
     """Transfers on DAY1 and DAY3 (none on DAY2), one crossing midnight out of id order."""
     with engine.begin() as conn:
-        a, b = _accounts(conn)
+        a, b = accounts(conn)
         ids = {
             "d3_late": transfer(conn, a, b, 50, at(DAY3, 23, 59)),
             "d1_a": transfer(conn, a, b, 100, at(DAY1, 0, 0)),
@@ -85,4 +86,7 @@ def rewrite_history(admin, sql, until, **params):
         conn.execute(text(sql), params)
         conn.execute(text("DELETE FROM ledger_entry_hashes"))
         conn.execute(text("DELETE FROM ledger_seals"))
+    # Sealed once the rewrite is in: a sealing transaction reads the ledger as
+    # committed (shared/services/seals.py _chain_and_store).
+    with admin.begin() as conn:
         seals.seal_day(bound(conn), until)
