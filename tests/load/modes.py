@@ -102,22 +102,23 @@ def _backlog_state(run, ids: list[str]) -> tuple[float | None, int]:
     return (float(row.last) if row.last is not None else None), int(row.open)
 
 
-def _instant_e2e_ms(run, since: float, until: float) -> list[float]:
-    """e2e (ms) of the instant intents created in [since, until) that became final."""
+def _instant_e2e_ms(run, since: float, until: float) -> list[tuple[float, int]]:
+    """(e2e ms, authorization attempts) of the instant intents created in [since, until)
+    that became final."""
     from sqlalchemy import text
 
     with run.engine.connect() as c:
         return [
-            float(v)
-            for v in c.execute(
+            (float(ms), int(attempts))
+            for ms, attempts in c.execute(
                 text(
-                    "SELECT extract(epoch FROM finalized_at - created_at) * 1000"
+                    "SELECT extract(epoch FROM finalized_at - created_at) * 1000, auth_attempts"
                     " FROM payment_intents WHERE priority = 'instant'"
                     " AND created_at >= to_timestamp(:a) AND created_at < to_timestamp(:b)"
                     " AND finalized_at IS NOT NULL"
                 ),
                 {"a": since, "b": until},
-            ).scalars()
+            ).all()
         ]
 
 
@@ -137,11 +138,17 @@ def backlog(run) -> dict:
     ws, we = run.window
     drained_at = last if not unfinished else None
     instant = _instant_e2e_ms(run, ws, min(we, drained_at) if drained_at else we)
-    fig["half_load"] = {
-        k: half[k] for k in ("offered_rate", "accepted_per_s", "completed_per_s", "e2e_latency_ms")
-    }
+    keys = ("offered_rate", "accepted_per_s", "completed_per_s", "e2e_latency_ms")
+    fig["half_load"] = {k: half[k] for k in (*keys, "e2e_first_attempt_latency_ms")}
     fig["backlog"] = backlog_figures(
-        n, inserted_s, began, drained_at, unfinished, instant, half["e2e_latency_ms"]["instant"]
+        n,
+        inserted_s,
+        began,
+        drained_at,
+        unfinished,
+        instant,
+        half["e2e_latency_ms"]["instant"],
+        half["e2e_first_attempt_latency_ms"]["instant"],
     )
     fig["backlog"]["drained_before_window_end"] = bool(drained_at and drained_at < we)
     return fig
@@ -189,13 +196,21 @@ def backlog_figures(
     began: float,
     drained_at: float | None,
     unfinished: int,
-    instant_ms: list[float],
+    instant: list[tuple[float, int]],
     half_instant: dict | None,
+    half_instant_first_attempt: dict | None = None,
 ) -> dict:
-    """The ``backlog`` section: the drain, instant e2e while it lasted and at half load."""
+    """The ``backlog`` section: the drain, instant e2e while it lasted and at half load.
+
+    ``instant`` holds (e2e ms, authorization attempts) per intent; the
+    ``first_attempt`` figures leave out those retried after a transient
+    acquirer error (their e2e is the retry schedule's). The target is judged
+    on all of them.
+    """
     from tests.load.bench import percentiles
 
-    while_draining = percentiles(instant_ms)
+    while_draining = percentiles([ms for ms, _ in instant])
+    first_attempt = percentiles([ms for ms, attempts in instant if attempts <= 1])
     p99 = (while_draining or {}).get("p99")
     half_p99 = (half_instant or {}).get("p99")
     return {
@@ -205,8 +220,10 @@ def backlog_figures(
         "drained_in_s": round(drained_at - began, 1) if drained_at is not None else None,
         "unfinished_after_drain": unfinished,
         "instant_e2e_while_draining_ms": while_draining,
-        "instant_intents_while_draining": len(instant_ms),
+        "instant_e2e_first_attempt_while_draining_ms": first_attempt,
+        "instant_intents_while_draining": len(instant),
         "instant_e2e_half_load_ms": half_instant,
+        "instant_e2e_first_attempt_half_load_ms": half_instant_first_attempt,
         "target": {
             "instant_p99_while_draining_ms_max": TARGET_INSTANT_P99_BACKLOG_MS,
             "instant_p99_half_load_ms_max": TARGET_INSTANT_P99_HALF_MS,

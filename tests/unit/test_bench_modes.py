@@ -22,17 +22,26 @@ def _phase(completed: float, p99: float | None, shed: float = 0.0, answers=None)
 
 
 def test_backlog_figures_time_the_drain_and_take_instant_percentiles():
-    fig = backlog_figures(50_000, 12.34, 1000.0, 1250.56, 0, [100.0] * 99 + [900.0], None)
+    fig = backlog_figures(50_000, 12.34, 1000.0, 1250.56, 0, [(100.0, 0)] * 99 + [(900.0, 0)], None)
     assert fig["economy_intents"] == 50_000
     assert (fig["inserted_s"], fig["drained_in_s"]) == (12.3, 250.6)
     assert fig["instant_e2e_while_draining_ms"]["p99"] == 108.0
     assert fig["instant_intents_while_draining"] == 100
     # No half-load figure: the target cannot be called met.
     assert fig["target"]["met"] is False
-    met = backlog_figures(10, 1, 0, 5, 0, [200.0], {"p50": 50.0, "p95": 90.0, "p99": 240.0})
+    met = backlog_figures(10, 1, 0, 5, 0, [(200.0, 0)], {"p50": 50.0, "p95": 90.0, "p99": 240.0})
     assert met["target"]["met"] is True
-    slow_half = backlog_figures(10, 1, 0, 5, 0, [200.0], {"p99": 260.0})
+    slow_half = backlog_figures(10, 1, 0, 5, 0, [(200.0, 0)], {"p99": 260.0})
     assert slow_half["target"]["met"] is False
+
+
+def test_first_attempt_figures_leave_out_retried_intents_but_the_target_keeps_them():
+    retried = [(100.0, 0)] * 98 + [(1800.0, 2)] * 2
+    fig = backlog_figures(10, 1, 0, 5, 0, retried, {"p99": 240.0}, {"p99": 200.0})
+    assert fig["instant_e2e_first_attempt_while_draining_ms"]["p99"] == 100.0
+    assert fig["instant_e2e_while_draining_ms"]["p99"] > 1000
+    assert fig["instant_e2e_first_attempt_half_load_ms"] == {"p99": 200.0}
+    assert fig["target"]["met"] is False
 
 
 def test_an_undrained_backlog_has_no_drain_time():
