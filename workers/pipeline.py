@@ -57,15 +57,28 @@ def run_stages(self, uow, ids, names) -> StageResult:
 def run_fused(self, ids) -> StageResult:
     """This task's stage and the stages fused after it (shared/domain/fusion.py)."""
     run = fusion.chain(self.step, self.settings.fused_stages)
-    ahead = [name for name in run if name != fusion.AUTHORIZE]
-
-    def stages(uow, batch):
-        return run_stages(self, uow, batch, ahead)
-
+    ahead = tuple(name for name in run if name != fusion.AUTHORIZE)
     result = StageResult(advanced=list(ids))
-    if ahead:
-        then = fusion.then(self.step, self.then, self.settings.fused_stages)
-        result = run_isolated(self._new_uow, stages, ids, then)
+    units = fusion.units(ahead)
+    for n, unit in enumerate(units):
+        last = n == len(units) - 1
+        then = fusion.then(self.step, self.then, self.settings.fused_stages) if last else None
+
+        def stages(uow, batch, _unit=unit):
+            return run_stages(self, uow, batch, _unit)
+
+        try:
+            one = run_isolated(self._new_uow, stages, result.advanced, then)
+        except Exception as exc:
+            if not n or not is_transient(exc):
+                raise
+            # The units before committed: retry from this unit's first stage, in this lane.
+            self.put_back(result.advanced, exc, step=fusion.in_lane(self.step, unit[0]))
+            return result
+        one.failed = result.failed + one.failed
+        result = one
+        if not result.advanced:
+            break
     if run[-1] != fusion.AUTHORIZE or not result.advanced:
         return result
     authorize_step = fusion.in_lane(self.step, fusion.AUTHORIZE)

@@ -7,6 +7,13 @@ after the other in one task saves the messages and batches between them, and
 limits, fraud and fees share one unit of work (one claim, one commit); the
 intent never waits in the queues between them.
 
+Limits commits on its own, all the same, before fraud and fees run in a
+second unit of work: its limit counters are the hottest rows there are (every
+batch of a merchant takes the merchant's), and a transaction holds its row
+locks until it commits. Sharing the unit with fraud and fees held them while
+fraud's velocity queries ran, so the instant lane's batches queued behind a
+big economy batch's whole scoring (``units`` below; measured in the README).
+
 ``FUSED_STAGES`` names the run of stages to fuse (default
 ``limits,fraud,fees,authorize``; ``none`` gives each stage its own task,
 message and transaction again, so that each can have a pool of its own).
@@ -69,6 +76,18 @@ def then(step: str, default: str | None, fused: tuple[str, ...]) -> str | None:
     if run[-1] == AUTHORIZE:
         return None  # authorize hands its intents on itself (settlement, retries)
     return in_lane(step, PIPELINE[PIPELINE.index(run[-1]) + 1])
+
+
+def units(stages: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """The units of work (transactions) a fused run's stages before authorize take, in order.
+
+    Limits is a unit of its own (it holds the limit counters until commit); the
+    stages after it share one.
+    """
+    stages = tuple(stages)
+    if len(stages) > 1 and stages[0] == "limits":
+        return (("limits",), stages[1:])
+    return (stages,) if stages else ()
 
 
 def in_lane(step: str, name: str) -> str:

@@ -108,8 +108,10 @@ def test_a_transient_error_in_fused_authorize_retries_only_authorize_in_its_lane
     import workers.pipeline as pipeline
     from shared.services.stages.common import StageResult
 
-    def committed(new_uow, body, ids, then):
-        return StageResult(advanced=["pi_2"], failed=["pi_1"])
+    def committed(new_uow, body, ids, then):  # each unit fails pi_1, advances the rest
+        return StageResult(
+            advanced=[i for i in ids if i != "pi_1"], failed=[i for i in ids if i == "pi_1"]
+        )
 
     def broken(*args, **kwargs):
         raise psycopg2.OperationalError("server closed the connection unexpectedly")
@@ -118,5 +120,50 @@ def test_a_transient_error_in_fused_authorize_retries_only_authorize_in_its_lane
     monkeypatch.setattr(pipeline.authorization, "authorize_batch", broken)
     task = _Task(step, DEFAULT)
     result = pipeline.run_fused(task, ["pi_1", "pi_2"])
+    assert task.put == [(["pi_2"], "OperationalError", lane)]
+    assert result.failed == ["pi_1"]
+
+
+def test_limits_is_a_unit_of_work_of_its_own_and_the_stages_after_it_share_one():
+    assert fusion.units(("limits", "fraud", "fees")) == (("limits",), ("fraud", "fees"))
+    assert fusion.units(("limits", "fraud")) == (("limits",), ("fraud",))
+    assert fusion.units(("fraud", "fees")) == (("fraud", "fees"),)
+    assert fusion.units(("limits",)) == (("limits",),)
+    assert fusion.units(()) == ()
+
+
+@pytest.mark.parametrize("step, lane", [("limits", "fraud"), ("limits_instant", "fraud_instant")])
+def test_limits_commits_before_fraud_and_a_transient_error_after_it_retries_from_fraud(
+    monkeypatch, step, lane
+):
+    """Limits' counters are released at its own commit; if fraud and fees then fail
+    transiently, the ids go back on fraud (limits would find nothing left to do)."""
+    import psycopg2
+
+    import workers.pipeline as pipeline
+    from shared.services.stages.common import StageResult
+
+    units, ran = [], []
+
+    def body_of(name):
+        def body(task, uow, ids):
+            ran.append(name)
+            return StageResult(advanced=ids)
+
+        return body
+
+    def one_unit(new_uow, body, ids, then):
+        ran.clear()
+        body(None, ids)
+        units.append((tuple(ran), list(ids), then))
+        if len(units) == 2:
+            raise psycopg2.OperationalError("server closed the connection unexpectedly")
+        return StageResult(advanced=["pi_2"], failed=["pi_1"])
+
+    monkeypatch.setattr(pipeline, "BODIES", {n: body_of(n) for n in ("limits", "fraud", "fees")})
+    monkeypatch.setattr(pipeline, "run_isolated", one_unit)
+    task = _Task(step, DEFAULT)
+    result = pipeline.run_fused(task, ["pi_1", "pi_2"])
+    assert units == [(("limits",), ["pi_1", "pi_2"], None), (("fraud", "fees"), ["pi_2"], None)]
     assert task.put == [(["pi_2"], "OperationalError", lane)]
     assert result.failed == ["pi_1"]
