@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # publish(step, ids, countdown=None): sends ids to a step (workers.publish).
 Publish = Callable[..., None]
+# flush(uow, items): writes what write_last gathered under one key.
+Flush = Callable[["UnitOfWork", list], None]
 
 
 class UnitOfWork:
@@ -36,6 +38,7 @@ class UnitOfWork:
         self._committed = False
         self._enqueued: list[tuple[str, list[str], float | None]] = []
         self._hooks: list[Callable[[], None]] = []
+        self._last: list[tuple[str, object, Flush]] = []
 
     def __enter__(self) -> UnitOfWork:
         self.conn = self._engine.connect()
@@ -45,6 +48,7 @@ class UnitOfWork:
     def __exit__(self, exc_type, exc, tb) -> None:
         self._enqueued.clear()
         self._hooks.clear()
+        self._last.clear()
         try:
             if not self._committed and (self._tx.is_active or self.conn.invalidated):
                 self._tx.rollback()
@@ -68,6 +72,26 @@ class UnitOfWork:
         """Call ``fn()`` once this transaction commits; forget it on rollback."""
         self._hooks.append(fn)
 
+    def write_last(self, key: str, item, flush: Flush) -> None:
+        """Have ``flush(uow, items)`` write ``item`` as this transaction's last statements.
+
+        For the hottest rows (ledger balances every batch updates): a row lock is
+        held until commit, so rows written just before it are locked for the
+        commit alone. The items of one key are flushed together, in one call, in
+        the order they came; a savepoint rolled back drops its own, a rollback
+        all of them. Nothing in the transaction may read those rows back before
+        commit: they are not written yet.
+        """
+        self._last.append((key, item, flush))
+
+    def _write_last(self) -> None:
+        groups: dict[str, tuple[Flush, list]] = {}
+        for key, item, flush in self._last:
+            groups.setdefault(key, (flush, []))[1].append(item)
+        self._last = []
+        for flush, items in groups.values():
+            flush(self, items)
+
     def publish_now(self, step: str, ids) -> None:
         """Send ``ids`` now, inside the transaction: a failed publish raises and rolls back.
 
@@ -83,16 +107,17 @@ class UnitOfWork:
         Work enqueued and hooks registered inside are dropped with it.
         """
         nested = self.conn.begin_nested()
-        marks = len(self._enqueued), len(self._hooks)
+        marks = len(self._enqueued), len(self._hooks), len(self._last)
         try:
             yield self
         except BaseException:
             nested.rollback()
-            del self._enqueued[marks[0] :], self._hooks[marks[1] :]
+            del self._enqueued[marks[0] :], self._hooks[marks[1] :], self._last[marks[2] :]
             raise
         nested.commit()
 
     def commit(self) -> None:
+        self._write_last()
         self._tx.commit()
         self._committed = True
         enqueued, self._enqueued = self._enqueued, []

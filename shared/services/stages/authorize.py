@@ -46,7 +46,11 @@ def place_holds(uow: UnitOfWork, ids, hold_ttl_s: int) -> StageResult:
             for r in fresh
         },
     )
-    balances = ledger.lock_balances(uow, [a for a in payers.values() if a is not None])
+    # Only wallets may not be overdrawn: card clearing's balance decides nothing, and
+    # record() writes it last (its row lock is the hottest there is).
+    balances = ledger.lock_balances(
+        uow, [a for a in payers.values() if a is not None], guarded_only=True
+    )
     holdable, broke = [], []
     for r in fresh:
         account = payers[r.id]
