@@ -23,6 +23,13 @@ def _accounts(uow) -> tuple[int, int, int]:
     return tuple(ids[c] for c in codes)
 
 
+def _committed_accounts(engine) -> tuple[int, int, int]:
+    with UnitOfWork(engine) as uow:
+        ids = _accounts(uow)
+        uow.commit()
+    return ids
+
+
 def _posted(debit, credit, amount) -> L.Transfer:
     return L.Transfer(
         kind=L.POSTED, debit=debit, credit=credit, amount=amount, currency="USD", reason="capture"
@@ -63,9 +70,7 @@ def test_clearing_and_merchant_balances_are_written_at_commit_merged_and_locked_
     ledger_db,
 ):
     _, engine, _ = ledger_db
-    with UnitOfWork(engine) as uow:
-        clearing, merchant, _ = _accounts(uow)
-        uow.commit()
+    clearing, merchant, _ = _committed_accounts(engine)
     with UnitOfWork(engine) as uow:
         ledger.record(uow, [_posted(clearing, merchant, 100)])
         ledger.record(uow, [_posted(clearing, merchant, 25), _posted(clearing, merchant, 5)])
@@ -88,9 +93,7 @@ def test_clearing_and_merchant_balances_are_written_at_commit_merged_and_locked_
 
 def test_a_rolled_back_savepoint_drops_its_balance_changes_with_its_transfers(ledger_db):
     _, engine, _ = ledger_db
-    with UnitOfWork(engine) as uow:
-        clearing, merchant, _ = _accounts(uow)
-        uow.commit()
+    clearing, merchant, _ = _committed_accounts(engine)
     with UnitOfWork(engine) as uow:
         ledger.record(uow, [_posted(clearing, merchant, 7)])
         with pytest.raises(RuntimeError), uow.savepoint():
@@ -104,9 +107,7 @@ def test_a_rolled_back_savepoint_drops_its_balance_changes_with_its_transfers(le
 
 def test_a_rollback_writes_no_balance_at_all(ledger_db):
     _, engine, _ = ledger_db
-    with UnitOfWork(engine) as uow:
-        clearing, merchant, _ = _accounts(uow)
-        uow.commit()
+    clearing, merchant, _ = _committed_accounts(engine)
     with UnitOfWork(engine) as uow:
         ledger.record(uow, [_posted(clearing, merchant, 9)])
     assert _balances(engine, clearing, merchant) == [(0, 0), (0, 0)]
